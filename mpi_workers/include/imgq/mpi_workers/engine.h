@@ -1,0 +1,78 @@
+// The MPI engine: runs a pipeline on one image with every rank of a group.
+//
+// Rank 0, the leader, holds the image. For each stage (strip_plan.h) it
+// scatters row strips with their halo rows (MPI_Scatterv), every rank runs the
+// stage's ops on its strip, global ops meet in a collective (a histogram
+// MPI_Allreduce for equalize_hist, a link pass on the leader for canny), and
+// the leader gathers the strips' own rows (MPI_Gatherv). The result equals
+// apply_pipeline() on the whole image byte for byte, for any number of ranks.
+//
+// Use: the leader calls run() once per image and shutdown() at the end; every
+// other rank calls serve(), which takes part in each run() until shutdown().
+// An error on any rank fails that image on all of them; nobody is left
+// waiting. Not thread-safe: one thread per rank calls it (MPI_THREAD_FUNNELED).
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include <mpi.h>
+#include <opencv2/core.hpp>
+
+#include "imgq/common/status.h"
+#include "imgq/mpi_workers/ops.h"
+#include "imgq/mpi_workers/strip_plan.h"
+
+namespace imgq::workers {
+
+// Where a run spent its time, as the leader saw it.
+struct RunStats {
+  double scatter_seconds = 0;
+  double compute_seconds = 0;  // the leader's own strip work plus leader-only ops
+  double gather_seconds = 0;
+  std::vector<double> rank_compute_seconds;  // per rank, summed over stages
+  int stages = 0;
+};
+
+// Called on the leader after each stage with (stages done, stages in all).
+using StageCallback = std::function<void(int done, int total)>;
+
+class Engine {
+ public:
+  // Works on a duplicate of `comm`, so it never mixes with other traffic.
+  explicit Engine(MPI_Comm comm);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool is_leader() const { return rank_ == 0; }
+
+  // Leader only. Checks the pipeline against the image before any rank works.
+  Result<cv::Mat> run(const Pipeline& pipeline, const cv::Mat& image,
+                      const StageCallback& on_stage = {}, RunStats* stats = nullptr);
+
+  // Followers only: serves run() calls until the leader's shutdown().
+  void serve();
+
+  // Leader only: releases the followers. Idempotent; the destructor calls it.
+  void shutdown();
+
+ private:
+  Result<cv::Mat> execute(const Pipeline& pipeline, ImageInfo info, cv::Mat image,
+                          const StageCallback& on_stage, RunStats* stats);
+  Result<cv::Mat> run_strip_stage(const Pipeline& pipeline, const Stage& stage,
+                                  const std::vector<ImageInfo>& infos, const cv::Mat& current,
+                                  RunStats* stats);
+  // Collective: OK when `local` is OK on every rank, else the first failing
+  // rank's status, on every rank.
+  Status agree(const Status& local);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  bool shut_down_ = false;
+};
+
+}  // namespace imgq::workers

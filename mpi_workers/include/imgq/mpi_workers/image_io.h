@@ -1,0 +1,43 @@
+// Reading, decoding, encoding and writing images, with errors that name the
+// file and say what was wrong. Images are decoded as they are
+// (cv::IMREAD_UNCHANGED): 8- or 16-bit, 1, 3 or 4 channels.
+//
+// Encoding refuses what a format cannot store instead of letting OpenCV
+// convert silently (OpenCV writes 16-bit data to JPEG by saturating it to
+// 8 bits, and drops alpha for JPEG and BMP). Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "imgq/common/status.h"
+
+namespace imgq::workers {
+
+// Output formats imgq writes: png, jpg, jpeg, tif, tiff, bmp, webp, ppm, pgm, pnm.
+bool is_output_format(std::string_view format);
+std::string output_formats_text();
+
+// Extensions (lower case, no dot) that imgq reads when scanning a folder.
+bool is_image_extension(std::string_view extension);
+
+Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path);
+
+// Decodes encoded image bytes; InvalidImage for empty, unrecognised or
+// corrupt data, Unsupported for pixel kinds imgq does not process.
+Result<cv::Mat> decode_image(std::span<const uint8_t> bytes);
+
+// Encodes `image` as `format` (an output format, case-insensitive).
+Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view format);
+
+// Writes `bytes` to `path` through a temporary file and a rename, creating
+// parent folders, so a reader never sees half a file.
+Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes);
+
+}  // namespace imgq::workers

@@ -1,0 +1,45 @@
+// Planning how an image is cut into row strips for the ranks of a group, and
+// how a pipeline is cut into stages that each run on strips (or on the leader).
+//
+// Pure functions of sizes and ops: no MPI, no pixels. Every rank computes the
+// same plan from the same inputs, so only the leader's image travels.
+#pragma once
+
+#include <vector>
+
+#include "imgq/mpi_workers/ops.h"
+
+namespace imgq::workers {
+
+// Rows [begin, end) are the rank's own; [buf_begin, buf_end) is what it
+// receives: its rows plus up to `halo` rows each side, clipped to the image.
+struct Strip {
+  int begin = 0;
+  int end = 0;
+  int buf_begin = 0;
+  int buf_end = 0;
+
+  int rows() const { return end - begin; }
+  int buf_rows() const { return buf_end - buf_begin; }
+  bool operator==(const Strip&) const = default;
+};
+
+// Cuts `rows` rows into `parts` contiguous strips in order, balanced: sizes
+// differ by at most one, the first `rows % parts` strips taking one more. No
+// row is dropped; with fewer rows than parts, the last strips are empty.
+std::vector<Strip> plan_strips(int rows, int parts, int halo);
+
+// A run of ops executed one way. A strip stage runs its local ops on every
+// rank's strip and may end with one global op (equalize_hist or canny); a
+// leader stage runs one geometry op (resize, rotate, flip v) on the leader.
+struct Stage {
+  bool on_leader = false;
+  int first_op = 0;  // index into the pipeline
+  int end_op = 0;    // one past the last op of the stage
+  Distribution finish = Distribution::kLocal;  // kEqualizeHist or kCanny: the last op is global
+  int halo = 0;      // rows each strip needs each side for the whole stage
+};
+
+std::vector<Stage> plan_stages(const Pipeline& pipeline);
+
+}  // namespace imgq::workers

@@ -1,0 +1,95 @@
+// imgq-worker: one MPI worker group. Every rank runs this; rank 0 leads.
+//   mpiexec -n N imgq-worker --input FILE_OR_DIR... --op SPEC... --out DIR [--format EXT]
+//   imgq-worker --list-ops
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <mpi.h>
+#include <spdlog/spdlog.h>
+
+#include "imgq/common/logging.h"
+#include "imgq/mpi_workers/engine.h"
+#include "imgq/mpi_workers/image_io.h"
+#include "imgq/mpi_workers/standalone.h"
+#include "imgq/schemas/op_catalog.h"
+
+namespace {
+
+struct Options {
+  std::vector<std::string> inputs;
+  std::vector<std::string> ops;
+  std::string out_dir;
+  std::string format;
+  std::string log_level = "info";
+  bool list_ops = false;
+};
+
+// Every rank parses the same command line and so reaches the same verdict;
+// only rank 0 speaks. Returns -1 to go on, else the exit status.
+int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipeline& pipeline) {
+  CLI::App app{"imgq-worker: an MPI worker group of imgq (run it under mpiexec; rank 0 leads)"};
+  app.add_option("--input,-i", o.inputs, "image files or folders (folders are walked recursively)");
+  app.add_option("--op", o.ops, "an op as name[:key=value,...]; repeat for a pipeline (see --list-ops)");
+  app.add_option("--out,-o", o.out_dir, "folder for the results");
+  app.add_option("--format", o.format, "output format: " + imgq::workers::output_formats_text() +
+                                           " (default: the input's own)");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off");
+  app.add_flag("--list-ops", o.list_ops, "print the ops, their parameters and defaults, and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (!leader) return e.get_exit_code() == 0 ? 0 : 2;
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  auto usage_error = [&](const std::string& message) {
+    if (leader) std::cerr << "imgq-worker: error: " << message << "\n";
+    return 2;
+  };
+  if (o.list_ops) {
+    if (leader) std::cout << imgq::schemas::format_op_table();
+    return 0;
+  }
+  if (o.inputs.empty()) return usage_error("nothing to do: give --input FILE_OR_DIR... (see --help)");
+  if (o.out_dir.empty()) return usage_error("--out DIR is required with --input");
+  if (!o.format.empty() && !imgq::workers::is_output_format(o.format)) {
+    return usage_error("--format " + o.format + " is not one of " + imgq::workers::output_formats_text());
+  }
+  auto parsed = imgq::schemas::parse_pipeline(o.ops);
+  if (!parsed.ok()) return usage_error(parsed.status().message());
+  pipeline = std::move(parsed).value();
+  return -1;
+}
+
+int run(int argc, char** argv) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  Options options;
+  imgq::schemas::Pipeline pipeline;
+  if (int code = parse(argc, argv, rank == 0, options, pipeline); code >= 0) return code;
+  imgq::init_logging("worker." + std::to_string(rank), options.log_level);
+
+  imgq::workers::Engine engine(MPI_COMM_WORLD);
+  if (!engine.is_leader()) {
+    engine.serve();
+    return 0;
+  }
+  const auto items = imgq::workers::plan_batch(options.inputs, options.out_dir, options.format);
+  const auto summary = imgq::workers::run_batch(engine, pipeline, items, std::cerr);
+  spdlog::info("{} image(s): {} succeeded, {} failed; {:.1f} megapixels in {:.2f} s on {} rank(s)",
+               items.size(), summary.succeeded, summary.failed, summary.megapixels,
+               summary.seconds, engine.size());
+  return summary.failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  int code = run(argc, argv);
+  // Every rank leaves with the leader's verdict, so mpiexec reports it as is.
+  MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return code;
+}

@@ -1,0 +1,285 @@
+#include "imgq/mpi_workers/engine.h"
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+#include <opencv2/core/utility.hpp>
+
+#include "imgq/mpi_workers/split_ops.h"
+#include "imgq/mpi_workers/strip_plan.h"
+
+namespace imgq::workers {
+namespace {
+
+enum Command : int32_t { kRunJob = 1, kShutdown = 2 };
+
+// What the leader broadcasts before each job. Followers work out everything
+// else (types after each op, stage and strip plans) from it, the same way.
+struct JobHeader {
+  int32_t command = kShutdown;
+  int32_t rows = 0;
+  int32_t cols = 0;
+  int32_t type = 0;
+  int64_t spec_bytes = 0;
+};
+
+// One image row as an MPI datatype: counts are in rows, so images of more
+// than 2^31 bytes still fit MPI's int counts.
+class RowType {
+ public:
+  RowType(int cols, int type) {
+    const size_t bytes = static_cast<size_t>(cols) * CV_ELEM_SIZE(type);
+    MPI_Type_contiguous(static_cast<int>(bytes), MPI_BYTE, &type_);
+    MPI_Type_commit(&type_);
+  }
+  ~RowType() { MPI_Type_free(&type_); }
+  RowType(const RowType&) = delete;
+  RowType& operator=(const RowType&) = delete;
+  MPI_Datatype get() const { return type_; }
+
+ private:
+  MPI_Datatype type_ = MPI_DATATYPE_NULL;
+};
+
+std::string join_specs(const Pipeline& pipeline) {
+  std::string out;
+  for (const std::string& spec : schemas::pipeline_to_specs(pipeline)) out += spec + '\n';
+  return out;
+}
+
+std::vector<std::string> split_specs(const std::string& text) {
+  std::vector<std::string> specs;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) specs.push_back(line);
+  }
+  return specs;
+}
+
+// Converts what OpenCV and the allocator throw into a Status.
+template <typename F>
+Status guarded(F&& f) {
+  try {
+    return f();
+  } catch (const cv::Exception& e) {
+    return Status::Internal(std::string("OpenCV failed: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("out of memory");
+  }
+}
+
+// The image's kind before each op: infos[k] is the input of op k and
+// infos[pipeline.size()] the result.
+Result<std::vector<ImageInfo>> infos_along(const Pipeline& pipeline, const ImageInfo& input) {
+  std::vector<ImageInfo> infos{input};
+  for (size_t i = 0; i < pipeline.size(); ++i) {
+    auto next = check_op(pipeline[i], infos.back());
+    if (!next.ok()) return next.status().WithContext("op " + std::to_string(i + 1));
+    infos.push_back(*next);
+  }
+  return infos;
+}
+
+}  // namespace
+
+Engine::Engine(MPI_Comm comm) {
+  MPI_Comm_dup(comm, &comm_);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  // The ranks are the parallelism; OpenCV's own threads would oversubscribe.
+  cv::setNumThreads(1);
+}
+
+Engine::~Engine() {
+  if (is_leader()) shutdown();
+  MPI_Comm_free(&comm_);
+}
+
+void Engine::shutdown() {
+  if (!is_leader() || shut_down_) return;
+  JobHeader header;
+  header.command = kShutdown;
+  MPI_Bcast(&header, sizeof header, MPI_BYTE, 0, comm_);
+  shut_down_ = true;
+}
+
+Status Engine::agree(const Status& local) {
+  int mine = local.ok() ? size_ : rank_;
+  int first = size_;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_);
+  if (first == size_) return Status::Ok();
+  // The first failing rank tells everyone what went wrong.
+  int code = static_cast<int>(local.code());
+  std::string message = local.message();
+  int length = static_cast<int>(message.size());
+  MPI_Bcast(&code, 1, MPI_INT, first, comm_);
+  MPI_Bcast(&length, 1, MPI_INT, first, comm_);
+  message.resize(static_cast<size_t>(length));
+  MPI_Bcast(message.data(), length, MPI_CHAR, first, comm_);
+  Status status(static_cast<StatusCode>(code), message);
+  return first == 0 ? status : status.WithContext("rank " + std::to_string(first));
+}
+
+Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
+                            const StageCallback& on_stage, RunStats* stats) {
+  if (!is_leader() || shut_down_) return Status::Internal("Engine::run called off the leader");
+  const ImageInfo info = ImageInfo::of(image);
+  IMGQ_RETURN_IF_ERROR(check_pipeline(pipeline, info).status());
+
+  std::string specs = join_specs(pipeline);
+  JobHeader header{kRunJob, info.rows, info.cols, info.type(), static_cast<int64_t>(specs.size())};
+  MPI_Bcast(&header, sizeof header, MPI_BYTE, 0, comm_);
+  MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
+  IMGQ_RETURN_IF_ERROR(agree(Status::Ok()));  // every follower parsed the pipeline
+
+  const cv::Mat input = image.isContinuous() ? image : image.clone();
+  if (stats != nullptr) *stats = RunStats{.rank_compute_seconds = std::vector<double>(size_, 0.0)};
+  return execute(pipeline, info, input, on_stage, stats);
+}
+
+void Engine::serve() {
+  while (!is_leader()) {
+    JobHeader header;
+    MPI_Bcast(&header, sizeof header, MPI_BYTE, 0, comm_);
+    if (header.command != kRunJob) return;
+    std::string specs(static_cast<size_t>(header.spec_bytes), '\0');
+    MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
+    auto pipeline = schemas::parse_pipeline(split_specs(specs));
+    if (!agree(pipeline.status()).ok()) continue;
+    const ImageInfo info{header.rows, header.cols, CV_MAT_DEPTH(header.type),
+                         CV_MAT_CN(header.type)};
+    (void)execute(*pipeline, info, cv::Mat(), {}, nullptr);
+  }
+}
+
+Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Mat current,
+                                const StageCallback& on_stage, RunStats* stats) {
+  auto infos = infos_along(pipeline, info);
+  IMGQ_RETURN_IF_ERROR(agree(infos.status()));
+
+  const std::vector<Stage> stages = plan_stages(pipeline);
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const Stage& stage = stages[s];
+    if (stage.on_leader) {
+      Status status;
+      if (is_leader()) {
+        const double t0 = MPI_Wtime();
+        auto next = apply_op(pipeline[static_cast<size_t>(stage.first_op)], current);
+        if (next.ok()) current = std::move(next).value();
+        status = next.status();
+        if (stats != nullptr) stats->compute_seconds += MPI_Wtime() - t0;
+      }
+      IMGQ_RETURN_IF_ERROR(agree(status));
+    } else {
+      IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats));
+    }
+    if (stats != nullptr) stats->stages = static_cast<int>(s + 1);
+    if (on_stage && is_leader()) on_stage(static_cast<int>(s + 1), static_cast<int>(stages.size()));
+  }
+  if (!is_leader()) return cv::Mat();
+  return stages.empty() ? current.clone() : current;
+}
+
+Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& stage,
+                                        const std::vector<ImageInfo>& infos,
+                                        const cv::Mat& current, RunStats* stats) {
+  const ImageInfo& in = infos[static_cast<size_t>(stage.first_op)];
+  const ImageInfo& out = infos[static_cast<size_t>(stage.end_op)];
+  const std::vector<Strip> strips = plan_strips(in.rows, size_, stage.halo);
+  const Strip& mine = strips[static_cast<size_t>(rank_)];
+  std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
+
+  // Scatter: each rank gets its rows and their halo. Halos overlap, so some
+  // root rows are sent to two ranks; MPICH's Scatterv sends each rank its
+  // range independently, and the tests check the result at every boundary.
+  const double t0 = MPI_Wtime();
+  const RowType in_row(in.cols, in.type());
+  for (size_t i = 0; i < strips.size(); ++i) {
+    counts[i] = strips[i].buf_rows();
+    displs[i] = strips[i].buf_begin;
+  }
+  cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
+  MPI_Scatterv(is_leader() ? current.data : nullptr, counts.data(), displs.data(), in_row.get(),
+               buffer.data, mine.buf_rows(), in_row.get(), 0, comm_);
+  const double t1 = MPI_Wtime();
+
+  // Compute: the local ops on the whole buffer (a fresh Mat, never a
+  // submatrix), then this strip's part of the stage's global op.
+  cv::Mat own;
+  EqualizeStrip equalize;
+  const int last_local = stage.finish == Distribution::kLocal ? stage.end_op : stage.end_op - 1;
+  Status status = guarded([&]() -> Status {
+    if (mine.rows() == 0) {
+      own = cv::Mat(0, out.cols, out.type());
+      return Status::Ok();
+    }
+    for (int k = stage.first_op; k < last_local; ++k) {
+      IMGQ_ASSIGN_OR_RETURN(buffer, apply_op(pipeline[static_cast<size_t>(k)], buffer));
+    }
+    const cv::Range own_rows(mine.begin - mine.buf_begin, mine.end - mine.buf_begin);
+    switch (stage.finish) {
+      case Distribution::kEqualizeHist:
+        equalize = equalize_prepare(buffer.rowRange(own_rows));
+        break;
+      case Distribution::kCanny:
+        own = canny_classify(buffer, pipeline[static_cast<size_t>(last_local)])
+                  .rowRange(own_rows)
+                  .clone();
+        canny_link(own);
+        break;
+      default:
+        own = buffer.rowRange(own_rows);
+        break;
+    }
+    return Status::Ok();
+  });
+  IMGQ_RETURN_IF_ERROR(agree(status));
+
+  if (stage.finish == Distribution::kEqualizeHist) {
+    const Histogram local = mine.rows() > 0 ? equalize_histogram(equalize) : Histogram{};
+    Histogram whole{};
+    MPI_Allreduce(local.data(), whole.data(), 256, MPI_INT64_T, MPI_SUM, comm_);
+    if (mine.rows() > 0) {
+      status = guarded([&]() -> Status {
+        own = equalize_finish(equalize, whole);
+        return Status::Ok();
+      });
+    }
+    IMGQ_RETURN_IF_ERROR(agree(status));
+  }
+  const double t2 = MPI_Wtime();
+
+  // Gather the strips' own rows into the leader's result.
+  const RowType out_row(out.cols, out.type());
+  for (size_t i = 0; i < strips.size(); ++i) {
+    counts[i] = strips[i].rows();
+    displs[i] = strips[i].begin;
+  }
+  if (!own.isContinuous()) own = own.clone();
+  cv::Mat result;
+  if (is_leader()) result.create(out.rows, out.cols, out.type());
+  MPI_Gatherv(own.data, mine.rows(), out_row.get(), result.data, counts.data(), displs.data(),
+              out_row.get(), 0, comm_);
+  const double t3 = MPI_Wtime();
+
+  if (is_leader() && stage.finish == Distribution::kCanny) {
+    std::vector<int> boundaries;
+    for (size_t i = 1; i < strips.size(); ++i) boundaries.push_back(strips[i].begin);
+    canny_link_across(result, boundaries);
+    canny_finish(result);
+  }
+
+  double compute = t2 - t1;
+  std::vector<double> per_rank(is_leader() ? strips.size() : 0);
+  MPI_Gather(&compute, 1, MPI_DOUBLE, per_rank.data(), 1, MPI_DOUBLE, 0, comm_);
+  if (stats != nullptr) {
+    stats->scatter_seconds += t1 - t0;
+    stats->compute_seconds += compute + (MPI_Wtime() - t3);
+    stats->gather_seconds += t3 - t2;
+    for (size_t i = 0; i < per_rank.size(); ++i) stats->rank_compute_seconds[i] += per_rank[i];
+  }
+  return result;
+}
+
+}  // namespace imgq::workers

@@ -1,0 +1,155 @@
+#include "imgq/mpi_workers/image_io.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <system_error>
+
+#include <unistd.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "imgq/mpi_workers/ops.h"
+
+namespace imgq::workers {
+namespace {
+
+struct FormatCaps {
+  std::string_view name;
+  bool sixteen_bit;
+  std::vector<int> channels;
+  std::string_view advice;  // what to do when the image does not fit
+};
+
+// What each output format stores without loss of depth or channels, as
+// measured against OpenCV 4.6's encoders.
+const std::vector<FormatCaps>& formats() {
+  static const std::vector<FormatCaps> caps = {
+      {"png", true, {1, 3, 4}, ""},
+      {"tif", true, {1, 3, 4}, ""},
+      {"tiff", true, {1, 3, 4}, ""},
+      {"jpg", false, {1, 3}, "use png or tif, or add --op to_8bit / --op grayscale"},
+      {"jpeg", false, {1, 3}, "use png or tif, or add --op to_8bit / --op grayscale"},
+      {"bmp", false, {1, 3}, "use png or tif, or add --op to_8bit"},
+      {"webp", false, {1, 3, 4}, "use png or tif, or add --op to_8bit"},
+      {"ppm", true, {3}, "ppm stores 3 channels: use pgm for 1 channel, png for 4"},
+      {"pgm", true, {1}, "pgm stores 1 channel: use ppm for 3 channels, or add --op grayscale"},
+      {"pnm", true, {1, 3}, "use png for 4 channels"},
+  };
+  return caps;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+const FormatCaps* find_format(std::string_view format) {
+  const std::string name = lower(format);
+  for (const FormatCaps& f : formats()) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool is_output_format(std::string_view format) { return find_format(format) != nullptr; }
+
+std::string output_formats_text() {
+  std::string out;
+  for (const FormatCaps& f : formats()) out += (out.empty() ? "" : ", ") + std::string(f.name);
+  return out;
+}
+
+bool is_image_extension(std::string_view extension) {
+  static const std::vector<std::string_view> known = {
+      "png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "dib", "webp", "ppm",
+      "pgm", "pbm", "pnm",  "jp2", "sr",  "ras",  "exr", "hdr", "pic", "pfm"};
+  const std::string ext = lower(extension);
+  return std::find(known.begin(), known.end(), ext) != known.end();
+}
+
+Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return Status::IoError("is a folder, not a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return std::filesystem::exists(path, ec) ? Status::IoError("cannot open: " + std::string(std::strerror(errno)))
+                                             : Status::NotFound("no such file");
+  }
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return Status::IoError("read failed");
+  return bytes;
+}
+
+Result<cv::Mat> decode_image(std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return Status::InvalidImage("the file is empty (0 bytes)");
+  cv::Mat image;
+  try {
+    const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data()));
+    image = cv::imdecode(raw, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    return Status::InvalidImage(std::string("cannot decode: ") + e.err);
+  }
+  if (image.empty()) {
+    return Status::InvalidImage("not a recognised image format, or the image data is corrupt");
+  }
+  IMGQ_RETURN_IF_ERROR(check_image(ImageInfo::of(image)));
+  return image;
+}
+
+Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view format) {
+  const FormatCaps* caps = find_format(format);
+  if (caps == nullptr) {
+    return Status::InvalidArgument("cannot write format \"" + std::string(format) +
+                                   "\"; formats: " + output_formats_text());
+  }
+  const bool depth_ok = image.depth() == CV_8U || (caps->sixteen_bit && image.depth() == CV_16U);
+  const bool channels_ok = std::find(caps->channels.begin(), caps->channels.end(),
+                                     image.channels()) != caps->channels.end();
+  if (!depth_ok || !channels_ok) {
+    return Status::Unsupported(std::string(caps->name) + " cannot store a " +
+                               describe(ImageInfo::of(image)) + " result; " +
+                               std::string(caps->advice));
+  }
+  std::vector<uint8_t> bytes;
+  try {
+    if (!cv::imencode("." + lower(format), image, bytes)) {
+      return Status::Internal("OpenCV could not encode the result as " + std::string(format));
+    }
+  } catch (const cv::Exception& e) {
+    return Status::Internal("encoding as " + std::string(format) + " failed: " + e.err);
+  }
+  return bytes;
+}
+
+Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
+  std::error_code ec;
+  if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) return Status::IoError("cannot create folder " + path.parent_path().string() + ": " + ec.message());
+  }
+  std::filesystem::path tmp = path;
+  tmp += ".part" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return Status::IoError("cannot write " + tmp.string() + ": " + std::strerror(errno));
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!out.flush()) {
+      std::filesystem::remove(tmp, ec);
+      return Status::IoError("writing " + path.string() + " failed: " + std::strerror(errno));
+    }
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return Status::IoError("cannot move the result into place at " + path.string());
+  }
+  return Status::Ok();
+}
+
+}  // namespace imgq::workers

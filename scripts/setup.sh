@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what imgq needs on Debian 12 (bookworm), as root. Idempotent: a
+# package already installed is not fetched again, and apt-get update runs only
+# when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  libopencv-dev opencv-doc
+  mpich libmpich-dev
+  libzmq3-dev cppzmq-dev
+  libmsgpack-cxx-dev
+  prometheus-cpp-dev
+  googletest libgtest-dev libgmock-dev
+  libcli11-dev libspdlog-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}; run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
