@@ -32,7 +32,8 @@ function(imgq_add_test name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
   target_compile_definitions(${name} PRIVATE
     IMGQ_SAMPLE_DATA_DIR="/usr/share/doc/opencv-doc/examples/data"
-    IMGQ_BIN_DIR="${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
+    IMGQ_BIN_DIR="${CMAKE_RUNTIME_OUTPUT_DIRECTORY}"
+    IMGQ_MPIEXEC="${MPIEXEC_EXECUTABLE}")
   imgq_warnings(${name})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   if(ARG_MPI_RANKS)

@@ -1,0 +1,148 @@
+// The engine on N ranks (ctest runs this under mpiexec with N = 1, 2, 3, 4)
+// must equal apply_pipeline() on the whole image byte for byte; ops_test pins
+// apply_pipeline() to OpenCV's whole-image calls. Rank 0 runs the tests; the
+// other ranks serve its engine, as they do in imgq-worker.
+#include "imgq/mpi_workers/engine.h"
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include "common/test_images.h"
+
+namespace imgq::workers {
+namespace {
+
+using imgq::testing::SameImage;
+
+Engine* g_engine = nullptr;
+
+Pipeline pipeline(const std::vector<std::string>& specs) {
+  auto p = schemas::parse_pipeline(specs);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return p.ok() ? *p : Pipeline{};
+}
+
+// Runs `specs` on `image` both ways; a pipeline the image does not support
+// must fail the same way on both.
+void ExpectExact(const std::vector<std::string>& specs, const cv::Mat& image, const std::string& what) {
+  const Pipeline p = pipeline(specs);
+  auto expected = apply_pipeline(p, image);
+  auto actual = g_engine->run(p, image);
+  std::string label = what + " |";
+  for (const auto& s : specs) label += " " + s;
+  if (!expected.ok()) {
+    ASSERT_FALSE(actual.ok()) << label << " should fail: " << expected.status().ToString();
+    EXPECT_EQ(expected.status().ToString(), actual.status().ToString()) << label;
+    return;
+  }
+  ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
+  EXPECT_TRUE(SameImage(*expected, *actual)) << label << " on " << g_engine->size() << " ranks";
+}
+
+const std::vector<std::string>& single_ops() {
+  static const std::vector<std::string> ops = {
+      "identity", "grayscale", "invert", "threshold", "threshold:value=30000,max=1000",
+      "brightness_contrast:alpha=1.3,beta=-7", "to_8bit", "gaussian_blur", "blur",
+      "gaussian_blur:ksize=7,sigma=3", "box_blur", "box_blur:ksize=9", "median_blur:ksize=3",
+      "median_blur", "median_blur:ksize=11", "sharpen", "sobel", "sobel:ksize=1", "sobel:ksize=7",
+      "canny", "canny:low=50,high=150", "canny:low=20,high=80,aperture=5,l2=true",
+      "canny:low=500,high=2000,aperture=7", "erode", "erode:ksize=5,iterations=3", "dilate",
+      "dilation", "equalize_hist", "resize", "resize:width=17,height=9,interpolation=linear",
+      "rotate", "rotate:angle=180", "rotate:angle=270", "flip", "flip:axis=v", "flip:axis=both"};
+  return ops;
+}
+
+TEST(EngineExact, EveryOpOnEveryGeneratedImage) {
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    for (const std::string& op : single_ops()) ExpectExact({op}, image, name);
+  }
+}
+
+const std::vector<std::vector<std::string>>& pipelines() {
+  static const std::vector<std::vector<std::string>> list = {
+      {"to_8bit", "grayscale", "gaussian_blur:ksize=5", "canny:low=50,high=150"},
+      {"to_8bit", "gaussian_blur", "canny"},
+      {"gaussian_blur:ksize=3", "canny", "dilate", "gaussian_blur"},
+      {"to_8bit", "equalize_hist", "sharpen"},
+      {"to_8bit", "grayscale", "equalize_hist", "canny:low=30,high=90", "dilate:ksize=3"},
+      {"resize:scale=0.7", "median_blur", "flip:axis=v", "box_blur", "rotate", "erode:ksize=5"},
+      {"invert", "erosion", "flip", "threshold:value=100", "dilate:iterations=2"},
+      {"brightness_contrast:alpha=0.8,beta=10", "sobel:ksize=5", "gaussian_blur:ksize=9,sigma=2"},
+  };
+  return list;
+}
+
+TEST(EngineExact, PipelinesOnGeneratedImages) {
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    for (const auto& specs : pipelines()) ExpectExact(specs, image, name);
+  }
+}
+
+TEST(EngineExact, PipelinesOnPhotographs) {
+  const auto photos = imgq::testing::sample_photographs();
+  ASSERT_FALSE(photos.empty()) << "install opencv-doc (scripts/setup.sh) for the sample photographs";
+  for (const auto& [name, image] : photos) {
+    for (const auto& specs : pipelines()) ExpectExact(specs, image, name);
+    ExpectExact({"canny:low=10,high=400"}, image, name);
+  }
+}
+
+TEST(EngineExact, WeakEdgeWindingThroughEveryStrip) {
+  const cv::Mat snake = imgq::testing::make_image(240, 60, CV_8U, 1, imgq::testing::Pattern::kSnake);
+  ExpectExact({"canny:low=50,high=200"}, snake, "snake");
+  ExpectExact({"gaussian_blur:ksize=3", "canny:low=20,high=200"}, snake, "snake");
+}
+
+TEST(Engine, RefusesUnsupportedImagesAndStaysUsable) {
+  const cv::Mat deep = imgq::testing::make_image(20, 20, CV_16U, 3, imgq::testing::Pattern::kNoise);
+  auto refused = g_engine->run(pipeline({"canny"}), deep);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(refused.status().message().find("op 1: canny"), std::string::npos);
+  // The group is not left waiting: the next job runs.
+  ExpectExact({"to_8bit", "canny"}, deep, "after a refusal");
+}
+
+TEST(Engine, ReportsStagesAndPerRankTimes) {
+  const cv::Mat image = imgq::testing::make_image(64, 64, CV_8U, 3, imgq::testing::Pattern::kShapes);
+  std::vector<std::pair<int, int>> calls;
+  RunStats stats;
+  auto r = g_engine->run(pipeline({"gaussian_blur", "canny", "resize", "dilate"}), image,
+                         [&](int done, int total) { calls.emplace_back(done, total); }, &stats);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(calls, (std::vector<std::pair<int, int>>{{1, 3}, {2, 3}, {3, 3}}));
+  EXPECT_EQ(stats.stages, 3);
+  ASSERT_EQ(stats.rank_compute_seconds.size(), static_cast<size_t>(g_engine->size()));
+  for (double s : stats.rank_compute_seconds) EXPECT_GE(s, 0.0);
+}
+
+TEST(Engine, EmptyPipelineCopiesTheImage) {
+  const cv::Mat image = imgq::testing::make_image(5, 7, CV_16U, 4, imgq::testing::Pattern::kNoise);
+  auto r = g_engine->run({}, image);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(SameImage(image, *r));
+  EXPECT_NE(r->data, image.data);
+}
+
+}  // namespace
+}  // namespace imgq::workers
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  int code = 0;
+  {
+    imgq::workers::Engine engine(MPI_COMM_WORLD);
+    imgq::workers::g_engine = &engine;
+    if (engine.is_leader()) {
+      ::testing::InitGoogleTest(&argc, argv);
+      code = RUN_ALL_TESTS();
+      engine.shutdown();
+    } else {
+      engine.serve();
+    }
+  }
+  MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return code;
+}

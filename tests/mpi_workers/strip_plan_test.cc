@@ -1,0 +1,94 @@
+#include "imgq/mpi_workers/strip_plan.h"
+
+#include <gtest/gtest.h>
+
+namespace imgq::workers {
+namespace {
+
+TEST(PlanStrips, BalancedAndComplete) {
+  for (int rows : {1, 2, 3, 5, 7, 64, 101, 1000}) {
+    for (int parts : {1, 2, 3, 4, 7, 16}) {
+      for (int halo : {0, 1, 3, 50}) {
+        const auto strips = plan_strips(rows, parts, halo);
+        ASSERT_EQ(strips.size(), static_cast<size_t>(parts));
+        int next = 0, smallest = rows, largest = 0;
+        for (const Strip& s : strips) {
+          EXPECT_EQ(s.begin, next) << "strips are contiguous and in order";
+          next = s.end;
+          smallest = std::min(smallest, s.rows());
+          largest = std::max(largest, s.rows());
+          if (s.rows() > 0) {
+            EXPECT_EQ(s.buf_begin, std::max(0, s.begin - halo));
+            EXPECT_EQ(s.buf_end, std::min(rows, s.end + halo));
+          } else {
+            EXPECT_EQ(s.buf_rows(), 0);
+          }
+        }
+        EXPECT_EQ(next, rows) << "no row dropped";
+        EXPECT_LE(largest - smallest, 1) << rows << " rows over " << parts;
+      }
+    }
+  }
+}
+
+TEST(PlanStrips, RemainderGoesToTheFirstStrips) {
+  const auto s = plan_strips(10, 4, 0);
+  EXPECT_EQ(s[0], (Strip{0, 3, 0, 3}));
+  EXPECT_EQ(s[1], (Strip{3, 6, 3, 6}));
+  EXPECT_EQ(s[2], (Strip{6, 8, 6, 8}));
+  EXPECT_EQ(s[3], (Strip{8, 10, 8, 10}));
+}
+
+TEST(PlanStrips, HaloIsClippedToTheImage) {
+  const auto s = plan_strips(10, 2, 3);
+  EXPECT_EQ(s[0], (Strip{0, 5, 0, 8}));
+  EXPECT_EQ(s[1], (Strip{5, 10, 2, 10}));
+}
+
+TEST(PlanStrips, FewerRowsThanRanks) {
+  const auto s = plan_strips(3, 4, 2);
+  EXPECT_EQ(s[0], (Strip{0, 1, 0, 3}));
+  EXPECT_EQ(s[1], (Strip{1, 2, 0, 3}));
+  EXPECT_EQ(s[2], (Strip{2, 3, 0, 3}));
+  EXPECT_EQ(s[3], (Strip{3, 3, 3, 3}));
+}
+
+Pipeline pipeline(const std::vector<std::string>& specs) {
+  auto p = schemas::parse_pipeline(specs);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return *p;
+}
+
+TEST(PlanStages, LocalOpsShareOneStageAndAddTheirHalos) {
+  const auto s = plan_stages(pipeline({"grayscale", "gaussian_blur:ksize=5", "erode:ksize=3,iterations=2"}));
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_FALSE(s[0].on_leader);
+  EXPECT_EQ(s[0].first_op, 0);
+  EXPECT_EQ(s[0].end_op, 3);
+  EXPECT_EQ(s[0].halo, 2 + 2);
+  EXPECT_EQ(s[0].finish, Distribution::kLocal);
+}
+
+TEST(PlanStages, GlobalOpsCloseAStage) {
+  const auto s = plan_stages(
+      pipeline({"gaussian_blur", "canny", "dilate", "equalize_hist", "invert", "resize", "flip:axis=h"}));
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0].end_op, 2);
+  EXPECT_EQ(s[0].finish, Distribution::kCanny);
+  EXPECT_EQ(s[0].halo, 2 + 2);
+  EXPECT_EQ(s[1].first_op, 2);
+  EXPECT_EQ(s[1].end_op, 4);
+  EXPECT_EQ(s[1].finish, Distribution::kEqualizeHist);
+  EXPECT_EQ(s[1].halo, 1);
+  EXPECT_EQ(s[2].first_op, 4);
+  EXPECT_EQ(s[2].end_op, 5);
+  EXPECT_TRUE(s[3].on_leader);
+  EXPECT_EQ(s[3].first_op, 5);
+  EXPECT_EQ(s[4].first_op, 6);
+  EXPECT_FALSE(s[4].on_leader);
+}
+
+TEST(PlanStages, EmptyPipelineHasNoStages) { EXPECT_TRUE(plan_stages({}).empty()); }
+
+}  // namespace
+}  // namespace imgq::workers
