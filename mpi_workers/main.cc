@@ -31,7 +31,7 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
   app.add_option("--input,-i", o.inputs, "image files or folders (folders are walked recursively)");
   app.add_option("--op", o.ops, "an op as name[:key=value,...]; repeat for a pipeline (see --list-ops)");
   app.add_option("--out,-o", o.out_dir, "folder for the results");
-  app.add_option("--format", o.format, "output format: " + imgq::workers::output_formats_text() +
+  app.add_option("--format", o.format, "output format: " + imgq::output_formats_text() +
                                            " (default: the input's own)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off");
   app.add_flag("--list-ops", o.list_ops, "print the ops, their parameters and defaults, and exit");
@@ -52,8 +52,8 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
   }
   if (o.inputs.empty()) return usage_error("nothing to do: give --input FILE_OR_DIR... (see --help)");
   if (o.out_dir.empty()) return usage_error("--out DIR is required with --input");
-  if (!o.format.empty() && !imgq::workers::is_output_format(o.format)) {
-    return usage_error("--format " + o.format + " is not one of " + imgq::workers::output_formats_text());
+  if (!o.format.empty() && !imgq::is_output_format(o.format)) {
+    return usage_error("--format " + o.format + " is not one of " + imgq::output_formats_text());
   }
   auto parsed = imgq::schemas::parse_pipeline(o.ops);
   if (!parsed.ok()) return usage_error(parsed.status().message());
@@ -74,7 +74,7 @@ int run(int argc, char** argv) {
     engine.serve();
     return 0;
   }
-  const auto items = imgq::workers::plan_batch(options.inputs, options.out_dir, options.format);
+  const auto items = imgq::plan_batch(options.inputs, options.out_dir, options.format);
   const auto summary = imgq::workers::run_batch(engine, pipeline, items, std::cerr);
   spdlog::info("{} image(s): {} succeeded, {} failed; {:.1f} megapixels in {:.2f} s on {} rank(s)",
                items.size(), summary.succeeded, summary.failed, summary.megapixels,

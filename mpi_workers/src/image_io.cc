@@ -57,22 +57,6 @@ const FormatCaps* find_format(std::string_view format) {
 
 }  // namespace
 
-bool is_output_format(std::string_view format) { return find_format(format) != nullptr; }
-
-std::string output_formats_text() {
-  std::string out;
-  for (const FormatCaps& f : formats()) out += (out.empty() ? "" : ", ") + std::string(f.name);
-  return out;
-}
-
-bool is_image_extension(std::string_view extension) {
-  static const std::vector<std::string_view> known = {
-      "png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "dib", "webp", "ppm",
-      "pgm", "pbm", "pnm",  "jp2", "sr",  "ras",  "exr", "hdr", "pic", "pfm"};
-  const std::string ext = lower(extension);
-  return std::find(known.begin(), known.end(), ext) != known.end();
-}
-
 Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return Status::IoError("is a folder, not a file");

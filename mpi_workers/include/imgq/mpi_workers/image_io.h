@@ -16,16 +16,10 @@
 
 #include <opencv2/core.hpp>
 
+#include "imgq/common/batch_paths.h"
 #include "imgq/common/status.h"
 
 namespace imgq::workers {
-
-// Output formats imgq writes: png, jpg, jpeg, tif, tiff, bmp, webp, ppm, pgm, pnm.
-bool is_output_format(std::string_view format);
-std::string output_formats_text();
-
-// Extensions (lower case, no dot) that imgq reads when scanning a folder.
-bool is_image_extension(std::string_view extension);
 
 Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path);
 

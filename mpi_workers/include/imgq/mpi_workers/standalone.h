@@ -6,7 +6,8 @@
 // relative to the folder given (photos/a/b.jpg from --input photos becomes
 // DIR/a/b.<ext>), the extension being --format or the input's own. A file
 // that fails gets one line "FILE: error: MESSAGE" and the others go on.
-// Runs on the leader; the other ranks serve its Engine.
+// Which files and where their results go: common/batch_paths.h. Runs on
+// the leader; the other ranks serve its Engine.
 #pragma once
 
 #include <filesystem>
@@ -14,23 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "imgq/common/batch_paths.h"
 #include "imgq/common/status.h"
 #include "imgq/mpi_workers/engine.h"
 
 namespace imgq::workers {
-
-struct BatchItem {
-  std::filesystem::path source;
-  std::filesystem::path output;  // empty when `problem` says why there is none
-  Status problem;                // set when the item cannot be processed at all
-};
-
-// Expands the inputs: a file is taken as given; a folder is walked
-// recursively for files with image extensions, in sorted order. Inputs that
-// do not exist, and outputs that two inputs would share, become items with a
-// problem, so they are reported like any other failure.
-std::vector<BatchItem> plan_batch(const std::vector<std::string>& inputs,
-                                  const std::filesystem::path& out_dir, const std::string& format);
 
 struct BatchSummary {
   int succeeded = 0;
