@@ -1,0 +1,230 @@
+// The messages of the imgq protocol, one struct per message type.
+// See ../../../PROTOCOL.md, the normative spec: frames, fields, state machines.
+//
+// Each struct is a msgpack map (MSGPACK_DEFINE_MAP), so a field can be added
+// without breaking older peers: unknown keys are ignored, absent optional
+// keys keep their defaults. Every message carries the signature "IMGQ", the
+// protocol version and its type. Image bytes never go inside msgpack: they
+// travel in a frame of their own after the header.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <msgpack.hpp>
+
+namespace imgq::proto {
+
+inline constexpr const char* kSignature = "IMGQ";
+inline constexpr int kVersion = 1;
+
+// Job states on the wire (Event::state, StatusReply::state, Result::state).
+inline constexpr const char* kQueued = "queued";
+inline constexpr const char* kRunning = "running";
+inline constexpr const char* kDone = "done";
+inline constexpr const char* kFailed = "failed";
+inline constexpr const char* kCancelled = "cancelled";
+
+#define IMGQ_MESSAGE(type_name)            \
+  std::string sig = kSignature;            \
+  int ver = kVersion;                      \
+  std::string type = type_name;            \
+  static constexpr const char* kType = type_name
+
+// Where a finished job spent its time; sent by the group, forwarded to the
+// client and used for metrics.
+struct JobStats {
+  double wait_seconds = 0;    // queued, until dispatched (broker)
+  double run_seconds = 0;     // dispatched, until the result came back (broker)
+  double decode_seconds = 0;  // the rest as measured by the group's leader
+  double scatter_seconds = 0;
+  double compute_seconds = 0;
+  double gather_seconds = 0;
+  double encode_seconds = 0;
+  double imbalance = 0;  // slowest rank's compute time over the mean, minus 1
+  uint64_t pixels = 0;
+  int ranks = 0;
+  std::string group;
+  MSGPACK_DEFINE_MAP(wait_seconds, run_seconds, decode_seconds, scatter_seconds, compute_seconds,
+                     gather_seconds, encode_seconds, imbalance, pixels, ranks, group)
+};
+
+// ---- client -> broker ----
+
+struct Submit {  // + frame: the encoded image
+  IMGQ_MESSAGE("submit");
+  uint64_t req = 0;               // client's correlation id, echoed in replies
+  std::vector<std::string> ops;   // op specs, "name:key=value,..."
+  int priority = 4;               // 0 (lowest) .. 9 (highest)
+  std::string format;             // output format; empty = png
+  std::string name;               // file name, for people (events, errors)
+  std::string key;                // idempotency key; empty = none
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key)
+};
+
+struct StatusRequest {
+  IMGQ_MESSAGE("status");
+  uint64_t req = 0;
+  std::string job;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
+};
+
+struct Cancel {
+  IMGQ_MESSAGE("cancel");
+  uint64_t req = 0;
+  std::string job;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
+};
+
+struct Fetch {
+  IMGQ_MESSAGE("fetch");
+  uint64_t req = 0;
+  std::string job;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
+};
+
+struct Ping {
+  IMGQ_MESSAGE("ping");
+  uint64_t req = 0;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req)
+};
+
+// ---- broker -> client ----
+
+struct Accepted {
+  IMGQ_MESSAGE("accepted");
+  uint64_t req = 0;
+  std::string job;
+  uint32_t position = 0;  // 1 = next to run
+  bool existing = false;  // the idempotency key named a job already accepted
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, position, existing)
+};
+
+struct Error {
+  IMGQ_MESSAGE("error");
+  uint64_t req = 0;
+  std::string job;           // when the request named one
+  int code = 0;              // imgq::StatusCode
+  std::string code_name;     // its name, for people and other languages
+  std::string message;
+  bool retryable = false;    // the same request may succeed later
+  uint32_t retry_after_ms = 0;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, code, code_name, message, retryable, retry_after_ms)
+};
+
+struct JobResult {  // + frame: the encoded result, when state == done
+  IMGQ_MESSAGE("result");
+  uint64_t req = 0;  // the submit's req, for a client that sent it
+  std::string job;
+  std::string state;  // done, failed or cancelled
+  int code = 0;
+  std::string message;
+  std::string format;
+  std::string name;
+  JobStats stats;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, state, code, message, format, name, stats)
+};
+
+struct JobState {
+  std::string job;
+  std::string state;
+  uint32_t position = 0;  // queued: 1 = next
+  std::string group;      // running: the group's name
+  int done = 0;           // running: stages done
+  int total = 0;          // running: stages in all
+  int attempts = 0;
+  int code = 0;           // failed: why
+  std::string message;
+  std::string name;
+  MSGPACK_DEFINE_MAP(job, state, position, group, done, total, attempts, code, message, name)
+};
+
+struct StatusReply {
+  IMGQ_MESSAGE("status_reply");
+  uint64_t req = 0;
+  JobState job;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
+};
+
+struct Pong {
+  IMGQ_MESSAGE("pong");
+  uint64_t req = 0;
+  uint32_t groups = 0;
+  uint32_t idle = 0;
+  uint32_t busy = 0;
+  uint32_t ranks = 0;
+  uint64_t queued = 0;
+  uint64_t running = 0;
+  std::string version;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version)
+};
+
+// ---- broker -> progress subscribers (PUB; frames: [job id][Event]) ----
+
+struct Event {
+  IMGQ_MESSAGE("event");
+  JobState job;
+  double time = 0;  // seconds since the Unix epoch
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, time)
+};
+
+// ---- worker group leader -> broker ----
+
+struct Hello {
+  IMGQ_MESSAGE("hello");
+  std::string name;
+  int ranks = 0;
+  std::vector<std::string> ops;
+  std::string version;
+  MSGPACK_DEFINE_MAP(sig, ver, type, name, ranks, ops, version)
+};
+
+struct Heartbeat {
+  IMGQ_MESSAGE("heartbeat");
+  MSGPACK_DEFINE_MAP(sig, ver, type)
+};
+
+struct Progress {
+  IMGQ_MESSAGE("progress");
+  std::string job;
+  int done = 0;
+  int total = 0;
+  std::string stage;
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, done, total, stage)
+};
+
+struct Done {  // + frame: the encoded result, when code == 0
+  IMGQ_MESSAGE("done");
+  std::string job;
+  int code = 0;
+  std::string message;
+  JobStats stats;
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, code, message, stats)
+};
+
+struct Bye {
+  IMGQ_MESSAGE("bye");
+  MSGPACK_DEFINE_MAP(sig, ver, type)
+};
+
+// ---- broker -> worker group leader ----
+
+struct JobRequest {  // + frame: the encoded image
+  IMGQ_MESSAGE("job");
+  std::string job;
+  std::vector<std::string> ops;
+  std::string format;
+  std::string name;
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, ops, format, name)
+};
+
+struct Disconnect {  // "I do not know you": say hello again
+  IMGQ_MESSAGE("disconnect");
+  std::string reason;
+  MSGPACK_DEFINE_MAP(sig, ver, type, reason)
+};
+
+#undef IMGQ_MESSAGE
+
+}  // namespace imgq::proto
