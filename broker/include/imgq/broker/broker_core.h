@@ -1,0 +1,147 @@
+// The broker's logic: jobs, worker groups, dispatch, liveness and results,
+// as one state machine fed with decoded traffic and the time.
+// See ../../../../schemas/PROTOCOL.md for the messages and state machines.
+//
+// It owns no sockets: the server (server.h) hands it each message's frames
+// and the outbox sends what it asks. Time comes from an injected clock, so
+// tests drive heartbeats and expiry without sleeping. Not thread-safe: the
+// broker runs it on its one thread.
+//
+// Data model (fits on a screen, as in majordomo):
+//   jobs_    id -> Job {client, req, ops, image, state, group, attempts, ...}
+//   queue_   waiting job ids (priority lanes, fair between clients)
+//   groups_  identity -> Group {name, ranks, job, expiry}
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "imgq/broker/config.h"
+#include "imgq/broker/job_queue.h"
+#include "imgq/common/status.h"
+#include "imgq/schemas/messages.h"
+
+namespace imgq::broker {
+
+// Frames of one message after the ROUTER identity: header, then payload.
+using Frames = std::vector<std::string>;
+
+// Where the core's messages go. Implemented over sockets by the server and
+// by a recorder in tests.
+class Outbox {
+ public:
+  virtual ~Outbox() = default;
+  // False when the client cannot be reached (its connection is gone).
+  virtual bool to_client(const std::string& identity, Frames frames) = 0;
+  virtual void to_worker(const std::string& identity, Frames frames) = 0;
+  virtual void publish(const std::string& topic, std::string event) = 0;
+};
+
+// Counts kept for `pong`, logs and metrics.
+struct BrokerCounters {
+  uint64_t submitted = 0;
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  uint64_t cancelled = 0;
+  uint64_t retried = 0;
+  uint64_t rejected_queue_full = 0;
+  uint64_t rejected_invalid = 0;
+  uint64_t rejected_too_large = 0;
+  uint64_t malformed_client = 0;
+  uint64_t malformed_worker = 0;
+  uint64_t stray_results = 0;  // `done` for a job the group did not hold
+  uint64_t undelivered_results = 0;
+};
+
+class BrokerCore {
+ public:
+  using Now = std::function<Clock::time_point()>;
+
+  BrokerCore(BrokerConfig config, Outbox& outbox, Now now = Clock::now);
+
+  void on_client(const std::string& identity, Frames frames);
+  void on_worker(const std::string& identity, Frames frames);
+  // Heartbeats, expiry of silent groups, expiry of old results. Call at least
+  // every time_to_next_tick().
+  void tick();
+  Duration time_to_next_tick() const;
+
+  const BrokerCounters& counters() const { return counters_; }
+  size_t queued() const { return queue_.size(); }
+  size_t queued_bytes() const { return queued_bytes_; }
+  size_t running() const;
+  size_t groups() const { return groups_.size(); }
+  size_t idle_groups() const;
+  size_t total_ranks() const;
+
+ private:
+  struct Job {
+    std::string id;
+    std::string client;  // identity of the submitting connection
+    uint64_t req = 0;
+    int priority = 4;
+    std::vector<std::string> ops;
+    std::string format;
+    std::string name;
+    std::string key;
+    std::string image;   // kept until the job is done, for requeues
+    std::string state;
+    std::string group;   // identity of the group running it
+    std::string group_name;
+    int attempts = 0;
+    int done_stages = 0;
+    int total_stages = 0;
+    int code = 0;
+    std::string message;
+    std::string result;  // kept only when it could not be delivered
+    bool result_kept = false;
+    proto::JobStats stats;
+    Clock::time_point submitted, dispatched, finished;
+  };
+  struct Group {
+    std::string identity;
+    std::string name;
+    int ranks = 0;
+    std::optional<std::string> job;
+    Clock::time_point expiry;
+    Clock::time_point last_sent;
+    Clock::time_point idle_since;
+  };
+
+  void handle_submit(const std::string& identity, const proto::Submit& submit, std::string image);
+  void handle_status(const std::string& identity, uint64_t req, const std::string& job);
+  void handle_cancel(const std::string& identity, uint64_t req, const std::string& job);
+  void handle_fetch(const std::string& identity, uint64_t req, const std::string& job);
+  void handle_ping(const std::string& identity, uint64_t req);
+  void handle_hello(const std::string& identity, const proto::Hello& hello);
+  void handle_done(Group& group, const proto::Done& done, Frames& frames);
+
+  void reply_error(const std::string& identity, uint64_t req, const Status& status,
+                   const std::string& job = {});
+  void send_worker(Group& group, Frames frames);
+  void dispatch();
+  void finish(Job& job, const std::string& state, const Status& status);
+  void requeue_or_fail(Job& job, const std::string& why);
+  void forget_group(const std::string& identity, const std::string& why);
+  void publish(const Job& job);
+  proto::JobState state_of(const Job& job) const;
+  std::string new_job_id();
+
+  BrokerConfig config_;
+  Outbox& outbox_;
+  Now now_;
+  std::mt19937_64 random_;
+  std::unordered_map<std::string, Job> jobs_;
+  std::unordered_map<std::string, std::string> keys_;  // idempotency key -> job id
+  JobQueue queue_;
+  size_t queued_bytes_ = 0;
+  std::map<std::string, Group> groups_;
+  BrokerCounters counters_;
+};
+
+}  // namespace imgq::broker

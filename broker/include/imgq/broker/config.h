@@ -1,0 +1,27 @@
+// The broker's settings and the protocol's timing constants
+// (schemas/PROTOCOL.md, section 6).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+namespace imgq::broker {
+
+using Clock = std::chrono::steady_clock;
+using Duration = std::chrono::milliseconds;
+
+inline constexpr Duration kHeartbeatInterval{1000};
+inline constexpr int kLiveness = 5;  // intervals without a message before a peer is dead
+
+struct BrokerConfig {
+  size_t max_queued = 100'000;                    // waiting jobs
+  size_t max_queued_bytes = size_t{4} << 30;      // their encoded images, in bytes
+  size_t max_image_bytes = size_t{256} << 20;     // one submitted image
+  Duration result_ttl{10 * 60 * 1000};            // how long a finished job is kept
+  Duration heartbeat_interval = kHeartbeatInterval;
+  int liveness = kLiveness;
+  int max_attempts = 3;                           // dispatches before a job fails
+  Duration retry_after{1000};                     // hint sent with queue-full errors
+};
+
+}  // namespace imgq::broker

@@ -1,0 +1,58 @@
+// The broker's sockets and its one poll loop around BrokerCore.
+//
+// Binds a ROUTER for clients, a ROUTER for worker group leaders and a PUB for
+// progress events; reads whole messages (at most a few frames: more is
+// malformed), hands them to the core, and sends what the core asks through
+// the same sockets. One thread owns all three sockets. The client ROUTER is
+// ROUTER_MANDATORY, so a result for a vanished client is detected and kept.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "imgq/broker/broker_core.h"
+#include "imgq/broker/config.h"
+#include "imgq/common/status.h"
+
+namespace imgq::broker {
+
+struct ServerOptions {
+  std::string clients = "tcp://*:5555";
+  std::string workers = "tcp://*:5556";
+  std::string progress = "tcp://*:5557";
+  int64_t max_message_bytes = int64_t{300} << 20;  // ZMQ_MAXMSGSIZE on both ROUTERs
+  BrokerConfig config;
+};
+
+class Server {
+ public:
+  Server(zmq::context_t& context, ServerOptions options);
+  ~Server();
+
+  // Binds the three sockets; the error names the endpoint that failed.
+  Status bind();
+  // The endpoints actually bound (resolves "tcp://127.0.0.1:*" to the port).
+  std::string clients_endpoint() const;
+  std::string workers_endpoint() const;
+  std::string progress_endpoint() const;
+
+  // Serves until `stop` becomes true (checked at least every 100 ms).
+  void run(const std::atomic<bool>& stop);
+
+  const BrokerCore& core() const { return *core_; }
+
+ private:
+  class SocketOutbox;
+
+  ServerOptions options_;
+  zmq::socket_t clients_;
+  zmq::socket_t workers_;
+  zmq::socket_t progress_;
+  std::unique_ptr<SocketOutbox> outbox_;
+  std::unique_ptr<BrokerCore> core_;
+};
+
+}  // namespace imgq::broker

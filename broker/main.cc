@@ -1,0 +1,61 @@
+// imgq-broker: queues image jobs from clients and dispatches them to MPI
+// worker groups. See schemas/PROTOCOL.md.
+#include <atomic>
+#include <csignal>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "imgq/broker/server.h"
+#include "imgq/common/logging.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop = true; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  imgq::broker::ServerOptions options;
+  auto& config = options.config;
+  std::string log_level = "info";
+  int64_t result_ttl_s = config.result_ttl.count() / 1000;
+  CLI::App app{"imgq-broker: queues image jobs from clients and dispatches them to MPI worker groups"};
+  app.add_option("--clients", options.clients, "ROUTER endpoint for clients")->capture_default_str();
+  app.add_option("--workers", options.workers, "ROUTER endpoint for worker group leaders")->capture_default_str();
+  app.add_option("--progress", options.progress, "PUB endpoint for progress events")->capture_default_str();
+  app.add_option("--max-queued", config.max_queued, "most jobs waiting; more are refused (queue full)")
+      ->capture_default_str();
+  app.add_option("--max-queued-bytes", config.max_queued_bytes, "most bytes of waiting images")->capture_default_str();
+  app.add_option("--max-image-bytes", config.max_image_bytes, "largest encoded image accepted")->capture_default_str();
+  app.add_option("--max-message-bytes", options.max_message_bytes, "ZMQ_MAXMSGSIZE on both ROUTER sockets")
+      ->capture_default_str();
+  app.add_option("--max-attempts", config.max_attempts, "dispatches of one job before it fails")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  app.add_option("--result-ttl", result_ttl_s, "seconds a finished job and an undelivered result are kept")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  config.result_ttl = imgq::broker::Duration{result_ttl_s * 1000};
+  imgq::init_logging("broker", log_level);
+
+  zmq::context_t context;
+  imgq::broker::Server server(context, options);
+  if (auto status = server.bind(); !status.ok()) {
+    std::cerr << "imgq-broker: error: " << status.message() << "\n";
+    return 1;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  spdlog::info("clients {}, workers {}, progress {}", server.clients_endpoint(), server.workers_endpoint(),
+               server.progress_endpoint());
+  server.run(g_stop);
+  const auto& c = server.core().counters();
+  spdlog::info("stopping: {} submitted, {} succeeded, {} failed, {} cancelled, {} retried", c.submitted,
+               c.succeeded, c.failed, c.cancelled, c.retried);
+  return 0;
+}

@@ -1,0 +1,513 @@
+#include "imgq/broker/broker_core.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "imgq/common/batch_paths.h"
+#include "imgq/schemas/codec.h"
+#include "imgq/schemas/op_call.h"
+
+namespace imgq::broker {
+namespace {
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+bool finished_state(const std::string& state) {
+  return state == proto::kDone || state == proto::kFailed || state == proto::kCancelled;
+}
+
+}  // namespace
+
+BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now)
+    : config_(config), outbox_(outbox), now_(std::move(now)), random_(std::random_device{}()) {}
+
+std::string BrokerCore::new_job_id() {
+  char buf[17];
+  std::string id;
+  do {
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(random_()));
+    id = buf;
+  } while (jobs_.count(id) != 0);
+  return id;
+}
+
+size_t BrokerCore::running() const {
+  return static_cast<size_t>(std::count_if(groups_.begin(), groups_.end(),
+                                           [](const auto& g) { return g.second.job.has_value(); }));
+}
+
+size_t BrokerCore::idle_groups() const { return groups_.size() - running(); }
+
+size_t BrokerCore::total_ranks() const {
+  size_t ranks = 0;
+  for (const auto& [id, g] : groups_) ranks += static_cast<size_t>(g.ranks);
+  return ranks;
+}
+
+// ---- clients ----
+
+void BrokerCore::on_client(const std::string& identity, Frames frames) {
+  auto header = frames.empty() ? Result<proto::Header>(Status::InvalidArgument("empty message"))
+                               : proto::decode_header(frames[0]);
+  if (!header.ok()) {
+    ++counters_.malformed_client;
+    reply_error(identity, 0, header.status());
+    return;
+  }
+  const std::string& type = header->type();
+  const size_t payloads = frames.size() - 1;
+  auto malformed = [&](const Status& status) {
+    ++counters_.malformed_client;
+    reply_error(identity, 0, status);
+  };
+  if (type == proto::Submit::kType) {
+    auto submit = header->as<proto::Submit>({"req", "ops"});
+    if (!submit.ok()) return malformed(submit.status());
+    if (payloads != 1) {
+      return malformed(Status::InvalidArgument("submit: expected 1 image frame after the header, got " +
+                                               std::to_string(payloads)));
+    }
+    return handle_submit(identity, *submit, std::move(frames[1]));
+  }
+  if (payloads != 0) {
+    return malformed(Status::InvalidArgument(type + ": expected no frame after the header, got " +
+                                             std::to_string(payloads)));
+  }
+  if (type == proto::Ping::kType) {
+    auto ping = header->as<proto::Ping>({"req"});
+    return ping.ok() ? handle_ping(identity, ping->req) : malformed(ping.status());
+  }
+  if (type == proto::StatusRequest::kType) {
+    auto r = header->as<proto::StatusRequest>({"req", "job"});
+    return r.ok() ? handle_status(identity, r->req, r->job) : malformed(r.status());
+  }
+  if (type == proto::Cancel::kType) {
+    auto r = header->as<proto::Cancel>({"req", "job"});
+    return r.ok() ? handle_cancel(identity, r->req, r->job) : malformed(r.status());
+  }
+  if (type == proto::Fetch::kType) {
+    auto r = header->as<proto::Fetch>({"req", "job"});
+    return r.ok() ? handle_fetch(identity, r->req, r->job) : malformed(r.status());
+  }
+  malformed(Status::InvalidArgument("unknown message type \"" + type + "\" on the clients socket"));
+}
+
+void BrokerCore::reply_error(const std::string& identity, uint64_t req, const Status& status,
+                             const std::string& job) {
+  proto::Error error;
+  error.req = req;
+  error.job = job;
+  error.code = static_cast<int>(status.code());
+  error.code_name = std::string(status_code_name(status.code()));
+  error.message = status.message();
+  error.retryable = is_retryable(status.code());
+  if (status.code() == StatusCode::kResourceExhausted) {
+    error.retry_after_ms = static_cast<uint32_t>(config_.retry_after.count());
+  }
+  outbox_.to_client(identity, {proto::encode(error)});
+}
+
+void BrokerCore::handle_submit(const std::string& identity, const proto::Submit& submit,
+                               std::string image) {
+  auto reject = [&](const Status& status, uint64_t& counter) {
+    ++counter;
+    reply_error(identity, submit.req, status);
+  };
+  // A known idempotency key names the job already accepted; its result now
+  // goes to this connection.
+  if (!submit.key.empty()) {
+    auto known = keys_.find(submit.key);
+    if (known != keys_.end() && jobs_.count(known->second) != 0) {
+      Job& job = jobs_.at(known->second);
+      job.client = identity;
+      job.req = submit.req;
+      proto::Accepted accepted;
+      accepted.req = submit.req;
+      accepted.job = job.id;
+      accepted.position = static_cast<uint32_t>(queue_.position(job.id));
+      accepted.existing = true;
+      outbox_.to_client(identity, {proto::encode(accepted)});
+      if (job.result_kept) handle_fetch(identity, submit.req, job.id);
+      return;
+    }
+  }
+  if (submit.priority < 0 || submit.priority > 9) {
+    return reject(Status::InvalidArgument("submit: priority must be from 0 to 9, got " +
+                                          std::to_string(submit.priority)),
+                  counters_.rejected_invalid);
+  }
+  auto pipeline = schemas::parse_pipeline(submit.ops);
+  if (!pipeline.ok()) return reject(pipeline.status(), counters_.rejected_invalid);
+  if (!submit.format.empty() && !is_output_format(submit.format)) {
+    return reject(Status::InvalidArgument("submit: format \"" + submit.format + "\" is not one of " +
+                                          output_formats_text()),
+                  counters_.rejected_invalid);
+  }
+  if (image.empty()) {
+    return reject(Status::InvalidImage((submit.name.empty() ? "the image" : submit.name) +
+                                       " is empty (0 bytes)"),
+                  counters_.rejected_invalid);
+  }
+  if (image.size() > config_.max_image_bytes) {
+    return reject(Status::TooLarge("the image is " + std::to_string(image.size()) +
+                                   " bytes; this broker takes at most " +
+                                   std::to_string(config_.max_image_bytes)),
+                  counters_.rejected_too_large);
+  }
+  if (queue_.size() >= config_.max_queued || queued_bytes_ + image.size() > config_.max_queued_bytes) {
+    return reject(Status::ResourceExhausted("the queue is full (" + std::to_string(queue_.size()) +
+                                            " jobs, " + std::to_string(queued_bytes_) +
+                                            " bytes waiting); retry later"),
+                  counters_.rejected_queue_full);
+  }
+
+  Job job;
+  job.id = new_job_id();
+  job.client = identity;
+  job.req = submit.req;
+  job.priority = submit.priority;
+  job.ops = schemas::pipeline_to_specs(*pipeline);
+  job.format = submit.format.empty() ? "png" : submit.format;
+  job.name = submit.name;
+  job.key = submit.key;
+  job.image = std::move(image);
+  job.state = proto::kQueued;
+  job.submitted = now_();
+  queued_bytes_ += job.image.size();
+  queue_.push(job.id, identity, job.priority);
+  if (!job.key.empty()) keys_[job.key] = job.id;
+  ++counters_.submitted;
+
+  proto::Accepted accepted;
+  accepted.req = submit.req;
+  accepted.job = job.id;
+  accepted.position = static_cast<uint32_t>(queue_.position(job.id));
+  const std::string id = job.id;
+  jobs_.emplace(id, std::move(job));
+  outbox_.to_client(identity, {proto::encode(accepted)});
+  publish(jobs_.at(id));
+  dispatch();
+}
+
+void BrokerCore::handle_status(const std::string& identity, uint64_t req, const std::string& id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) {
+    return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
+  }
+  proto::StatusReply reply;
+  reply.req = req;
+  reply.job = state_of(it->second);
+  outbox_.to_client(identity, {proto::encode(reply)});
+}
+
+void BrokerCore::handle_cancel(const std::string& identity, uint64_t req, const std::string& id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return reply_error(identity, req, Status::NotFound("no job " + id), id);
+  Job& job = it->second;
+  if (job.state != proto::kQueued) {
+    return reply_error(identity, req,
+                       Status::InvalidArgument("job " + id + " is " + job.state +
+                                               "; only queued jobs can be cancelled"),
+                       id);
+  }
+  queue_.remove(id);
+  queued_bytes_ -= job.image.size();
+  finish(job, proto::kCancelled, Status::Cancelled("cancelled on request"));
+  handle_status(identity, req, id);
+}
+
+void BrokerCore::handle_fetch(const std::string& identity, uint64_t req, const std::string& id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) {
+    return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
+  }
+  Job& job = it->second;
+  if (!finished_state(job.state)) {
+    return reply_error(identity, req, Status::Unavailable("job " + id + " is " + job.state + "; fetch it when it is done"),
+                       id);
+  }
+  if (job.state == proto::kDone && !job.result_kept) {
+    return reply_error(identity, req,
+                       Status::NotFound("the result of job " + id + " was already delivered to its client"), id);
+  }
+  proto::JobResult result;
+  result.req = req;
+  result.job = job.id;
+  result.state = job.state;
+  result.code = job.code;
+  result.message = job.message;
+  result.format = job.format;
+  result.name = job.name;
+  result.stats = job.stats;
+  Frames frames{proto::encode(result)};
+  if (job.state == proto::kDone) frames.push_back(job.result);
+  if (outbox_.to_client(identity, std::move(frames)) && job.state == proto::kDone) {
+    job.result.clear();
+    job.result.shrink_to_fit();
+    job.result_kept = false;
+  }
+}
+
+void BrokerCore::handle_ping(const std::string& identity, uint64_t req) {
+  proto::Pong pong;
+  pong.req = req;
+  pong.groups = static_cast<uint32_t>(groups_.size());
+  pong.busy = static_cast<uint32_t>(running());
+  pong.idle = pong.groups - pong.busy;
+  pong.ranks = static_cast<uint32_t>(total_ranks());
+  pong.queued = queue_.size();
+  pong.running = running();
+  pong.version = IMGQ_VERSION;
+  outbox_.to_client(identity, {proto::encode(pong)});
+}
+
+// ---- worker groups ----
+
+void BrokerCore::on_worker(const std::string& identity, Frames frames) {
+  auto header = frames.empty() ? Result<proto::Header>(Status::InvalidArgument("empty message"))
+                               : proto::decode_header(frames[0]);
+  if (!header.ok()) {
+    ++counters_.malformed_worker;
+    return;
+  }
+  const std::string& type = header->type();
+  if (type == proto::Hello::kType) {
+    auto hello = header->as<proto::Hello>({"name", "ranks"});
+    if (!hello.ok() || hello->ranks < 1 || frames.size() != 1) {
+      ++counters_.malformed_worker;
+      return;
+    }
+    return handle_hello(identity, *hello);
+  }
+  auto it = groups_.find(identity);
+  if (it == groups_.end()) {
+    proto::Disconnect bye;
+    bye.reason = "unknown worker group; send hello";
+    outbox_.to_worker(identity, {proto::encode(bye)});
+    return;
+  }
+  Group& group = it->second;
+  group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
+  if (type == proto::Heartbeat::kType) return;
+  if (type == proto::Bye::kType) return forget_group(identity, "the group left");
+  if (type == proto::Progress::kType) {
+    auto progress = header->as<proto::Progress>({"job", "done", "total"});
+    if (!progress.ok() || group.job != progress->job) {
+      ++counters_.malformed_worker;
+      return;
+    }
+    Job& job = jobs_.at(progress->job);
+    job.done_stages = progress->done;
+    job.total_stages = progress->total;
+    publish(job);
+    return;
+  }
+  if (type == proto::Done::kType) {
+    auto done = header->as<proto::Done>({"job", "code"});
+    if (!done.ok() || frames.size() > 2) {
+      ++counters_.malformed_worker;
+      return;
+    }
+    return handle_done(group, *done, frames);
+  }
+  ++counters_.malformed_worker;
+}
+
+void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& hello) {
+  auto it = groups_.find(identity);
+  if (it != groups_.end() && it->second.job) {
+    // The same connection says hello again: it lost its job (a restart).
+    requeue_or_fail(jobs_.at(*it->second.job), "worker group " + it->second.name + " restarted");
+  }
+  Group& group = groups_[identity];
+  group.identity = identity;
+  group.name = hello.name;
+  group.ranks = hello.ranks;
+  group.job.reset();
+  group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
+  group.last_sent = now_();
+  group.idle_since = now_();
+  dispatch();
+}
+
+void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& frames) {
+  if (group.job != done.job) {
+    ++counters_.stray_results;
+    return;
+  }
+  Job& job = jobs_.at(done.job);
+  group.job.reset();
+  group.idle_since = now_();
+  job.stats = done.stats;
+  job.stats.group = group.name;
+  job.stats.ranks = group.ranks;
+  job.stats.wait_seconds = seconds(job.dispatched - job.submitted);
+  job.stats.run_seconds = seconds(now_() - job.dispatched);
+  if (done.code == 0 && frames.size() == 2) {
+    job.result = std::move(frames[1]);
+    finish(job, proto::kDone, Status::Ok());
+  } else if (done.code == 0) {
+    finish(job, proto::kFailed, Status::Internal("the worker group sent no result image"));
+  } else {
+    finish(job, proto::kFailed, Status(static_cast<StatusCode>(done.code), done.message));
+  }
+  dispatch();
+}
+
+void BrokerCore::send_worker(Group& group, Frames frames) {
+  group.last_sent = now_();
+  outbox_.to_worker(group.identity, std::move(frames));
+}
+
+void BrokerCore::dispatch() {
+  while (!queue_.empty()) {
+    // The group idle the longest takes the next job.
+    Group* idle = nullptr;
+    for (auto& [id, g] : groups_) {
+      if (!g.job && (idle == nullptr || g.idle_since < idle->idle_since)) idle = &g;
+    }
+    if (idle == nullptr) return;
+    const std::string id = *queue_.pop();
+    Job& job = jobs_.at(id);
+    queued_bytes_ -= job.image.size();
+    job.state = proto::kRunning;
+    job.group = idle->identity;
+    job.group_name = idle->name;
+    job.dispatched = now_();
+    job.done_stages = 0;
+    job.total_stages = 0;
+    ++job.attempts;
+    idle->job = id;
+
+    proto::JobRequest request;
+    request.job = id;
+    request.ops = job.ops;
+    request.format = job.format;
+    request.name = job.name;
+    send_worker(*idle, {proto::encode(request), job.image});
+    publish(job);
+  }
+}
+
+void BrokerCore::finish(Job& job, const std::string& state, const Status& status) {
+  job.state = state;
+  job.code = static_cast<int>(status.code());
+  job.message = status.message();
+  job.finished = now_();
+  job.group.clear();
+  job.image.clear();
+  job.image.shrink_to_fit();
+  if (state == proto::kDone) ++counters_.succeeded;
+  else if (state == proto::kFailed) ++counters_.failed;
+  else ++counters_.cancelled;
+
+  proto::JobResult result;
+  result.req = job.req;
+  result.job = job.id;
+  result.state = state;
+  result.code = job.code;
+  result.message = job.message;
+  result.format = job.format;
+  result.name = job.name;
+  result.stats = job.stats;
+  Frames frames{proto::encode(result)};
+  if (state == proto::kDone) frames.push_back(job.result);
+  if (outbox_.to_client(job.client, std::move(frames))) {
+    job.result.clear();
+    job.result.shrink_to_fit();
+  } else {
+    // The client is gone: keep the result for `fetch` until the TTL.
+    ++counters_.undelivered_results;
+    job.result_kept = true;
+  }
+  publish(job);
+}
+
+void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
+  job.group.clear();
+  if (job.attempts >= config_.max_attempts) {
+    finish(job, proto::kFailed,
+           Status::Unavailable(why + "; gave up after " + std::to_string(job.attempts) + " attempts"));
+    return;
+  }
+  ++counters_.retried;
+  job.state = proto::kQueued;
+  job.message = why + "; requeued";
+  queue_.push_front(job.id, job.client, job.priority);
+  queued_bytes_ += job.image.size();
+  publish(job);
+}
+
+void BrokerCore::forget_group(const std::string& identity, const std::string& why) {
+  auto it = groups_.find(identity);
+  if (it == groups_.end()) return;
+  std::optional<std::string> job = it->second.job;
+  const std::string name = it->second.name;
+  groups_.erase(it);
+  if (job) requeue_or_fail(jobs_.at(*job), "worker group " + name + ": " + why);
+  dispatch();
+}
+
+void BrokerCore::tick() {
+  const auto now = now_();
+  std::vector<std::string> dead;
+  for (auto& [id, group] : groups_) {
+    if (now >= group.expiry) {
+      dead.push_back(id);
+    } else if (now - group.last_sent >= config_.heartbeat_interval) {
+      send_worker(group, {proto::encode(proto::Heartbeat{})});
+    }
+  }
+  for (const std::string& id : dead) forget_group(id, "stopped answering");
+
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    const Job& job = it->second;
+    if (finished_state(job.state) && now - job.finished >= config_.result_ttl) {
+      if (!job.key.empty()) keys_.erase(job.key);
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+Duration BrokerCore::time_to_next_tick() const {
+  auto next = config_.heartbeat_interval;
+  const auto now = now_();
+  for (const auto& [id, group] : groups_) {
+    next = std::min(next, std::chrono::duration_cast<Duration>(group.last_sent + config_.heartbeat_interval - now));
+    next = std::min(next, std::chrono::duration_cast<Duration>(group.expiry - now));
+  }
+  return std::max(next, Duration{0});
+}
+
+// ---- events ----
+
+proto::JobState BrokerCore::state_of(const Job& job) const {
+  proto::JobState s;
+  s.job = job.id;
+  s.state = job.state;
+  s.position = job.state == proto::kQueued ? static_cast<uint32_t>(queue_.position(job.id)) : 0;
+  s.group = job.state == proto::kRunning ? job.group_name : std::string();
+  s.done = job.done_stages;
+  s.total = job.total_stages;
+  s.attempts = job.attempts;
+  s.code = job.code;
+  s.message = job.message;
+  s.name = job.name;
+  return s;
+}
+
+void BrokerCore::publish(const Job& job) {
+  proto::Event event;
+  event.job = state_of(job);
+  event.time = unix_now();
+  outbox_.publish(job.id, proto::encode(event));
+}
+
+}  // namespace imgq::broker

@@ -1,0 +1,128 @@
+#include "imgq/broker/server.h"
+
+#include <spdlog/spdlog.h>
+
+namespace imgq::broker {
+namespace {
+
+// Identity plus header plus payload is all a message may hold; one more is
+// read so that the core sees "too many frames", and the rest is drained.
+constexpr size_t kMaxFrames = 4;
+
+// Reads one whole message without blocking; false when none is waiting.
+bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames) {
+  frames.clear();
+  zmq::message_t part;
+  if (!socket.recv(part, zmq::recv_flags::dontwait)) return false;
+  identity = part.to_string();
+  while (part.more()) {
+    (void)socket.recv(part, zmq::recv_flags::none);
+    if (frames.size() < kMaxFrames) frames.push_back(part.to_string());
+  }
+  return true;
+}
+
+}  // namespace
+
+class Server::SocketOutbox : public Outbox {
+ public:
+  SocketOutbox(zmq::socket_t& clients, zmq::socket_t& workers, zmq::socket_t& progress)
+      : clients_(clients), workers_(workers), progress_(progress) {}
+
+  bool to_client(const std::string& identity, Frames frames) override {
+    return send(clients_, identity, frames);
+  }
+  void to_worker(const std::string& identity, Frames frames) override {
+    if (!send(workers_, identity, frames)) spdlog::debug("worker {} unreachable", identity);
+  }
+  void publish(const std::string& topic, std::string event) override {
+    try {
+      progress_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      progress_.send(zmq::buffer(event), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("publishing an event failed: {}", e.what());
+    }
+  }
+
+ private:
+  static bool send(zmq::socket_t& socket, const std::string& identity, Frames& frames) {
+    try {
+      // ROUTER_MANDATORY: an unknown identity fails here, before any frame.
+      if (!socket.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        return false;
+      }
+      for (size_t i = 0; i < frames.size(); ++i) {
+        zmq::message_t message(frames[i].data(), frames[i].size());
+        const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+        (void)socket.send(message, flags);
+      }
+      return true;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EHOSTUNREACH) spdlog::warn("send failed: {}", e.what());
+      return false;
+    }
+  }
+
+  zmq::socket_t& clients_;
+  zmq::socket_t& workers_;
+  zmq::socket_t& progress_;
+};
+
+Server::Server(zmq::context_t& context, ServerOptions options)
+    : options_(std::move(options)),
+      clients_(context, zmq::socket_type::router),
+      workers_(context, zmq::socket_type::router),
+      progress_(context, zmq::socket_type::pub) {
+  for (zmq::socket_t* router : {&clients_, &workers_}) {
+    router->set(zmq::sockopt::router_mandatory, 1);
+    router->set(zmq::sockopt::maxmsgsize, options_.max_message_bytes);
+    // Results are bounded by each client's window of jobs in flight; a full
+    // pipe must never make the broker drop or block on one.
+    router->set(zmq::sockopt::sndhwm, 0);
+    router->set(zmq::sockopt::linger, 0);
+  }
+  progress_.set(zmq::sockopt::linger, 0);
+  outbox_ = std::make_unique<SocketOutbox>(clients_, workers_, progress_);
+  core_ = std::make_unique<BrokerCore>(options_.config, *outbox_);
+}
+
+Server::~Server() = default;
+
+Status Server::bind() {
+  for (auto [socket, endpoint, what] :
+       {std::tuple{&clients_, options_.clients, "clients"}, std::tuple{&workers_, options_.workers, "workers"},
+        std::tuple{&progress_, options_.progress, "progress"}}) {
+    try {
+      socket->bind(endpoint);
+    } catch (const zmq::error_t& e) {
+      return Status::Unavailable(std::string("cannot bind the ") + what + " socket to " + endpoint + ": " +
+                                 e.what());
+    }
+  }
+  return Status::Ok();
+}
+
+std::string Server::clients_endpoint() const { return clients_.get(zmq::sockopt::last_endpoint); }
+std::string Server::workers_endpoint() const { return workers_.get(zmq::sockopt::last_endpoint); }
+std::string Server::progress_endpoint() const { return progress_.get(zmq::sockopt::last_endpoint); }
+
+void Server::run(const std::atomic<bool>& stop) {
+  zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0}, {workers_.handle(), 0, ZMQ_POLLIN, 0}};
+  std::string identity;
+  Frames frames;
+  while (!stop.load()) {
+    const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
+    try {
+      zmq::poll(items, 2, timeout);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    // Drain what is waiting, a bounded batch per socket per turn.
+    for (int i = 0; i < 256 && receive(workers_, identity, frames); ++i) core_->on_worker(identity, std::move(frames));
+    for (int i = 0; i < 256 && receive(clients_, identity, frames); ++i) core_->on_client(identity, std::move(frames));
+    core_->tick();
+  }
+}
+
+}  // namespace imgq::broker
