@@ -1,0 +1,380 @@
+// The broker's state machine driven message by message with a fake clock:
+// no sockets, no sleeps.
+#include "imgq/broker/broker_core.h"
+
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "imgq/schemas/codec.h"
+
+namespace imgq::broker {
+namespace {
+
+struct Sent {
+  std::string to;
+  std::string type;
+  Frames frames;
+};
+
+class RecordingOutbox : public Outbox {
+ public:
+  bool to_client(const std::string& identity, Frames frames) override {
+    if (gone.count(identity)) return false;
+    clients.push_back({identity, type_of(frames[0]), std::move(frames)});
+    return true;
+  }
+  void to_worker(const std::string& identity, Frames frames) override {
+    workers.push_back({identity, type_of(frames[0]), std::move(frames)});
+  }
+  void publish(const std::string& topic, std::string event) override {
+    events.push_back({topic, *proto::decode_header(event)->as<proto::Event>()});
+  }
+  static std::string type_of(const std::string& header) { return proto::decode_header(header)->type(); }
+
+  std::vector<Sent> clients, workers;
+  std::vector<std::pair<std::string, proto::Event>> events;
+  std::set<std::string> gone;
+};
+
+template <typename T>
+T decode(const std::string& header) {
+  auto h = proto::decode_header(header);
+  EXPECT_TRUE(h.ok()) << h.status().ToString();
+  auto m = h->as<T>();
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return *m;
+}
+
+class BrokerCoreTest : public ::testing::Test {
+ protected:
+  BrokerCoreTest() : core_(config(), out_, [this] { return now_; }) {}
+
+  static BrokerConfig config() {
+    BrokerConfig c;
+    c.max_queued = 5;
+    c.max_queued_bytes = 1000;
+    c.max_image_bytes = 600;
+    c.max_attempts = 2;
+    c.result_ttl = Duration{60'000};
+    return c;
+  }
+
+  // Submits and returns the accepted job id (or empty, after an error).
+  std::string submit(const std::string& client, uint64_t req, std::vector<std::string> ops = {"invert"},
+                     int priority = 4, std::string image = "IMG", std::string key = {}) {
+    proto::Submit s;
+    s.req = req;
+    s.ops = std::move(ops);
+    s.priority = priority;
+    s.name = "file" + std::to_string(req) + ".png";
+    s.key = std::move(key);
+    core_.on_client(client, {proto::encode(s), std::move(image)});
+    const Sent& reply = out_.clients.back();
+    if (reply.type != "accepted") return {};
+    return decode<proto::Accepted>(reply.frames[0]).job;
+  }
+
+  void hello(const std::string& group, const std::string& name, int ranks = 2) {
+    proto::Hello h;
+    h.name = name;
+    h.ranks = ranks;
+    core_.on_worker(group, {proto::encode(h)});
+  }
+
+  void done(const std::string& group, const std::string& job, int code = 0, std::string result = "OUT") {
+    proto::Done d;
+    d.job = job;
+    d.code = code;
+    d.message = code == 0 ? "" : "it broke";
+    Frames frames{proto::encode(d)};
+    if (code == 0) frames.push_back(std::move(result));
+    core_.on_worker(group, std::move(frames));
+  }
+
+  // The job the broker last sent to `group`.
+  std::string job_sent_to(const std::string& group) {
+    for (auto it = out_.workers.rbegin(); it != out_.workers.rend(); ++it) {
+      if (it->to == group && it->type == "job") return decode<proto::JobRequest>(it->frames[0]).job;
+    }
+    return {};
+  }
+
+  proto::Error last_error() { return decode<proto::Error>(out_.clients.back().frames[0]); }
+
+  void advance(Duration d) {
+    now_ += d;
+    core_.tick();
+  }
+
+  Clock::time_point now_ = Clock::time_point{} + std::chrono::hours(1);
+  RecordingOutbox out_;
+  BrokerCore core_;
+};
+
+TEST_F(BrokerCoreTest, SubmitDispatchAndResultGoToTheSubmitter) {
+  const std::string job = submit("client-1", 7, {"grayscale", "canny"});
+  ASSERT_EQ(job.size(), 16u);
+  EXPECT_EQ(decode<proto::Accepted>(out_.clients.back().frames[0]).position, 1u);
+  EXPECT_EQ(core_.queued(), 1u);
+
+  hello("g1", "group-one");
+  EXPECT_EQ(job_sent_to("g1"), job);
+  const auto request = decode<proto::JobRequest>(out_.workers.back().frames[0]);
+  EXPECT_EQ(request.ops, (std::vector<std::string>{"grayscale", "canny:aperture=3,high=200,l2=false,low=100"}));
+  EXPECT_EQ(request.format, "png");
+  EXPECT_EQ(out_.workers.back().frames[1], "IMG");
+  EXPECT_EQ(core_.running(), 1u);
+
+  done("g1", job);
+  const Sent& result = out_.clients.back();
+  EXPECT_EQ(result.to, "client-1");
+  ASSERT_EQ(result.type, "result");
+  const auto r = decode<proto::JobResult>(result.frames[0]);
+  EXPECT_EQ(r.req, 7u);
+  EXPECT_EQ(r.state, "done");
+  EXPECT_EQ(r.stats.group, "group-one");
+  EXPECT_EQ(r.stats.ranks, 2);
+  EXPECT_EQ(result.frames[1], "OUT");
+  EXPECT_EQ(core_.counters().succeeded, 1u);
+  EXPECT_EQ(core_.idle_groups(), 1u);
+}
+
+TEST_F(BrokerCoreTest, EventsCarryTheWholeStateInOrder) {
+  const std::string job = submit("c", 1);
+  hello("g", "G");
+  proto::Progress p;
+  p.job = job;
+  p.done = 1;
+  p.total = 2;
+  core_.on_worker("g", {proto::encode(p)});
+  done("g", job);
+  std::vector<std::string> states;
+  for (const auto& [topic, e] : out_.events) {
+    EXPECT_EQ(topic, job);
+    states.push_back(e.job.state);
+  }
+  EXPECT_EQ(states, (std::vector<std::string>{"queued", "running", "running", "done"}));
+  EXPECT_EQ(out_.events[0].second.job.position, 1u);
+  EXPECT_EQ(out_.events[1].second.job.group, "G");
+  EXPECT_EQ(out_.events[2].second.job.done, 1);
+  EXPECT_EQ(out_.events[2].second.job.total, 2);
+}
+
+TEST_F(BrokerCoreTest, RefusesBadSubmitsWithClearErrors) {
+  EXPECT_EQ(submit("c", 1, {"gaussian_blur:ksize=4"}), "");
+  EXPECT_EQ(last_error().code_name, "invalid_argument");
+  EXPECT_NE(last_error().message.find("ksize must be an odd integer"), std::string::npos);
+  EXPECT_EQ(last_error().req, 1u);
+
+  EXPECT_EQ(submit("c", 2, {"invert"}, 12), "");
+  EXPECT_NE(last_error().message.find("priority must be from 0 to 9"), std::string::npos);
+
+  EXPECT_EQ(submit("c", 3, {"invert"}, 4, ""), "");
+  EXPECT_EQ(last_error().code_name, "invalid_image");
+
+  EXPECT_EQ(submit("c", 4, {"invert"}, 4, std::string(601, 'x')), "");
+  EXPECT_EQ(last_error().code_name, "too_large");
+  EXPECT_EQ(core_.counters().rejected_invalid, 3u);
+  EXPECT_EQ(core_.counters().rejected_too_large, 1u);
+}
+
+TEST_F(BrokerCoreTest, BoundedQueueRefusesWithRetryHintAndLosesNothing) {
+  for (int i = 0; i < 5; ++i) ASSERT_NE(submit("c", static_cast<uint64_t>(i)), "");
+  EXPECT_EQ(submit("c", 99), "");
+  const auto error = last_error();
+  EXPECT_EQ(error.code_name, "resource_exhausted");
+  EXPECT_TRUE(error.retryable);
+  EXPECT_EQ(error.retry_after_ms, 1000u);
+  EXPECT_EQ(core_.queued(), 5u);
+}
+
+TEST_F(BrokerCoreTest, ByteBoundCountsWaitingImages) {
+  ASSERT_NE(submit("c", 1, {"invert"}, 4, std::string(500, 'x')), "");
+  ASSERT_NE(submit("c", 2, {"invert"}, 4, std::string(500, 'x')), "");
+  EXPECT_EQ(submit("c", 3, {"invert"}, 4, std::string(1, 'x')), "");
+  EXPECT_EQ(last_error().code_name, "resource_exhausted");
+  hello("g", "G");  // one job leaves the queue
+  EXPECT_NE(submit("c", 4, {"invert"}, 4, std::string(1, 'x')), "");
+}
+
+TEST_F(BrokerCoreTest, SilentGroupIsForgottenAndItsJobRunsElsewhere) {
+  const std::string job = submit("c", 1);
+  hello("g1", "one");
+  ASSERT_EQ(job_sent_to("g1"), job);
+  hello("g2", "two");
+  EXPECT_EQ(job_sent_to("g2"), "");
+
+  // g2 keeps heartbeating, g1 goes silent.
+  for (int i = 0; i < 6; ++i) {
+    core_.on_worker("g2", {proto::encode(proto::Heartbeat{})});
+    advance(Duration{1000});
+  }
+  EXPECT_EQ(core_.groups(), 1u);
+  EXPECT_EQ(job_sent_to("g2"), job);
+  EXPECT_EQ(core_.counters().retried, 1u);
+  done("g2", job);
+  EXPECT_EQ(decode<proto::JobResult>(out_.clients.back().frames[0]).state, "done");
+
+  // The dead group's late result is discarded, and it must say hello again.
+  done("g1", job);
+  EXPECT_EQ(out_.workers.back().to, "g1");
+  EXPECT_EQ(out_.workers.back().type, "disconnect");
+  EXPECT_EQ(core_.counters().succeeded, 1u);
+}
+
+TEST_F(BrokerCoreTest, BrokerHeartbeatsIdleGroups) {
+  hello("g", "G");
+  out_.workers.clear();
+  advance(Duration{999});
+  EXPECT_TRUE(out_.workers.empty());
+  advance(Duration{1});
+  ASSERT_EQ(out_.workers.size(), 1u);
+  EXPECT_EQ(out_.workers[0].type, "heartbeat");
+}
+
+TEST_F(BrokerCoreTest, JobThatKillsEveryGroupFailsAfterMaxAttempts) {
+  const std::string job = submit("c", 1);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    hello("g" + std::to_string(attempt), "G");
+    ASSERT_EQ(job_sent_to("g" + std::to_string(attempt)), job);
+    advance(Duration{5000});
+  }
+  const auto r = decode<proto::JobResult>(out_.clients.back().frames[0]);
+  EXPECT_EQ(r.state, "failed");
+  EXPECT_NE(r.message.find("gave up after 2 attempts"), std::string::npos) << r.message;
+}
+
+TEST_F(BrokerCoreTest, ByeRequeuesAtOnce) {
+  const std::string job = submit("c", 1);
+  hello("g1", "one");
+  core_.on_worker("g1", {proto::encode(proto::Bye{})});
+  EXPECT_EQ(core_.groups(), 0u);
+  EXPECT_EQ(core_.queued(), 1u);
+  hello("g2", "two");
+  EXPECT_EQ(job_sent_to("g2"), job);
+}
+
+TEST_F(BrokerCoreTest, FailureFromTheGroupReachesTheClient) {
+  const std::string job = submit("c", 1);
+  hello("g", "G");
+  done("g", job, static_cast<int>(StatusCode::kInvalidImage));
+  const auto r = decode<proto::JobResult>(out_.clients.back().frames[0]);
+  EXPECT_EQ(r.state, "failed");
+  EXPECT_EQ(r.code, static_cast<int>(StatusCode::kInvalidImage));
+  EXPECT_EQ(r.message, "it broke");
+  EXPECT_EQ(out_.clients.back().frames.size(), 1u);
+}
+
+TEST_F(BrokerCoreTest, ResultForAVanishedClientIsKeptForFetchUntilTheTtl) {
+  const std::string job = submit("gone", 1);
+  out_.gone.insert("gone");
+  hello("g", "G");
+  done("g", job);
+  EXPECT_EQ(core_.counters().undelivered_results, 1u);
+
+  proto::Fetch f;
+  f.req = 5;
+  f.job = job;
+  core_.on_client("new", {proto::encode(f)});
+  ASSERT_EQ(out_.clients.back().type, "result");
+  EXPECT_EQ(out_.clients.back().frames[1], "OUT");
+
+  advance(Duration{60'000});
+  core_.on_client("new", {proto::encode(f)});
+  EXPECT_EQ(last_error().code_name, "not_found");
+}
+
+TEST_F(BrokerCoreTest, StatusAndCancelOfAQueuedJob) {
+  const std::string job = submit("c", 1);
+  proto::StatusRequest s;
+  s.req = 2;
+  s.job = job;
+  core_.on_client("c", {proto::encode(s)});
+  EXPECT_EQ(decode<proto::StatusReply>(out_.clients.back().frames[0]).job.state, "queued");
+
+  proto::Cancel c;
+  c.req = 3;
+  c.job = job;
+  core_.on_client("c", {proto::encode(c)});
+  EXPECT_EQ(decode<proto::StatusReply>(out_.clients.back().frames[0]).job.state, "cancelled");
+  EXPECT_EQ(core_.queued(), 0u);
+  EXPECT_EQ(core_.counters().cancelled, 1u);
+  hello("g", "G");
+  EXPECT_EQ(job_sent_to("g"), "");
+
+  core_.on_client("c", {proto::encode(c)});
+  EXPECT_NE(last_error().message.find("only queued jobs can be cancelled"), std::string::npos);
+}
+
+TEST_F(BrokerCoreTest, IdempotencyKeyReturnsTheSameJob) {
+  const std::string first = submit("c", 1, {"invert"}, 4, "IMG", "key-1");
+  const std::string again = submit("c2", 2, {"invert"}, 4, "IMG", "key-1");
+  EXPECT_EQ(first, again);
+  EXPECT_TRUE(decode<proto::Accepted>(out_.clients.back().frames[0]).existing);
+  EXPECT_EQ(core_.queued(), 1u);
+  hello("g", "G");
+  done("g", first);
+  EXPECT_EQ(out_.clients.back().to, "c2") << "the result follows the latest submit";
+  EXPECT_EQ(decode<proto::JobResult>(out_.clients.back().frames[0]).req, 2u);
+}
+
+TEST_F(BrokerCoreTest, PingReportsGroupsAndQueue) {
+  hello("g", "G", 4);
+  submit("c", 1);
+  submit("c", 2);
+  proto::Ping p;
+  p.req = 9;
+  core_.on_client("c", {proto::encode(p)});
+  const auto pong = decode<proto::Pong>(out_.clients.back().frames[0]);
+  EXPECT_EQ(pong.req, 9u);
+  EXPECT_EQ(pong.groups, 1u);
+  EXPECT_EQ(pong.busy, 1u);
+  EXPECT_EQ(pong.ranks, 4u);
+  EXPECT_EQ(pong.queued, 1u);
+}
+
+TEST_F(BrokerCoreTest, MalformedClientTrafficIsAnsweredAndCounted) {
+  const std::vector<Frames> garbage = {
+      {},
+      {""},
+      {"\xc1"},
+      {std::string("\x93\x01\x02\x03", 4)},
+      {proto::encode(proto::Ping{}) + "x"},
+      {proto::encode(proto::Ping{}), "unexpected payload"},
+      {proto::encode(proto::Heartbeat{})},
+  };
+  for (const Frames& frames : garbage) {
+    const size_t before = out_.clients.size();
+    core_.on_client("c", frames);
+    ASSERT_EQ(out_.clients.size(), before + 1);
+    EXPECT_EQ(last_error().code_name, "invalid_argument");
+  }
+  EXPECT_EQ(core_.counters().malformed_client, garbage.size());
+  proto::Submit missing_ops;
+  missing_ops.req = 1;
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(4);
+  pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+  pk.pack(std::string("ver")); pk.pack(1);
+  pk.pack(std::string("type")); pk.pack(std::string("submit"));
+  pk.pack(std::string("req")); pk.pack(1);
+  core_.on_client("c", {std::string(buf.data(), buf.size()), "IMG"});
+  EXPECT_NE(last_error().message.find("required field \"ops\" is missing"), std::string::npos);
+}
+
+TEST_F(BrokerCoreTest, MalformedWorkerTrafficIsDroppedAndCounted) {
+  core_.on_worker("w", {"junk"});
+  core_.on_worker("w", {});
+  EXPECT_EQ(core_.counters().malformed_worker, 2u);
+  EXPECT_TRUE(out_.workers.empty());
+  proto::Hello bad;
+  bad.name = "x";
+  bad.ranks = 0;
+  core_.on_worker("w", {proto::encode(bad)});
+  EXPECT_EQ(core_.groups(), 0u);
+}
+
+}  // namespace
+}  // namespace imgq::broker

@@ -1,0 +1,207 @@
+// Round trips, golden bytes and hostile input for the protocol codec
+// (schemas/PROTOCOL.md). A golden vector that changes is a wire change:
+// bump the version or make the change additive, then update the vector.
+#include <functional>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "imgq/schemas/codec.h"
+
+namespace imgq::proto {
+namespace {
+
+std::string hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+struct Golden {
+  const char* type;
+  std::function<std::string()> encode_sample;
+  const char* hex;
+};
+
+std::vector<Golden> goldens() {
+  return {
+      {"submit", [] { Submit m; m.req = 7; m.ops = {"invert"}; m.priority = 5; m.format = "png"; m.name = "a.jpg"; m.key = "k"; return encode(m); }, 
+       "89a3736967a4494d4751a376657201a474797065a67375626d6974a372657107a36f707391a6696e76657274a87072696f7269747905a6666f726d6174a3706e67a46e616d65a5612e6a7067a36b6579a16b"},
+      {"status", [] { StatusRequest m; m.req = 1; m.job = "00000000000000ff"; return encode(m); }, 
+       "85a3736967a4494d4751a376657201a474797065a6737461747573a372657101a36a6f62b030303030303030303030303030306666"},
+      {"cancel", [] { Cancel m; m.req = 2; m.job = "00000000000000ff"; return encode(m); }, 
+       "85a3736967a4494d4751a376657201a474797065a663616e63656ca372657102a36a6f62b030303030303030303030303030306666"},
+      {"fetch", [] { Fetch m; m.req = 3; m.job = "00000000000000ff"; return encode(m); }, 
+       "85a3736967a4494d4751a376657201a474797065a56665746368a372657103a36a6f62b030303030303030303030303030306666"},
+      {"ping", [] { Ping m; m.req = 4; return encode(m); }, 
+       "84a3736967a4494d4751a376657201a474797065a470696e67a372657104"},
+      {"accepted", [] { Accepted m; m.req = 7; m.job = "00000000000000ff"; m.position = 3; return encode(m); }, 
+       "87a3736967a4494d4751a376657201a474797065a86163636570746564a372657107a36a6f62b030303030303030303030303030306666a8706f736974696f6e03a86578697374696e67c2"},
+      {"error", [] { Error m; m.req = 7; m.code = 5; m.code_name = "resource_exhausted"; m.message = "full"; m.retryable = true; m.retry_after_ms = 1000; return encode(m); }, 
+       "8aa3736967a4494d4751a376657201a474797065a56572726f72a372657107a36a6f62a0a4636f646505a9636f64655f6e616d65b27265736f757263655f657868617573746564a76d657373616765a466756c6ca9726574727961626c65c3ae72657472795f61667465725f6d73cd03e8"},
+      {"result", [] { JobResult m; m.req = 7; m.job = "00000000000000ff"; m.state = "done"; m.format = "png"; m.stats.pixels = 100; m.stats.ranks = 2; m.stats.group = "g"; return encode(m); }, 
+       "8ba3736967a4494d4751a376657201a474797065a6726573756c74a372657107a36a6f62b030303030303030303030303030306666a57374617465a4646f6e65a4636f646500a76d657373616765a0a6666f726d6174a3706e67a46e616d65a0a573746174738bac776169745f7365636f6e647300ab72756e5f7365636f6e647300ae6465636f64655f7365636f6e647300af736361747465725f7365636f6e647300af636f6d707574655f7365636f6e647300ae6761746865725f7365636f6e647300ae656e636f64655f7365636f6e647300a9696d62616c616e636500a6706978656c7364a572616e6b7302a567726f7570a167"},
+      {"status_reply", [] { StatusReply m; m.req = 1; m.job.job = "00000000000000ff"; m.job.state = "queued"; m.job.position = 2; return encode(m); }, 
+       "85a3736967a4494d4751a376657201a474797065ac7374617475735f7265706c79a372657101a36a6f628aa36a6f62b030303030303030303030303030306666a57374617465a6717565756564a8706f736974696f6e02a567726f7570a0a4646f6e6500a5746f74616c00a8617474656d70747300a4636f646500a76d657373616765a0a46e616d65a0"},
+      {"pong", [] { Pong m; m.req = 4; m.groups = 2; m.idle = 1; m.busy = 1; m.ranks = 4; m.queued = 9; m.running = 1; m.version = "0.1.0"; return encode(m); }, 
+       "8ba3736967a4494d4751a376657201a474797065a4706f6e67a372657104a667726f75707302a469646c6501a46275737901a572616e6b7304a671756575656409a772756e6e696e6701a776657273696f6ea5302e312e30"},
+      {"event", [] { Event m; m.job.job = "00000000000000ff"; m.job.state = "running"; m.job.group = "g"; m.job.done = 1; m.job.total = 3; m.time = 1.5; return encode(m); }, 
+       "85a3736967a4494d4751a376657201a474797065a56576656e74a36a6f628aa36a6f62b030303030303030303030303030306666a57374617465a772756e6e696e67a8706f736974696f6e00a567726f7570a167a4646f6e6501a5746f74616c03a8617474656d70747300a4636f646500a76d657373616765a0a46e616d65a0a474696d65cb3ff8000000000000"},
+      {"hello", [] { Hello m; m.name = "g"; m.ranks = 2; m.ops = {"canny"}; m.version = "0.1.0"; return encode(m); }, 
+       "87a3736967a4494d4751a376657201a474797065a568656c6c6fa46e616d65a167a572616e6b7302a36f707391a563616e6e79a776657273696f6ea5302e312e30"},
+      {"heartbeat", [] { return encode(Heartbeat{}); }, 
+       "83a3736967a4494d4751a376657201a474797065a9686561727462656174"},
+      {"progress", [] { Progress m; m.job = "00000000000000ff"; m.done = 1; m.total = 2; m.stage = "compute"; return encode(m); }, 
+       "87a3736967a4494d4751a376657201a474797065a870726f6772657373a36a6f62b030303030303030303030303030306666a4646f6e6501a5746f74616c02a57374616765a7636f6d70757465"},
+      {"done", [] { Done m; m.job = "00000000000000ff"; m.code = 0; m.stats.compute_seconds = 0.25; return encode(m); }, 
+       "87a3736967a4494d4751a376657201a474797065a4646f6e65a36a6f62b030303030303030303030303030306666a4636f646500a76d657373616765a0a573746174738bac776169745f7365636f6e647300ab72756e5f7365636f6e647300ae6465636f64655f7365636f6e647300af736361747465725f7365636f6e647300af636f6d707574655f7365636f6e6473cb3fd0000000000000ae6761746865725f7365636f6e647300ae656e636f64655f7365636f6e647300a9696d62616c616e636500a6706978656c7300a572616e6b7300a567726f7570a0"},
+      {"bye", [] { return encode(Bye{}); }, 
+       "83a3736967a4494d4751a376657201a474797065a3627965"},
+      {"job", [] { JobRequest m; m.job = "00000000000000ff"; m.ops = {"invert"}; m.format = "png"; m.name = "a.jpg"; return encode(m); }, 
+       "87a3736967a4494d4751a376657201a474797065a36a6f62a36a6f62b030303030303030303030303030306666a36f707391a6696e76657274a6666f726d6174a3706e67a46e616d65a5612e6a7067"},
+      {"disconnect", [] { Disconnect m; m.reason = "who are you"; return encode(m); }, 
+       "84a3736967a4494d4751a376657201a474797065aa646973636f6e6e656374a6726561736f6eab77686f2061726520796f75"},
+  };
+}
+
+TEST(Protocol, GoldenBytes) {
+  for (const Golden& g : goldens()) {
+    const std::string bytes = g.encode_sample();
+    EXPECT_EQ(hex(bytes), g.hex) << "the wire form of \"" << g.type << "\" changed";
+    auto header = decode_header(bytes);
+    ASSERT_TRUE(header.ok()) << g.type << ": " << header.status().ToString();
+    EXPECT_EQ(header->type(), g.type);
+  }
+}
+
+TEST(Protocol, RoundTripsEveryField) {
+  Submit s;
+  s.req = 1ull << 60;
+  s.ops = {"grayscale", "canny:low=50"};
+  s.priority = 9;
+  s.format = "tif";
+  s.name = "sub/ä.png";
+  s.key = "idem";
+  auto back = decode_header(encode(s))->as<Submit>({"req", "ops"});
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->req, s.req);
+  EXPECT_EQ(back->ops, s.ops);
+  EXPECT_EQ(back->priority, 9);
+  EXPECT_EQ(back->format, "tif");
+  EXPECT_EQ(back->name, s.name);
+  EXPECT_EQ(back->key, "idem");
+
+  Done d;
+  d.job = "abc";
+  d.code = 3;
+  d.message = "nope";
+  d.stats.scatter_seconds = 0.5;
+  d.stats.pixels = 123456789;
+  auto dback = decode_header(encode(d))->as<Done>();
+  ASSERT_TRUE(dback.ok());
+  EXPECT_EQ(dback->stats.pixels, 123456789u);
+  EXPECT_EQ(dback->stats.scatter_seconds, 0.5);
+  EXPECT_EQ(dback->message, "nope");
+}
+
+TEST(Protocol, UnknownKeysAreIgnoredAndMissingOnesDefault) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(5);
+  pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+  pk.pack(std::string("ver")); pk.pack(1);
+  pk.pack(std::string("type")); pk.pack(std::string("ping"));
+  pk.pack(std::string("req")); pk.pack(42);
+  pk.pack(std::string("future_field")); pk.pack(std::vector<int>{1, 2});
+  auto ping = decode_header(std::string(buf.data(), buf.size()))->as<Ping>({"req"});
+  ASSERT_TRUE(ping.ok()) << ping.status().ToString();
+  EXPECT_EQ(ping->req, 42u);
+  auto status = decode_header(std::string(buf.data(), buf.size()))->as<StatusRequest>({"req", "job"});
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.status().message().find("required field \"job\" is missing"), std::string::npos);
+}
+
+std::string packed(const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& f) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  f(pk);
+  return std::string(buf.data(), buf.size());
+}
+
+TEST(Protocol, HostileHeadersAreRefusedNotTrusted) {
+  struct Case {
+    std::string what;
+    std::string bytes;
+    std::string expected;
+  };
+  const std::string ping = encode(Ping{});
+  std::vector<Case> cases = {
+      {"empty", "", "empty header"},
+      {"garbage", "\xc1\xc1\xc1", "not valid msgpack"},
+      {"not a map", packed([](auto& pk) { pk.pack(std::vector<int>{1, 2}); }), "not a msgpack map"},
+      {"trailing bytes", ping + "zz", "2 trailing bytes"},
+      {"truncated", ping.substr(0, ping.size() - 3), "not valid msgpack"},
+      {"huge declared string", std::string("\x81\xdb\xff\xff\xff\xf0", 6), "not valid msgpack"},
+      {"huge declared array", std::string("\x81\xa1x\xdd\x7f\xff\xff\xff", 8), "not valid msgpack"},
+      {"deep nesting", std::string(40, '\x91') + '\x01', "not valid msgpack"},
+      {"too big", std::string(kMaxHeaderBytes + 1, '\x01'), "larger than"},
+      {"wrong signature", packed([](auto& pk) {
+         pk.pack_map(3);
+         pk.pack(std::string("sig")); pk.pack(std::string("MDPC"));
+         pk.pack(std::string("ver")); pk.pack(1);
+         pk.pack(std::string("type")); pk.pack(std::string("ping"));
+       }), "signature"},
+      {"wrong version", packed([](auto& pk) {
+         pk.pack_map(3);
+         pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+         pk.pack(std::string("ver")); pk.pack(2);
+         pk.pack(std::string("type")); pk.pack(std::string("ping"));
+       }), "protocol version 2 is not supported"},
+      {"no type", packed([](auto& pk) {
+         pk.pack_map(2);
+         pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+         pk.pack(std::string("ver")); pk.pack(1);
+       }), "missing message type"},
+  };
+  for (const Case& c : cases) {
+    auto h = decode_header(c.bytes);
+    ASSERT_FALSE(h.ok()) << c.what;
+    EXPECT_EQ(h.status().code(), StatusCode::kInvalidArgument) << c.what;
+    EXPECT_NE(h.status().message().find(c.expected), std::string::npos)
+        << c.what << ": " << h.status().message();
+  }
+}
+
+TEST(Protocol, WrongFieldTypesAreErrorsNotCrashes) {
+  const std::string bytes = packed([](auto& pk) {
+    pk.pack_map(5);
+    pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+    pk.pack(std::string("ver")); pk.pack(1);
+    pk.pack(std::string("type")); pk.pack(std::string("submit"));
+    pk.pack(std::string("req")); pk.pack(std::string("seven"));
+    pk.pack(std::string("ops")); pk.pack(3);
+  });
+  auto submit = decode_header(bytes)->as<Submit>({"req", "ops"});
+  ASSERT_FALSE(submit.ok());
+  EXPECT_NE(submit.status().message().find("submit: a field has the wrong type"), std::string::npos);
+}
+
+TEST(Protocol, RandomBytesNeverCrashTheDecoder) {
+  std::mt19937 rng(1234);
+  const std::string seed = encode(Submit{});
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes = seed;
+    for (int k = 0; k < 1 + i % 4; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng());
+    if (i % 3 == 0) bytes.resize(rng() % bytes.size());
+    auto h = decode_header(bytes);
+    if (h.ok()) (void)h->as<Submit>({"req", "ops"});
+  }
+  SUCCEED();
+}
+
+}  // namespace
+}  // namespace imgq::proto
