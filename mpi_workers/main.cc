@@ -1,6 +1,11 @@
 // imgq-worker: one MPI worker group. Every rank runs this; rank 0 leads.
-//   mpiexec -n N imgq-worker --input FILE_OR_DIR... --op SPEC... --out DIR [--format EXT]
+//   mpiexec -n N imgq-worker --broker tcp://HOST:5556 [--name NAME]        (serve a broker)
+//   mpiexec -n N imgq-worker --input FILE_OR_DIR... --op SPEC... --out DIR  (standalone)
 //   imgq-worker --list-ops
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -11,11 +16,26 @@
 #include "imgq/mpi_workers/engine.h"
 #include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/standalone.h"
+#include "imgq/mpi_workers/worker_service.h"
 #include "imgq/schemas/op_catalog.h"
 
 namespace {
 
+std::atomic<bool> g_stop{false};
+
+// Every rank ignores the signal but notes it: the leader finishes its job and
+// releases the others, so mpiexec's forwarding of SIGTERM/SIGINT is a clean stop.
+void on_signal(int) { g_stop = true; }
+
+std::string default_name() {
+  char host[256] = "host";
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + "-" + std::to_string(::getpid());
+}
+
 struct Options {
+  std::string broker;
+  std::string name;
   std::vector<std::string> inputs;
   std::vector<std::string> ops;
   std::string out_dir;
@@ -28,6 +48,8 @@ struct Options {
 // only rank 0 speaks. Returns -1 to go on, else the exit status.
 int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipeline& pipeline) {
   CLI::App app{"imgq-worker: an MPI worker group of imgq (run it under mpiexec; rank 0 leads)"};
+  app.add_option("--broker", o.broker, "serve this broker's workers endpoint, e.g. tcp://HOST:5556");
+  app.add_option("--name", o.name, "the group's name (default: HOST-PID)");
   app.add_option("--input,-i", o.inputs, "image files or folders (folders are walked recursively)");
   app.add_option("--op", o.ops, "an op as name[:key=value,...]; repeat for a pipeline (see --list-ops)");
   app.add_option("--out,-o", o.out_dir, "folder for the results");
@@ -50,7 +72,12 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
     if (leader) std::cout << imgq::schemas::format_op_table();
     return 0;
   }
-  if (o.inputs.empty()) return usage_error("nothing to do: give --input FILE_OR_DIR... (see --help)");
+  if (!o.broker.empty()) {
+    if (!o.inputs.empty()) return usage_error("give either --broker or --input, not both");
+    if (o.name.empty()) o.name = default_name();
+    return -1;
+  }
+  if (o.inputs.empty()) return usage_error("nothing to do: give --broker URL or --input FILE_OR_DIR... (see --help)");
   if (o.out_dir.empty()) return usage_error("--out DIR is required with --input");
   if (!o.format.empty() && !imgq::is_output_format(o.format)) {
     return usage_error("--format " + o.format + " is not one of " + imgq::output_formats_text());
@@ -69,9 +96,15 @@ int run(int argc, char** argv) {
   if (int code = parse(argc, argv, rank == 0, options, pipeline); code >= 0) return code;
   imgq::init_logging("worker." + std::to_string(rank), options.log_level);
 
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
   imgq::workers::Engine engine(MPI_COMM_WORLD);
   if (!engine.is_leader()) {
     engine.serve();
+    return 0;
+  }
+  if (!options.broker.empty()) {
+    imgq::workers::serve_broker(engine, {options.broker, options.name}, g_stop);
     return 0;
   }
   const auto items = imgq::plan_batch(options.inputs, options.out_dir, options.format);

@@ -17,6 +17,10 @@ double unix_now() {
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+bool is_session(const std::string& s) {
+  return s.size() == 8 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
 bool finished_state(const std::string& state) {
   return state == proto::kDone || state == proto::kFailed || state == proto::kCancelled;
 }
@@ -26,12 +30,13 @@ bool finished_state(const std::string& state) {
 BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now)
     : config_(config), outbox_(outbox), now_(std::move(now)), random_(std::random_device{}()) {}
 
-std::string BrokerCore::new_job_id() {
+std::string BrokerCore::new_job_id(const std::string& session) {
   char buf[17];
   std::string id;
   do {
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(random_()));
     id = buf;
+    if (!session.empty()) id.replace(0, 8, session);
   } while (jobs_.count(id) != 0);
   return id;
 }
@@ -80,7 +85,7 @@ void BrokerCore::on_client(const std::string& identity, Frames frames) {
   }
   if (type == proto::Ping::kType) {
     auto ping = header->as<proto::Ping>({"req"});
-    return ping.ok() ? handle_ping(identity, ping->req) : malformed(ping.status());
+    return ping.ok() ? handle_ping(identity, *ping) : malformed(ping.status());
   }
   if (type == proto::StatusRequest::kType) {
     auto r = header->as<proto::StatusRequest>({"req", "job"});
@@ -136,6 +141,11 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
       return;
     }
   }
+  if (!submit.session.empty() && !is_session(submit.session)) {
+    return reject(Status::InvalidArgument("submit: session must be 8 lower-case hex digits, got \"" +
+                                          submit.session + "\""),
+                  counters_.rejected_invalid);
+  }
   if (submit.priority < 0 || submit.priority > 9) {
     return reject(Status::InvalidArgument("submit: priority must be from 0 to 9, got " +
                                           std::to_string(submit.priority)),
@@ -167,7 +177,7 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
   }
 
   Job job;
-  job.id = new_job_id();
+  job.id = new_job_id(submit.session);
   job.client = identity;
   job.req = submit.req;
   job.priority = submit.priority;
@@ -253,9 +263,9 @@ void BrokerCore::handle_fetch(const std::string& identity, uint64_t req, const s
   }
 }
 
-void BrokerCore::handle_ping(const std::string& identity, uint64_t req) {
+void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& ping) {
   proto::Pong pong;
-  pong.req = req;
+  pong.req = ping.req;
   pong.groups = static_cast<uint32_t>(groups_.size());
   pong.busy = static_cast<uint32_t>(running());
   pong.idle = pong.groups - pong.busy;
@@ -264,6 +274,8 @@ void BrokerCore::handle_ping(const std::string& identity, uint64_t req) {
   pong.running = running();
   pong.version = IMGQ_VERSION;
   outbox_.to_client(identity, {proto::encode(pong)});
+  // Lets a client see that its progress subscription is live.
+  if (is_session(ping.session)) outbox_.publish(ping.session, proto::encode(pong));
 }
 
 // ---- worker groups ----

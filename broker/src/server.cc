@@ -2,23 +2,20 @@
 
 #include <spdlog/spdlog.h>
 
+#include "imgq/common/zmq_frames.h"
+
 namespace imgq::broker {
 namespace {
 
-// Identity plus header plus payload is all a message may hold; one more is
-// read so that the core sees "too many frames", and the rest is drained.
+// Identity, header and payload are all a message may hold; one more frame is
+// kept so that the core sees "too many frames", and the rest is drained.
 constexpr size_t kMaxFrames = 4;
 
 // Reads one whole message without blocking; false when none is waiting.
 bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames) {
-  frames.clear();
-  zmq::message_t part;
-  if (!socket.recv(part, zmq::recv_flags::dontwait)) return false;
-  identity = part.to_string();
-  while (part.more()) {
-    (void)socket.recv(part, zmq::recv_flags::none);
-    if (frames.size() < kMaxFrames) frames.push_back(part.to_string());
-  }
+  if (!recv_frames(socket, frames, kMaxFrames, /*dontwait=*/true)) return false;
+  identity = std::move(frames.front());
+  frames.erase(frames.begin());
   return true;
 }
 

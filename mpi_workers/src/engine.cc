@@ -1,6 +1,9 @@
 #include "imgq/mpi_workers/engine.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <sstream>
 #include <string>
 
@@ -41,6 +44,25 @@ class RowType {
  private:
   MPI_Datatype type_ = MPI_DATATYPE_NULL;
 };
+
+// Broadcasts the job header. Followers wait for it without spinning: an idle
+// group must not keep every core busy in MPI's polling, so they test a
+// non-blocking broadcast and sleep between tests (50 us doubling to 1 ms,
+// which bounds the added start-up latency of a job).
+void broadcast_header(JobHeader& header, MPI_Comm comm, bool leader) {
+  MPI_Request request;
+  MPI_Ibcast(&header, sizeof header, MPI_BYTE, 0, comm, &request);
+  if (leader) {
+    MPI_Wait(&request, MPI_STATUS_IGNORE);
+    return;
+  }
+  int done = 0;
+  auto pause = std::chrono::microseconds(50);
+  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) {
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(1000));
+  }
+}
 
 std::string join_specs(const Pipeline& pipeline) {
   std::string out;
@@ -100,7 +122,7 @@ void Engine::shutdown() {
   if (!is_leader() || shut_down_) return;
   JobHeader header;
   header.command = kShutdown;
-  MPI_Bcast(&header, sizeof header, MPI_BYTE, 0, comm_);
+  broadcast_header(header, comm_, true);
   shut_down_ = true;
 }
 
@@ -129,7 +151,7 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
 
   std::string specs = join_specs(pipeline);
   JobHeader header{kRunJob, info.rows, info.cols, info.type(), static_cast<int64_t>(specs.size())};
-  MPI_Bcast(&header, sizeof header, MPI_BYTE, 0, comm_);
+  broadcast_header(header, comm_, true);
   MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
   IMGQ_RETURN_IF_ERROR(agree(Status::Ok()));  // every follower parsed the pipeline
 
@@ -141,7 +163,7 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
 void Engine::serve() {
   while (!is_leader()) {
     JobHeader header;
-    MPI_Bcast(&header, sizeof header, MPI_BYTE, 0, comm_);
+    broadcast_header(header, comm_, false);
     if (header.command != kRunJob) return;
     std::string specs(static_cast<size_t>(header.spec_bytes), '\0');
     MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);

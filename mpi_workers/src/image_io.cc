@@ -1,12 +1,6 @@
 #include "imgq/mpi_workers/image_io.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <system_error>
-
-#include <unistd.h>
 
 #include <opencv2/imgcodecs.hpp>
 
@@ -57,19 +51,6 @@ const FormatCaps* find_format(std::string_view format) {
 
 }  // namespace
 
-Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return Status::IoError("is a folder, not a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return std::filesystem::exists(path, ec) ? Status::IoError("cannot open: " + std::string(std::strerror(errno)))
-                                             : Status::NotFound("no such file");
-  }
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return Status::IoError("read failed");
-  return bytes;
-}
-
 Result<cv::Mat> decode_image(std::span<const uint8_t> bytes) {
   if (bytes.empty()) return Status::InvalidImage("the file is empty (0 bytes)");
   cv::Mat image;
@@ -109,31 +90,6 @@ Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view
     return Status::Internal("encoding as " + std::string(format) + " failed: " + e.err);
   }
   return bytes;
-}
-
-Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
-  std::error_code ec;
-  if (path.has_parent_path()) {
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) return Status::IoError("cannot create folder " + path.parent_path().string() + ": " + ec.message());
-  }
-  std::filesystem::path tmp = path;
-  tmp += ".part" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return Status::IoError("cannot write " + tmp.string() + ": " + std::strerror(errno));
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    if (!out.flush()) {
-      std::filesystem::remove(tmp, ec);
-      return Status::IoError("writing " + path.string() + " failed: " + std::strerror(errno));
-    }
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return Status::IoError("cannot move the result into place at " + path.string());
-  }
-  return Status::Ok();
 }
 
 }  // namespace imgq::workers

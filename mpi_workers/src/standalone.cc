@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "imgq/mpi_workers/image_io.h"
+#include "imgq/mpi_workers/job_runner.h"
 
 namespace imgq::workers {
 namespace fs = std::filesystem;
@@ -12,17 +13,16 @@ namespace {
 
 Status process_one(Engine& engine, const Pipeline& pipeline, const BatchItem& item,
                    double* megapixels) {
-  IMGQ_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, read_file(item.source));
-  IMGQ_ASSIGN_OR_RETURN(cv::Mat image, decode_image(bytes));
-  *megapixels += static_cast<double>(image.total()) / 1e6;
-  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, engine.run(pipeline, image));
   const std::string format = extension_of(item.output);
   if (!is_output_format(format)) {
-    return Status::InvalidArgument("cannot write format \"" + format + "\" (the input's own); give --format, one of " +
-                                   output_formats_text());
+    return Status::InvalidArgument("cannot write format \"" + format +
+                                   "\" (the input's own); give --format, one of " + output_formats_text());
   }
-  IMGQ_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded, encode_image(result, format));
-  return write_file(item.output, encoded);
+  IMGQ_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, read_file(item.source));
+  JobOutcome outcome = run_job(engine, pipeline, bytes, format);
+  *megapixels += static_cast<double>(outcome.stats.pixels) / 1e6;
+  IMGQ_RETURN_IF_ERROR(outcome.status);
+  return write_file(item.output, outcome.encoded);
 }
 
 }  // namespace

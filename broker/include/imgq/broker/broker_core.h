@@ -24,12 +24,13 @@
 #include "imgq/broker/config.h"
 #include "imgq/broker/job_queue.h"
 #include "imgq/common/status.h"
+#include "imgq/common/zmq_frames.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::broker {
 
 // Frames of one message after the ROUTER identity: header, then payload.
-using Frames = std::vector<std::string>;
+using imgq::Frames;
 
 // Where the core's messages go. Implemented over sockets by the server and
 // by a recorder in tests.
@@ -117,7 +118,7 @@ class BrokerCore {
   void handle_status(const std::string& identity, uint64_t req, const std::string& job);
   void handle_cancel(const std::string& identity, uint64_t req, const std::string& job);
   void handle_fetch(const std::string& identity, uint64_t req, const std::string& job);
-  void handle_ping(const std::string& identity, uint64_t req);
+  void handle_ping(const std::string& identity, const proto::Ping& ping);
   void handle_hello(const std::string& identity, const proto::Hello& hello);
   void handle_done(Group& group, const proto::Done& done, Frames& frames);
 
@@ -130,7 +131,7 @@ class BrokerCore {
   void forget_group(const std::string& identity, const std::string& why);
   void publish(const Job& job);
   proto::JobState state_of(const Job& job) const;
-  std::string new_job_id();
+  std::string new_job_id(const std::string& session);
 
   BrokerConfig config_;
   Outbox& outbox_;

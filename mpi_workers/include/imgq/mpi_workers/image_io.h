@@ -17,11 +17,10 @@
 #include <opencv2/core.hpp>
 
 #include "imgq/common/batch_paths.h"
+#include "imgq/common/file_io.h"
 #include "imgq/common/status.h"
 
 namespace imgq::workers {
-
-Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path);
 
 // Decodes encoded image bytes; InvalidImage for empty, unrecognised or
 // corrupt data, Unsupported for pixel kinds imgq does not process.
@@ -29,9 +28,5 @@ Result<cv::Mat> decode_image(std::span<const uint8_t> bytes);
 
 // Encodes `image` as `format` (an output format, case-insensitive).
 Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view format);
-
-// Writes `bytes` to `path` through a temporary file and a rename, creating
-// parent folders, so a reader never sees half a file.
-Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes);
 
 }  // namespace imgq::workers

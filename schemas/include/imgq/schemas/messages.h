@@ -60,7 +60,8 @@ struct Submit {  // + frame: the encoded image
   std::string format;             // output format; empty = png
   std::string name;               // file name, for people (events, errors)
   std::string key;                // idempotency key; empty = none
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key)
+  std::string session;            // 8 hex digits: the first half of the job id
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key, session)
 };
 
 struct StatusRequest {
@@ -87,7 +88,8 @@ struct Fetch {
 struct Ping {
   IMGQ_MESSAGE("ping");
   uint64_t req = 0;
-  MSGPACK_DEFINE_MAP(sig, ver, type, req)
+  std::string session;  // when set, the pong is also published on this topic
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, session)
 };
 
 // ---- broker -> client ----
@@ -138,6 +140,13 @@ struct JobState {
   std::string message;
   std::string name;
   MSGPACK_DEFINE_MAP(job, state, position, group, done, total, attempts, code, message, name)
+};
+
+// The part every broker reply to a client request shares: its `req`.
+struct AnyReply {
+  IMGQ_MESSAGE("any reply");
+  uint64_t req = 0;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req)
 };
 
 struct StatusReply {

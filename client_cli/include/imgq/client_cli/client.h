@@ -1,0 +1,64 @@
+// A client's connection to the broker: a DEALER for requests and results and
+// a SUB for progress events (schemas/PROTOCOL.md). One thread uses it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "imgq/common/status.h"
+#include "imgq/common/zmq_frames.h"
+#include "imgq/schemas/codec.h"
+
+namespace imgq::client {
+
+using Millis = std::chrono::milliseconds;
+
+inline constexpr const char* kDefaultBroker = "tcp://127.0.0.1:5555";
+
+// The progress endpoint that goes with a broker endpoint: same host, port 5557.
+std::string default_progress_endpoint(const std::string& broker);
+
+class BrokerClient {
+ public:
+  BrokerClient(zmq::context_t& context, const std::string& broker);
+
+  // Sends a header and, optionally, a payload frame.
+  void send(const std::string& header, const std::string* payload = nullptr);
+  // Waits up to `timeout` for one message from the broker.
+  std::optional<Frames> receive(Millis timeout);
+  // Sends `header` and waits for the reply whose `req` is `req`; messages for
+  // other requests are dropped. Unavailable when nothing comes in time.
+  Result<Frames> call(const std::string& header, uint64_t req, Millis timeout);
+
+  zmq::socket_t& socket() { return dealer_; }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  std::string endpoint_;
+  zmq::socket_t dealer_;
+};
+
+// Decodes a reply; an `error` reply becomes its Status.
+template <typename T>
+Result<T> decode_reply(const Frames& frames) {
+  auto header = proto::decode_header(frames.at(0));
+  if (!header.ok()) return header.status();
+  if (header->type() == proto::Error::kType) {
+    auto error = header->as<proto::Error>();
+    if (!error.ok()) return error.status();
+    return Status(static_cast<StatusCode>(error->code), error->message);
+  }
+  if (header->type() != T::kType) {
+    return Status::Internal("expected a " + std::string(T::kType) + " reply, got " + header->type());
+  }
+  return header->as<T>();
+}
+
+// A string as a JSON string literal, quotes included.
+std::string json_quote(std::string_view text);
+
+}  // namespace imgq::client

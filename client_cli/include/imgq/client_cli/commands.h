@@ -1,0 +1,30 @@
+// The imgq commands other than submit: status, cancel, fetch, watch, ops and
+// ping. Each returns the process exit status: 0 success, 1 the request
+// failed (unknown job, ...), 2 usage error, 3 broker unreachable.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "imgq/client_cli/client.h"
+
+namespace imgq::client {
+
+struct Connection {
+  std::string broker = kDefaultBroker;
+  std::string progress;  // empty: default_progress_endpoint(broker)
+  Millis timeout{10'000};
+  bool json = false;
+};
+
+int run_status(const Connection& c, const std::string& job, std::ostream& out, std::ostream& err);
+int run_cancel(const Connection& c, const std::string& job, std::ostream& out, std::ostream& err);
+int run_fetch(const Connection& c, const std::string& job, const std::string& out_dir, std::ostream& out,
+              std::ostream& err);
+// Prints progress events as they come: of one job until it finishes, or of
+// every job until interrupted (`stop`).
+int run_watch(const Connection& c, const std::string& job, const bool& stop, std::ostream& out);
+int run_ops(bool json, std::ostream& out);
+int run_ping(const Connection& c, std::ostream& out, std::ostream& err);
+
+}  // namespace imgq::client

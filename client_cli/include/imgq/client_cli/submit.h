@@ -1,0 +1,34 @@
+// `imgq submit`: every image under the given paths becomes one job. At most
+// `window` jobs are in flight; the rest wait here, so a folder of 100,000
+// images needs memory for the window only (files are read when sent).
+// Results are written under the output folder as they arrive, paths kept
+// relative to each folder given (common/batch_paths.h).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "imgq/client_cli/client.h"
+#include "imgq/client_cli/reporter.h"
+
+namespace imgq::client {
+
+struct SubmitOptions {
+  std::string broker = kDefaultBroker;
+  std::string progress;  // empty: default_progress_endpoint(broker)
+  std::vector<std::string> ops;
+  std::vector<std::string> paths;
+  std::string out_dir = ".";
+  std::string format;  // empty: each input's own
+  int priority = 4;
+  size_t window = 16;
+  bool no_wait = false;
+  Millis timeout{10'000};  // to reach the broker
+  ReportMode mode = ReportMode::kPlain;
+};
+
+// Exit status: 0 all succeeded, 1 some failed, 2 usage error (reported
+// before anything is sent), 3 the broker could not be reached in time.
+int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace imgq::client

@@ -1,0 +1,95 @@
+// imgq: the command-line client of an imgq broker.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "imgq/client_cli/commands.h"
+#include "imgq/client_cli/submit.h"
+
+namespace {
+
+bool g_stop = false;
+void on_signal(int) { g_stop = true; }
+
+std::string from_env(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace imgq::client;
+  CLI::App app{"imgq: submit image jobs to an imgq broker and follow them"};
+  app.require_subcommand(1);
+  Connection c;
+  c.broker = from_env("IMGQ_BROKER", kDefaultBroker);
+  c.progress = from_env("IMGQ_PROGRESS", "");
+  double timeout_s = 10;
+  auto connection_flags = [&](CLI::App* sub) {
+    sub->add_option("--broker", c.broker, "broker clients endpoint (env IMGQ_BROKER)")->capture_default_str();
+    sub->add_option("--progress", c.progress, "broker progress endpoint (env IMGQ_PROGRESS; default: broker host, port 5557)");
+    sub->add_option("--timeout", timeout_s, "seconds to wait for the broker")->capture_default_str();
+    sub->add_flag("--json", c.json, "machine-readable output, one JSON object per line");
+  };
+
+  SubmitOptions submit;
+  auto* s = app.add_subcommand("submit", "process images: every image under PATH... becomes one job");
+  connection_flags(s);
+  s->add_option("--op", submit.ops, "an op as name[:key=value,...]; repeat for a pipeline (see imgq ops)");
+  s->add_option("-o,--out", submit.out_dir, "folder for the results")->capture_default_str();
+  s->add_option("--priority", submit.priority, "0 (lowest) to 9 (highest)")->capture_default_str();
+  s->add_option("--format", submit.format, "output format (default: each input's own)");
+  s->add_option("--window", submit.window, "jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 10000));
+  s->add_flag("--no-wait", submit.no_wait, "exit once every job is accepted; print their ids");
+  s->add_option("paths", submit.paths, "image files or folders (walked recursively)")->required();
+
+  std::string job;
+  auto* status = app.add_subcommand("status", "show a job's state");
+  connection_flags(status);
+  status->add_option("job", job, "job id")->required();
+  auto* cancel = app.add_subcommand("cancel", "cancel a queued job");
+  connection_flags(cancel);
+  cancel->add_option("job", job, "job id")->required();
+  std::string out_dir = ".";
+  auto* fetch = app.add_subcommand("fetch", "download a finished job's result");
+  connection_flags(fetch);
+  fetch->add_option("job", job, "job id")->required();
+  fetch->add_option("-o,--out", out_dir, "folder for the result")->capture_default_str();
+  auto* watch = app.add_subcommand("watch", "print progress events: of one job, or of all");
+  connection_flags(watch);
+  watch->add_option("job", job, "job id (default: every job)");
+  bool ops_json = false;
+  auto* ops = app.add_subcommand("ops", "list the ops, their parameters and defaults");
+  ops->add_flag("--json", ops_json, "as JSON");
+  auto* ping = app.add_subcommand("ping", "check that the broker answers; show worker groups and queue");
+  connection_flags(ping);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  c.timeout = Millis(static_cast<int64_t>(timeout_s * 1000));
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  if (s->parsed()) {
+    submit.broker = c.broker;
+    submit.progress = c.progress;
+    submit.timeout = c.timeout;
+    submit.mode = c.json ? ReportMode::kJson : (::isatty(STDERR_FILENO) ? ReportMode::kTerminal : ReportMode::kPlain);
+    return run_submit(submit, std::cout, std::cerr);
+  }
+  if (status->parsed()) return run_status(c, job, std::cout, std::cerr);
+  if (cancel->parsed()) return run_cancel(c, job, std::cout, std::cerr);
+  if (fetch->parsed()) return run_fetch(c, job, out_dir, std::cout, std::cerr);
+  if (watch->parsed()) return run_watch(c, job, g_stop, std::cout);
+  if (ops->parsed()) return run_ops(ops_json, std::cout);
+  return run_ping(c, std::cout, std::cerr);
+}

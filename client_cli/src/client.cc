@@ -1,0 +1,80 @@
+#include "imgq/client_cli/client.h"
+
+#include <cstdio>
+
+namespace imgq::client {
+
+std::string default_progress_endpoint(const std::string& broker) {
+  const size_t colon = broker.rfind(':');
+  const size_t scheme = broker.find("://");
+  if (colon == std::string::npos || scheme == std::string::npos || colon < scheme + 3) {
+    return "tcp://127.0.0.1:5557";
+  }
+  std::string host = broker.substr(scheme + 3, colon - scheme - 3);
+  if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
+  return broker.substr(0, scheme + 3) + host + ":5557";
+}
+
+BrokerClient::BrokerClient(zmq::context_t& context, const std::string& broker)
+    : endpoint_(broker), dealer_(context, zmq::socket_type::dealer) {
+  dealer_.set(zmq::sockopt::linger, 0);
+  dealer_.connect(broker);
+}
+
+void BrokerClient::send(const std::string& header, const std::string* payload) {
+  if (payload == nullptr) {
+    send_frames(dealer_, {header});
+  } else {
+    (void)dealer_.send(zmq::buffer(header), zmq::send_flags::sndmore);
+    (void)dealer_.send(zmq::buffer(*payload), zmq::send_flags::none);
+  }
+}
+
+std::optional<Frames> BrokerClient::receive(Millis timeout) {
+  zmq::pollitem_t items[] = {{dealer_.handle(), 0, ZMQ_POLLIN, 0}};
+  if (zmq::poll(items, 1, timeout) <= 0) return std::nullopt;
+  Frames frames;
+  recv_frames(dealer_, frames, 2, /*dontwait=*/false);
+  return frames;
+}
+
+Result<Frames> BrokerClient::call(const std::string& header, uint64_t req, Millis timeout) {
+  send(header);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    auto frames = receive(left);
+    if (!frames) break;
+    auto h = proto::decode_header(frames->at(0));
+    if (!h.ok()) continue;
+    auto r = h->as<proto::AnyReply>();
+    if (r.ok() && r->req == req) return std::move(*frames);
+  }
+  return Status::Unavailable("no answer from the broker at " + endpoint_ + " within " +
+                             std::to_string(timeout.count()) + " ms");
+}
+
+std::string json_quote(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace imgq::client

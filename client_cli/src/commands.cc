@@ -1,0 +1,163 @@
+#include "imgq/client_cli/commands.h"
+
+#include <filesystem>
+
+#include "imgq/common/file_io.h"
+#include "imgq/schemas/op_catalog.h"
+
+namespace imgq::client {
+namespace {
+
+constexpr uint64_t kReq = 1;
+
+// Exit status for a failed request: 3 when the broker did not answer.
+int report(const Status& status, std::ostream& err) {
+  err << "imgq: error: " << status.message() << "\n";
+  return status.code() == StatusCode::kUnavailable && status.message().rfind("no answer", 0) == 0 ? 3 : 1;
+}
+
+void print_state(const proto::JobState& s, bool json, std::ostream& out) {
+  if (json) {
+    out << "{\"job\":" << json_quote(s.job) << ",\"file\":" << json_quote(s.name) << ",\"state\":" << json_quote(s.state)
+        << ",\"done\":" << s.done << ",\"total\":" << s.total << ",\"position\":" << s.position
+        << ",\"group\":" << json_quote(s.group) << ",\"attempts\":" << s.attempts
+        << ",\"message\":" << json_quote(s.message) << "}\n";
+    return;
+  }
+  out << s.job << " " << s.state;
+  if (s.state == proto::kQueued) out << " (position " << s.position << ")";
+  if (s.state == proto::kRunning) out << " on " << s.group << " (" << s.done << "/" << s.total << ")";
+  if (!s.name.empty()) out << " " << s.name;
+  if (!s.message.empty()) out << ": " << s.message;
+  out << "\n";
+}
+
+template <typename Request>
+Result<Frames> call(const Connection& c, const std::string& job) {
+  zmq::context_t context;
+  BrokerClient broker(context, c.broker);
+  Request request;
+  request.req = kReq;
+  request.job = job;
+  return broker.call(proto::encode(request), kReq, c.timeout);
+}
+
+}  // namespace
+
+int run_status(const Connection& c, const std::string& job, std::ostream& out, std::ostream& err) {
+  auto frames = call<proto::StatusRequest>(c, job);
+  if (!frames.ok()) return report(frames.status(), err);
+  auto reply = decode_reply<proto::StatusReply>(*frames);
+  if (!reply.ok()) return report(reply.status(), err);
+  print_state(reply->job, c.json, out);
+  return 0;
+}
+
+int run_cancel(const Connection& c, const std::string& job, std::ostream& out, std::ostream& err) {
+  auto frames = call<proto::Cancel>(c, job);
+  if (!frames.ok()) return report(frames.status(), err);
+  auto reply = decode_reply<proto::StatusReply>(*frames);
+  if (!reply.ok()) return report(reply.status(), err);
+  print_state(reply->job, c.json, out);
+  return 0;
+}
+
+int run_fetch(const Connection& c, const std::string& job, const std::string& out_dir, std::ostream& out,
+              std::ostream& err) {
+  auto frames = call<proto::Fetch>(c, job);
+  if (!frames.ok()) return report(frames.status(), err);
+  auto result = decode_reply<proto::JobResult>(*frames);
+  if (!result.ok()) return report(result.status(), err);
+  if (result->state != proto::kDone || frames->size() != 2) {
+    err << (result->name.empty() ? job : result->name) << ": error: " << result->state << ": " << result->message << "\n";
+    return 1;
+  }
+  std::filesystem::path name = result->name.empty() ? std::filesystem::path(job) : std::filesystem::path(result->name).filename();
+  const auto path = std::filesystem::path(out_dir) / name.replace_extension("." + result->format);
+  const auto& bytes = (*frames)[1];
+  Status written = write_file(path, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+  if (!written.ok()) return report(written, err);
+  out << path.string() << "\n";
+  return 0;
+}
+
+int run_watch(const Connection& c, const std::string& job, const bool& stop, std::ostream& out) {
+  zmq::context_t context;
+  zmq::socket_t sub(context, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::linger, 0);
+  sub.set(zmq::sockopt::subscribe, job);
+  sub.connect(c.progress.empty() ? default_progress_endpoint(c.broker) : c.progress);
+  Frames frames;
+  while (!stop) {
+    zmq::pollitem_t items[] = {{sub.handle(), 0, ZMQ_POLLIN, 0}};
+    if (zmq::poll(items, 1, Millis(200)) <= 0) continue;
+    if (!recv_frames(sub, frames, 2, /*dontwait=*/false) || frames.size() != 2) continue;
+    auto header = proto::decode_header(frames[1]);
+    if (!header.ok() || header->type() != proto::Event::kType) continue;  // e.g. a client's session pong
+    auto event = header->as<proto::Event>();
+    if (!event.ok()) continue;
+    print_state(event->job, c.json, out);
+    out.flush();
+    const std::string& state = event->job.state;
+    if (!job.empty() && (state == proto::kDone || state == proto::kFailed || state == proto::kCancelled)) {
+      return state == proto::kDone ? 0 : 1;
+    }
+  }
+  return 0;
+}
+
+int run_ops(bool json, std::ostream& out) {
+  if (!json) {
+    out << schemas::format_op_table();
+    return 0;
+  }
+  out << "[";
+  bool first_op = true;
+  for (const schemas::OpDef& def : schemas::all_ops()) {
+    out << (first_op ? "" : ",") << "{\"name\":" << json_quote(def.name) << ",\"summary\":" << json_quote(def.summary)
+        << ",\"params\":[";
+    first_op = false;
+    bool first = true;
+    for (const schemas::ParamDef& p : def.params) {
+      static const char* types[] = {"int", "number", "bool", "enum"};
+      out << (first ? "" : ",") << "{\"key\":" << json_quote(p.key)
+          << ",\"type\":\"" << types[static_cast<int>(p.type)] << "\",\"default\":" << json_quote(p.default_value);
+      if (p.type == schemas::ParamType::kInt || p.type == schemas::ParamType::kDouble) {
+        out << ",\"min\":" << p.min << ",\"max\":" << p.max;
+      }
+      if (!p.choices.empty()) {
+        out << ",\"choices\":[";
+        for (size_t i = 0; i < p.choices.size(); ++i) out << (i ? "," : "") << json_quote(p.choices[i]);
+        out << "]";
+      }
+      out << "}";
+      first = false;
+    }
+    out << "]}";
+  }
+  out << "]\n";
+  return 0;
+}
+
+int run_ping(const Connection& c, std::ostream& out, std::ostream& err) {
+  zmq::context_t context;
+  BrokerClient broker(context, c.broker);
+  proto::Ping ping;
+  ping.req = kReq;
+  auto frames = broker.call(proto::encode(ping), kReq, c.timeout);
+  if (!frames.ok()) return report(frames.status(), err);
+  auto pong = decode_reply<proto::Pong>(*frames);
+  if (!pong.ok()) return report(pong.status(), err);
+  if (c.json) {
+    out << "{\"broker\":" << json_quote(c.broker) << ",\"version\":" << json_quote(pong->version)
+        << ",\"groups\":" << pong->groups << ",\"idle\":" << pong->idle << ",\"busy\":" << pong->busy
+        << ",\"ranks\":" << pong->ranks << ",\"queued\":" << pong->queued << ",\"running\":" << pong->running << "}\n";
+  } else {
+    out << "broker " << c.broker << " (imgq " << pong->version << "): " << pong->groups << " worker group(s), "
+        << pong->idle << " idle, " << pong->busy << " busy, " << pong->ranks << " ranks; " << pong->queued
+        << " queued, " << pong->running << " running\n";
+  }
+  return 0;
+}
+
+}  // namespace imgq::client

@@ -1,0 +1,251 @@
+#include "imgq/client_cli/submit.h"
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <random>
+
+#include "imgq/common/batch_paths.h"
+#include "imgq/common/file_io.h"
+#include "imgq/schemas/op_call.h"
+
+namespace imgq::client {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+std::string random_hex() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+class Batch {
+ public:
+  Batch(const SubmitOptions& options, std::vector<BatchItem> items, Reporter& reporter, std::ostream& err)
+      : options_(options), items_(std::move(items)), reporter_(reporter), err_(err),
+        session_(random_hex().substr(0, 8)) {}
+
+  // Exit status as run_submit's.
+  int run(zmq::context_t& context);
+
+ private:
+  struct InFlight {
+    size_t item;
+    std::string job;
+  };
+
+  void send_next(BrokerClient& broker);
+  void fail(size_t index, const std::string& state, const std::string& message, const std::string& job = {});
+  void handle(const Frames& frames);
+  JobView view(size_t index, const std::string& job) const {
+    return {job, items_[index].source.string(), items_[index].output.string()};
+  }
+
+  const SubmitOptions& options_;
+  std::vector<BatchItem> items_;
+  Reporter& reporter_;
+  std::ostream& err_;
+  bool subscribed(BrokerClient& broker, zmq::socket_t& progress);
+
+  // First half of every job id of this batch, so one subscription made
+  // before the first submit sees all their events; with the item's index,
+  // the idempotency key.
+  std::string session_;
+  size_t next_ = 0;
+  std::deque<std::pair<SteadyClock::time_point, size_t>> retry_;  // refused for a full queue
+  std::map<uint64_t, size_t> waiting_accept_;                    // req -> item
+  std::map<std::string, size_t> running_;                        // job -> item
+  size_t done_ = 0, failed_ = 0;
+};
+
+void Batch::fail(size_t index, const std::string& state, const std::string& message, const std::string& job) {
+  ++failed_;
+  reporter_.failed(view(index, job), state, message);
+}
+
+void Batch::send_next(BrokerClient& broker) {
+  const auto now = SteadyClock::now();
+  while (waiting_accept_.size() + running_.size() < options_.window) {
+    size_t index;
+    if (!retry_.empty() && retry_.front().first <= now) {
+      index = retry_.front().second;
+      retry_.pop_front();
+    } else if (next_ < items_.size()) {
+      index = next_++;
+    } else {
+      return;
+    }
+    const BatchItem& item = items_[index];
+    if (!item.problem.ok()) {
+      fail(index, proto::kFailed, item.problem.message());
+      continue;
+    }
+    const std::string format = extension_of(item.output);
+    if (!is_output_format(format)) {
+      fail(index, proto::kFailed, "cannot write format \"" + format + "\"; give --format, one of " +
+                                      output_formats_text());
+      continue;
+    }
+    auto bytes = read_file(item.source);
+    if (!bytes.ok()) {
+      fail(index, proto::kFailed, bytes.status().message());
+      continue;
+    }
+    proto::Submit submit;
+    submit.req = index + 1;
+    submit.ops = options_.ops;
+    submit.priority = options_.priority;
+    submit.format = format;
+    submit.name = item.source.string();
+    submit.key = session_ + ":" + std::to_string(index);
+    submit.session = session_;
+    const std::string image(bytes->begin(), bytes->end());
+    broker.send(proto::encode(submit), &image);
+    waiting_accept_[submit.req] = index;
+  }
+}
+
+void Batch::handle(const Frames& frames) {
+  auto header = proto::decode_header(frames.at(0));
+  if (!header.ok()) return;
+  const std::string& type = header->type();
+  if (type == proto::Accepted::kType) {
+    auto a = header->as<proto::Accepted>();
+    auto it = a.ok() ? waiting_accept_.find(a->req) : waiting_accept_.end();
+    if (it == waiting_accept_.end()) return;
+    running_[a->job] = it->second;
+    reporter_.accepted(view(it->second, a->job), a->position);
+    waiting_accept_.erase(it);
+  } else if (type == proto::Error::kType) {
+    auto e = header->as<proto::Error>();
+    auto it = e.ok() ? waiting_accept_.find(e->req) : waiting_accept_.end();
+    if (it == waiting_accept_.end()) return;
+    if (e->retryable) {
+      retry_.emplace_back(SteadyClock::now() + Millis(std::max<uint32_t>(e->retry_after_ms, 100)), it->second);
+    } else {
+      fail(it->second, proto::kFailed, e->message);
+    }
+    waiting_accept_.erase(it);
+  } else if (type == proto::JobResult::kType) {
+    auto r = header->as<proto::JobResult>();
+    auto it = r.ok() ? running_.find(r->job) : running_.end();
+    if (it == running_.end()) return;
+    const size_t index = it->second;
+    running_.erase(it);
+    if (r->state != proto::kDone) return fail(index, r->state, r->message, r->job);
+    if (frames.size() != 2) return fail(index, proto::kFailed, "the broker sent no result image", r->job);
+    const auto& bytes = frames[1];
+    Status written = write_file(items_[index].output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+    if (!written.ok()) return fail(index, proto::kFailed, written.message(), r->job);
+    ++done_;
+    reporter_.succeeded(view(index, r->job), r->stats);
+  }
+}
+
+// Pings with the session until the pong also arrives on the progress
+// socket: from then on no event of this batch can be missed. Doubles as the
+// check that the broker can be reached.
+bool Batch::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
+  const auto deadline = SteadyClock::now() + options_.timeout;
+  bool answered = false;
+  Frames frames;
+  for (uint64_t req = 1; SteadyClock::now() < deadline; ++req) {
+    proto::Ping ping;
+    ping.req = req;
+    ping.session = session_;
+    broker.send(proto::encode(ping));
+    const auto until = std::min(deadline, SteadyClock::now() + Millis(200));
+    while (SteadyClock::now() < until) {
+      zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, Millis(20));
+      while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) {
+        auto pong = decode_reply<proto::Pong>(frames);
+        if (pong.ok() && !answered && pong->groups == 0) {
+          err_ << "imgq: warning: no worker group is connected to the broker yet; jobs will wait for one\n";
+        }
+        answered = answered || pong.ok();
+      }
+      if (recv_frames(progress, frames, 2, /*dontwait=*/true) && frames.front() == session_) return true;
+    }
+  }
+  err_ << "imgq: error: "
+       << (answered ? "the broker answers at " + options_.broker + " but its progress endpoint " +
+                          (options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress) +
+                          " does not (give --progress)"
+                    : "no answer from the broker at " + options_.broker + " within " +
+                          std::to_string(options_.timeout.count()) + " ms")
+       << "\n";
+  return false;
+}
+
+int Batch::run(zmq::context_t& context) {
+  BrokerClient broker(context, options_.broker);
+  zmq::socket_t progress(context, zmq::socket_type::sub);
+  progress.set(zmq::sockopt::linger, 0);
+  progress.set(zmq::sockopt::subscribe, session_);
+  progress.connect(options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress);
+  if (!subscribed(broker, progress)) return 3;
+
+  const auto start = SteadyClock::now();
+  Frames frames;
+  while (true) {
+    send_next(broker);
+    const bool all_sent = next_ == items_.size() && retry_.empty();
+    if (all_sent && waiting_accept_.empty() && (running_.empty() || options_.no_wait)) break;
+    zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, Millis(100));
+    if (items[0].revents & ZMQ_POLLIN) {
+      while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) handle(frames);
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      while (recv_frames(progress, frames, 2, /*dontwait=*/true)) {
+        if (frames.size() != 2) continue;
+        auto event = proto::decode_header(frames[1]);
+        if (!event.ok()) continue;
+        auto e = event->as<proto::Event>();
+        auto it = e.ok() ? running_.find(e->job.job) : running_.end();
+        if (it != running_.end()) reporter_.event(view(it->second, e->job.job), e->job);
+      }
+    }
+    reporter_.tick(done_, failed_, items_.size());
+  }
+  if (options_.no_wait) {
+    for (const auto& [job, index] : running_) err_ << "submitted " << items_[index].source.string() << " as job " << job << "\n";
+  }
+  reporter_.finish(done_, failed_, items_.size(), std::chrono::duration<double>(SteadyClock::now() - start).count());
+  return failed_ == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err) {
+  auto pipeline = schemas::parse_pipeline(options.ops);
+  if (!pipeline.ok()) {
+    err << "imgq: error: " << pipeline.status().message() << "\n";
+    return 2;
+  }
+  if (!options.format.empty() && !is_output_format(options.format)) {
+    err << "imgq: error: --format " << options.format << " is not one of " << output_formats_text() << "\n";
+    return 2;
+  }
+  if (options.priority < 0 || options.priority > 9) {
+    err << "imgq: error: --priority must be from 0 to 9\n";
+    return 2;
+  }
+  if (options.paths.empty()) {
+    err << "imgq: error: give at least one image file or folder\n";
+    return 2;
+  }
+
+  zmq::context_t context;
+  SubmitOptions normalized = options;
+  normalized.ops = schemas::pipeline_to_specs(*pipeline);
+  auto reporter = make_reporter(options.mode, out, err);
+  Batch batch(normalized, plan_batch(options.paths, options.out_dir, options.format), *reporter, err);
+  return batch.run(context);
+}
+
+}  // namespace imgq::client

@@ -1,0 +1,19 @@
+// Whole-file reads and crash-safe writes, with errors that say what failed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <vector>
+
+#include "imgq/common/status.h"
+
+namespace imgq {
+
+Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path);
+
+// Writes `bytes` to `path` through a temporary file and a rename, creating
+// parent folders, so a reader never sees half a file.
+Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes);
+
+}  // namespace imgq

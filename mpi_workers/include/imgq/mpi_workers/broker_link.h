@@ -1,0 +1,49 @@
+// The worker group leader's connection to the broker, on a thread of its own
+// that owns the DEALER socket (see schemas/PROTOCOL.md, "Worker group
+// leader"). It says hello, heartbeats even while the main thread is deep in
+// MPI work, notices a silent broker and reconnects with backoff (1 s doubling
+// to 30 s), and relays messages between the broker and the main thread.
+//
+// The main thread talks to it through an inproc PAIR socket (pipe_endpoint):
+// it receives the broker's `job` messages there and sends `progress` and
+// `done` messages, which the link forwards. Sending a `bye` ends the link:
+// it says bye to the broker and the thread exits.
+#pragma once
+
+#include <string>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "imgq/schemas/messages.h"
+
+namespace imgq::workers {
+
+struct LinkOptions {
+  std::string broker;  // e.g. tcp://127.0.0.1:5556
+  proto::Hello hello;
+  std::chrono::milliseconds heartbeat{1000};
+  int liveness = 5;
+  std::chrono::milliseconds max_backoff{30'000};
+};
+
+class BrokerLink {
+ public:
+  BrokerLink(zmq::context_t& context, LinkOptions options);
+  ~BrokerLink();  // joins the thread; send a bye first
+  BrokerLink(const BrokerLink&) = delete;
+  BrokerLink& operator=(const BrokerLink&) = delete;
+
+  const std::string& pipe_endpoint() const { return pipe_endpoint_; }
+
+ private:
+  void run();
+
+  zmq::context_t& context_;
+  LinkOptions options_;
+  std::string pipe_endpoint_;
+  zmq::socket_t pipe_;  // bound here, used only by the link thread
+  std::thread thread_;
+};
+
+}  // namespace imgq::workers

@@ -1,0 +1,31 @@
+// One image through the group: decode, run the pipeline on every rank,
+// encode; with the time each step took. Shared by standalone mode and the
+// broker-connected leader. Leader only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imgq/common/status.h"
+#include "imgq/mpi_workers/engine.h"
+#include "imgq/schemas/messages.h"
+
+namespace imgq::workers {
+
+// (steps done, steps in all, the step just finished: "decode", "stage 2/3", "encode").
+using ProgressFn = std::function<void(int done, int total, const std::string& step)>;
+
+struct JobOutcome {
+  Status status;
+  std::vector<uint8_t> encoded;  // the result, when status is OK
+  proto::JobStats stats;         // decode/scatter/compute/gather/encode, pixels, imbalance
+};
+
+JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
+                   const std::string& format, const ProgressFn& progress = {});
+
+}  // namespace imgq::workers

@@ -1,0 +1,103 @@
+#include "imgq/mpi_workers/broker_link.h"
+
+#include <atomic>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+
+#include "imgq/common/zmq_frames.h"
+#include "imgq/schemas/codec.h"
+
+namespace imgq::workers {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+std::string next_pipe_name() {
+  static std::atomic<int> counter{0};
+  return "inproc://imgq-broker-link-" + std::to_string(counter++);
+}
+
+}  // namespace
+
+BrokerLink::BrokerLink(zmq::context_t& context, LinkOptions options)
+    : context_(context),
+      options_(std::move(options)),
+      pipe_endpoint_(next_pipe_name()),
+      pipe_(context, zmq::socket_type::pair) {
+  pipe_.bind(pipe_endpoint_);
+  thread_ = std::thread([this] { run(); });
+}
+
+BrokerLink::~BrokerLink() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void BrokerLink::run() {
+  const auto liveness = options_.heartbeat * options_.liveness;
+  auto backoff = std::chrono::milliseconds(1000);
+  std::optional<zmq::socket_t> dealer;
+  SteadyClock::time_point last_heard, last_sent;
+  Frames frames;
+
+  auto connect = [&] {
+    dealer.emplace(context_, zmq::socket_type::dealer);
+    dealer->set(zmq::sockopt::linger, 2000);  // let a final `bye` or `done` out
+    dealer->connect(options_.broker);
+    send_frames(*dealer, {proto::encode(options_.hello)});
+    last_heard = last_sent = SteadyClock::now();
+    spdlog::info("connecting to broker {} as group \"{}\" ({} ranks)", options_.broker, options_.hello.name,
+                 options_.hello.ranks);
+  };
+  connect();
+
+  while (true) {
+    zmq::pollitem_t items[] = {{dealer->handle(), 0, ZMQ_POLLIN, 0}, {pipe_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, options_.heartbeat / 4);
+    const auto now = SteadyClock::now();
+
+    if (items[0].revents & ZMQ_POLLIN) {
+      recv_frames(*dealer, frames, 3, /*dontwait=*/false);
+      last_heard = now;
+      backoff = std::chrono::milliseconds(1000);
+      auto header = proto::decode_header(frames[0]);
+      if (!header.ok()) {
+        spdlog::warn("malformed message from the broker: {}", header.status().message());
+      } else if (header->type() == proto::JobRequest::kType) {
+        send_frames(pipe_, frames);
+      } else if (header->type() == proto::Disconnect::kType) {
+        spdlog::warn("the broker does not know this group; saying hello again");
+        connect();
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      recv_frames(pipe_, frames, 3, /*dontwait=*/false);
+      auto header = proto::decode_header(frames[0]);
+      if (header.ok() && header->type() == proto::Bye::kType) {
+        send_frames(*dealer, {proto::encode(proto::Bye{})});
+        return;
+      }
+      send_frames(*dealer, frames);
+      last_sent = now;
+    }
+    if (now - last_heard > liveness) {
+      spdlog::warn("no word from broker {} for {} ms; reconnecting in {} ms", options_.broker,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count(), backoff.count());
+      dealer.reset();
+      // Still listen to the main thread while waiting, so a shutdown is quick.
+      zmq::pollitem_t pipe_item[] = {{pipe_.handle(), 0, ZMQ_POLLIN, 0}};
+      if (zmq::poll(pipe_item, 1, backoff) > 0) {
+        recv_frames(pipe_, frames, 3, /*dontwait=*/false);
+        auto header = proto::decode_header(frames[0]);
+        if (header.ok() && header->type() == proto::Bye::kType) return;
+      }
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      connect();
+    } else if (now - last_sent >= options_.heartbeat) {
+      send_frames(*dealer, {proto::encode(proto::Heartbeat{})});
+      last_sent = now;
+    }
+  }
+}
+
+}  // namespace imgq::workers

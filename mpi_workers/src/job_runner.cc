@@ -1,0 +1,72 @@
+#include "imgq/mpi_workers/job_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include "imgq/mpi_workers/image_io.h"
+#include "imgq/mpi_workers/strip_plan.h"
+
+namespace imgq::workers {
+namespace {
+
+double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// How much longer the slowest rank computed than the average one.
+double imbalance(const std::vector<double>& per_rank) {
+  if (per_rank.empty()) return 0;
+  const double mean = std::accumulate(per_rank.begin(), per_rank.end(), 0.0) / static_cast<double>(per_rank.size());
+  const double slowest = *std::max_element(per_rank.begin(), per_rank.end());
+  return mean > 0 ? slowest / mean - 1 : 0;
+}
+
+}  // namespace
+
+JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
+                   const std::string& format, const ProgressFn& progress) {
+  JobOutcome out;
+  const int total = static_cast<int>(plan_stages(pipeline).size()) + 2;
+  auto report = [&](int done, const std::string& step) {
+    if (progress) progress(done, total, step);
+  };
+
+  auto start = std::chrono::steady_clock::now();
+  auto decoded = decode_image(image);
+  out.stats.decode_seconds = since(start);
+  if (!decoded.ok()) {
+    out.status = decoded.status();
+    return out;
+  }
+  out.stats.pixels = decoded->total();
+  report(1, "decode");
+
+  RunStats run;
+  auto result = engine.run(
+      pipeline, *decoded,
+      [&](int done, int stages) { report(1 + done, "stage " + std::to_string(done) + "/" + std::to_string(stages)); },
+      &run);
+  out.stats.scatter_seconds = run.scatter_seconds;
+  out.stats.compute_seconds = run.compute_seconds;
+  out.stats.gather_seconds = run.gather_seconds;
+  out.stats.imbalance = imbalance(run.rank_compute_seconds);
+  out.stats.ranks = engine.size();
+  if (!result.ok()) {
+    out.status = result.status();
+    return out;
+  }
+
+  start = std::chrono::steady_clock::now();
+  auto encoded = encode_image(*result, format);
+  out.stats.encode_seconds = since(start);
+  if (!encoded.ok()) {
+    out.status = encoded.status();
+    return out;
+  }
+  out.encoded = std::move(encoded).value();
+  report(total, "encode");
+  return out;
+}
+
+}  // namespace imgq::workers
