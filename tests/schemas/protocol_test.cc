@@ -30,7 +30,7 @@ struct Golden {
 std::vector<Golden> goldens() {
   return {
       {"submit", [] { Submit m; m.req = 7; m.ops = {"invert"}; m.priority = 5; m.format = "png"; m.name = "a.jpg"; m.key = "k"; return encode(m); },
-       "89a3736967a4494d4751a376657201a474797065a67375626d6974a372657107a36f707391a6696e76657274a87072696f7269747905a6666f726d6174a3706e67a46e616d65a5612e6a7067a36b6579a16b"},
+       "8aa3736967a4494d4751a376657201a474797065a67375626d6974a372657107a36f707391a6696e76657274a87072696f7269747905a6666f726d6174a3706e67a46e616d65a5612e6a7067a36b6579a16ba773657373696f6ea0"},
       {"status", [] { StatusRequest m; m.req = 1; m.job = "00000000000000ff"; return encode(m); },
        "85a3736967a4494d4751a376657201a474797065a6737461747573a372657101a36a6f62b030303030303030303030303030306666"},
       {"cancel", [] { Cancel m; m.req = 2; m.job = "00000000000000ff"; return encode(m); },
@@ -38,7 +38,7 @@ std::vector<Golden> goldens() {
       {"fetch", [] { Fetch m; m.req = 3; m.job = "00000000000000ff"; return encode(m); },
        "85a3736967a4494d4751a376657201a474797065a56665746368a372657103a36a6f62b030303030303030303030303030306666"},
       {"ping", [] { Ping m; m.req = 4; return encode(m); },
-       "84a3736967a4494d4751a376657201a474797065a470696e67a372657104"},
+       "85a3736967a4494d4751a376657201a474797065a470696e67a372657104a773657373696f6ea0"},
       {"accepted", [] { Accepted m; m.req = 7; m.job = "00000000000000ff"; m.position = 3; return encode(m); },
        "87a3736967a4494d4751a376657201a474797065a86163636570746564a372657107a36a6f62b030303030303030303030303030306666a8706f736974696f6e03a86578697374696e67c2"},
       {"error", [] { Error m; m.req = 7; m.code = 5; m.code_name = "resource_exhausted"; m.message = "full"; m.retryable = true; m.retry_after_ms = 1000; return encode(m); },
