@@ -109,12 +109,7 @@ void Server::run(const std::atomic<bool>& stop) {
   Frames frames;
   while (!stop.load()) {
     const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
-    try {
-      zmq::poll(items, 2, timeout);
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) continue;
-      throw;
-    }
+    poll_sockets(items, 2, timeout);
     // Drain what is waiting, a bounded batch per socket per turn.
     for (int i = 0; i < 256 && receive(workers_, identity, frames); ++i) core_->on_worker(identity, std::move(frames));
     for (int i = 0; i < 256 && receive(clients_, identity, frames); ++i) core_->on_client(identity, std::move(frames));

@@ -32,7 +32,7 @@ void BrokerClient::send(const std::string& header, const std::string* payload) {
 
 std::optional<Frames> BrokerClient::receive(Millis timeout) {
   zmq::pollitem_t items[] = {{dealer_.handle(), 0, ZMQ_POLLIN, 0}};
-  if (zmq::poll(items, 1, timeout) <= 0) return std::nullopt;
+  if (poll_sockets(items, 1, timeout) <= 0) return std::nullopt;
   Frames frames;
   recv_frames(dealer_, frames, 2, /*dontwait=*/false);
   return frames;

@@ -90,7 +90,7 @@ int run_watch(const Connection& c, const std::string& job, const bool& stop, std
   Frames frames;
   while (!stop) {
     zmq::pollitem_t items[] = {{sub.handle(), 0, ZMQ_POLLIN, 0}};
-    if (zmq::poll(items, 1, Millis(200)) <= 0) continue;
+    if (poll_sockets(items, 1, Millis(200)) <= 0) continue;
     if (!recv_frames(sub, frames, 2, /*dontwait=*/false) || frames.size() != 2) continue;
     auto header = proto::decode_header(frames[1]);
     if (!header.ok() || header->type() != proto::Event::kType) continue;  // e.g. a client's session pong

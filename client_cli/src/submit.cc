@@ -160,7 +160,7 @@ bool Batch::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
     const auto until = std::min(deadline, SteadyClock::now() + Millis(200));
     while (SteadyClock::now() < until) {
       zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, Millis(20));
+      poll_sockets(items, 2, Millis(20));
       while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) {
         auto pong = decode_reply<proto::Pong>(frames);
         if (pong.ok() && !answered && pong->groups == 0) {
@@ -196,7 +196,7 @@ int Batch::run(zmq::context_t& context) {
     const bool all_sent = next_ == items_.size() && retry_.empty();
     if (all_sent && waiting_accept_.empty() && (running_.empty() || options_.no_wait)) break;
     zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, Millis(100));
+    poll_sockets(items, 2, Millis(100));
     if (items[0].revents & ZMQ_POLLIN) {
       while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) handle(frames);
     }

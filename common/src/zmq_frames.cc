@@ -26,4 +26,13 @@ void send_frames(zmq::socket_t& socket, const Frames& frames) {
   }
 }
 
+int poll_sockets(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
+}
+
 }  // namespace imgq

@@ -1,5 +1,8 @@
 #include "imgq/mpi_workers/broker_link.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <optional>
 
@@ -34,6 +37,13 @@ BrokerLink::~BrokerLink() {
 }
 
 void BrokerLink::run() {
+  // SIGTERM and SIGINT are the main thread's to handle.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   const auto liveness = options_.heartbeat * options_.liveness;
   auto backoff = std::chrono::milliseconds(1000);
   std::optional<zmq::socket_t> dealer;
@@ -53,7 +63,7 @@ void BrokerLink::run() {
 
   while (true) {
     zmq::pollitem_t items[] = {{dealer->handle(), 0, ZMQ_POLLIN, 0}, {pipe_.handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, options_.heartbeat / 4);
+    poll_sockets(items, 2, options_.heartbeat / 4);
     const auto now = SteadyClock::now();
 
     if (items[0].revents & ZMQ_POLLIN) {
@@ -86,7 +96,7 @@ void BrokerLink::run() {
       dealer.reset();
       // Still listen to the main thread while waiting, so a shutdown is quick.
       zmq::pollitem_t pipe_item[] = {{pipe_.handle(), 0, ZMQ_POLLIN, 0}};
-      if (zmq::poll(pipe_item, 1, backoff) > 0) {
+      if (poll_sockets(pipe_item, 1, backoff) > 0) {
         recv_frames(pipe_, frames, 3, /*dontwait=*/false);
         auto header = proto::decode_header(frames[0]);
         if (header.ok() && header->type() == proto::Bye::kType) return;

@@ -68,7 +68,7 @@ void serve_broker(Engine& engine, const ServiceOptions& options, const std::atom
   Frames frames;
   while (!stop.load()) {
     zmq::pollitem_t items[] = {{pipe.handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 1, std::chrono::milliseconds(100));
+    poll_sockets(items, 1, std::chrono::milliseconds(100));
     if (!(items[0].revents & ZMQ_POLLIN)) continue;
     recv_frames(pipe, frames, 2, /*dontwait=*/false);
     Frames reply;

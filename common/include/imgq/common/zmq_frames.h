@@ -3,6 +3,7 @@
 // peer cannot make us hold a thousand-part message; the excess is drained.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -20,5 +21,9 @@ bool recv_frames(zmq::socket_t& socket, Frames& frames, size_t max_frames, bool 
 
 // Sends `frames` as one message. Throws zmq::error_t as cppzmq does.
 void send_frames(zmq::socket_t& socket, const Frames& frames);
+
+// zmq::poll that returns 0 (nothing ready) when a signal interrupts it, so
+// a SIGTERM or SIGINT handler's flag is seen instead of an exception.
+int poll_sockets(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout);
 
 }  // namespace imgq
