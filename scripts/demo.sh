@@ -1,22 +1,51 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and runs an imgq worker
-# group of N ranks (default: the core count) over OpenCV's sample photographs
-# with an edge-detection pipeline, writing the results to ./out/demo.
+# The main job: installs what is missing, builds, then runs the whole system
+# on this machine: an imgq-broker, one worker group (mpiexec, one rank per
+# core) and `imgq submit` over OpenCV's sample photographs with an
+# edge-detection pipeline, showing progress; results go to ./out/demo.
+# Everything it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 IMGQ_BUILD_TESTS=OFF bash scripts/build.sh
 
 ranks="${IMGQ_RANKS:-$(nproc)}"
+port="${IMGQ_PORT:-5555}"   # clients; workers and progress use the next two
 samples=/usr/share/doc/opencv-doc/examples/data
 out="${IMGQ_OUT:-out/demo}"
+logs=out/logs
+bin=build/bin
+clients="tcp://127.0.0.1:$port"
+workers="tcp://127.0.0.1:$((port + 1))"
+progress="tcp://127.0.0.1:$((port + 2))"
 rm -rf "$out"
-echo "imgq demo: $ranks ranks, sample photographs from $samples -> $out"
+mkdir -p "$logs"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" \
+  >"$logs/broker.log" 2>&1 &
+pids+=($!)
+setsid mpiexec -n "$ranks" "$bin/imgq-worker" --broker "$workers" --name demo-group \
+  >"$logs/worker.log" 2>&1 &
+pids+=($!)
+
+echo "imgq demo: broker on $clients, one worker group of $ranks ranks (logs in $logs)"
+for _ in $(seq 100); do
+  if "$bin/imgq" ping --broker "$clients" --timeout 1 2>/dev/null | grep -q " 1 worker group"; then break; fi
+  sleep 0.2
+done
+"$bin/imgq" ping --broker "$clients"
+
 set +e
-mpiexec -n "$ranks" build/bin/imgq-worker --input "$samples" \
+"$bin/imgq" submit --broker "$clients" --progress "$progress" \
   --op to_8bit --op gaussian_blur:ksize=5 --op canny:low=50,high=150 \
-  --out "$out" --format png
+  --format png -o "$out" "$samples"
 status=$?
 set -e
-echo "results: $(find "$out" -type f | wc -l) images in $out (exit status $status;" \
-     "files OpenCV cannot decode are listed above with the reason)"
+echo "results: $(find "$out" -type f | wc -l) images in $out (imgq submit exit status $status)"
