@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-IMGQ_BUILD_TESTS=OFF bash scripts/build.sh
+bash scripts/build.sh imgq-broker imgq-worker imgq
 
 ranks="${IMGQ_RANKS:-$(nproc)}"
 port="${IMGQ_PORT:-5555}"   # clients; workers and progress use the next two

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-IMGQ_BUILD_TESTS=ON bash scripts/build.sh
+bash scripts/build.sh
 cd build
 ctest --output-on-failure --timeout 900 -j"$(nproc)"

@@ -63,9 +63,33 @@ class System : public ::testing::Test {
     fs::create_directories(root_);
     broker::ServerOptions options;
     options.clients = options.workers = options.progress = "tcp://127.0.0.1:*";
-    server_ = std::make_unique<broker::Server>(context_, options);
-    ASSERT_TRUE(server_->bind().ok());
+    start_broker(options);
+  }
+
+  void start_broker(const broker::ServerOptions& options) {
+    stop_ = false;
+    // A restart rebinds the old ports, which ZeroMQ frees asynchronously.
+    Status bound;
+    ASSERT_TRUE(eventually(
+        [&] {
+          server_ = std::make_unique<broker::Server>(context_, options);
+          bound = server_->bind();
+          return bound.ok();
+        },
+        seconds(10)))
+        << bound.ToString();
     thread_ = std::thread([this] { server_->run(stop_); });
+  }
+
+  // A new broker on the same endpoints, as after a crash and a restart.
+  void restart_broker() {
+    broker::ServerOptions same;
+    same.clients = server_->clients_endpoint();
+    same.workers = server_->workers_endpoint();
+    same.progress = server_->progress_endpoint();
+    stop_broker();
+    server_.reset();
+    ASSERT_NO_FATAL_FAILURE(start_broker(same));
   }
 
   void TearDown() override {
@@ -106,7 +130,7 @@ class System : public ::testing::Test {
   // Stops the broker thread so its counters can be read safely.
   const broker::BrokerCounters& stop_broker() {
     stop_ = true;
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
     return server_->core().counters();
   }
 
@@ -249,6 +273,22 @@ TEST_F(System, SigtermStopsAGroupCleanlyAndTheBrokerForgetsItAtOnce) {
   EXPECT_NE(groups_.at("leaving")->output().find("saying bye"), std::string::npos);
   // `bye` makes the broker forget it without waiting for the liveness period.
   EXPECT_TRUE(eventually([&] { return connected_groups() == 0; }, seconds(2)));
+}
+
+TEST_F(System, GroupReconnectsToARestartedBroker) {
+  start_group("faithful");
+  ASSERT_TRUE(eventually([&] { return connected_groups() == 1; }, seconds(60)));
+  ASSERT_NO_FATAL_FAILURE(restart_broker());
+  // The group notices the silence (5 s) and says hello to the new broker.
+  ASSERT_TRUE(eventually([&] { return connected_groups() == 1; }, seconds(30)));
+
+  const fs::path image = root_ / "after.png";
+  ASSERT_TRUE(cv::imwrite(image.string(), imgq::testing::make_image(50, 70, CV_8U, 3, imgq::testing::Pattern::kShapes)));
+  Subprocess client(submit_args({"canny"}, root_ / "out", {image.string()}), (root_ / "client.log").string());
+  const auto code = client.wait(seconds(60));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << client.output();
+  EXPECT_TRUE(fs::exists(root_ / "out" / "after.png"));
 }
 
 }  // namespace
