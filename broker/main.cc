@@ -7,7 +7,10 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <prometheus/exposer.h>
+
 #include "imgq/broker/server.h"
+#include "imgq/monitoring/broker_metrics.h"
 #include "imgq/common/logging.h"
 
 namespace {
@@ -19,9 +22,11 @@ void on_signal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  // NOLINTNEXTLINE: main.cc only parses flags and wires the parts together.
   imgq::broker::ServerOptions options;
   auto& config = options.config;
   std::string log_level = "info";
+  std::string metrics_address = "0.0.0.0:9464";
   int64_t result_ttl_s = config.result_ttl.count() / 1000;
   CLI::App app{"imgq-broker: queues image jobs from clients and dispatches them to MPI worker groups"};
   app.add_option("--clients", options.clients, "ROUTER endpoint for clients")->capture_default_str();
@@ -38,10 +43,26 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   app.add_option("--result-ttl", result_ttl_s, "seconds a finished job and an undelivered result are kept")
       ->capture_default_str();
+  app.add_option("--metrics", metrics_address,
+                 "address:port for Prometheus' /metrics (keep it on a private interface); empty = off")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   config.result_ttl = imgq::broker::Duration{result_ttl_s * 1000};
   imgq::init_logging("broker", log_level);
+
+  imgq::monitoring::BrokerMetrics metrics(IMGQ_VERSION);
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!metrics_address.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(metrics_address);
+    } catch (const std::exception& e) {
+      std::cerr << "imgq-broker: error: cannot serve metrics on " << metrics_address << ": " << e.what() << "\n";
+      return 1;
+    }
+    exposer->RegisterCollectable(metrics.registry());
+    options.metrics = &metrics;
+  }
 
   zmq::context_t context;
   imgq::broker::Server server(context, options);
@@ -51,8 +72,11 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  spdlog::info("clients {}, workers {}, progress {}", server.clients_endpoint(), server.workers_endpoint(),
-               server.progress_endpoint());
+  spdlog::info("clients {}, workers {}, progress {}, metrics {}", server.clients_endpoint(),
+               server.workers_endpoint(), server.progress_endpoint(),
+               exposer ? "http://" + metrics_address.substr(0, metrics_address.rfind(':')) + ":" +
+                             std::to_string(exposer->GetListeningPorts().front()) + "/metrics"
+                       : std::string("off"));
   server.run(g_stop);
   const auto& c = server.core().counters();
   spdlog::info("stopping: {} submitted, {} succeeded, {} failed, {} cancelled, {} retried", c.submitted,

@@ -27,8 +27,8 @@ bool finished_state(const std::string& state) {
 
 }  // namespace
 
-BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now)
-    : config_(config), outbox_(outbox), now_(std::move(now)), random_(std::random_device{}()) {}
+BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring::BrokerMetrics* metrics)
+    : config_(config), outbox_(outbox), now_(std::move(now)), metrics_(metrics), random_(std::random_device{}()) {}
 
 std::string BrokerCore::new_job_id(const std::string& session) {
   char buf[17];
@@ -61,6 +61,7 @@ void BrokerCore::on_client(const std::string& identity, Frames frames) {
                                : proto::decode_header(frames[0]);
   if (!header.ok()) {
     ++counters_.malformed_client;
+    if (metrics_) metrics_->malformed(monitoring::Peer::kClients);
     reply_error(identity, 0, header.status());
     return;
   }
@@ -68,6 +69,7 @@ void BrokerCore::on_client(const std::string& identity, Frames frames) {
   const size_t payloads = frames.size() - 1;
   auto malformed = [&](const Status& status) {
     ++counters_.malformed_client;
+    if (metrics_) metrics_->malformed(monitoring::Peer::kClients);
     reply_error(identity, 0, status);
   };
   if (type == proto::Submit::kType) {
@@ -121,6 +123,11 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
                                std::string image) {
   auto reject = [&](const Status& status, uint64_t& counter) {
     ++counter;
+    if (metrics_) {
+      metrics_->rejected(&counter == &counters_.rejected_queue_full ? monitoring::Rejection::kQueueFull
+                         : &counter == &counters_.rejected_too_large ? monitoring::Rejection::kTooLarge
+                                                                      : monitoring::Rejection::kInvalid);
+    }
     reply_error(identity, submit.req, status);
   };
   // A known idempotency key names the job already accepted; its result now
@@ -192,6 +199,7 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
   queue_.push(job.id, identity, job.priority);
   if (!job.key.empty()) keys_[job.key] = job.id;
   ++counters_.submitted;
+  if (metrics_) metrics_->submitted();
 
   proto::Accepted accepted;
   accepted.req = submit.req;
@@ -284,14 +292,14 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   auto header = frames.empty() ? Result<proto::Header>(Status::InvalidArgument("empty message"))
                                : proto::decode_header(frames[0]);
   if (!header.ok()) {
-    ++counters_.malformed_worker;
+    { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
     return;
   }
   const std::string& type = header->type();
   if (type == proto::Hello::kType) {
     auto hello = header->as<proto::Hello>({"name", "ranks"});
     if (!hello.ok() || hello->ranks < 1 || frames.size() != 1) {
-      ++counters_.malformed_worker;
+      { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
       return;
     }
     return handle_hello(identity, *hello);
@@ -310,7 +318,7 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   if (type == proto::Progress::kType) {
     auto progress = header->as<proto::Progress>({"job", "done", "total"});
     if (!progress.ok() || group.job != progress->job) {
-      ++counters_.malformed_worker;
+      { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
       return;
     }
     Job& job = jobs_.at(progress->job);
@@ -322,12 +330,12 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   if (type == proto::Done::kType) {
     auto done = header->as<proto::Done>({"job", "code"});
     if (!done.ok() || frames.size() > 2) {
-      ++counters_.malformed_worker;
+      { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
       return;
     }
     return handle_done(group, *done, frames);
   }
-  ++counters_.malformed_worker;
+  { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
 }
 
 void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& hello) {
@@ -344,12 +352,14 @@ void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& h
   group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
   group.last_sent = now_();
   group.idle_since = now_();
+  if (metrics_) metrics_->group_seen(hello.name);
   dispatch();
 }
 
 void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& frames) {
   if (group.job != done.job) {
     ++counters_.stray_results;
+    if (metrics_) metrics_->stray_result();
     return;
   }
   Job& job = jobs_.at(done.job);
@@ -362,11 +372,11 @@ void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& fram
   job.stats.run_seconds = seconds(now_() - job.dispatched);
   if (done.code == 0 && frames.size() == 2) {
     job.result = std::move(frames[1]);
-    finish(job, proto::kDone, Status::Ok());
+    finish(job, proto::kDone, Status::Ok(), /*ran=*/true);
   } else if (done.code == 0) {
-    finish(job, proto::kFailed, Status::Internal("the worker group sent no result image"));
+    finish(job, proto::kFailed, Status::Internal("the worker group sent no result image"), /*ran=*/true);
   } else {
-    finish(job, proto::kFailed, Status(static_cast<StatusCode>(done.code), done.message));
+    finish(job, proto::kFailed, Status(static_cast<StatusCode>(done.code), done.message), /*ran=*/true);
   }
   dispatch();
 }
@@ -395,6 +405,7 @@ void BrokerCore::dispatch() {
     job.total_stages = 0;
     ++job.attempts;
     idle->job = id;
+    if (metrics_) metrics_->dispatched(seconds(job.dispatched - job.submitted));
 
     proto::JobRequest request;
     request.job = id;
@@ -406,7 +417,7 @@ void BrokerCore::dispatch() {
   }
 }
 
-void BrokerCore::finish(Job& job, const std::string& state, const Status& status) {
+void BrokerCore::finish(Job& job, const std::string& state, const Status& status, bool ran) {
   job.state = state;
   job.code = static_cast<int>(status.code());
   job.message = status.message();
@@ -417,6 +428,13 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
   if (state == proto::kDone) ++counters_.succeeded;
   else if (state == proto::kFailed) ++counters_.failed;
   else ++counters_.cancelled;
+  if (metrics_) {
+    const auto outcome = state == proto::kDone     ? monitoring::Outcome::kSucceeded
+                         : state == proto::kFailed ? monitoring::Outcome::kFailed
+                                                   : monitoring::Outcome::kCancelled;
+    metrics_->finished(outcome, job.stats.run_seconds, ran ? job.group_name : std::string(),
+                       ran ? &job.stats : nullptr);
+  }
 
   proto::JobResult result;
   result.req = job.req;
@@ -448,6 +466,7 @@ void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
     return;
   }
   ++counters_.retried;
+  if (metrics_) metrics_->retried();
   job.state = proto::kQueued;
   job.message = why + "; requeued";
   queue_.push_front(job.id, job.client, job.priority);
@@ -486,6 +505,23 @@ void BrokerCore::tick() {
       ++it;
     }
   }
+  update_gauges();
+}
+
+void BrokerCore::update_gauges() {
+  if (metrics_ == nullptr) return;
+  monitoring::BrokerMetrics::QueueState s;
+  const auto now = now_();
+  s.waiting = queue_.size();
+  s.running = running();
+  for (int p = 0; p < JobQueue::kPriorities; ++p) s.by_priority[static_cast<size_t>(p)] = queue_.size_of_lane(p);
+  for (const std::string& id : queue_.line_fronts()) {
+    s.oldest_age_seconds = std::max(s.oldest_age_seconds, seconds(now - jobs_.at(id).submitted));
+  }
+  s.busy_groups = running();
+  s.idle_groups = groups_.size() - s.busy_groups;
+  s.ranks = total_ranks();
+  metrics_->set_state(s);
 }
 
 Duration BrokerCore::time_to_next_tick() const {

@@ -94,4 +94,12 @@ size_t JobQueue::position(const std::string& job) const {
   return ahead + k + 1;
 }
 
+std::vector<std::string> JobQueue::line_fronts() const {
+  std::vector<std::string> fronts;
+  for (const Lane& lane : lanes_) {
+    for (const auto& [client, line] : lane.lines) fronts.push_back(line.front());
+  }
+  return fronts;
+}
+
 }  // namespace imgq::broker

@@ -12,6 +12,12 @@ namespace {
 constexpr size_t kMaxFrames = 4;
 
 // Reads one whole message without blocking; false when none is waiting.
+size_t bytes_of(const Frames& frames) {
+  size_t n = 0;
+  for (const std::string& f : frames) n += f.size();
+  return n;
+}
+
 bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames) {
   if (!recv_frames(socket, frames, kMaxFrames, /*dontwait=*/true)) return false;
   identity = std::move(frames.front());
@@ -23,14 +29,21 @@ bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames) {
 
 class Server::SocketOutbox : public Outbox {
  public:
-  SocketOutbox(zmq::socket_t& clients, zmq::socket_t& workers, zmq::socket_t& progress)
-      : clients_(clients), workers_(workers), progress_(progress) {}
+  SocketOutbox(zmq::socket_t& clients, zmq::socket_t& workers, zmq::socket_t& progress,
+               monitoring::BrokerMetrics* metrics)
+      : clients_(clients), workers_(workers), progress_(progress), metrics_(metrics) {}
 
   bool to_client(const std::string& identity, Frames frames) override {
-    return send(clients_, identity, frames);
+    const bool sent = send(clients_, identity, frames);
+    if (sent && metrics_) metrics_->sent(monitoring::Peer::kClients, bytes_of(frames));
+    return sent;
   }
   void to_worker(const std::string& identity, Frames frames) override {
-    if (!send(workers_, identity, frames)) spdlog::debug("worker {} unreachable", identity);
+    if (!send(workers_, identity, frames)) {
+      spdlog::debug("worker {} unreachable", identity);
+    } else if (metrics_) {
+      metrics_->sent(monitoring::Peer::kWorkers, bytes_of(frames));
+    }
   }
   void publish(const std::string& topic, std::string event) override {
     try {
@@ -63,6 +76,7 @@ class Server::SocketOutbox : public Outbox {
   zmq::socket_t& clients_;
   zmq::socket_t& workers_;
   zmq::socket_t& progress_;
+  monitoring::BrokerMetrics* metrics_;
 };
 
 Server::Server(zmq::context_t& context, ServerOptions options)
@@ -79,8 +93,8 @@ Server::Server(zmq::context_t& context, ServerOptions options)
     router->set(zmq::sockopt::linger, 0);
   }
   progress_.set(zmq::sockopt::linger, 0);
-  outbox_ = std::make_unique<SocketOutbox>(clients_, workers_, progress_);
-  core_ = std::make_unique<BrokerCore>(options_.config, *outbox_);
+  outbox_ = std::make_unique<SocketOutbox>(clients_, workers_, progress_, options_.metrics);
+  core_ = std::make_unique<BrokerCore>(options_.config, *outbox_, Clock::now, options_.metrics);
 }
 
 Server::~Server() = default;
@@ -111,8 +125,14 @@ void Server::run(const std::atomic<bool>& stop) {
     const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
     poll_sockets(items, 2, timeout);
     // Drain what is waiting, a bounded batch per socket per turn.
-    for (int i = 0; i < 256 && receive(workers_, identity, frames); ++i) core_->on_worker(identity, std::move(frames));
-    for (int i = 0; i < 256 && receive(clients_, identity, frames); ++i) core_->on_client(identity, std::move(frames));
+    for (int i = 0; i < 256 && receive(workers_, identity, frames); ++i) {
+      if (options_.metrics) options_.metrics->received(monitoring::Peer::kWorkers, bytes_of(frames));
+      core_->on_worker(identity, std::move(frames));
+    }
+    for (int i = 0; i < 256 && receive(clients_, identity, frames); ++i) {
+      if (options_.metrics) options_.metrics->received(monitoring::Peer::kClients, bytes_of(frames));
+      core_->on_client(identity, std::move(frames));
+    }
     core_->tick();
   }
 }

@@ -25,6 +25,7 @@
 #include "imgq/broker/job_queue.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
+#include "imgq/monitoring/broker_metrics.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::broker {
@@ -63,7 +64,9 @@ class BrokerCore {
  public:
   using Now = std::function<Clock::time_point()>;
 
-  BrokerCore(BrokerConfig config, Outbox& outbox, Now now = Clock::now);
+  // `metrics` may be null (no metrics); it must outlive the core.
+  BrokerCore(BrokerConfig config, Outbox& outbox, Now now = Clock::now,
+             monitoring::BrokerMetrics* metrics = nullptr);
 
   void on_client(const std::string& identity, Frames frames);
   void on_worker(const std::string& identity, Frames frames);
@@ -126,7 +129,9 @@ class BrokerCore {
                    const std::string& job = {});
   void send_worker(Group& group, Frames frames);
   void dispatch();
-  void finish(Job& job, const std::string& state, const Status& status);
+  // `ran`: a group ran the job to this end (its stats count for the group).
+  void finish(Job& job, const std::string& state, const Status& status, bool ran = false);
+  void update_gauges();
   void requeue_or_fail(Job& job, const std::string& why);
   void forget_group(const std::string& identity, const std::string& why);
   void publish(const Job& job);
@@ -136,6 +141,7 @@ class BrokerCore {
   BrokerConfig config_;
   Outbox& outbox_;
   Now now_;
+  monitoring::BrokerMetrics* metrics_;
   std::mt19937_64 random_;
   std::unordered_map<std::string, Job> jobs_;
   std::unordered_map<std::string, std::string> keys_;  // idempotency key -> job id

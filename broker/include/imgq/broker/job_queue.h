@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace imgq::broker {
 
@@ -36,6 +37,9 @@ class JobQueue {
   // 1-based place of `job` in the order pop() would follow if nothing else
   // arrived; 0 when it is not queued. O(clients in its lane).
   size_t position(const std::string& job) const;
+  // The first waiting job of every client line: the oldest job waiting is
+  // among them (lines are FIFO, and requeued jobs are older still).
+  std::vector<std::string> line_fronts() const;
 
  private:
   struct Lane {

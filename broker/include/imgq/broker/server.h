@@ -25,6 +25,7 @@ struct ServerOptions {
   std::string progress = "tcp://*:5557";
   int64_t max_message_bytes = int64_t{300} << 20;  // ZMQ_MAXMSGSIZE on both ROUTERs
   BrokerConfig config;
+  monitoring::BrokerMetrics* metrics = nullptr;  // optional; must outlive the server
 };
 
 class Server {

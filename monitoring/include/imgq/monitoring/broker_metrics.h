@@ -1,0 +1,98 @@
+// The Prometheus metrics of an imgq system, all served by the broker: the
+// group leaders send their per-job figures (stage times, pixels, rank
+// imbalance) in their `done` messages, so one scrape target covers the whole
+// system and groups need no ports of their own.
+//
+// Conventions: `imgq_` prefix, base units (seconds, bytes), `_total` for
+// counters, no job ids, file names or client ids in labels; group names (a
+// bounded set chosen by operators) are the only free label. Every fixed label
+// combination exists from start-up at 0. Families are registered once here
+// and children kept, since Family::Add takes a lock. Not thread-safe beyond
+// what prometheus-cpp gives: the broker thread updates, the exposer reads.
+#pragma once
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "imgq/schemas/messages.h"
+
+namespace imgq::monitoring {
+
+enum class Outcome { kSucceeded, kFailed, kCancelled };
+enum class Rejection { kQueueFull, kInvalid, kTooLarge };
+enum class Peer { kClients, kWorkers };
+
+class BrokerMetrics {
+ public:
+  explicit BrokerMetrics(const std::string& version);
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  // The registry in Prometheus' text format (what /metrics serves).
+  std::string text() const;
+
+  void submitted() { submitted_->Increment(); }
+  void rejected(Rejection why) { rejected_[static_cast<size_t>(why)]->Increment(); }
+  void retried() { retried_->Increment(); }
+  void malformed(Peer from) { malformed_[static_cast<size_t>(from)]->Increment(); }
+  void stray_result() { stray_results_->Increment(); }
+  void received(Peer from, size_t bytes) { received_[static_cast<size_t>(from)]->Increment(static_cast<double>(bytes)); }
+  void sent(Peer to, size_t bytes) { sent_[static_cast<size_t>(to)]->Increment(static_cast<double>(bytes)); }
+
+  // A job left the queue for a group after `wait_seconds`.
+  void dispatched(double wait_seconds) { wait_->Observe(wait_seconds); }
+  // A job ended; `stats` and `group` are set when a group ran it.
+  void finished(Outcome outcome, double run_seconds, const std::string& group, const proto::JobStats* stats);
+
+  struct QueueState {
+    size_t waiting = 0;
+    size_t running = 0;
+    std::array<size_t, 10> by_priority{};
+    double oldest_age_seconds = 0;
+    size_t idle_groups = 0;
+    size_t busy_groups = 0;
+    size_t ranks = 0;
+  };
+  void set_state(const QueueState& state);
+  // A group connected: its children are created now, at 0.
+  void group_seen(const std::string& group);
+
+ private:
+  struct GroupChildren {
+    std::array<prometheus::Counter*, 3> jobs;  // by outcome
+    prometheus::Counter* pixels;
+    std::array<prometheus::Counter*, 5> stage_seconds;  // decode, scatter, compute, gather, encode
+    prometheus::Gauge* imbalance;
+  };
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Counter* submitted_;
+  std::array<prometheus::Counter*, 3> completed_;
+  std::array<prometheus::Counter*, 3> rejected_;
+  prometheus::Counter* retried_;
+  std::array<prometheus::Counter*, 2> malformed_;
+  prometheus::Counter* stray_results_;
+  std::array<prometheus::Counter*, 2> received_;
+  std::array<prometheus::Counter*, 2> sent_;
+  std::array<prometheus::Gauge*, 2> queue_jobs_;  // waiting, running
+  std::array<prometheus::Gauge*, 10> queue_by_priority_;
+  prometheus::Gauge* oldest_age_;
+  std::array<prometheus::Gauge*, 2> groups_;  // idle, busy
+  prometheus::Gauge* ranks_;
+  prometheus::Histogram* wait_;
+  prometheus::Histogram* duration_;
+  prometheus::Family<prometheus::Counter>* group_jobs_;
+  prometheus::Family<prometheus::Counter>* group_pixels_;
+  prometheus::Family<prometheus::Counter>* group_stage_seconds_;
+  prometheus::Family<prometheus::Gauge>* group_imbalance_;
+  std::map<std::string, GroupChildren> group_children_;
+};
+
+}  // namespace imgq::monitoring
