@@ -13,6 +13,7 @@ packages=(
   prometheus-cpp-dev
   googletest libgtest-dev libgmock-dev
   libcli11-dev libspdlog-dev
+  prometheus docker-compose curl
 )
 
 missing=()
