@@ -17,7 +17,14 @@
 #include "common/test_images.h"
 #include "imgq/broker/server.h"
 #include "imgq/client_cli/client.h"
+#include "imgq/monitoring/broker_metrics.h"
 #include "imgq/mpi_workers/ops.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <prometheus/exposer.h>
+#include <sys/socket.h>
+#include <fstream>
 
 namespace imgq {
 namespace {
@@ -29,6 +36,39 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 const std::string kBin = IMGQ_BIN_DIR;
+const std::string kSource = IMGQ_SOURCE_DIR;
+
+// Runs a shell command; its exit status and standard output.
+std::pair<int, std::string> shell(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, out};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A TCP port nobody listens on now (for servers that cannot report theirs).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The value of a sample line "name{labels} value" in Prometheus text.
+double sample(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
 
 // One line of `imgq submit --json`, as flat fields.
 struct JsonLine {
@@ -66,8 +106,13 @@ class System : public ::testing::Test {
     start_broker(options);
   }
 
-  void start_broker(const broker::ServerOptions& options) {
+  void start_broker(broker::ServerOptions options) {
     stop_ = false;
+    metrics_ = std::make_unique<monitoring::BrokerMetrics>("test");
+    exposer_.reset();
+    exposer_ = std::make_unique<prometheus::Exposer>("127.0.0.1:0");
+    exposer_->RegisterCollectable(metrics_->registry());
+    options.metrics = metrics_.get();
     // A restart rebinds the old ports, which ZeroMQ frees asynchronously.
     Status bound;
     ASSERT_TRUE(eventually(
@@ -96,6 +141,8 @@ class System : public ::testing::Test {
     groups_.clear();  // SIGKILLs what is left
     stop_ = true;
     if (thread_.joinable()) thread_.join();
+    server_.reset();
+    exposer_.reset();
     fs::remove_all(root_);
   }
 
@@ -134,8 +181,14 @@ class System : public ::testing::Test {
     return server_->core().counters();
   }
 
+  std::string metrics_url() const {
+    return "http://127.0.0.1:" + std::to_string(exposer_->GetListeningPorts().front()) + "/metrics";
+  }
+
   fs::path root_;
   zmq::context_t context_;
+  std::unique_ptr<monitoring::BrokerMetrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<broker::Server> server_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -289,6 +342,143 @@ TEST_F(System, GroupReconnectsToARestartedBroker) {
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 0) << client.output();
   EXPECT_TRUE(fs::exists(root_ / "out" / "after.png"));
+}
+
+// A workload with successes, failures and a rejection; the image files and
+// how many of each outcome it makes.
+struct Workload {
+  int submitted = 0, succeeded = 0, failed = 0, rejected_invalid = 0;
+};
+
+class Monitored : public System {
+ protected:
+  Workload run_workload() {
+    start_group("mon");
+    EXPECT_TRUE(eventually([&] { return connected_groups() == 1; }, seconds(60)));
+    const fs::path in = root_ / "in";
+    fs::create_directories(in);
+    for (int i = 0; i < 4; ++i) {
+      cv::imwrite((in / ("ok" + std::to_string(i) + ".png")).string(),
+                  imgq::testing::make_image(60 + i, 80, CV_8U, 3, imgq::testing::Pattern::kShapes));
+    }
+    std::ofstream(in / "corrupt1.png") << "not an image";
+    std::ofstream(in / "corrupt2.jpg") << "nor this";
+    Subprocess client(submit_args({"gaussian_blur", "canny"}, root_ / "out", {in.string()}),
+                      (root_ / "client.log").string());
+    EXPECT_EQ(client.wait(seconds(120)), std::optional<int>(1)) << client.output();
+
+    // A submit the broker itself refuses (the CLI would refuse it first).
+    zmq::context_t context;
+    client::BrokerClient raw(context, server_->clients_endpoint());
+    proto::Submit bad;
+    bad.req = 9;
+    bad.ops = {"gaussian_blur:ksize=4"};
+    const std::string image = "x";
+    raw.send(proto::encode(bad), &image);
+    EXPECT_TRUE(raw.receive(seconds(10)).has_value());
+    return {6, 4, 2, 1};
+  }
+};
+
+TEST_F(Monitored, MetricsMatchTheWorkloadAndPassPromtool) {
+  const Workload w = run_workload();
+  const auto [code, text] = shell("curl -sf " + metrics_url());
+  ASSERT_EQ(code, 0);
+  const fs::path file = root_ / "metrics.txt";
+  std::ofstream(file) << text;
+  const auto [lint, lint_out] = shell("promtool check metrics < " + file.string() + " 2>&1");
+  EXPECT_EQ(lint, 0) << lint_out;
+
+  EXPECT_EQ(sample(text, "imgq_jobs_submitted_total"), w.submitted);
+  EXPECT_EQ(sample(text, "imgq_jobs_completed_total{outcome=\"succeeded\"}"), w.succeeded);
+  EXPECT_EQ(sample(text, "imgq_jobs_completed_total{outcome=\"failed\"}"), w.failed);
+  EXPECT_EQ(sample(text, "imgq_jobs_completed_total{outcome=\"cancelled\"}"), 0);
+  EXPECT_EQ(sample(text, "imgq_jobs_rejected_total{reason=\"invalid\"}"), w.rejected_invalid);
+  EXPECT_EQ(sample(text, "imgq_jobs_rejected_total{reason=\"queue_full\"}"), 0);
+  EXPECT_EQ(sample(text, "imgq_group_jobs_total{group=\"mon\",outcome=\"succeeded\"}"), w.succeeded);
+  EXPECT_EQ(sample(text, "imgq_group_jobs_total{group=\"mon\",outcome=\"failed\"}"), w.failed);
+  EXPECT_EQ(sample(text, "imgq_job_duration_seconds_count"), w.succeeded + w.failed);
+  EXPECT_EQ(sample(text, "imgq_job_wait_seconds_count"), w.submitted);
+  EXPECT_EQ(sample(text, "imgq_worker_ranks"), 2);
+  EXPECT_GT(sample(text, "imgq_group_pixels_total{group=\"mon\"}"), 4 * 60 * 80);
+  EXPECT_GT(sample(text, "imgq_group_stage_seconds_total{group=\"mon\",stage=\"compute\"}"), 0);
+  EXPECT_GT(sample(text, "imgq_received_bytes_total{socket=\"clients\"}"), 0);
+  EXPECT_GT(sample(text, "imgq_sent_bytes_total{socket=\"clients\"}"), 0);
+  EXPECT_EQ(sample(text, "imgq_build_info{version=\"test\"}"), 1);
+}
+
+// Every PromQL expression of the dashboard and the alert rules, one per line.
+std::vector<std::string> dashboard_and_alert_expressions() {
+  std::vector<std::string> exprs;
+  std::ifstream dashboard(kSource + "/monitoring/grafana/dashboards/imgq.json");
+  static const std::regex json_expr(R"re("expr": "((?:[^"\\]|\\.)*)")re");
+  for (std::string line; std::getline(dashboard, line);) {
+    std::smatch m;
+    if (!std::regex_search(line, m, json_expr)) continue;
+    std::string e = m[1];
+    e = std::regex_replace(e, std::regex(R"(\\")"), "\"");
+    exprs.push_back(e);
+  }
+  std::ifstream rules(kSource + "/monitoring/prometheus/alerts.yml");
+  for (std::string line; std::getline(rules, line);) {
+    const size_t at = line.find("expr:");
+    if (at == std::string::npos) continue;
+    const std::string e = line.substr(at + 5);
+    EXPECT_NE(e.find_first_not_of(" >|"), std::string::npos) << "alert exprs must be on one line: " << line;
+    exprs.push_back(e.substr(e.find_first_not_of(' ')));
+  }
+  return exprs;
+}
+
+TEST_F(Monitored, PrometheusScrapesTheBrokerAndEveryDashboardAndAlertExpressionWorks) {
+  const int port = free_port();
+  const fs::path dir = root_ / "prometheus";
+  fs::create_directories(dir);
+  fs::copy_file(kSource + "/monitoring/prometheus/alerts.yml", dir / "alerts.yml");
+  std::ofstream(dir / "prometheus.yml")
+      << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+      << "rule_files: [alerts.yml]\n"
+      << "scrape_configs:\n  - job_name: imgq\n    static_configs:\n      - targets: [\"127.0.0.1:"
+      << exposer_->GetListeningPorts().front() << "\"]\n";
+  Subprocess prometheus({"prometheus", "--config.file=" + (dir / "prometheus.yml").string(),
+                         "--storage.tsdb.path=" + (dir / "data").string(),
+                         "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+                        (dir / "prometheus.log").string());
+  const std::string api = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(eventually([&] { return shell("curl -sf " + api + "/-/ready").first == 0; }, seconds(60)))
+      << prometheus.output();
+
+  const Workload w = run_workload();
+  auto query = [&](const std::string& expr) {
+    return shell("curl -sf -G " + api + "/api/v1/query --data-urlencode 'query=" + expr + "'").second;
+  };
+  // Prometheus has seen the whole workload, over several scrapes.
+  ASSERT_TRUE(eventually([&] {
+    return query("imgq_jobs_submitted_total").find("\"" + std::to_string(w.submitted) + "\"]") != std::string::npos;
+  }, seconds(60)));
+  ASSERT_TRUE(eventually([&] {
+    return query("count_over_time(imgq_jobs_submitted_total[1m])").find("\"5\"]") != std::string::npos ||
+           query("count_over_time(imgq_jobs_submitted_total[1m]) >= 5").find("\"result\":[{") != std::string::npos;
+  }, seconds(30)));
+
+  const auto exprs = dashboard_and_alert_expressions();
+  EXPECT_GE(exprs.size(), 20u);
+  for (const std::string& expr : exprs) {
+    const std::string reply = query(expr);
+    EXPECT_NE(reply.find("\"status\":\"success\""), std::string::npos) << expr << " -> " << reply;
+  }
+  // Every dashboard panel shows data: its first query returns series.
+  std::ifstream dashboard(kSource + "/monitoring/grafana/dashboards/imgq.json");
+  std::string json((std::istreambuf_iterator<char>(dashboard)), std::istreambuf_iterator<char>());
+  size_t panels = 0;
+  for (size_t at = json.find("\"targets\""); at != std::string::npos; at = json.find("\"targets\"", at + 1)) {
+    ++panels;
+    const size_t e = json.find("\"expr\": \"", at) + 9;
+    std::string expr = json.substr(e, json.find("\",\n", e) - e);
+    expr = std::regex_replace(expr, std::regex(R"(\\")"), "\"");
+    EXPECT_NE(query(expr).find("\"result\":[{"), std::string::npos) << "panel query returned no data: " << expr;
+  }
+  EXPECT_EQ(panels, 12u);
 }
 
 }  // namespace
