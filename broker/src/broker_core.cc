@@ -253,6 +253,10 @@ void BrokerCore::handle_fetch(const std::string& identity, uint64_t req, const s
     return reply_error(identity, req,
                        Status::NotFound("the result of job " + id + " was already delivered to its client"), id);
   }
+  if (send_result(identity, req, job)) job.result_kept = false;
+}
+
+bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job) {
   proto::JobResult result;
   result.req = req;
   result.job = job.id;
@@ -264,11 +268,10 @@ void BrokerCore::handle_fetch(const std::string& identity, uint64_t req, const s
   result.stats = job.stats;
   Frames frames{proto::encode(result)};
   if (job.state == proto::kDone) frames.push_back(job.result);
-  if (outbox_.to_client(identity, std::move(frames)) && job.state == proto::kDone) {
-    job.result.clear();
-    job.result.shrink_to_fit();
-    job.result_kept = false;
-  }
+  if (!outbox_.to_client(identity, std::move(frames))) return false;
+  job.result.clear();
+  job.result.shrink_to_fit();
+  return true;
 }
 
 void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& ping) {
@@ -436,21 +439,7 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
                        ran ? &job.stats : nullptr);
   }
 
-  proto::JobResult result;
-  result.req = job.req;
-  result.job = job.id;
-  result.state = state;
-  result.code = job.code;
-  result.message = job.message;
-  result.format = job.format;
-  result.name = job.name;
-  result.stats = job.stats;
-  Frames frames{proto::encode(result)};
-  if (state == proto::kDone) frames.push_back(job.result);
-  if (outbox_.to_client(job.client, std::move(frames))) {
-    job.result.clear();
-    job.result.shrink_to_fit();
-  } else {
+  if (!send_result(job.client, job.req, job)) {
     // The client is gone: keep the result for `fetch` until the TTL.
     ++counters_.undelivered_results;
     job.result_kept = true;

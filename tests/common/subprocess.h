@@ -7,6 +7,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace imgq::testing {
@@ -30,6 +31,9 @@ class Subprocess {
   std::string log_;
   std::optional<int> status_;
 };
+
+// Runs `command` with /bin/sh; its exit status and standard output.
+std::pair<int, std::string> run_shell(const std::string& command);
 
 // Waits until `done()` holds, checking every 20 ms; false after `timeout`.
 template <typename F>

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/subprocess.h"
 #include "common/test_images.h"
 #include "imgq/mpi_workers/ops.h"
 
@@ -27,17 +28,9 @@ struct RunResult {
 };
 
 RunResult run_worker(int ranks, const std::string& args) {
-  const std::string cmd = std::string(IMGQ_MPIEXEC) + " -n " + std::to_string(ranks) + " " +
-                          IMGQ_BIN_DIR + "/imgq-worker " + args + " 2>&1";
-  RunResult r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  auto [code, output] = imgq::testing::run_shell(std::string(IMGQ_MPIEXEC) + " -n " + std::to_string(ranks) + " " +
+                                                 IMGQ_BIN_DIR + "/imgq-worker " + args + " 2>&1");
+  return {code, std::move(output)};
 }
 
 class Standalone : public ::testing::Test {

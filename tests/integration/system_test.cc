@@ -38,17 +38,8 @@ using std::chrono::seconds;
 const std::string kBin = IMGQ_BIN_DIR;
 const std::string kSource = IMGQ_SOURCE_DIR;
 
-// Runs a shell command; its exit status and standard output.
-std::pair<int, std::string> shell(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return {-1, out};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using imgq::testing::run_shell;
+const auto& shell = run_shell;
 
 // A TCP port nobody listens on now (for servers that cannot report theirs).
 int free_port() {

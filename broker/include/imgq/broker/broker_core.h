@@ -128,6 +128,9 @@ class BrokerCore {
   void reply_error(const std::string& identity, uint64_t req, const Status& status,
                    const std::string& job = {});
   void send_worker(Group& group, Frames frames);
+  // Sends the job's `result` (with its image when done); on success the
+  // broker's copy of the image is freed. False when the client is gone.
+  bool send_result(const std::string& identity, uint64_t req, Job& job);
   void dispatch();
   // `ran`: a group ran the job to this end (its stats count for the group).
   void finish(Job& job, const std::string& state, const Status& status, bool ran = false);
