@@ -40,7 +40,9 @@ int main(int argc, char** argv) {
   SubmitOptions submit;
   auto* s = app.add_subcommand("submit", "process images: every image under PATH... becomes one job");
   connection_flags(s);
-  s->add_option("--op", submit.ops, "an op as name[:key=value,...]; repeat for a pipeline (see imgq ops)");
+  // One value per --op (repeat it for a pipeline), so a path after it is never taken for an op.
+  s->add_option("--op", submit.ops, "an op as name[:key=value,...]; repeat for a pipeline (see imgq ops)")
+      ->allow_extra_args(false);
   s->add_option("-o,--out", submit.out_dir, "folder for the results")->capture_default_str();
   s->add_option("--priority", submit.priority, "0 (lowest) to 9 (highest)")->capture_default_str();
   s->add_option("--format", submit.format, "output format (default: each input's own)");

@@ -51,7 +51,8 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
   app.add_option("--broker", o.broker, "serve this broker's workers endpoint, e.g. tcp://HOST:5556");
   app.add_option("--name", o.name, "the group's name (default: HOST-PID)");
   app.add_option("--input,-i", o.inputs, "image files or folders (folders are walked recursively)");
-  app.add_option("--op", o.ops, "an op as name[:key=value,...]; repeat for a pipeline (see --list-ops)");
+  app.add_option("--op", o.ops, "an op as name[:key=value,...]; repeat for a pipeline (see --list-ops)")
+      ->allow_extra_args(false);
   app.add_option("--out,-o", o.out_dir, "folder for the results");
   app.add_option("--format", o.format, "output format: " + imgq::output_formats_text() +
                                            " (default: the input's own)");

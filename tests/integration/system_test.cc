@@ -335,6 +335,47 @@ TEST_F(System, GroupReconnectsToARestartedBroker) {
   EXPECT_TRUE(fs::exists(root_ / "out" / "after.png"));
 }
 
+TEST_F(System, NoWaitThenStatusWatchAndFetchFromNewConnections) {
+  const fs::path image = root_ / "later.png";
+  const cv::Mat pixels = imgq::testing::make_image(90, 120, CV_8U, 3, imgq::testing::Pattern::kShapes);
+  ASSERT_TRUE(cv::imwrite(image.string(), pixels));
+  // No group yet: the job waits in the queue after its client has left.
+  auto args = submit_args({"invert"}, root_ / "unused", {image.string()});
+  // Regression: CLI11 took a path between --op and a later flag for an op.
+  args.push_back("--no-wait");
+  const auto [code, out] = shell([&] {
+    std::string cmd;
+    for (const auto& a : args) cmd += "'" + a + "' ";
+    return cmd + "2>&1";
+  }());
+  ASSERT_EQ(code, 0) << out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("as job ([0-9a-f]{16})"))) << out;
+  const std::string job = m[1];
+  const std::string conn = " --broker " + server_->clients_endpoint() + " --progress " + server_->progress_endpoint();
+
+  const auto [status_code, status] = shell(kBin + "/imgq status " + job + conn + " --json");
+  EXPECT_EQ(status_code, 0);
+  EXPECT_NE(status.find("\"state\":\"queued\""), std::string::npos) << status;
+
+  Subprocess watch({kBin + "/imgq", "watch", job, "--broker", server_->clients_endpoint(), "--progress",
+                    server_->progress_endpoint()},
+                   (root_ / "watch.log").string());
+  start_group("late");
+  EXPECT_EQ(watch.wait(seconds(60)), std::optional<int>(0)) << watch.output();
+  EXPECT_NE(watch.output().find(job + " done"), std::string::npos) << watch.output();
+
+  const auto [fetch_code, fetched] = shell(kBin + "/imgq fetch " + job + conn + " -o " + (root_ / "got").string());
+  EXPECT_EQ(fetch_code, 0) << fetched;
+  cv::Mat expected;
+  cv::bitwise_not(pixels, expected);
+  EXPECT_TRUE(imgq::testing::SameImage(expected, cv::imread((root_ / "got" / "later.png").string(), cv::IMREAD_UNCHANGED)));
+
+  const auto [missing_code, missing] = shell(kBin + "/imgq status ffffffffffffffff" + conn + " 2>&1");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_NE(missing.find("no job ffffffffffffffff"), std::string::npos) << missing;
+}
+
 // A workload with successes, failures and a rejection; the image files and
 // how many of each outcome it makes.
 struct Workload {
