@@ -152,6 +152,7 @@ class BrokerCore {
   size_t queued_bytes_ = 0;
   std::map<std::string, Group> groups_;
   BrokerCounters counters_;
+  Clock::time_point last_sweep_{};  // of finished jobs past their TTL
 };
 
 }  // namespace imgq::broker
