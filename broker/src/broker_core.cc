@@ -121,13 +121,12 @@ void BrokerCore::reply_error(const std::string& identity, uint64_t req, const St
 
 void BrokerCore::handle_submit(const std::string& identity, const proto::Submit& submit,
                                std::string image) {
-  auto reject = [&](const Status& status, uint64_t& counter) {
-    ++counter;
-    if (metrics_) {
-      metrics_->rejected(&counter == &counters_.rejected_queue_full ? monitoring::Rejection::kQueueFull
-                         : &counter == &counters_.rejected_too_large ? monitoring::Rejection::kTooLarge
-                                                                      : monitoring::Rejection::kInvalid);
-    }
+  using monitoring::Rejection;
+  auto reject = [&](const Status& status, Rejection why) {
+    ++(why == Rejection::kQueueFull  ? counters_.rejected_queue_full
+       : why == Rejection::kTooLarge ? counters_.rejected_too_large
+                                     : counters_.rejected_invalid);
+    if (metrics_) metrics_->rejected(why);
     reply_error(identity, submit.req, status);
   };
   // A known idempotency key names the job already accepted; its result now
@@ -151,36 +150,36 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
   if (!submit.session.empty() && !is_session(submit.session)) {
     return reject(Status::InvalidArgument("submit: session must be 8 lower-case hex digits, got \"" +
                                           submit.session + "\""),
-                  counters_.rejected_invalid);
+                  Rejection::kInvalid);
   }
   if (submit.priority < 0 || submit.priority > 9) {
     return reject(Status::InvalidArgument("submit: priority must be from 0 to 9, got " +
                                           std::to_string(submit.priority)),
-                  counters_.rejected_invalid);
+                  Rejection::kInvalid);
   }
   auto pipeline = schemas::parse_pipeline(submit.ops);
-  if (!pipeline.ok()) return reject(pipeline.status(), counters_.rejected_invalid);
+  if (!pipeline.ok()) return reject(pipeline.status(), Rejection::kInvalid);
   if (!submit.format.empty() && !is_output_format(submit.format)) {
     return reject(Status::InvalidArgument("submit: format \"" + submit.format + "\" is not one of " +
                                           output_formats_text()),
-                  counters_.rejected_invalid);
+                  Rejection::kInvalid);
   }
   if (image.empty()) {
     return reject(Status::InvalidImage((submit.name.empty() ? "the image" : submit.name) +
                                        " is empty (0 bytes)"),
-                  counters_.rejected_invalid);
+                  Rejection::kInvalid);
   }
   if (image.size() > config_.max_image_bytes) {
     return reject(Status::TooLarge("the image is " + std::to_string(image.size()) +
                                    " bytes; this broker takes at most " +
                                    std::to_string(config_.max_image_bytes)),
-                  counters_.rejected_too_large);
+                  Rejection::kTooLarge);
   }
   if (queue_.size() >= config_.max_queued || queued_bytes_ + image.size() > config_.max_queued_bytes) {
     return reject(Status::ResourceExhausted("the queue is full (" + std::to_string(queue_.size()) +
                                             " jobs, " + std::to_string(queued_bytes_) +
                                             " bytes waiting); retry later"),
-                  counters_.rejected_queue_full);
+                  Rejection::kQueueFull);
   }
 
   Job job;
