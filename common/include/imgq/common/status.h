@@ -30,6 +30,7 @@ enum class StatusCode : int {
   kCancelled = 9,          // stopped on request
   kIoError = 10,           // reading or writing a local file failed
   kInternal = 11,          // a bug: report it
+  kPermissionDenied = 12,  // the peer refused our key (CURVE): get it allowed
 };
 
 std::string_view status_code_name(StatusCode code);
@@ -54,6 +55,7 @@ class [[nodiscard]] Status {
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
   static Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
