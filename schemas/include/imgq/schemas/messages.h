@@ -61,7 +61,8 @@ struct Submit {  // + frame: the encoded image
   std::string name;               // file name, for people (events, errors)
   std::string key;                // idempotency key; empty = none
   std::string session;            // 8 hex digits: the first half of the job id
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key, session)
+  uint32_t timeout_ms = 0;        // longest run of one attempt; 0 = the broker's --job-timeout
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key, session, timeout_ms)
 };
 
 struct StatusRequest {
@@ -166,7 +167,10 @@ struct Pong {
   uint64_t queued = 0;
   uint64_t running = 0;
   std::string version;
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version)
+  std::string instance;  // random per broker start: a new value means the broker restarted
+  uint64_t max_image_bytes = 0;  // larger submits are refused; 0 = unknown
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version, instance,
+                     max_image_bytes)
 };
 
 // ---- broker -> progress subscribers (PUB; frames: [job id][Event]) ----
@@ -225,7 +229,15 @@ struct JobRequest {  // + frame: the encoded image
   std::vector<std::string> ops;
   std::string format;
   std::string name;
-  MSGPACK_DEFINE_MAP(sig, ver, type, job, ops, format, name)
+  uint32_t timeout_ms = 0;  // the leader stops the job by itself after this long; 0 = never
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, ops, format, name, timeout_ms)
+};
+
+struct Abort {  // stop this job at the next stage boundary and report `done`
+  IMGQ_MESSAGE("abort");
+  std::string job;
+  std::string reason;
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, reason)
 };
 
 struct Disconnect {  // "I do not know you": say hello again
