@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string metrics_address = "0.0.0.0:9464";
   int64_t result_ttl_s = config.result_ttl.count() / 1000;
+  double job_timeout_s = static_cast<double>(config.job_timeout.count()) / 1000;
+  int64_t heartbeat_ms = config.heartbeat_interval.count();
+  std::string curve_key, allow_clients, allow_workers;
   CLI::App app{"imgq-broker: queues image jobs from clients and dispatches them to MPI worker groups"};
   app.add_option("--clients", options.clients, "ROUTER endpoint for clients")->capture_default_str();
   app.add_option("--workers", options.workers, "ROUTER endpoint for worker group leaders")->capture_default_str();
@@ -36,6 +39,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-queued-bytes", config.max_queued_bytes, "most bytes of waiting images")->capture_default_str();
   app.add_option("--max-image-bytes", config.max_image_bytes, "largest encoded image accepted")->capture_default_str();
+  app.add_option("--max-pixels", config.max_pixels,
+                 "largest image accepted, in pixels, read from its header before any decode; 0 = no limit")
+      ->capture_default_str();
+  app.add_option("--job-timeout", job_timeout_s,
+                 "seconds one attempt of a job may run before it fails (deadline_exceeded); a submit may "
+                 "ask for another; 0 = none")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval with worker groups (liveness is 5 of them)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60'000));
   app.add_option("--max-message-bytes", options.max_message_bytes, "ZMQ_MAXMSGSIZE on both ROUTER sockets")
       ->capture_default_str();
   app.add_option("--max-attempts", config.max_attempts, "dispatches of one job before it fails")
@@ -46,10 +59,35 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics_address,
                  "address:port for Prometheus' /metrics (keep it on a private interface); empty = off")
       ->capture_default_str();
+  app.add_option("--curve-key", curve_key,
+                 "turn CURVE on with this secret key file (imgq keygen); needs --allow-clients and --allow-workers");
+  app.add_option("--allow-clients", allow_clients, "file of client public keys allowed in (CURVE)");
+  app.add_option("--allow-workers", allow_workers, "file of worker group public keys allowed in (CURVE)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   config.result_ttl = imgq::broker::Duration{result_ttl_s * 1000};
+  config.job_timeout = imgq::broker::Duration{static_cast<int64_t>(job_timeout_s * 1000)};
+  config.heartbeat_interval = imgq::broker::Duration{heartbeat_ms};
   imgq::init_logging("broker", log_level);
+  if (!curve_key.empty() || !allow_clients.empty() || !allow_workers.empty()) {
+    auto fail = [](const imgq::Status& status) {
+      std::cerr << "imgq-broker: error: " << status.message() << "\n";
+      return 1;
+    };
+    if (curve_key.empty() || allow_clients.empty() || allow_workers.empty()) {
+      return fail(imgq::Status::InvalidArgument(
+          "CURVE needs --curve-key, --allow-clients and --allow-workers together"));
+    }
+    auto pair = imgq::read_key_pair(curve_key);
+    if (!pair.ok()) return fail(pair.status());
+    auto clients = imgq::read_allow_list(allow_clients);
+    if (!clients.ok()) return fail(clients.status());
+    auto workers = imgq::read_allow_list(allow_workers);
+    if (!workers.ok()) return fail(workers.status());
+    options.curve_secret = pair->secret_key;
+    options.allow_clients = *clients;
+    options.allow_workers = *workers;
+  }
 
   imgq::monitoring::BrokerMetrics metrics(IMGQ_VERSION);
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -72,6 +110,10 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  spdlog::info("CURVE {}", options.curve_secret.empty()
+                               ? std::string("off: anyone who reaches these ports may submit and serve jobs")
+                               : "on: " + std::to_string(options.allow_clients.size()) + " client key(s), " +
+                                     std::to_string(options.allow_workers.size()) + " worker key(s) allowed");
   spdlog::info("clients {}, workers {}, progress {}, metrics {}", server.clients_endpoint(),
                server.workers_endpoint(), server.progress_endpoint(),
                exposer ? "http://" + metrics_address.substr(0, metrics_address.rfind(':')) + ":" +

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "imgq/common/batch_paths.h"
+#include "imgq/common/image_header.h"
 #include "imgq/schemas/codec.h"
 #include "imgq/schemas/op_call.h"
 
@@ -17,6 +18,12 @@ double unix_now() {
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+std::string seconds_text(Clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", seconds(d));
+  return buf;
+}
+
 bool is_session(const std::string& s) {
   return s.size() == 8 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
@@ -28,7 +35,9 @@ bool finished_state(const std::string& state) {
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring::BrokerMetrics* metrics)
-    : config_(config), outbox_(outbox), now_(std::move(now)), metrics_(metrics), random_(std::random_device{}()) {}
+    : config_(config), outbox_(outbox), now_(std::move(now)), metrics_(metrics), random_(std::random_device{}()) {
+  instance_ = new_job_id({});
+}
 
 std::string BrokerCore::new_job_id(const std::string& session) {
   char buf[17];
@@ -175,6 +184,12 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
                                    std::to_string(config_.max_image_bytes)),
                   Rejection::kTooLarge);
   }
+  auto header = check_image_header({reinterpret_cast<const uint8_t*>(image.data()), image.size()},
+                                   config_.max_pixels, submit.name);
+  if (!header.ok()) {
+    return reject(header.status(), header.status().code() == StatusCode::kTooLarge ? Rejection::kTooLarge
+                                                                                   : Rejection::kInvalid);
+  }
   if (queue_.size() >= config_.max_queued || queued_bytes_ + image.size() > config_.max_queued_bytes) {
     return reject(Status::ResourceExhausted("the queue is full (" + std::to_string(queue_.size()) +
                                             " jobs, " + std::to_string(queued_bytes_) +
@@ -191,6 +206,7 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
   job.format = submit.format.empty() ? "png" : submit.format;
   job.name = submit.name;
   job.key = submit.key;
+  job.timeout = submit.timeout_ms != 0 ? Duration{submit.timeout_ms} : config_.job_timeout;
   job.image = std::move(image);
   job.state = proto::kQueued;
   job.submitted = now_();
@@ -226,15 +242,16 @@ void BrokerCore::handle_cancel(const std::string& identity, uint64_t req, const 
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return reply_error(identity, req, Status::NotFound("no job " + id), id);
   Job& job = it->second;
-  if (job.state != proto::kQueued) {
-    return reply_error(identity, req,
-                       Status::InvalidArgument("job " + id + " is " + job.state +
-                                               "; only queued jobs can be cancelled"),
-                       id);
+  if (job.state == proto::kRunning) {
+    abort_running(job, proto::kCancelled, Status::Cancelled("cancelled on request while running on group " +
+                                                            job.group_name));
+  } else if (job.state == proto::kQueued) {
+    queue_.remove(id);
+    queued_bytes_ -= job.image.size();
+    finish(job, proto::kCancelled, Status::Cancelled("cancelled on request"));
+  } else {
+    return reply_error(identity, req, Status::InvalidArgument("job " + id + " is already " + job.state), id);
   }
-  queue_.remove(id);
-  queued_bytes_ -= job.image.size();
-  finish(job, proto::kCancelled, Status::Cancelled("cancelled on request"));
   handle_status(identity, req, id);
 }
 
@@ -283,6 +300,8 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
   pong.queued = queue_.size();
   pong.running = running();
   pong.version = IMGQ_VERSION;
+  pong.instance = instance_;
+  pong.max_image_bytes = config_.max_image_bytes;
   outbox_.to_client(identity, {proto::encode(pong)});
   // Lets a client see that its progress subscription is live.
   if (is_session(ping.session)) outbox_.publish(ping.session, proto::encode(pong));
@@ -323,7 +342,9 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
       { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
       return;
     }
-    Job& job = jobs_.at(progress->job);
+    Job* running = unfinished_job_of(group);
+    if (running == nullptr) return;  // stopping a job already answered
+    Job& job = *running;
     job.done_stages = progress->done;
     job.total_stages = progress->total;
     publish(job);
@@ -342,9 +363,11 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
 
 void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& hello) {
   auto it = groups_.find(identity);
-  if (it != groups_.end() && it->second.job) {
+  if (it != groups_.end()) {
     // The same connection says hello again: it lost its job (a restart).
-    requeue_or_fail(jobs_.at(*it->second.job), "worker group " + it->second.name + " restarted");
+    if (Job* job = unfinished_job_of(it->second)) {
+      requeue_or_fail(*job, "worker group " + it->second.name + " restarted");
+    }
   }
   Group& group = groups_[identity];
   group.identity = identity;
@@ -364,9 +387,16 @@ void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& fram
     if (metrics_) metrics_->stray_result();
     return;
   }
-  Job& job = jobs_.at(done.job);
+  Job* unfinished = unfinished_job_of(group);
   group.job.reset();
   group.idle_since = now_();
+  if (unfinished == nullptr) {
+    // The job was cancelled or passed its deadline and has been answered;
+    // the group has now stopped it and is free.
+    dispatch();
+    return;
+  }
+  Job& job = *unfinished;
   job.stats = done.stats;
   job.stats.group = group.name;
   job.stats.ranks = group.ranks;
@@ -403,6 +433,7 @@ void BrokerCore::dispatch() {
     job.group = idle->identity;
     job.group_name = idle->name;
     job.dispatched = now_();
+    job.deadline = job.timeout.count() > 0 ? job.dispatched + job.timeout : Clock::time_point::max();
     job.done_stages = 0;
     job.total_stages = 0;
     ++job.attempts;
@@ -414,6 +445,7 @@ void BrokerCore::dispatch() {
     request.ops = job.ops;
     request.format = job.format;
     request.name = job.name;
+    request.timeout_ms = static_cast<uint32_t>(std::min<int64_t>(job.timeout.count(), UINT32_MAX));
     send_worker(*idle, {proto::encode(request), job.image});
     publish(job);
   }
@@ -462,13 +494,43 @@ void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
   publish(job);
 }
 
+BrokerCore::Job* BrokerCore::unfinished_job_of(const Group& group) {
+  if (!group.job) return nullptr;
+  auto it = jobs_.find(*group.job);
+  if (it == jobs_.end() || finished_state(it->second.state)) return nullptr;
+  return &it->second;
+}
+
+void BrokerCore::abort_running(Job& job, const std::string& state, const Status& why) {
+  auto group = groups_.find(job.group);
+  if (group != groups_.end()) {
+    proto::Abort abort;
+    abort.job = job.id;
+    abort.reason = why.message();
+    send_worker(group->second, {proto::encode(abort)});
+  }
+  ++counters_.aborted_running;
+  finish(job, state, why, /*ran=*/true);
+}
+
+void BrokerCore::expire_deadlines(Clock::time_point now) {
+  for (auto& [id, group] : groups_) {
+    Job* job = unfinished_job_of(group);
+    if (job == nullptr || now < job->deadline) continue;
+    ++counters_.deadlines_exceeded;
+    abort_running(*job, proto::kFailed,
+                  Status::DeadlineExceeded("the job ran longer than its timeout of " +
+                                           seconds_text(job->timeout) + " on group " + job->group_name));
+  }
+}
+
 void BrokerCore::forget_group(const std::string& identity, const std::string& why) {
   auto it = groups_.find(identity);
   if (it == groups_.end()) return;
-  std::optional<std::string> job = it->second.job;
+  Job* job = unfinished_job_of(it->second);
   const std::string name = it->second.name;
   groups_.erase(it);
-  if (job) requeue_or_fail(jobs_.at(*job), "worker group " + name + ": " + why);
+  if (job != nullptr) requeue_or_fail(*job, "worker group " + name + ": " + why);
   dispatch();
 }
 
@@ -483,6 +545,7 @@ void BrokerCore::tick() {
     }
   }
   for (const std::string& id : dead) forget_group(id, "stopped answering");
+  expire_deadlines(now);
 
   // Finished jobs expire on a scale of minutes: sweeping all jobs once a
   // second is enough, and keeps tick() O(groups) on the hot path.
@@ -522,6 +585,12 @@ Duration BrokerCore::time_to_next_tick() const {
   for (const auto& [id, group] : groups_) {
     next = std::min(next, std::chrono::duration_cast<Duration>(group.last_sent + config_.heartbeat_interval - now));
     next = std::min(next, std::chrono::duration_cast<Duration>(group.expiry - now));
+    if (group.job) {
+      auto job = jobs_.find(*group.job);
+      if (job != jobs_.end() && job->second.state == proto::kRunning) {
+        next = std::min(next, std::chrono::duration_cast<Duration>(job->second.deadline - now));
+      }
+    }
   }
   return std::max(next, Duration{0});
 }

@@ -81,6 +81,7 @@ class Server::SocketOutbox : public Outbox {
 
 Server::Server(zmq::context_t& context, ServerOptions options)
     : options_(std::move(options)),
+      context_(context),
       clients_(context, zmq::socket_type::router),
       workers_(context, zmq::socket_type::router),
       progress_(context, zmq::socket_type::pub) {
@@ -100,6 +101,16 @@ Server::Server(zmq::context_t& context, ServerOptions options)
 Server::~Server() = default;
 
 Status Server::bind() {
+  if (!options_.curve_secret.empty()) {
+    if (!has_curve()) return Status::Unsupported("CURVE is on but this libzmq was built without it");
+    zap_ = std::make_unique<ZapHandler>(
+        context_, std::map<std::string, std::set<std::string>>{{"clients", options_.allow_clients},
+                                                               {"workers", options_.allow_workers}});
+    IMGQ_RETURN_IF_ERROR(zap_->start());
+    apply_curve_server(clients_, options_.curve_secret, "clients");
+    apply_curve_server(progress_, options_.curve_secret, "clients");
+    apply_curve_server(workers_, options_.curve_secret, "workers");
+  }
   for (auto [socket, endpoint, what] :
        {std::tuple{&clients_, options_.clients, "clients"}, std::tuple{&workers_, options_.workers, "workers"},
         std::tuple{&progress_, options_.progress, "progress"}}) {

@@ -58,6 +58,8 @@ struct BrokerCounters {
   uint64_t malformed_worker = 0;
   uint64_t stray_results = 0;  // `done` for a job the group did not hold
   uint64_t undelivered_results = 0;
+  uint64_t deadlines_exceeded = 0;
+  uint64_t aborted_running = 0;  // cancelled or past their deadline while a group ran them
 };
 
 class BrokerCore {
@@ -76,6 +78,8 @@ class BrokerCore {
   Duration time_to_next_tick() const;
 
   const BrokerCounters& counters() const { return counters_; }
+  // Random per start; clients compare it across pongs to notice a restart.
+  const std::string& instance() const { return instance_; }
   size_t queued() const { return queue_.size(); }
   size_t queued_bytes() const { return queued_bytes_; }
   size_t running() const;
@@ -98,6 +102,8 @@ class BrokerCore {
     std::string group;   // identity of the group running it
     std::string group_name;
     int attempts = 0;
+    Duration timeout{0};
+    Clock::time_point deadline;  // of the running attempt
     int done_stages = 0;
     int total_stages = 0;
     int code = 0;
@@ -111,6 +117,8 @@ class BrokerCore {
     std::string identity;
     std::string name;
     int ranks = 0;
+    // The job it runs. A job cancelled or past its deadline is finished at
+    // once, but its group stays busy until it reports `done` for it.
     std::optional<std::string> job;
     Clock::time_point expiry;
     Clock::time_point last_sent;
@@ -136,10 +144,15 @@ class BrokerCore {
   void finish(Job& job, const std::string& state, const Status& status, bool ran = false);
   void update_gauges();
   void requeue_or_fail(Job& job, const std::string& why);
+  // Ends a running job now and tells its group to stop it.
+  void abort_running(Job& job, const std::string& state, const Status& why);
+  // The group's job if the broker still waits for it to finish, else null.
+  Job* unfinished_job_of(const Group& group);
   void forget_group(const std::string& identity, const std::string& why);
   void publish(const Job& job);
   proto::JobState state_of(const Job& job) const;
   std::string new_job_id(const std::string& session);
+  void expire_deadlines(Clock::time_point now);
 
   BrokerConfig config_;
   Outbox& outbox_;
@@ -153,6 +166,7 @@ class BrokerCore {
   std::map<std::string, Group> groups_;
   BrokerCounters counters_;
   Clock::time_point last_sweep_{};  // of finished jobs past their TTL
+  std::string instance_;
 };
 
 }  // namespace imgq::broker

@@ -17,6 +17,8 @@ struct BrokerConfig {
   size_t max_queued = 100'000;                    // waiting jobs
   size_t max_queued_bytes = size_t{4} << 30;      // their encoded images, in bytes
   size_t max_image_bytes = size_t{256} << 20;     // one submitted image
+  uint64_t max_pixels = 250'000'000;              // declared in an image's header; 0 = no limit
+  Duration job_timeout{10 * 60 * 1000};           // longest run of one attempt; a submit may ask less or more
   Duration result_ttl{10 * 60 * 1000};            // how long a finished job is kept
   Duration heartbeat_interval = kHeartbeatInterval;
   int liveness = kLiveness;

@@ -9,12 +9,14 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <zmq.hpp>
 
 #include "imgq/broker/broker_core.h"
 #include "imgq/broker/config.h"
+#include "imgq/common/curve.h"
 #include "imgq/common/status.h"
 
 namespace imgq::broker {
@@ -26,6 +28,10 @@ struct ServerOptions {
   int64_t max_message_bytes = int64_t{300} << 20;  // ZMQ_MAXMSGSIZE on both ROUTERs
   BrokerConfig config;
   monitoring::BrokerMetrics* metrics = nullptr;  // optional; must outlive the server
+  // CURVE on all three sockets when curve_secret is set: clients (and
+  // progress subscribers) must be on allow_clients, groups on allow_workers.
+  std::string curve_secret;
+  std::set<std::string> allow_clients, allow_workers;
 };
 
 class Server {
@@ -33,7 +39,9 @@ class Server {
   Server(zmq::context_t& context, ServerOptions options);
   ~Server();
 
-  // Binds the three sockets; the error names the endpoint that failed.
+  // Starts the ZAP handler when CURVE is on (an error if it cannot: libzmq
+  // would let everyone in), then binds the three sockets; the error names
+  // the endpoint that failed.
   Status bind();
   // The endpoints actually bound (resolves "tcp://127.0.0.1:*" to the port).
   std::string clients_endpoint() const;
@@ -49,6 +57,8 @@ class Server {
   class SocketOutbox;
 
   ServerOptions options_;
+  zmq::context_t& context_;
+  std::unique_ptr<ZapHandler> zap_;
   zmq::socket_t clients_;
   zmq::socket_t workers_;
   zmq::socket_t progress_;
