@@ -42,6 +42,9 @@ struct Options {
   std::string format;
   std::string log_level = "info";
   bool list_ops = false;
+  uint64_t max_pixels = imgq::kDefaultMaxPixels;
+  int heartbeat_ms = 1000;
+  std::string server_key, key;
 };
 
 // Every rank parses the same command line and so reaches the same verdict;
@@ -56,6 +59,14 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
   app.add_option("--out,-o", o.out_dir, "folder for the results");
   app.add_option("--format", o.format, "output format: " + imgq::output_formats_text() +
                                            " (default: the input's own)");
+  app.add_option("--max-pixels", o.max_pixels,
+                 "largest image decoded, in pixels, read from its header first; 0 = no limit")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", o.heartbeat_ms, "heartbeat interval with the broker (match the broker's)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60'000));
+  app.add_option("--server-key", o.server_key, "CURVE: the broker's public key file (.pub)");
+  app.add_option("--key", o.key, "CURVE: this group's key file (.key, from imgq keygen)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off");
   app.add_flag("--list-ops", o.list_ops, "print the ops, their parameters and defaults, and exit");
   try {
@@ -105,11 +116,23 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (!options.broker.empty()) {
-    imgq::workers::serve_broker(engine, {options.broker, options.name}, g_stop);
+    // Every rank read the same files; only the leader uses the keys.
+    auto curve = imgq::load_curve_options(options.server_key, options.key);
+    if (!curve.ok()) {
+      std::cerr << "imgq-worker: error: " << curve.status().message() << "\n";
+      return 2;
+    }
+    imgq::workers::serve_broker(engine,
+                                {.broker = options.broker,
+                                 .name = options.name,
+                                 .max_pixels = options.max_pixels,
+                                 .heartbeat = std::chrono::milliseconds(options.heartbeat_ms),
+                                 .curve = *curve},
+                                g_stop);
     return 0;
   }
   const auto items = imgq::plan_batch(options.inputs, options.out_dir, options.format);
-  const auto summary = imgq::workers::run_batch(engine, pipeline, items, std::cerr);
+  const auto summary = imgq::workers::run_batch(engine, pipeline, items, std::cerr, options.max_pixels);
   spdlog::info("{} image(s): {} succeeded, {} failed; {:.1f} megapixels in {:.2f} s on {} rank(s)",
                items.size(), summary.succeeded, summary.failed, summary.megapixels,
                summary.seconds, engine.size());

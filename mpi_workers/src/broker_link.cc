@@ -32,6 +32,11 @@ BrokerLink::BrokerLink(zmq::context_t& context, LinkOptions options)
   thread_ = std::thread([this] { run(); });
 }
 
+bool BrokerLink::aborted(const std::string& job) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return aborted_ == job;
+}
+
 BrokerLink::~BrokerLink() {
   if (thread_.joinable()) thread_.join();
 }
@@ -47,12 +52,16 @@ void BrokerLink::run() {
   const auto liveness = options_.heartbeat * options_.liveness;
   auto backoff = std::chrono::milliseconds(1000);
   std::optional<zmq::socket_t> dealer;
+  std::optional<HandshakeMonitor> monitor;
   SteadyClock::time_point last_heard, last_sent;
   Frames frames;
 
   auto connect = [&] {
+    monitor.reset();
     dealer.emplace(context_, zmq::socket_type::dealer);
     dealer->set(zmq::sockopt::linger, 2000);  // let a final `bye` or `done` out
+    apply_curve_client(*dealer, options_.curve);
+    if (options_.curve.enabled()) monitor.emplace(context_, *dealer);
     dealer->connect(options_.broker);
     send_frames(*dealer, {proto::encode(options_.hello)});
     last_heard = last_sent = SteadyClock::now();
@@ -75,6 +84,13 @@ void BrokerLink::run() {
         spdlog::warn("malformed message from the broker: {}", header.status().message());
       } else if (header->type() == proto::JobRequest::kType) {
         send_frames(pipe_, frames);
+      } else if (header->type() == proto::Abort::kType) {
+        auto abort = header->as<proto::Abort>({"job"});
+        if (abort.ok()) {
+          spdlog::info("the broker stops job {}: {}", abort->job, abort->reason);
+          std::lock_guard<std::mutex> lock(mutex_);
+          aborted_ = abort->job;
+        }
       } else if (header->type() == proto::Disconnect::kType) {
         spdlog::warn("the broker does not know this group; saying hello again");
         connect();
@@ -89,6 +105,9 @@ void BrokerLink::run() {
       }
       send_frames(*dealer, frames);
       last_sent = now;
+    }
+    if (monitor) {
+      if (auto failure = monitor->failure()) spdlog::error("{}", failure->message());
     }
     if (now - last_heard > liveness) {
       spdlog::warn("no word from broker {} for {} ms; reconnecting in {} ms", options_.broker,

@@ -9,6 +9,7 @@
 
 #include <opencv2/core/utility.hpp>
 
+#include "imgq/mpi_workers/faults.h"
 #include "imgq/mpi_workers/split_ops.h"
 #include "imgq/mpi_workers/strip_plan.h"
 
@@ -144,7 +145,7 @@ Status Engine::agree(const Status& local) {
 }
 
 Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
-                            const StageCallback& on_stage, RunStats* stats) {
+                            const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt) {
   if (!is_leader() || shut_down_) return Status::Internal("Engine::run called off the leader");
   const ImageInfo info = ImageInfo::of(image);
   IMGQ_RETURN_IF_ERROR(check_pipeline(pipeline, info).status());
@@ -157,7 +158,7 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
 
   const cv::Mat input = image.isContinuous() ? image : image.clone();
   if (stats != nullptr) *stats = RunStats{.rank_compute_seconds = std::vector<double>(size_, 0.0)};
-  return execute(pipeline, info, input, on_stage, stats);
+  return execute(pipeline, info, input, on_stage, stats, interrupt);
 }
 
 void Engine::serve() {
@@ -171,18 +172,20 @@ void Engine::serve() {
     if (!agree(pipeline.status()).ok()) continue;
     const ImageInfo info{header.rows, header.cols, CV_MAT_DEPTH(header.type),
                          CV_MAT_CN(header.type)};
-    (void)execute(*pipeline, info, cv::Mat(), {}, nullptr);
+    (void)execute(*pipeline, info, cv::Mat(), {}, nullptr, {});
   }
 }
 
 Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Mat current,
-                                const StageCallback& on_stage, RunStats* stats) {
+                                const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt) {
   auto infos = infos_along(pipeline, info);
   IMGQ_RETURN_IF_ERROR(agree(infos.status()));
 
   const std::vector<Stage> stages = plan_stages(pipeline);
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& stage = stages[s];
+    // A stage boundary: the leader may stop the job here (cancel, deadline).
+    IMGQ_RETURN_IF_ERROR(agree(is_leader() && interrupt ? interrupt() : Status::Ok()));
     if (stage.on_leader) {
       Status status;
       if (is_leader()) {
@@ -222,6 +225,7 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
     displs[i] = strips[i].buf_begin;
   }
   cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
+  fault_point("scatter", rank_);
   MPI_Scatterv(is_leader() ? current.data : nullptr, counts.data(), displs.data(), in_row.get(),
                buffer.data, mine.buf_rows(), in_row.get(), 0, comm_);
   const double t1 = MPI_Wtime();
@@ -231,6 +235,7 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   cv::Mat own;
   EqualizeStrip equalize;
   const int last_local = stage.finish == Distribution::kLocal ? stage.end_op : stage.end_op - 1;
+  fault_point("compute", rank_);
   Status status = guarded([&]() -> Status {
     if (mine.rows() == 0) {
       own = cv::Mat(0, out.cols, out.type());
@@ -281,6 +286,7 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   if (!own.isContinuous()) own = own.clone();
   cv::Mat result;
   if (is_leader()) result.create(out.rows, out.cols, out.type());
+  fault_point("gather", rank_);
   MPI_Gatherv(own.data, mine.rows(), out_row.get(), result.data, counts.data(), displs.data(),
               out_row.get(), 0, comm_);
   const double t3 = MPI_Wtime();

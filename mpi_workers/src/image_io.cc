@@ -51,8 +51,10 @@ const FormatCaps* find_format(std::string_view format) {
 
 }  // namespace
 
-Result<cv::Mat> decode_image(std::span<const uint8_t> bytes) {
-  if (bytes.empty()) return Status::InvalidImage("the file is empty (0 bytes)");
+Result<cv::Mat> decode_image(std::span<const uint8_t> bytes, uint64_t max_pixels) {
+  // Before OpenCV sees the bytes: its own limits (OPENCV_IO_MAX_IMAGE_*) are
+  // read once at load time and allow a gigapixel.
+  IMGQ_ASSIGN_OR_RETURN(const ImageHeader header, check_image_header(bytes, max_pixels));
   cv::Mat image;
   try {
     const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data()));
@@ -61,7 +63,7 @@ Result<cv::Mat> decode_image(std::span<const uint8_t> bytes) {
     return Status::InvalidImage(std::string("cannot decode: ") + e.err);
   }
   if (image.empty()) {
-    return Status::InvalidImage("not a recognised image format, or the image data is corrupt");
+    return Status::InvalidImage(header.format + ": the image data is corrupt (the decoder refused it)");
   }
   IMGQ_RETURN_IF_ERROR(check_image(ImageInfo::of(image)));
   return image;

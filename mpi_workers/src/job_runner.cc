@@ -4,6 +4,7 @@
 #include <chrono>
 #include <numeric>
 
+#include "imgq/mpi_workers/faults.h"
 #include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/strip_plan.h"
 
@@ -25,15 +26,21 @@ double imbalance(const std::vector<double>& per_rank) {
 }  // namespace
 
 JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
-                   const std::string& format, const ProgressFn& progress) {
+                   const std::string& format, const ProgressFn& progress, const JobControl& control) {
   JobOutcome out;
+  auto interrupted = [&] {
+    if (control.interrupt) out.status = control.interrupt();
+    return !out.status.ok();
+  };
+  if (interrupted()) return out;
   const int total = static_cast<int>(plan_stages(pipeline).size()) + 2;
   auto report = [&](int done, const std::string& step) {
     if (progress) progress(done, total, step);
   };
 
   auto start = std::chrono::steady_clock::now();
-  auto decoded = decode_image(image);
+  fault_point("decode", engine.rank());
+  auto decoded = decode_image(image, control.max_pixels);
   out.stats.decode_seconds = since(start);
   if (!decoded.ok()) {
     out.status = decoded.status();
@@ -46,7 +53,7 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
   auto result = engine.run(
       pipeline, *decoded,
       [&](int done, int stages) { report(1 + done, "stage " + std::to_string(done) + "/" + std::to_string(stages)); },
-      &run);
+      &run, control.interrupt);
   out.stats.scatter_seconds = run.scatter_seconds;
   out.stats.compute_seconds = run.compute_seconds;
   out.stats.gather_seconds = run.gather_seconds;
@@ -57,6 +64,8 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
     return out;
   }
 
+  if (interrupted()) return out;
+  fault_point("encode", engine.rank());
   start = std::chrono::steady_clock::now();
   auto encoded = encode_image(*result, format);
   out.stats.encode_seconds = since(start);

@@ -11,7 +11,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Status process_one(Engine& engine, const Pipeline& pipeline, const BatchItem& item,
+Status process_one(Engine& engine, const Pipeline& pipeline, const BatchItem& item, uint64_t max_pixels,
                    double* megapixels) {
   const std::string format = extension_of(item.output);
   if (!is_output_format(format)) {
@@ -19,7 +19,7 @@ Status process_one(Engine& engine, const Pipeline& pipeline, const BatchItem& it
                                    "\" (the input's own); give --format, one of " + output_formats_text());
   }
   IMGQ_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, read_file(item.source));
-  JobOutcome outcome = run_job(engine, pipeline, bytes, format);
+  JobOutcome outcome = run_job(engine, pipeline, bytes, format, {}, {.max_pixels = max_pixels});
   *megapixels += static_cast<double>(outcome.stats.pixels) / 1e6;
   IMGQ_RETURN_IF_ERROR(outcome.status);
   return write_file(item.output, outcome.encoded);
@@ -28,11 +28,11 @@ Status process_one(Engine& engine, const Pipeline& pipeline, const BatchItem& it
 }  // namespace
 
 BatchSummary run_batch(Engine& engine, const Pipeline& pipeline, const std::vector<BatchItem>& items,
-                       std::ostream& errors) {
+                       std::ostream& errors, uint64_t max_pixels) {
   BatchSummary summary;
   const auto start = std::chrono::steady_clock::now();
   for (const BatchItem& item : items) {
-    Status status = item.problem.ok() ? process_one(engine, pipeline, item, &summary.megapixels)
+    Status status = item.problem.ok() ? process_one(engine, pipeline, item, max_pixels, &summary.megapixels)
                                       : item.problem;
     if (status.ok()) {
       ++summary.succeeded;

@@ -20,7 +20,8 @@ proto::Hello hello_for(const Engine& engine, const std::string& name) {
   return hello;
 }
 
-proto::Done run_request(Engine& engine, zmq::socket_t& pipe, const Frames& frames, Frames& reply) {
+proto::Done run_request(Engine& engine, zmq::socket_t& pipe, const BrokerLink& link, const ServiceOptions& options,
+                        const Frames& frames, Frames& reply) {
   proto::Done done;
   auto request = proto::decode_header(frames[0])->as<proto::JobRequest>({"job", "ops"});
   if (!request.ok() || frames.size() != 2) {
@@ -36,6 +37,20 @@ proto::Done run_request(Engine& engine, zmq::socket_t& pipe, const Frames& frame
     return done;
   }
   const auto& image = frames[1];
+  // Stops at the next boundary when the broker says so, or by itself when
+  // the job's own deadline passes (the broker may be unreachable by then).
+  const auto started = std::chrono::steady_clock::now();
+  const auto timeout = std::chrono::milliseconds(request->timeout_ms);
+  JobControl control;
+  control.max_pixels = options.max_pixels;
+  control.interrupt = [&]() -> Status {
+    if (link.aborted(request->job)) return Status::Cancelled("stopped on the broker's request");
+    if (timeout.count() > 0 && std::chrono::steady_clock::now() - started > timeout) {
+      return Status::DeadlineExceeded("the job ran longer than its timeout of " +
+                                      std::to_string(request->timeout_ms) + " ms");
+    }
+    return Status::Ok();
+  };
   JobOutcome outcome = run_job(
       engine, *pipeline, {reinterpret_cast<const uint8_t*>(image.data()), image.size()},
       request->format.empty() ? "png" : request->format, [&](int step, int total, const std::string& what) {
@@ -45,9 +60,12 @@ proto::Done run_request(Engine& engine, zmq::socket_t& pipe, const Frames& frame
         progress.total = total;
         progress.stage = what;
         send_frames(pipe, {proto::encode(progress)});
-      });
+      },
+      control);
   done.code = static_cast<int>(outcome.status.code());
-  done.message = outcome.status.message();
+  // Errors name the file, as the broker's own refusals do.
+  done.message = outcome.status.ok() || request->name.empty() ? outcome.status.message()
+                                                              : request->name + ": " + outcome.status.message();
   done.stats = outcome.stats;
   if (outcome.status.ok()) reply.emplace_back(outcome.encoded.begin(), outcome.encoded.end());
   spdlog::info("job {} ({}): {} in {:.3f} s", request->job, request->name,
@@ -61,7 +79,10 @@ proto::Done run_request(Engine& engine, zmq::socket_t& pipe, const Frames& frame
 
 void serve_broker(Engine& engine, const ServiceOptions& options, const std::atomic<bool>& stop) {
   zmq::context_t context;
-  BrokerLink link(context, {.broker = options.broker, .hello = hello_for(engine, options.name)});
+  BrokerLink link(context, {.broker = options.broker,
+                            .hello = hello_for(engine, options.name),
+                            .curve = options.curve,
+                            .heartbeat = options.heartbeat});
   zmq::socket_t pipe(context, zmq::socket_type::pair);
   pipe.connect(link.pipe_endpoint());
 
@@ -72,7 +93,7 @@ void serve_broker(Engine& engine, const ServiceOptions& options, const std::atom
     if (!(items[0].revents & ZMQ_POLLIN)) continue;
     recv_frames(pipe, frames, 2, /*dontwait=*/false);
     Frames reply;
-    proto::Done done = run_request(engine, pipe, frames, reply);
+    proto::Done done = run_request(engine, pipe, link, options, frames, reply);
     reply.insert(reply.begin(), proto::encode(done));
     send_frames(pipe, reply);
   }

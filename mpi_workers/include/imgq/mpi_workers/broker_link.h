@@ -6,15 +6,18 @@
 //
 // The main thread talks to it through an inproc PAIR socket (pipe_endpoint):
 // it receives the broker's `job` messages there and sends `progress` and
-// `done` messages, which the link forwards. Sending a `bye` ends the link:
+// `done` messages, which the link forwards. An `abort` from the broker is
+// noted for aborted(), which the main thread asks at stage boundaries. Sending a `bye` ends the link:
 // it says bye to the broker and the thread exits.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include <zmq.hpp>
 
+#include "imgq/common/curve.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::workers {
@@ -22,6 +25,7 @@ namespace imgq::workers {
 struct LinkOptions {
   std::string broker;  // e.g. tcp://127.0.0.1:5556
   proto::Hello hello;
+  CurveOptions curve;
   std::chrono::milliseconds heartbeat{1000};
   int liveness = 5;
   std::chrono::milliseconds max_backoff{30'000};
@@ -35,6 +39,8 @@ class BrokerLink {
   BrokerLink& operator=(const BrokerLink&) = delete;
 
   const std::string& pipe_endpoint() const { return pipe_endpoint_; }
+  // The broker asked to stop `job` (cancelled, or past its deadline). Any thread.
+  bool aborted(const std::string& job) const;
 
  private:
   void run();
@@ -43,6 +49,8 @@ class BrokerLink {
   LinkOptions options_;
   std::string pipe_endpoint_;
   zmq::socket_t pipe_;  // bound here, used only by the link thread
+  mutable std::mutex mutex_;
+  std::string aborted_;  // guarded by mutex_: the last job the broker aborted
   std::thread thread_;
 };
 

@@ -37,6 +37,10 @@ struct RunStats {
 // Called on the leader after each stage with (stages done, stages in all).
 using StageCallback = std::function<void(int done, int total)>;
 
+// Called on the leader before each stage; a non-OK status (cancelled, past
+// the deadline) stops the run there, on every rank, with that status.
+using Interrupt = std::function<Status()>;
+
 class Engine {
  public:
   // Works on a duplicate of `comm`, so it never mixes with other traffic.
@@ -51,7 +55,8 @@ class Engine {
 
   // Leader only. Checks the pipeline against the image before any rank works.
   Result<cv::Mat> run(const Pipeline& pipeline, const cv::Mat& image,
-                      const StageCallback& on_stage = {}, RunStats* stats = nullptr);
+                      const StageCallback& on_stage = {}, RunStats* stats = nullptr,
+                      const Interrupt& interrupt = {});
 
   // Followers only: serves run() calls until the leader's shutdown().
   void serve();
@@ -61,7 +66,7 @@ class Engine {
 
  private:
   Result<cv::Mat> execute(const Pipeline& pipeline, ImageInfo info, cv::Mat image,
-                          const StageCallback& on_stage, RunStats* stats);
+                          const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt);
   Result<cv::Mat> run_strip_stage(const Pipeline& pipeline, const Stage& stage,
                                   const std::vector<ImageInfo>& infos, const cv::Mat& current,
                                   RunStats* stats);

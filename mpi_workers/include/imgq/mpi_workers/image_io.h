@@ -18,13 +18,16 @@
 
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/file_io.h"
+#include "imgq/common/image_header.h"
 #include "imgq/common/status.h"
 
 namespace imgq::workers {
 
-// Decodes encoded image bytes; InvalidImage for empty, unrecognised or
-// corrupt data, Unsupported for pixel kinds imgq does not process.
-Result<cv::Mat> decode_image(std::span<const uint8_t> bytes);
+// Decodes encoded image bytes after check_image_header(): InvalidImage for
+// empty, unrecognised, truncated or corrupt data, TooLarge for an image
+// declaring more than `max_pixels` pixels (0 = no limit), Unsupported for
+// pixel kinds imgq does not process.
+Result<cv::Mat> decode_image(std::span<const uint8_t> bytes, uint64_t max_pixels = kDefaultMaxPixels);
 
 // Encodes `image` as `format` (an output format, case-insensitive).
 Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view format);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "imgq/common/image_header.h"
 #include "imgq/common/status.h"
 #include "imgq/mpi_workers/engine.h"
 #include "imgq/schemas/messages.h"
@@ -25,7 +26,16 @@ struct JobOutcome {
   proto::JobStats stats;         // decode/scatter/compute/gather/encode, pixels, imbalance
 };
 
+// Limits and stopping.
+struct JobControl {
+  uint64_t max_pixels = kDefaultMaxPixels;  // refused from the header before decode; 0 = no limit
+  // Asked before decode, at every stage boundary and before encode; a non-OK
+  // status ends the job with it.
+  Interrupt interrupt;
+};
+
 JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
-                   const std::string& format, const ProgressFn& progress = {});
+                   const std::string& format, const ProgressFn& progress = {},
+                   const JobControl& control = {});
 
 }  // namespace imgq::workers

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "imgq/common/batch_paths.h"
+#include "imgq/common/image_header.h"
 #include "imgq/common/status.h"
 #include "imgq/mpi_workers/engine.h"
 
@@ -30,7 +31,9 @@ struct BatchSummary {
 
 // Processes every item with `engine` (the leader's), reporting each failure
 // on `errors`. The exit status of standalone mode is 0 when failed == 0.
+// `max_pixels`: images declaring more are refused before decode (0 = no limit).
 BatchSummary run_batch(Engine& engine, const Pipeline& pipeline,
-                       const std::vector<BatchItem>& items, std::ostream& errors);
+                       const std::vector<BatchItem>& items, std::ostream& errors,
+                       uint64_t max_pixels = kDefaultMaxPixels);
 
 }  // namespace imgq::workers
