@@ -30,7 +30,10 @@ int main(int argc, char** argv) {
   c.broker = from_env("IMGQ_BROKER", kDefaultBroker);
   c.progress = from_env("IMGQ_PROGRESS", "");
   double timeout_s = 10;
+  std::string server_key = from_env("IMGQ_SERVER_KEY", ""), key = from_env("IMGQ_KEY", "");
   auto connection_flags = [&](CLI::App* sub) {
+    sub->add_option("--server-key", server_key, "CURVE: the broker's public key file (env IMGQ_SERVER_KEY)");
+    sub->add_option("--key", key, "CURVE: this client's key file from imgq keygen (env IMGQ_KEY)");
     sub->add_option("--broker", c.broker, "broker clients endpoint (env IMGQ_BROKER)")->capture_default_str();
     sub->add_option("--progress", c.progress, "broker progress endpoint (env IMGQ_PROGRESS; default: broker host, port 5557)");
     sub->add_option("--timeout", timeout_s, "seconds to wait for the broker")->capture_default_str();
@@ -48,13 +51,17 @@ int main(int argc, char** argv) {
   s->add_option("--format", submit.format, "output format (default: each input's own)");
   s->add_option("--window", submit.window, "jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 10000));
   s->add_flag("--no-wait", submit.no_wait, "exit once every job is accepted; print their ids");
+  double job_timeout_s = 0;
+  s->add_option("--job-timeout", job_timeout_s,
+                "seconds one attempt of each job may run before it fails (default: the broker's)")
+      ->check(CLI::Range(0.0, 4'000'000.0));
   s->add_option("paths", submit.paths, "image files or folders (walked recursively)")->required();
 
   std::string job;
   auto* status = app.add_subcommand("status", "show a job's state");
   connection_flags(status);
   status->add_option("job", job, "job id")->required();
-  auto* cancel = app.add_subcommand("cancel", "cancel a queued job");
+  auto* cancel = app.add_subcommand("cancel", "cancel a job: a queued one at once, a running one at its next stage");
   connection_flags(cancel);
   cancel->add_option("job", job, "job id")->required();
   std::string out_dir = ".";
@@ -70,6 +77,9 @@ int main(int argc, char** argv) {
   ops->add_flag("--json", ops_json, "as JSON");
   auto* ping = app.add_subcommand("ping", "check that the broker answers; show worker groups and queue");
   connection_flags(ping);
+  std::string keygen_base;
+  auto* keygen = app.add_subcommand("keygen", "write a CURVE key pair: NAME.pub (share it) and NAME.key (keep it)");
+  keygen->add_option("name", keygen_base, "path without extension, e.g. keys/alice")->required();
 
   try {
     app.parse(argc, argv);
@@ -78,6 +88,24 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   c.timeout = Millis(static_cast<int64_t>(timeout_s * 1000));
+  if (keygen->parsed()) {
+    auto pair = imgq::generate_key_pair();
+    imgq::Status written = pair.ok() ? imgq::write_key_pair(keygen_base, *pair) : pair.status();
+    if (!written.ok()) {
+      std::cerr << "imgq: error: " << written.message() << "\n";
+      return 1;
+    }
+    std::cout << keygen_base << ".pub\n" << keygen_base << ".key\n";
+    return 0;
+  }
+  if (!ops->parsed()) {
+    auto curve = imgq::load_curve_options(server_key, key);
+    if (!curve.ok()) {
+      std::cerr << "imgq: error: " << curve.status().message() << "\n";
+      return 2;
+    }
+    c.curve = *curve;
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
@@ -85,6 +113,8 @@ int main(int argc, char** argv) {
     submit.broker = c.broker;
     submit.progress = c.progress;
     submit.timeout = c.timeout;
+    submit.curve = c.curve;
+    submit.job_timeout_ms = static_cast<uint32_t>(job_timeout_s * 1000);
     submit.mode = c.json ? ReportMode::kJson : (::isatty(STDERR_FILENO) ? ReportMode::kTerminal : ReportMode::kPlain);
     return run_submit(submit, std::cout, std::cerr);
   }

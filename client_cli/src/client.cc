@@ -15,11 +15,23 @@ std::string default_progress_endpoint(const std::string& broker) {
   return broker.substr(0, scheme + 3) + host + ":5557";
 }
 
-BrokerClient::BrokerClient(zmq::context_t& context, const std::string& broker)
-    : endpoint_(broker), dealer_(context, zmq::socket_type::dealer) {
+zmq::socket_t connect_progress(zmq::context_t& context, const std::string& endpoint, const CurveOptions& curve) {
+  zmq::socket_t sub(context, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::linger, 0);
+  apply_curve_client(sub, curve);
+  sub.connect(endpoint);
+  return sub;
+}
+
+BrokerClient::BrokerClient(zmq::context_t& context, const std::string& broker, const CurveOptions& curve)
+    : endpoint_(broker), curve_(curve.enabled()), dealer_(context, zmq::socket_type::dealer) {
   dealer_.set(zmq::sockopt::linger, 0);
+  apply_curve_client(dealer_, curve);
+  if (curve.enabled()) monitor_.emplace(context, dealer_);
   dealer_.connect(broker);
 }
+
+std::optional<Status> BrokerClient::refused() { return monitor_ ? monitor_->failure() : std::nullopt; }
 
 void BrokerClient::send(const std::string& header, const std::string* payload) {
   if (payload == nullptr) {
@@ -42,17 +54,19 @@ Result<Frames> BrokerClient::call(const std::string& header, uint64_t req, Milli
   send(header);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
+    if (auto failure = refused()) return *failure;
     const auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
-    auto frames = receive(left);
-    if (!frames) break;
+    auto frames = receive(std::min(left, Millis(100)));
+    if (!frames) continue;
     auto h = proto::decode_header(frames->at(0));
     if (!h.ok()) continue;
     auto r = h->as<proto::AnyReply>();
     if (r.ok() && r->req == req) return std::move(*frames);
   }
   return Status::Unavailable("no answer from the broker at " + endpoint_ + " within " +
-                             std::to_string(timeout.count()) + " ms");
+                             std::to_string(timeout.count()) + " ms" +
+                             (curve_ ? " (CURVE is on: check that --server-key is the broker's public key)" : ""));
 }
 
 std::string json_quote(std::string_view text) {

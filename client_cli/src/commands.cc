@@ -10,10 +10,12 @@ namespace {
 
 constexpr uint64_t kReq = 1;
 
-// Exit status for a failed request: 3 when the broker did not answer.
+// Exit status for a failed request: 3 when the broker did not answer or
+// refused this client's key.
 int report(const Status& status, std::ostream& err) {
   err << "imgq: error: " << status.message() << "\n";
-  return status.code() == StatusCode::kUnavailable && status.message().rfind("no answer", 0) == 0 ? 3 : 1;
+  const bool unreachable = status.code() == StatusCode::kUnavailable && status.message().rfind("no answer", 0) == 0;
+  return unreachable || status.code() == StatusCode::kPermissionDenied ? 3 : 1;
 }
 
 void print_state(const proto::JobState& s, bool json, std::ostream& out) {
@@ -35,7 +37,7 @@ void print_state(const proto::JobState& s, bool json, std::ostream& out) {
 template <typename Request>
 Result<Frames> call(const Connection& c, const std::string& job) {
   zmq::context_t context;
-  BrokerClient broker(context, c.broker);
+  BrokerClient broker(context, c.broker, c.curve);
   Request request;
   request.req = kReq;
   request.job = job;
@@ -83,10 +85,9 @@ int run_fetch(const Connection& c, const std::string& job, const std::string& ou
 
 int run_watch(const Connection& c, const std::string& job, const bool& stop, std::ostream& out) {
   zmq::context_t context;
-  zmq::socket_t sub(context, zmq::socket_type::sub);
-  sub.set(zmq::sockopt::linger, 0);
+  zmq::socket_t sub =
+      connect_progress(context, c.progress.empty() ? default_progress_endpoint(c.broker) : c.progress, c.curve);
   sub.set(zmq::sockopt::subscribe, job);
-  sub.connect(c.progress.empty() ? default_progress_endpoint(c.broker) : c.progress);
   Frames frames;
   while (!stop) {
     zmq::pollitem_t items[] = {{sub.handle(), 0, ZMQ_POLLIN, 0}};
@@ -141,7 +142,7 @@ int run_ops(bool json, std::ostream& out) {
 
 int run_ping(const Connection& c, std::ostream& out, std::ostream& err) {
   zmq::context_t context;
-  BrokerClient broker(context, c.broker);
+  BrokerClient broker(context, c.broker, c.curve);
   proto::Ping ping;
   ping.req = kReq;
   auto frames = broker.call(proto::encode(ping), kReq, c.timeout);

@@ -1,7 +1,9 @@
 #include "imgq/client_cli/submit.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <random>
 
@@ -38,6 +40,10 @@ class Batch {
   };
 
   void send_next(BrokerClient& broker);
+  // Pings once a second; a pong from a new broker instance means the jobs in
+  // flight were lost with the old one, so they go out again (same keys).
+  void check_broker(BrokerClient& broker);
+  void on_pong(const proto::Pong& pong);
   void fail(size_t index, const std::string& state, const std::string& message, const std::string& job = {});
   void handle(const Frames& frames);
   JobView view(size_t index, const std::string& job) const {
@@ -59,7 +65,47 @@ class Batch {
   std::map<uint64_t, size_t> waiting_accept_;                    // req -> item
   std::map<std::string, size_t> running_;                        // job -> item
   size_t done_ = 0, failed_ = 0;
+  std::string instance_;  // the broker's, from its pongs
+  uint64_t max_image_bytes_ = 0;  // the broker's limit; 0 = unknown
+  SteadyClock::time_point last_ping_{}, last_pong_{};
+  bool warned_silent_ = false;
+  uint64_t ping_req_ = uint64_t{1} << 62;  // above every submit's req
 };
+
+void Batch::check_broker(BrokerClient& broker) {
+  const auto now = SteadyClock::now();
+  if (now - last_ping_ < std::chrono::seconds(1)) return;
+  last_ping_ = now;
+  proto::Ping ping;
+  ping.req = ++ping_req_;
+  broker.send(proto::encode(ping));
+  if (!warned_silent_ && now - last_pong_ > std::chrono::seconds(5)) {
+    warned_silent_ = true;
+    err_ << "imgq: warning: no answer from the broker for 5 s; waiting for it (jobs in flight are "
+            "resubmitted if it restarted)\n";
+  }
+}
+
+void Batch::on_pong(const proto::Pong& pong) {
+  last_pong_ = SteadyClock::now();
+  max_image_bytes_ = pong.max_image_bytes;
+  warned_silent_ = false;
+  if (pong.instance.empty() || pong.instance == instance_) return;
+  const bool restarted = !instance_.empty();
+  instance_ = pong.instance;
+  if (!restarted) return;
+  std::vector<size_t> lost;
+  for (const auto& [req, index] : waiting_accept_) lost.push_back(index);
+  for (const auto& [job, index] : running_) lost.push_back(index);
+  waiting_accept_.clear();
+  running_.clear();
+  std::sort(lost.begin(), lost.end());
+  if (!lost.empty()) {
+    err_ << "imgq: warning: the broker restarted; submitting the " << lost.size()
+         << " unfinished job(s) again\n";
+  }
+  for (auto it = lost.rbegin(); it != lost.rend(); ++it) retry_.emplace_front(SteadyClock::now(), *it);
+}
 
 void Batch::fail(size_t index, const std::string& state, const std::string& message, const std::string& job) {
   ++failed_;
@@ -89,6 +135,16 @@ void Batch::send_next(BrokerClient& broker) {
                                       output_formats_text());
       continue;
     }
+    // Larger than the broker takes: say so here rather than send it (past
+    // the broker's message size limit ZeroMQ would drop it without a word).
+    std::error_code size_error;
+    const uintmax_t size = std::filesystem::file_size(item.source, size_error);
+    if (!size_error && max_image_bytes_ != 0 && size > max_image_bytes_) {
+      fail(index, proto::kFailed, item.source.string() + " is " + std::to_string(size) +
+                                      " bytes; the broker takes at most " + std::to_string(max_image_bytes_) +
+                                      " (its --max-image-bytes)");
+      continue;
+    }
     auto bytes = read_file(item.source);
     if (!bytes.ok()) {
       fail(index, proto::kFailed, bytes.status().message());
@@ -102,6 +158,7 @@ void Batch::send_next(BrokerClient& broker) {
     submit.name = item.source.string();
     submit.key = session_ + ":" + std::to_string(index);
     submit.session = session_;
+    submit.timeout_ms = options_.job_timeout_ms;
     const std::string image(bytes->begin(), bytes->end());
     broker.send(proto::encode(submit), &image);
     waiting_accept_[submit.req] = index;
@@ -112,7 +169,9 @@ void Batch::handle(const Frames& frames) {
   auto header = proto::decode_header(frames.at(0));
   if (!header.ok()) return;
   const std::string& type = header->type();
-  if (type == proto::Accepted::kType) {
+  if (type == proto::Pong::kType) {
+    if (auto pong = header->as<proto::Pong>(); pong.ok()) on_pong(*pong);
+  } else if (type == proto::Accepted::kType) {
     auto a = header->as<proto::Accepted>();
     auto it = a.ok() ? waiting_accept_.find(a->req) : waiting_accept_.end();
     if (it == waiting_accept_.end()) return;
@@ -159,6 +218,10 @@ bool Batch::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
     broker.send(proto::encode(ping));
     const auto until = std::min(deadline, SteadyClock::now() + Millis(200));
     while (SteadyClock::now() < until) {
+      if (auto refused = broker.refused()) {
+        err_ << "imgq: error: " << refused->message() << "\n";
+        return false;
+      }
       zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
       poll_sockets(items, 2, Millis(20));
       while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) {
@@ -166,7 +229,12 @@ bool Batch::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
         if (pong.ok() && !answered && pong->groups == 0) {
           err_ << "imgq: warning: no worker group is connected to the broker yet; jobs will wait for one\n";
         }
-        answered = answered || pong.ok();
+        if (pong.ok()) {
+          answered = true;
+          instance_ = pong->instance;
+          max_image_bytes_ = pong->max_image_bytes;
+          last_pong_ = SteadyClock::now();
+        }
       }
       if (recv_frames(progress, frames, 2, /*dontwait=*/true) && frames.front() == session_) return true;
     }
@@ -176,23 +244,27 @@ bool Batch::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
                           (options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress) +
                           " does not (give --progress)"
                     : "no answer from the broker at " + options_.broker + " within " +
-                          std::to_string(options_.timeout.count()) + " ms")
+                          std::to_string(options_.timeout.count()) + " ms" +
+                          (options_.curve.enabled()
+                               ? " (CURVE is on: check that --server-key is the broker's public key)"
+                               : ""))
        << "\n";
   return false;
 }
 
 int Batch::run(zmq::context_t& context) {
-  BrokerClient broker(context, options_.broker);
-  zmq::socket_t progress(context, zmq::socket_type::sub);
-  progress.set(zmq::sockopt::linger, 0);
+  BrokerClient broker(context, options_.broker, options_.curve);
+  zmq::socket_t progress = connect_progress(
+      context, options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress,
+      options_.curve);
   progress.set(zmq::sockopt::subscribe, session_);
-  progress.connect(options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress);
   if (!subscribed(broker, progress)) return 3;
 
   const auto start = SteadyClock::now();
   Frames frames;
   while (true) {
     send_next(broker);
+    check_broker(broker);
     const bool all_sent = next_ == items_.size() && retry_.empty();
     if (all_sent && waiting_accept_.empty() && (running_.empty() || options_.no_wait)) break;
     zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};

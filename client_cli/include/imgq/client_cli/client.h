@@ -9,6 +9,7 @@
 
 #include <zmq.hpp>
 
+#include "imgq/common/curve.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
 #include "imgq/schemas/codec.h"
@@ -22,9 +23,16 @@ inline constexpr const char* kDefaultBroker = "tcp://127.0.0.1:5555";
 // The progress endpoint that goes with a broker endpoint: same host, port 5557.
 std::string default_progress_endpoint(const std::string& broker);
 
+// A SUB socket connected to the progress endpoint, with CURVE when on.
+zmq::socket_t connect_progress(zmq::context_t& context, const std::string& endpoint, const CurveOptions& curve);
+
 class BrokerClient {
  public:
-  BrokerClient(zmq::context_t& context, const std::string& broker);
+  BrokerClient(zmq::context_t& context, const std::string& broker, const CurveOptions& curve = {});
+
+  // With CURVE on: a refused handshake since the last call (PermissionDenied
+  // naming the cause), so a client can say so instead of waiting.
+  std::optional<Status> refused();
 
   // Sends a header and, optionally, a payload frame.
   void send(const std::string& header, const std::string* payload = nullptr);
@@ -39,7 +47,9 @@ class BrokerClient {
 
  private:
   std::string endpoint_;
+  bool curve_ = false;
   zmq::socket_t dealer_;
+  std::optional<HandshakeMonitor> monitor_;
 };
 
 // Decodes a reply; an `error` reply becomes its Status.

@@ -15,6 +15,7 @@ struct Connection {
   std::string progress;  // empty: default_progress_endpoint(broker)
   Millis timeout{10'000};
   bool json = false;
+  CurveOptions curve;
 };
 
 int run_status(const Connection& c, const std::string& job, std::ostream& out, std::ostream& err);

@@ -24,11 +24,18 @@ struct SubmitOptions {
   size_t window = 16;
   bool no_wait = false;
   Millis timeout{10'000};  // to reach the broker
+  uint32_t job_timeout_ms = 0;  // longest run of one attempt; 0 = the broker's --job-timeout
   ReportMode mode = ReportMode::kPlain;
+  CurveOptions curve;
 };
 
+// If the broker restarts while jobs are in flight (its pong carries a new
+// instance id), the jobs not yet finished are submitted again under the same
+// idempotency keys, so each image is processed and written once.
+//
 // Exit status: 0 all succeeded, 1 some failed, 2 usage error (reported
-// before anything is sent), 3 the broker could not be reached in time.
+// before anything is sent), 3 the broker could not be reached in time or
+// refused this client's key.
 int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace imgq::client
