@@ -37,6 +37,25 @@ class RecordingOutbox : public Outbox {
   std::set<std::string> gone;
 };
 
+// A PNG as far as the broker's header check looks (signature, IHDR, a
+// padding chunk, IEND), `total` bytes long when that is at least 57.
+std::string png_bytes(size_t total = 0, uint32_t width = 2, uint32_t height = 2) {
+  auto be32 = [](uint32_t v) {
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                       static_cast<char>(v)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& data) {
+    return be32(static_cast<uint32_t>(data.size())) + type + data + be32(0);
+  };
+  std::string ihdr = be32(width) + be32(height) + std::string("\x08\x00\x00\x00\x00", 5);
+  std::string head = "\x89PNG\r\n\x1a\n" + chunk("IHDR", ihdr);
+  const std::string end = chunk("IEND", "");
+  const size_t fixed = head.size() + end.size() + 12;
+  if (total >= fixed) head += chunk("zzPd", std::string(total - fixed, 'p'));
+  return head + end;
+}
+const std::string kImg = png_bytes();
+
 template <typename T>
 T decode(const std::string& header) {
   auto h = proto::decode_header(header);
@@ -62,7 +81,7 @@ class BrokerCoreTest : public ::testing::Test {
 
   // Submits and returns the accepted job id (or empty, after an error).
   std::string submit(const std::string& client, uint64_t req, std::vector<std::string> ops = {"invert"},
-                     int priority = 4, std::string image = "IMG", std::string key = {}) {
+                     int priority = 4, std::string image = kImg, std::string key = {}) {
     proto::Submit s;
     s.req = req;
     s.ops = std::move(ops);
@@ -123,7 +142,7 @@ TEST_F(BrokerCoreTest, SubmitDispatchAndResultGoToTheSubmitter) {
   const auto request = decode<proto::JobRequest>(out_.workers.back().frames[0]);
   EXPECT_EQ(request.ops, (std::vector<std::string>{"grayscale", "canny:aperture=3,high=200,l2=false,low=100"}));
   EXPECT_EQ(request.format, "png");
-  EXPECT_EQ(out_.workers.back().frames[1], "IMG");
+  EXPECT_EQ(out_.workers.back().frames[1], kImg);
   EXPECT_EQ(core_.running(), 1u);
 
   done("g1", job);
@@ -173,7 +192,7 @@ TEST_F(BrokerCoreTest, RefusesBadSubmitsWithClearErrors) {
   EXPECT_EQ(submit("c", 3, {"invert"}, 4, ""), "");
   EXPECT_EQ(last_error().code_name, "invalid_image");
 
-  EXPECT_EQ(submit("c", 4, {"invert"}, 4, std::string(601, 'x')), "");
+  EXPECT_EQ(submit("c", 4, {"invert"}, 4, png_bytes(601)), "");
   EXPECT_EQ(last_error().code_name, "too_large");
   EXPECT_EQ(core_.counters().rejected_invalid, 3u);
   EXPECT_EQ(core_.counters().rejected_too_large, 1u);
@@ -190,12 +209,12 @@ TEST_F(BrokerCoreTest, BoundedQueueRefusesWithRetryHintAndLosesNothing) {
 }
 
 TEST_F(BrokerCoreTest, ByteBoundCountsWaitingImages) {
-  ASSERT_NE(submit("c", 1, {"invert"}, 4, std::string(500, 'x')), "");
-  ASSERT_NE(submit("c", 2, {"invert"}, 4, std::string(500, 'x')), "");
-  EXPECT_EQ(submit("c", 3, {"invert"}, 4, std::string(1, 'x')), "");
+  ASSERT_NE(submit("c", 1, {"invert"}, 4, png_bytes(500)), "");
+  ASSERT_NE(submit("c", 2, {"invert"}, 4, png_bytes(500)), "");
+  EXPECT_EQ(submit("c", 3, {"invert"}, 4, kImg), "");
   EXPECT_EQ(last_error().code_name, "resource_exhausted");
   hello("g", "G");  // one job leaves the queue
-  EXPECT_NE(submit("c", 4, {"invert"}, 4, std::string(1, 'x')), "");
+  EXPECT_NE(submit("c", 4, {"invert"}, 4, kImg), "");
 }
 
 TEST_F(BrokerCoreTest, SilentGroupIsForgottenAndItsJobRunsElsewhere) {
@@ -304,12 +323,87 @@ TEST_F(BrokerCoreTest, StatusAndCancelOfAQueuedJob) {
   EXPECT_EQ(job_sent_to("g"), "");
 
   core_.on_client("c", {proto::encode(c)});
-  EXPECT_NE(last_error().message.find("only queued jobs can be cancelled"), std::string::npos);
+  EXPECT_NE(last_error().message.find("is already cancelled"), std::string::npos);
+}
+
+TEST_F(BrokerCoreTest, RefusesBombsAndNonImagesFromTheirHeaders) {
+  // 100,000 x 100,000 pixels declared in 57 bytes: refused before queueing.
+  EXPECT_EQ(submit("c", 1, {"invert"}, 4, png_bytes(0, 100'000, 100'000)), "");
+  EXPECT_EQ(last_error().code_name, "too_large");
+  EXPECT_NE(last_error().message.find("file1.png: PNG declares 100000 x 100000 pixels"), std::string::npos)
+      << last_error().message;
+  EXPECT_NE(last_error().message.find("--max-pixels"), std::string::npos);
+
+  EXPECT_EQ(submit("c", 2, {"invert"}, 4, "hello, I am a text file"), "");
+  EXPECT_EQ(last_error().code_name, "invalid_image");
+  EXPECT_NE(last_error().message.find("file2.png: not a recognised image format"), std::string::npos);
+
+  const std::string whole = png_bytes(100);
+  EXPECT_EQ(submit("c", 3, {"invert"}, 4, whole.substr(0, 70)), "");
+  EXPECT_NE(last_error().message.find("truncated"), std::string::npos) << last_error().message;
+  EXPECT_EQ(core_.counters().rejected_too_large, 1u);
+  EXPECT_EQ(core_.counters().rejected_invalid, 2u);
+  EXPECT_EQ(core_.queued(), 0u);
+}
+
+TEST_F(BrokerCoreTest, CancelOfARunningJobStopsItsGroupAndAnswersAtOnce) {
+  const std::string job = submit("c", 1);
+  const std::string next = submit("c", 2);
+  hello("g", "G");
+  ASSERT_EQ(job_sent_to("g"), job);
+  proto::Cancel c;
+  c.req = 3;
+  c.job = job;
+  core_.on_client("c", {proto::encode(c)});
+  // The submitter gets the result (cancelled), the canceller the new state.
+  EXPECT_EQ(decode<proto::StatusReply>(out_.clients.back().frames[0]).job.state, "cancelled");
+  EXPECT_EQ(out_.workers.back().type, "abort");
+  EXPECT_EQ(decode<proto::Abort>(out_.workers.back().frames[0]).job, job);
+  // The group is busy until it reports; then it takes the next job.
+  EXPECT_EQ(core_.idle_groups(), 0u);
+  done("g", job, static_cast<int>(StatusCode::kCancelled));
+  EXPECT_EQ(core_.counters().cancelled, 1u);
+  EXPECT_EQ(core_.counters().failed, 0u);
+  EXPECT_EQ(job_sent_to("g"), next);
+}
+
+TEST_F(BrokerCoreTest, AJobPastItsDeadlineFailsAndItsGroupIsRecovered) {
+  proto::Submit s;
+  s.req = 1;
+  s.ops = {"invert"};
+  s.timeout_ms = 2000;
+  core_.on_client("c", {proto::encode(s), kImg});
+  const std::string job = decode<proto::Accepted>(out_.clients.back().frames[0]).job;
+  hello("g", "G");
+  EXPECT_EQ(decode<proto::JobRequest>(out_.workers.back().frames[0]).timeout_ms, 2000u);
+  // Heartbeats keep the group alive; the job's deadline passes.
+  for (int i = 0; i < 3; ++i) {
+    core_.on_worker("g", {proto::encode(proto::Heartbeat{})});
+    advance(Duration{900});
+  }
+  const auto result = decode<proto::JobResult>(out_.clients.back().frames[0]);
+  EXPECT_EQ(result.state, "failed");
+  EXPECT_EQ(result.code, static_cast<int>(StatusCode::kDeadlineExceeded));
+  EXPECT_NE(result.message.find("longer than its timeout of 2 s on group G"), std::string::npos) << result.message;
+  EXPECT_EQ(out_.workers.back().type, "abort");
+  EXPECT_EQ(core_.counters().deadlines_exceeded, 1u);
+  // A late result is dropped; the group is free again.
+  done("g", job);
+  EXPECT_EQ(core_.counters().succeeded, 0u);
+  EXPECT_EQ(core_.idle_groups(), 1u);
+  EXPECT_NE(submit("c", 2), "");
+  EXPECT_EQ(core_.idle_groups(), 0u);
+}
+
+TEST_F(BrokerCoreTest, DefaultDeadlineComesFromTheConfig) {
+  ASSERT_NE(submit("c", 1), "");
+  hello("g", "G");
+  EXPECT_EQ(decode<proto::JobRequest>(out_.workers.back().frames[0]).timeout_ms, 600'000u);
 }
 
 TEST_F(BrokerCoreTest, IdempotencyKeyReturnsTheSameJob) {
-  const std::string first = submit("c", 1, {"invert"}, 4, "IMG", "key-1");
-  const std::string again = submit("c2", 2, {"invert"}, 4, "IMG", "key-1");
+  const std::string first = submit("c", 1, {"invert"}, 4, kImg, "key-1");
+  const std::string again = submit("c2", 2, {"invert"}, 4, kImg, "key-1");
   EXPECT_EQ(first, again);
   EXPECT_TRUE(decode<proto::Accepted>(out_.clients.back().frames[0]).existing);
   EXPECT_EQ(core_.queued(), 1u);
@@ -332,6 +426,8 @@ TEST_F(BrokerCoreTest, PingReportsGroupsAndQueue) {
   EXPECT_EQ(pong.busy, 1u);
   EXPECT_EQ(pong.ranks, 4u);
   EXPECT_EQ(pong.queued, 1u);
+  EXPECT_EQ(pong.instance, core_.instance());
+  EXPECT_EQ(pong.instance.size(), 16u);
 }
 
 TEST_F(BrokerCoreTest, MalformedClientTrafficIsAnsweredAndCounted) {
@@ -360,7 +456,7 @@ TEST_F(BrokerCoreTest, MalformedClientTrafficIsAnsweredAndCounted) {
   pk.pack(std::string("ver")); pk.pack(1);
   pk.pack(std::string("type")); pk.pack(std::string("submit"));
   pk.pack(std::string("req")); pk.pack(1);
-  core_.on_client("c", {std::string(buf.data(), buf.size()), "IMG"});
+  core_.on_client("c", {std::string(buf.data(), buf.size()), kImg});
   EXPECT_NE(last_error().message.find("required field \"ops\" is missing"), std::string::npos);
 }
 

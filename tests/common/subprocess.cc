@@ -60,8 +60,13 @@ std::string Subprocess::output() const {
 }
 
 std::pair<int, std::string> run_shell(const std::string& command) {
+  // Bounded: a hung command fails its test (exit 124) instead of the run.
+  std::string quoted = "'";
+  for (const char c : command) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  const std::string bounded = "timeout -k 5 " + std::to_string(kShellTimeoutSeconds) + " /bin/sh -c " + quoted;
   std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
+  FILE* pipe = ::popen(bounded.c_str(), "r");
   if (pipe == nullptr) return {-1, out};
   char buf[4096];
   size_t n;

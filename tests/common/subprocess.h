@@ -32,7 +32,9 @@ class Subprocess {
   std::optional<int> status_;
 };
 
-// Runs `command` with /bin/sh; its exit status and standard output.
+// Runs `command` with /bin/sh; its exit status and standard output. After
+// kShellTimeoutSeconds it is killed and the status is 124 (timeout(1)).
+inline constexpr int kShellTimeoutSeconds = 180;
 std::pair<int, std::string> run_shell(const std::string& command);
 
 // Waits until `done()` holds, checking every 20 ms; false after `timeout`.

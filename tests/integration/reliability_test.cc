@@ -1,0 +1,417 @@
+// Nothing lost, nothing crashes, nobody unauthorised gets in: deadlines,
+// cancel, groups dying at each point of a job, a broker restarted under a
+// waiting client, 16 clients x 100 jobs through group kills, bad input
+// through the CLI and raw sockets, and CURVE. Heartbeats are 200 ms here, so
+// a dead group is noticed within a second.
+#include "integration/system_fixture.h"
+
+#include <random>
+
+#include "imgq/common/curve.h"
+
+namespace imgq {
+namespace {
+
+using imgq::testing::make_image;
+using imgq::testing::Pattern;
+using imgq::testing::SameImage;
+
+class Reliability : public System {
+ protected:
+  Reliability() { heartbeat_ms_ = 200; }
+
+  void configure(broker::ServerOptions& options) override {
+    System::configure(options);
+    options.config.max_image_bytes = 8u << 20;
+  }
+
+  // Waits until the broker knows exactly `n` groups.
+  void await_groups(uint32_t n) {
+    ASSERT_TRUE(eventually([&] { return connected_groups() == n; }, seconds(60)))
+        << "expected " << n << " worker group(s)";
+  }
+
+  fs::path write_image(const std::string& name, const cv::Mat& image) {
+    const fs::path path = root_ / "in" / name;
+    fs::create_directories(path.parent_path());
+    EXPECT_TRUE(cv::imwrite(path.string(), image));
+    return path;
+  }
+
+  // The whole-image OpenCV result, for comparison.
+  static cv::Mat expected(const std::vector<std::string>& ops, const fs::path& source) {
+    auto result = workers::apply_pipeline(*schemas::parse_pipeline(ops), cv::imread(source.string(), cv::IMREAD_UNCHANGED));
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    return result.ok() ? *result : cv::Mat();
+  }
+
+  std::string conn() const {
+    return " --broker " + server_->clients_endpoint() + " --progress " + server_->progress_endpoint();
+  }
+};
+
+TEST_F(Reliability, DeadlineAndCancelStopRunningJobsAndFreeTheirGroup) {
+  // Rank 1 takes 3 s over every strip: a slow job.
+  start_group("slow", {"IMGQ_FAULT=sleep:compute:1:3000"});
+  await_groups(1);
+  const fs::path image = write_image("a.png", make_image(64, 48, CV_8U, 3, Pattern::kShapes));
+
+  // 1. A per-submit deadline of 0.5 s: the job fails with that reason.
+  auto args = submit_args({"invert"}, root_ / "out1", {image.string()});
+  args.insert(args.end(), {"--job-timeout", "0.5"});
+  Subprocess timed(args, (root_ / "timed.log").string());
+  EXPECT_EQ(timed.wait(seconds(60)), std::optional<int>(1)) << timed.output();
+  EXPECT_NE(timed.output().find("ran longer than its timeout of 0.5 s on group slow"), std::string::npos)
+      << timed.output();
+  EXPECT_FALSE(fs::exists(root_ / "out1" / "a.png"));
+
+  // 2. Cancel while it runs: the state is cancelled at once.
+  auto no_wait = submit_args({"invert"}, root_ / "unused", {image.string()});
+  no_wait.push_back("--no-wait");
+  std::string cmd;
+  for (const auto& a : no_wait) cmd += "'" + a + "' ";
+  const auto [code, out] = shell(cmd + "2>&1");
+  ASSERT_EQ(code, 0) << out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("as job ([0-9a-f]{16})"))) << out;
+  const std::string job = m[1];
+  ASSERT_TRUE(eventually([&] { return shell(kBin + "/imgq status " + job + conn()).second.find(" running ") != std::string::npos; },
+                         seconds(30)));
+  const auto [cancel_code, cancelled] = shell(kBin + "/imgq cancel " + job + conn() + " 2>&1");
+  EXPECT_EQ(cancel_code, 0) << cancelled;
+  EXPECT_NE(cancelled.find(job + " cancelled"), std::string::npos) << cancelled;
+
+  // 3. The group stops both at a stage boundary and takes the next job,
+  // which finishes exactly (slowly: no deadline this time).
+  Subprocess next(submit_args({"invert"}, root_ / "out3", {image.string()}), (root_ / "next.log").string());
+  EXPECT_EQ(next.wait(seconds(60)), std::optional<int>(0)) << next.output();
+  EXPECT_TRUE(SameImage(expected({"invert"}, image), cv::imread((root_ / "out3" / "a.png").string(), cv::IMREAD_UNCHANGED)));
+  EXPECT_NE(groups_.at("slow")->output().find("the broker stops job " + job), std::string::npos)
+      << groups_.at("slow")->output();
+
+  const auto& counters = stop_broker();
+  EXPECT_EQ(counters.deadlines_exceeded, 1u);
+  EXPECT_EQ(counters.cancelled, 1u);
+  EXPECT_EQ(counters.succeeded, 1u);
+  EXPECT_EQ(counters.stray_results, 0u);
+}
+
+TEST_F(Reliability, AGroupDyingAtAnyPointOfAJobLosesNothing) {
+  const cv::Mat pixels = make_image(600, 500, CV_8U, 3, Pattern::kNoise);
+  const fs::path image = write_image("big.png", pixels), twin = write_image("twin.png", pixels);
+  const std::vector<std::string> ops = {"gaussian_blur:ksize=5", "canny"};
+  start_group("healthy");
+  await_groups(1);
+  for (const std::string fault : {"decode:0", "scatter:1", "compute:1", "gather:0", "encode:0"}) {
+    SCOPED_TRACE(fault);
+    const std::string name = "dies-at-" + fault.substr(0, fault.find(':'));
+    start_group(name, {"IMGQ_FAULT=crash:" + fault});
+    await_groups(2);
+    // The healthy group is busy with a first job, so the faulty one takes the second.
+    Subprocess client(submit_args(ops, root_ / ("out-" + name), {image.string(), twin.string()}),
+                      (root_ / (name + ".client.log")).string());
+    EXPECT_EQ(client.wait(seconds(120)), std::optional<int>(0)) << client.output();
+    EXPECT_TRUE(SameImage(expected(ops, image),
+                          cv::imread((root_ / ("out-" + name) / "big.png").string(), cv::IMREAD_UNCHANGED)));
+    const auto lines = parse_json_lines(client.output());
+    int results = 0, requeued = 0;
+    for (const JsonLine& l : lines) {
+      if (l["event"] == "result") ++results;
+      if (l["event"] == "progress" && l["state"] == "queued" && l["attempts"] == "1") ++requeued;
+    }
+    EXPECT_EQ(results, 2);
+    EXPECT_GE(requeued, 1) << client.output();
+    EXPECT_TRUE(groups_.at(name)->wait(seconds(30)).has_value()) << "the crashed group's mpiexec ends";
+    await_groups(1);
+  }
+  const auto& counters = stop_broker();
+  EXPECT_EQ(counters.failed, 0u);
+  EXPECT_EQ(counters.succeeded, 10u);
+  EXPECT_EQ(counters.retried, 5u) << "one job ran on each dying group";
+}
+
+TEST_F(Reliability, AWaitingSubmitFinishesExactlyOnceAcrossABrokerRestart) {
+  start_group("g");
+  await_groups(1);
+  const std::vector<std::string> ops = {"median_blur:ksize=9", "gaussian_blur:ksize=7"};
+  std::vector<fs::path> images;
+  for (int i = 0; i < 30; ++i) {
+    images.push_back(write_image("r" + std::to_string(i) + ".png", make_image(900 + i, 800, CV_8U, 3, Pattern::kNoise)));
+  }
+  auto args = submit_args(ops, root_ / "out", {(root_ / "in").string()});
+  args.insert(args.end(), {"--window", "8"});
+  Subprocess client(args, (root_ / "client.log").string());
+  ASSERT_TRUE(eventually([&] { return client.output().find("\"event\":\"result\"") != std::string::npos; }, seconds(60)));
+  ASSERT_NO_FATAL_FAILURE(restart_broker());
+
+  const auto code = client.wait(seconds(180));
+  ASSERT_TRUE(code.has_value()) << client.output();
+  EXPECT_EQ(*code, 0) << client.output();
+  EXPECT_NE(client.output().find("the broker restarted; submitting the"), std::string::npos) << client.output();
+  std::map<std::string, int> results;
+  for (const JsonLine& l : parse_json_lines(client.output())) {
+    if (l["event"] == "result") {
+      ++results[l["file"]];
+      EXPECT_EQ(l["state"], "done") << l["file"] << ": " << l["message"];
+    }
+  }
+  EXPECT_EQ(results.size(), images.size());
+  for (const auto& [file, n] : results) EXPECT_EQ(n, 1) << file << " written more than once";
+  for (const fs::path& source : images) {
+    EXPECT_TRUE(SameImage(expected(ops, source), cv::imread((root_ / "out" / source.filename()).string(), cv::IMREAD_UNCHANGED)))
+        << source.filename();
+  }
+}
+
+TEST_F(Reliability, SixteenClientsHundredJobsEachWhileAGroupIsKilledAndRestartedTwice) {
+  start_group("steady");
+  start_group("doomed");
+  await_groups(2);
+  constexpr int kClients = 16, kJobs = 100;
+  const std::vector<std::vector<std::string>> pipelines = {
+      {"gaussian_blur:ksize=5", "canny"}, {"to_8bit", "equalize_hist"}, {"invert"}, {"sobel", "dilate"}};
+  std::vector<std::unique_ptr<Subprocess>> clients;
+  for (int c = 0; c < kClients; ++c) {
+    const fs::path in = root_ / ("in" + std::to_string(c));
+    fs::create_directories(in);
+    for (int j = 0; j < kJobs; ++j) {
+      const cv::Mat image = make_image(20 + (j * 7) % 50, 24 + (c * 5 + j) % 40, CV_8U, c % 2 ? 3 : 1,
+                                       j % 3 ? Pattern::kShapes : Pattern::kNoise);
+      ASSERT_TRUE(cv::imwrite((in / ("i" + std::to_string(j) + ".png")).string(), image));
+    }
+    clients.push_back(std::make_unique<Subprocess>(
+        submit_args(pipelines[c % pipelines.size()], root_ / ("out" + std::to_string(c)), {in.string()}),
+        (root_ / ("client" + std::to_string(c) + ".log")).string()));
+  }
+  auto results_so_far = [&] {
+    size_t n = 0;
+    for (const auto& client : clients) {
+      const std::string text = client->output();
+      for (size_t at = text.find("\"event\":\"result\""); at != std::string::npos; at = text.find("\"event\":\"result\"", at + 1)) ++n;
+    }
+    return n;
+  };
+  for (size_t kill_at : {size_t{300}, size_t{900}}) {
+    ASSERT_TRUE(eventually([&] { return results_so_far() >= kill_at; }, seconds(300)));
+    groups_.at("doomed")->signal_group(SIGKILL);
+    groups_.at("doomed")->wait(seconds(30));
+    start_group("doomed");
+  }
+  std::set<std::string> jobs;
+  for (int c = 0; c < kClients; ++c) {
+    const auto code = clients[c]->wait(seconds(300));
+    ASSERT_TRUE(code.has_value()) << "client " << c;
+    EXPECT_EQ(*code, 0) << clients[c]->output().substr(0, 2000);
+    std::map<std::string, int> per_file;
+    for (const JsonLine& l : parse_json_lines(clients[c]->output())) {
+      if (l["event"] != "result") continue;
+      ++per_file[l["file"]];
+      EXPECT_TRUE(jobs.insert(l["job"]).second) << "job " << l["job"] << " delivered twice";
+    }
+    ASSERT_EQ(per_file.size(), static_cast<size_t>(kJobs)) << "client " << c;
+    for (const auto& [file, n] : per_file) EXPECT_EQ(n, 1) << file;
+    const auto& ops = pipelines[c % pipelines.size()];
+    for (int j = 0; j < kJobs; ++j) {
+      const fs::path source = root_ / ("in" + std::to_string(c)) / ("i" + std::to_string(j) + ".png");
+      const cv::Mat actual = cv::imread((root_ / ("out" + std::to_string(c)) / source.filename()).string(), cv::IMREAD_UNCHANGED);
+      ASSERT_TRUE(SameImage(expected(ops, source), actual)) << "client " << c << " " << source.filename();
+    }
+  }
+  const auto& counters = stop_broker();
+  EXPECT_EQ(counters.succeeded, static_cast<uint64_t>(kClients * kJobs));
+  EXPECT_EQ(counters.failed, 0u);
+  EXPECT_EQ(counters.submitted, static_cast<uint64_t>(kClients * kJobs));
+}
+
+TEST_F(Reliability, BadFilesGetClearErrorsAndNothingElseIsLost) {
+  start_group("g");
+  await_groups(1);
+  const cv::Mat pixels = make_image(64, 80, CV_8U, 3, Pattern::kNoise);
+  write_image("good.png", pixels);
+  write_image("deep.png", make_image(32, 32, CV_16U, 1, Pattern::kShapes));
+  std::vector<uint8_t> png, jpeg;
+  cv::imencode(".png", pixels, png);
+  cv::imencode(".jpg", pixels, jpeg);
+  auto put = [&](const std::string& name, const std::string& bytes) { std::ofstream(root_ / "in" / name, std::ios::binary) << bytes; };
+  put("empty.png", "");
+  put("text.png", "just some text\n");
+  std::mt19937 rng(1);
+  std::string noise(5000, '\0');
+  for (char& c : noise) c = static_cast<char>(rng());
+  put("noise.jpg", noise);
+  put("cut.png", std::string(png.begin(), png.begin() + static_cast<long>(png.size() / 2)));
+  put("cut.jpg", std::string(jpeg.begin(), jpeg.begin() + static_cast<long>(jpeg.size() * 2 / 3)));
+  std::string bad_crc(png.begin(), png.end());
+  bad_crc[bad_crc.find("IDAT") + 14] ^= 0x55;
+  put("crc.png", bad_crc);
+  // 100,000 x 100,000 declared in 57 bytes.
+  std::string bomb = "\x89PNG\r\n\x1a\n" + std::string("\0\0\0\x0dIHDR\0\x01\x86\xa0\0\x01\x86\xa0\x08\x02\0\0\0\0\0\0\0", 25) +
+                     std::string("\0\0\0\0IEND\0\0\0\0", 12);
+  put("bomb.png", bomb);
+  put("huge.png", std::string(9u << 20, 'h'));
+
+  Subprocess client(submit_args({"canny"}, root_ / "out", {(root_ / "in").string()}), (root_ / "client.log").string());
+  EXPECT_EQ(client.wait(seconds(60)), std::optional<int>(1)) << client.output();
+  std::map<std::string, std::string> outcome;
+  for (const JsonLine& l : parse_json_lines(client.output())) {
+    if (l["event"] == "result") outcome[fs::path(l["file"]).filename().string()] = l["state"] + ": " + l["message"];
+  }
+  const std::map<std::string, std::string> want = {
+      {"good.png", "done: "},
+      {"deep.png", "it needs 8-bit input"},
+      {"empty.png", "empty (0 bytes)"},
+      {"text.png", "not a recognised image format"},
+      {"noise.jpg", "not a recognised image format"},
+      {"cut.png", "PNG: the file is truncated"},
+      {"cut.jpg", "JPEG: the file is truncated"},
+      {"crc.png", "PNG: the image data is corrupt"},
+      {"bomb.png", "PNG declares 100000 x 100000 pixels"},
+      {"huge.png", "is 9437184 bytes; the broker takes at most 8388608 (its --max-image-bytes)"},
+  };
+  for (const auto& [file, text] : want) {
+    ASSERT_TRUE(outcome.count(file)) << file << " has no result\n" << client.output();
+    EXPECT_NE(outcome[file].find(text), std::string::npos) << file << ": " << outcome[file];
+    if (file != "good.png") {
+      EXPECT_NE(outcome[file].find(file), std::string::npos) << "the message names the file: " << outcome[file];
+    }
+  }
+  EXPECT_TRUE(SameImage(expected({"canny"}, root_ / "in" / "good.png"),
+                        cv::imread((root_ / "out" / "good.png").string(), cv::IMREAD_UNCHANGED)));
+  EXPECT_EQ(connected_groups(), 1u) << "the group survived all of it";
+  const auto& counters = stop_broker();
+  EXPECT_EQ(counters.rejected_too_large, 1u);
+  EXPECT_EQ(counters.rejected_invalid, 5u);  // empty, text, noise, cut png, cut jpeg
+}
+
+TEST_F(Reliability, GarbageOnBothSocketsIsSurvived) {
+  start_group("g");
+  await_groups(1);
+  zmq::context_t context;
+  zmq::socket_t client(context, zmq::socket_type::dealer), worker(context, zmq::socket_type::dealer);
+  for (zmq::socket_t* s : {&client, &worker}) s->set(zmq::sockopt::linger, 0);
+  client.connect(server_->clients_endpoint());
+  worker.connect(server_->workers_endpoint());
+  const std::string huge_lengths("\x8f\xdb\xff\xff\xff\xff", 6);  // a map whose key claims 4 GiB
+  const std::string junk(50u << 20, '\x5a');
+  const std::vector<Frames> garbage = {{""}, {"\xc1"}, {huge_lengths}, {junk}, {"IMGQ", "x", "y", "z", "w"},
+                                       {proto::encode(proto::Heartbeat{}) + "trailing"}};
+  for (const Frames& frames : garbage) {
+    send_frames(client, frames);
+    send_frames(worker, frames);
+  }
+  // A group that reports a result for a job it does not hold.
+  proto::Hello hello;
+  hello.name = "liar";
+  hello.ranks = 1;
+  send_frames(worker, {proto::encode(hello)});
+  proto::Done done;
+  done.job = "00000000deadbeef";
+  send_frames(worker, {proto::encode(done), "not a result"});
+  // Every client message was answered with an error naming what was wrong.
+  Frames reply;
+  for (size_t i = 0; i < garbage.size(); ++i) {
+    zmq::pollitem_t items[] = {{client.handle(), 0, ZMQ_POLLIN, 0}};
+    ASSERT_GT(poll_sockets(items, 1, seconds(30)), 0) << "no answer to garbage message " << i;
+    recv_frames(client, reply, 2, false);
+    EXPECT_EQ(proto::decode_header(reply[0])->as<proto::Error>()->code_name, "invalid_argument");
+  }
+  // The broker and the real group still work.
+  EXPECT_GE(connected_groups(), 1u);
+  const fs::path image = write_image("after.png", make_image(50, 70, CV_8U, 3, Pattern::kShapes));
+  Subprocess ok(submit_args({"canny"}, root_ / "out", {image.string()}), (root_ / "ok.log").string());
+  EXPECT_EQ(ok.wait(seconds(60)), std::optional<int>(0)) << ok.output();
+  const auto& counters = stop_broker();
+  EXPECT_EQ(counters.malformed_client, garbage.size());
+  EXPECT_GE(counters.malformed_worker, garbage.size());
+  EXPECT_EQ(counters.stray_results, 1u);
+}
+
+// CURVE: keys from `imgq keygen`, allow-lists for clients and groups.
+class Curve : public Reliability {
+ protected:
+  void SetUp() override {
+    keys_ = fs::temp_directory_path() / ("imgq_keys_" + std::to_string(::getpid()));
+    fs::remove_all(keys_);
+    fs::create_directories(keys_);
+    for (const std::string name : {"broker", "alice", "mallory", "group", "rogue"}) {
+      const auto [code, out] = shell(kBin + "/imgq keygen " + (keys_ / name).string());
+      ASSERT_EQ(code, 0) << out;
+    }
+    std::ofstream(keys_ / "clients.allow") << "# who may submit\n" << read(keys_ / "alice.pub");
+    std::ofstream(keys_ / "workers.allow") << read(keys_ / "group.pub");
+    Reliability::SetUp();
+  }
+  void TearDown() override {
+    Reliability::TearDown();
+    fs::remove_all(keys_);
+  }
+  void configure(broker::ServerOptions& options) override {
+    Reliability::configure(options);
+    const auto pair = read_key_pair(keys_ / "broker.key");
+    const auto clients = read_allow_list(keys_ / "clients.allow");
+    const auto workers = read_allow_list(keys_ / "workers.allow");
+    if (!pair.ok() || !clients.ok() || !workers.ok()) {
+      ADD_FAILURE() << "keys: " << pair.status().ToString() << "; " << clients.status().ToString() << "; "
+                    << workers.status().ToString();
+      return;
+    }
+    options.curve_secret = pair->secret_key;
+    options.allow_clients = *clients;
+    options.allow_workers = *workers;
+  }
+  static std::string read(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string keys(const std::string& who) const {
+    return " --server-key " + (keys_ / "broker.pub").string() + " --key " + (keys_ / (who + ".key")).string();
+  }
+  std::vector<std::string> group_keys(const std::string& who) const {
+    return {"--server-key", (keys_ / "broker.pub").string(), "--key", (keys_ / (who + ".key")).string()};
+  }
+  fs::path keys_;
+};
+
+TEST_F(Curve, OnlyListedClientsAndGroupsGetIn) {
+  start_group("listed", {}, group_keys("group"));
+  start_group("unlisted", {}, group_keys("rogue"));
+  const fs::path image = write_image("c.png", make_image(40, 60, CV_8U, 3, Pattern::kShapes));
+
+  // alice is listed: her job runs on the listed group.
+  const std::string submit = kBin + "/imgq submit --json" + conn() + " -o " + (root_ / "out").string() +
+                             " --op invert " + image.string();
+  const auto [ok_code, ok_out] = shell(submit + keys("alice") + " 2>&1");
+  EXPECT_EQ(ok_code, 0) << ok_out;
+  EXPECT_NE(ok_out.find("\"group\":\"listed\""), std::string::npos) << ok_out;
+  EXPECT_TRUE(SameImage(expected({"invert"}, image), cv::imread((root_ / "out" / "c.png").string(), cv::IMREAD_UNCHANGED)));
+
+  // mallory is not: told so at once, not after a timeout.
+  const auto started = std::chrono::steady_clock::now();
+  const auto [denied_code, denied] = shell(kBin + "/imgq ping" + conn() + keys("mallory") + " --timeout 30 2>&1");
+  EXPECT_EQ(denied_code, 3) << denied;
+  EXPECT_NE(denied.find("the broker refused this key"), std::string::npos) << denied;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(20));
+  const auto [submit_code, submit_out] = shell(submit + keys("mallory") + " 2>&1");
+  EXPECT_EQ(submit_code, 3) << submit_out;
+  EXPECT_NE(submit_out.find("not on the broker's allow-list"), std::string::npos) << submit_out;
+
+  // Without keys at all, a client gets nowhere.
+  const auto [plain_code, plain] = shell(kBin + "/imgq ping" + conn() + " --timeout 1 2>&1");
+  EXPECT_EQ(plain_code, 3) << plain;
+
+  // The unlisted group never joined, and says why in its log.
+  const auto [ping_code, pong] = shell(kBin + "/imgq ping --json" + conn() + keys("alice"));
+  EXPECT_NE(pong.find("\"groups\":1"), std::string::npos) << pong;
+  EXPECT_TRUE(eventually([&] { return groups_.at("unlisted")->output().find("the broker refused this key") != std::string::npos; },
+                         seconds(10)))
+      << groups_.at("unlisted")->output();
+}
+
+TEST(CurveBroker, RefusesHalfAConfiguration) {
+  const auto [code, out] = run_shell(kBin + "/imgq-broker --curve-key /nonexistent.key --metrics '' 2>&1");
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("CURVE needs --curve-key, --allow-clients and --allow-workers together"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace imgq
