@@ -14,6 +14,7 @@ packages=(
   googletest libgtest-dev libgmock-dev
   libcli11-dev libspdlog-dev
   prometheus docker-compose curl
+  clang libclang-rt-14-dev
 )
 
 missing=()
