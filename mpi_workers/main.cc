@@ -16,6 +16,7 @@
 #include "imgq/mpi_workers/engine.h"
 #include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/standalone.h"
+#include "imgq/mpi_workers/whole_jobs.h"
 #include "imgq/mpi_workers/worker_service.h"
 #include "imgq/schemas/op_catalog.h"
 
@@ -44,6 +45,7 @@ struct Options {
   bool list_ops = false;
   uint64_t max_pixels = imgq::kDefaultMaxPixels;
   int heartbeat_ms = 1000;
+  uint64_t strip_above = imgq::workers::kDefaultStripAbove;
   std::string server_key, key;
 };
 
@@ -61,6 +63,10 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
                                            " (default: the input's own)");
   app.add_option("--max-pixels", o.max_pixels,
                  "largest image decoded, in pixels, read from its header first; 0 = no limit")
+      ->capture_default_str();
+  app.add_option("--strip-above", o.strip_above,
+                 "images of more pixels run in strips over every rank; smaller ones run whole, one per rank, "
+                 "several at once (0 = always strips, one job at a time)")
       ->capture_default_str();
   app.add_option("--heartbeat-ms", o.heartbeat_ms, "heartbeat interval with the broker (match the broker's)")
       ->capture_default_str()
@@ -112,7 +118,8 @@ int run(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   imgq::workers::Engine engine(MPI_COMM_WORLD);
   if (!engine.is_leader()) {
-    engine.serve();
+    // Between the leader's strip runs, small images come whole, one at a time.
+    engine.serve([&] { return imgq::workers::serve_whole_job(engine.comm()); });
     return 0;
   }
   if (!options.broker.empty()) {
@@ -126,6 +133,7 @@ int run(int argc, char** argv) {
                                 {.broker = options.broker,
                                  .name = options.name,
                                  .max_pixels = options.max_pixels,
+                                 .strip_above = options.strip_above,
                                  .heartbeat = std::chrono::milliseconds(options.heartbeat_ms),
                                  .curve = *curve},
                                 g_stop);

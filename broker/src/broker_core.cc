@@ -12,6 +12,9 @@
 namespace imgq::broker {
 namespace {
 
+// The most jobs a group may hold at once, whatever its hello says.
+constexpr int kMaxSlots = 256;
+
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -51,11 +54,15 @@ std::string BrokerCore::new_job_id(const std::string& session) {
 }
 
 size_t BrokerCore::running() const {
-  return static_cast<size_t>(std::count_if(groups_.begin(), groups_.end(),
-                                           [](const auto& g) { return g.second.job.has_value(); }));
+  size_t jobs = 0;
+  for (const auto& [id, g] : groups_) jobs += g.jobs.size();
+  return jobs;
 }
 
-size_t BrokerCore::idle_groups() const { return groups_.size() - running(); }
+size_t BrokerCore::busy_groups() const {
+  return static_cast<size_t>(std::count_if(groups_.begin(), groups_.end(),
+                                           [](const auto& g) { return !g.second.jobs.empty(); }));
+}
 
 size_t BrokerCore::total_ranks() const {
   size_t ranks = 0;
@@ -294,7 +301,7 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
   proto::Pong pong;
   pong.req = ping.req;
   pong.groups = static_cast<uint32_t>(groups_.size());
-  pong.busy = static_cast<uint32_t>(running());
+  pong.busy = static_cast<uint32_t>(busy_groups());
   pong.idle = pong.groups - pong.busy;
   pong.ranks = static_cast<uint32_t>(total_ranks());
   pong.queued = queue_.size();
@@ -338,13 +345,13 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   if (type == proto::Bye::kType) return forget_group(identity, "the group left");
   if (type == proto::Progress::kType) {
     auto progress = header->as<proto::Progress>({"job", "done", "total"});
-    if (!progress.ok() || group.job != progress->job) {
+    if (!progress.ok() || group.jobs.count(progress->job) == 0) {
       { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
       return;
     }
-    Job* running = unfinished_job_of(group);
-    if (running == nullptr) return;  // stopping a job already answered
-    Job& job = *running;
+    auto running = jobs_.find(progress->job);
+    if (running == jobs_.end() || finished_state(running->second.state)) return;  // stopping a job already answered
+    Job& job = running->second;
     job.done_stages = progress->done;
     job.total_stages = progress->total;
     publish(job);
@@ -364,8 +371,8 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
 void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& hello) {
   auto it = groups_.find(identity);
   if (it != groups_.end()) {
-    // The same connection says hello again: it lost its job (a restart).
-    if (Job* job = unfinished_job_of(it->second)) {
+    // The same connection says hello again: it lost its jobs (a restart).
+    for (Job* job : unfinished_jobs_of(it->second)) {
       requeue_or_fail(*job, "worker group " + it->second.name + " restarted");
     }
   }
@@ -373,7 +380,8 @@ void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& h
   group.identity = identity;
   group.name = hello.name;
   group.ranks = hello.ranks;
-  group.job.reset();
+  group.slots = std::clamp(hello.slots, 1, kMaxSlots);
+  group.jobs.clear();
   group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
   group.last_sent = now_();
   group.idle_since = now_();
@@ -382,21 +390,20 @@ void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& h
 }
 
 void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& frames) {
-  if (group.job != done.job) {
+  if (group.jobs.erase(done.job) == 0) {
     ++counters_.stray_results;
     if (metrics_) metrics_->stray_result();
     return;
   }
-  Job* unfinished = unfinished_job_of(group);
-  group.job.reset();
-  group.idle_since = now_();
-  if (unfinished == nullptr) {
+  if (group.jobs.empty()) group.idle_since = now_();
+  auto unfinished = jobs_.find(done.job);
+  if (unfinished == jobs_.end() || finished_state(unfinished->second.state)) {
     // The job was cancelled or passed its deadline and has been answered;
-    // the group has now stopped it and is free.
+    // the group has now stopped it and its slot is free.
     dispatch();
     return;
   }
-  Job& job = *unfinished;
+  Job& job = unfinished->second;
   job.stats = done.stats;
   job.stats.group = group.name;
   job.stats.ranks = group.ranks;
@@ -420,10 +427,15 @@ void BrokerCore::send_worker(Group& group, Frames frames) {
 
 void BrokerCore::dispatch() {
   while (!queue_.empty()) {
-    // The group idle the longest takes the next job.
+    // A group with a free slot takes the next job: the one holding the
+    // fewest jobs, then the one idle the longest.
     Group* idle = nullptr;
     for (auto& [id, g] : groups_) {
-      if (!g.job && (idle == nullptr || g.idle_since < idle->idle_since)) idle = &g;
+      if (g.jobs.size() >= static_cast<size_t>(g.slots)) continue;
+      if (idle == nullptr || g.jobs.size() < idle->jobs.size() ||
+          (g.jobs.size() == idle->jobs.size() && g.idle_since < idle->idle_since)) {
+        idle = &g;
+      }
     }
     if (idle == nullptr) return;
     const std::string id = *queue_.pop();
@@ -437,7 +449,7 @@ void BrokerCore::dispatch() {
     job.done_stages = 0;
     job.total_stages = 0;
     ++job.attempts;
-    idle->job = id;
+    idle->jobs.insert(id);
     if (metrics_) metrics_->dispatched(seconds(job.dispatched - job.submitted));
 
     proto::JobRequest request;
@@ -494,11 +506,13 @@ void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
   publish(job);
 }
 
-BrokerCore::Job* BrokerCore::unfinished_job_of(const Group& group) {
-  if (!group.job) return nullptr;
-  auto it = jobs_.find(*group.job);
-  if (it == jobs_.end() || finished_state(it->second.state)) return nullptr;
-  return &it->second;
+std::vector<BrokerCore::Job*> BrokerCore::unfinished_jobs_of(const Group& group) {
+  std::vector<Job*> jobs;
+  for (const std::string& id : group.jobs) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && !finished_state(it->second.state)) jobs.push_back(&it->second);
+  }
+  return jobs;
 }
 
 void BrokerCore::abort_running(Job& job, const std::string& state, const Status& why) {
@@ -514,9 +528,13 @@ void BrokerCore::abort_running(Job& job, const std::string& state, const Status&
 }
 
 void BrokerCore::expire_deadlines(Clock::time_point now) {
+  std::vector<Job*> expired;
   for (auto& [id, group] : groups_) {
-    Job* job = unfinished_job_of(group);
-    if (job == nullptr || now < job->deadline) continue;
+    for (Job* job : unfinished_jobs_of(group)) {
+      if (now >= job->deadline) expired.push_back(job);
+    }
+  }
+  for (Job* job : expired) {
     ++counters_.deadlines_exceeded;
     abort_running(*job, proto::kFailed,
                   Status::DeadlineExceeded("the job ran longer than its timeout of " +
@@ -527,10 +545,10 @@ void BrokerCore::expire_deadlines(Clock::time_point now) {
 void BrokerCore::forget_group(const std::string& identity, const std::string& why) {
   auto it = groups_.find(identity);
   if (it == groups_.end()) return;
-  Job* job = unfinished_job_of(it->second);
+  const std::vector<Job*> jobs = unfinished_jobs_of(it->second);
   const std::string name = it->second.name;
   groups_.erase(it);
-  if (job != nullptr) requeue_or_fail(*job, "worker group " + name + ": " + why);
+  for (Job* job : jobs) requeue_or_fail(*job, "worker group " + name + ": " + why);
   dispatch();
 }
 
@@ -573,7 +591,7 @@ void BrokerCore::update_gauges() {
   for (const std::string& id : queue_.line_fronts()) {
     s.oldest_age_seconds = std::max(s.oldest_age_seconds, seconds(now - jobs_.at(id).submitted));
   }
-  s.busy_groups = running();
+  s.busy_groups = busy_groups();
   s.idle_groups = groups_.size() - s.busy_groups;
   s.ranks = total_ranks();
   metrics_->set_state(s);
@@ -585,8 +603,8 @@ Duration BrokerCore::time_to_next_tick() const {
   for (const auto& [id, group] : groups_) {
     next = std::min(next, std::chrono::duration_cast<Duration>(group.last_sent + config_.heartbeat_interval - now));
     next = std::min(next, std::chrono::duration_cast<Duration>(group.expiry - now));
-    if (group.job) {
-      auto job = jobs_.find(*group.job);
+    for (const std::string& job_id : group.jobs) {
+      auto job = jobs_.find(job_id);
       if (job != jobs_.end() && job->second.state == proto::kRunning) {
         next = std::min(next, std::chrono::duration_cast<Duration>(job->second.deadline - now));
       }

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <optional>
 
@@ -34,7 +35,7 @@ BrokerLink::BrokerLink(zmq::context_t& context, LinkOptions options)
 
 bool BrokerLink::aborted(const std::string& job) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return aborted_ == job;
+  return std::find(aborted_.begin(), aborted_.end(), job) != aborted_.end();
 }
 
 BrokerLink::~BrokerLink() {
@@ -88,8 +89,10 @@ void BrokerLink::run() {
         auto abort = header->as<proto::Abort>({"job"});
         if (abort.ok()) {
           spdlog::info("the broker stops job {}: {}", abort->job, abort->reason);
+          // A group holds at most a few jobs; the last 256 aborts cover them.
           std::lock_guard<std::mutex> lock(mutex_);
-          aborted_ = abort->job;
+          aborted_.push_back(abort->job);
+          if (aborted_.size() > 256) aborted_.pop_front();
         }
       } else if (header->type() == proto::Disconnect::kType) {
         spdlog::warn("the broker does not know this group; saying hello again");

@@ -49,8 +49,9 @@ class RowType {
 // Broadcasts the job header. Followers wait for it without spinning: an idle
 // group must not keep every core busy in MPI's polling, so they test a
 // non-blocking broadcast and sleep between tests (50 us doubling to 1 ms,
-// which bounds the added start-up latency of a job).
-void broadcast_header(JobHeader& header, MPI_Comm comm, bool leader) {
+// which bounds the added start-up latency of a job). Between tests they do
+// `idle` work (a whole image sent point to point) when there is some.
+void broadcast_header(JobHeader& header, MPI_Comm comm, bool leader, const IdleWork& idle = {}) {
   MPI_Request request;
   MPI_Ibcast(&header, sizeof header, MPI_BYTE, 0, comm, &request);
   if (leader) {
@@ -60,6 +61,10 @@ void broadcast_header(JobHeader& header, MPI_Comm comm, bool leader) {
   int done = 0;
   auto pause = std::chrono::microseconds(50);
   while (MPI_Test(&request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) {
+    if (idle && idle()) {
+      pause = std::chrono::microseconds(50);
+      continue;
+    }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(1000));
   }
@@ -161,10 +166,10 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
   return execute(pipeline, info, input, on_stage, stats, interrupt);
 }
 
-void Engine::serve() {
+void Engine::serve(const IdleWork& idle) {
   while (!is_leader()) {
     JobHeader header;
-    broadcast_header(header, comm_, false);
+    broadcast_header(header, comm_, false, idle);
     if (header.command != kRunJob) return;
     std::string specs(static_cast<size_t>(header.spec_bytes), '\0');
     MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);

@@ -12,10 +12,12 @@
 namespace imgq::workers {
 namespace {
 
+constexpr int kEveryRank = -2;
+
 struct Fault {
   std::string action;  // empty: none
   std::string point;
-  int rank = -1;
+  int rank = -1;  // kEveryRank for "*"
   int milliseconds = 0;
 };
 
@@ -30,7 +32,7 @@ Fault parse_fault() {
   std::getline(in, rank, ':');
   std::getline(in, ms, ':');
   try {
-    fault.rank = std::stoi(rank);
+    fault.rank = rank == "*" ? kEveryRank : std::stoi(rank);
     fault.milliseconds = ms.empty() ? 0 : std::stoi(ms);
   } catch (const std::exception&) {
     fault.action.clear();
@@ -42,7 +44,7 @@ Fault parse_fault() {
 
 void fault_point(std::string_view point, int rank) {
   static const Fault fault = parse_fault();
-  if (fault.action.empty() || fault.point != point || fault.rank != rank) return;
+  if (fault.action.empty() || fault.point != point || (fault.rank != rank && fault.rank != kEveryRank)) return;
   if (fault.action == "crash") {
     ::kill(::getpid(), SIGKILL);
   } else if (fault.action == "sleep") {

@@ -23,6 +23,58 @@ double imbalance(const std::vector<double>& per_rank) {
   return mean > 0 ? slowest / mean - 1 : 0;
 }
 
+JobOutcome run_whole_job_unguarded(const Pipeline& pipeline, std::span<const uint8_t> image,
+                                   const std::string& format, int rank, const JobControl& control) {
+  JobOutcome out;
+  out.stats.ranks = 1;
+  auto interrupted = [&] {
+    if (control.interrupt) out.status = control.interrupt();
+    return !out.status.ok();
+  };
+  if (interrupted()) return out;
+
+  auto start = std::chrono::steady_clock::now();
+  fault_point("decode", rank);
+  auto decoded = decode_image(image, control.max_pixels);
+  out.stats.decode_seconds = since(start);
+  if (!decoded.ok()) {
+    out.status = decoded.status();
+    return out;
+  }
+  out.stats.pixels = decoded->total();
+  // The same check, and so the same message, as a run over strips.
+  if (auto checked = check_pipeline(pipeline, ImageInfo::of(*decoded)); !checked.ok()) {
+    out.status = checked.status();
+    return out;
+  }
+
+  start = std::chrono::steady_clock::now();
+  fault_point("compute", rank);
+  cv::Mat current = std::move(decoded).value();
+  for (size_t i = 0; i < pipeline.size(); ++i) {
+    if (i > 0 && interrupted()) return out;
+    auto next = apply_op(pipeline[i], current);
+    if (!next.ok()) {
+      out.status = next.status();
+      return out;
+    }
+    current = std::move(next).value();
+  }
+  out.stats.compute_seconds = since(start);
+
+  if (interrupted()) return out;
+  fault_point("encode", rank);
+  start = std::chrono::steady_clock::now();
+  auto encoded = encode_image(current, format);
+  out.stats.encode_seconds = since(start);
+  if (!encoded.ok()) {
+    out.status = encoded.status();
+    return out;
+  }
+  out.encoded = std::move(encoded).value();
+  return out;
+}
+
 }  // namespace
 
 JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
@@ -76,6 +128,18 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
   out.encoded = std::move(encoded).value();
   report(total, "encode");
   return out;
+}
+
+JobOutcome run_whole_job(const Pipeline& pipeline, std::span<const uint8_t> image, const std::string& format,
+                         int rank, const JobControl& control) {
+  // What OpenCV or the allocator throw fails the job, not the rank.
+  try {
+    return run_whole_job_unguarded(pipeline, image, format, rank, control);
+  } catch (const cv::Exception& e) {
+    return JobOutcome{.status = Status::Internal(std::string("OpenCV failed: ") + e.what())};
+  } catch (const std::bad_alloc&) {
+    return JobOutcome{.status = Status::ResourceExhausted("out of memory")};
+  }
 }
 
 }  // namespace imgq::workers

@@ -1,78 +1,339 @@
 #include "imgq/mpi_workers/worker_service.h"
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
 #include <spdlog/spdlog.h>
 
 #include "imgq/common/zmq_frames.h"
 #include "imgq/mpi_workers/broker_link.h"
 #include "imgq/mpi_workers/job_runner.h"
+#include "imgq/mpi_workers/whole_jobs.h"
 #include "imgq/schemas/codec.h"
 #include "imgq/schemas/op_catalog.h"
 
 namespace imgq::workers {
 namespace {
 
-proto::Hello hello_for(const Engine& engine, const std::string& name) {
+using SteadyClock = std::chrono::steady_clock;
+
+std::span<const uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// A job from the broker, waiting or running.
+struct Task {
+  proto::JobRequest request;
+  Frames frames;  // the job message: header, image
+  Pipeline pipeline;
+  SteadyClock::time_point received;
+  bool whole = true;  // run whole on one rank, else in strips over all
+  uint64_t ticket = 0;
+  const std::string& image() const { return frames[1]; }
+};
+
+// Why a job must stop now (the broker aborted it, or its own deadline
+// passed; the broker may be unreachable by then), or OK. Any thread.
+Status stop_reason(const BrokerLink& link, const proto::JobRequest& request, SteadyClock::time_point received) {
+  if (link.aborted(request.job)) return Status::Cancelled("stopped on the broker's request");
+  const auto timeout = std::chrono::milliseconds(request.timeout_ms);
+  if (timeout.count() > 0 && SteadyClock::now() - received > timeout) {
+    return Status::DeadlineExceeded("the job ran longer than its timeout of " + std::to_string(request.timeout_ms) +
+                                    " ms");
+  }
+  return Status::Ok();
+}
+
+// Runs the leader's own whole images on a thread, so that the main thread
+// stays free to feed the followers (only the main thread calls MPI). A
+// finished job is signalled on an inproc socket the main thread polls.
+class LeaderThread {
+ public:
+  explicit LeaderThread(zmq::context_t& context)
+      : endpoint_("inproc://imgq-leader-thread-" + std::to_string(reinterpret_cast<uintptr_t>(this))),
+        done_(context, zmq::socket_type::pair) {
+    done_.set(zmq::sockopt::linger, 0);
+    done_.bind(endpoint_);
+    thread_ = std::thread([this, &context] { run(context); });
+  }
+  ~LeaderThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  LeaderThread(const LeaderThread&) = delete;
+  LeaderThread& operator=(const LeaderThread&) = delete;
+
+  bool busy() const { return busy_; }
+  void start(std::function<JobOutcome()> work) {
+    busy_ = true;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      work_ = std::move(work);
+    }
+    wake_.notify_one();
+  }
+  zmq::socket_t& done_socket() { return done_; }
+  // When done_socket() is readable: the outcome.
+  JobOutcome finish() {
+    Frames signal;
+    recv_frames(done_, signal, 1, /*dontwait=*/false);
+    std::lock_guard<std::mutex> lock(mutex_);
+    busy_ = false;
+    return std::move(outcome_);
+  }
+
+ private:
+  void run(zmq::context_t& context) {
+    zmq::socket_t signal(context, zmq::socket_type::pair);
+    signal.set(zmq::sockopt::linger, 0);
+    signal.connect(endpoint_);
+    while (true) {
+      std::function<JobOutcome()> work;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [this] { return stop_ || work_; });
+        if (!work_) return;
+        work = std::move(work_);
+        work_ = nullptr;
+      }
+      JobOutcome outcome = work();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        outcome_ = std::move(outcome);
+      }
+      send_frames(signal, {"done"});
+    }
+  }
+
+  std::string endpoint_;
+  zmq::socket_t done_;  // main thread only
+  bool busy_ = false;   // main thread only
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::function<JobOutcome()> work_;  // guarded by mutex_
+  JobOutcome outcome_;                // guarded by mutex_
+  bool stop_ = false;                 // guarded by mutex_
+  std::thread thread_;
+};
+
+class Leader {
+ public:
+  Leader(Engine& engine, const ServiceOptions& options, zmq::context_t& context, zmq::socket_t& pipe,
+         const BrokerLink& link)
+      : engine_(engine),
+        options_(options),
+        pipe_(pipe),
+        link_(link),
+        own_(context),
+        on_rank_(static_cast<size_t>(engine.size())) {}
+
+  void run(const std::atomic<bool>& stop) {
+    Frames frames;
+    while (true) {
+      const bool stopping = stop.load();
+      if (stopping && waiting_.empty() && idle()) return;
+      // Taking no new jobs once stopping; the ones in hand finish.
+      zmq::pollitem_t items[] = {{pipe_.handle(), 0, static_cast<short>(stopping ? 0 : ZMQ_POLLIN), 0},
+                                 {own_.done_socket().handle(), 0, ZMQ_POLLIN, 0}};
+      // MPI cannot wake a zmq poll: while followers work, look for their
+      // results every millisecond.
+      poll_sockets(items, 2, followers_busy() ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100));
+      if (items[0].revents & ZMQ_POLLIN) {
+        recv_frames(pipe_, frames, 2, /*dontwait=*/false);
+        take(std::move(frames));
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        Task task = std::move(*on_leader_);
+        on_leader_.reset();
+        finish(task, own_.finish());
+      }
+      while (auto result = receive_whole_result(engine_.comm())) {
+        auto& slot = on_rank_[static_cast<size_t>(result->rank)];
+        if (!slot || slot->ticket != result->ticket) {
+          spdlog::error("rank {} answered for a job it was not given", result->rank);
+          continue;
+        }
+        Task task = std::move(*slot);
+        slot.reset();
+        finish(task, std::move(result->outcome));
+      }
+      schedule();
+    }
+  }
+
+ private:
+  bool followers_busy() const {
+    for (const auto& slot : on_rank_) {
+      if (slot) return true;
+    }
+    return false;
+  }
+  bool idle() const { return !on_leader_ && !followers_busy(); }
+
+  // A job message from the broker: refused at once, or queued.
+  void take(Frames frames) {
+    Task task;
+    auto request = proto::decode_header(frames[0])->as<proto::JobRequest>({"job", "ops"});
+    if (!request.ok() || frames.size() != 2) {
+      task.request.job = request.ok() ? request->job : std::string();
+      return finish(task, {.status = Status::InvalidArgument(request.ok() ? "job without an image frame"
+                                                                          : request.status().message())});
+    }
+    task.request = std::move(request).value();
+    task.frames = std::move(frames);
+    task.received = SteadyClock::now();
+    auto pipeline = schemas::parse_pipeline(task.request.ops);
+    if (!pipeline.ok()) return finish(task, {.status = pipeline.status()});
+    task.pipeline = std::move(pipeline).value();
+    task.whole = runs_whole(task.image());
+    task.ticket = ++tickets_;
+    waiting_.push_back(std::move(task));
+  }
+
+  bool runs_whole(const std::string& image) const {
+    if (options_.strip_above == 0) return false;
+    if (engine_.size() == 1) return true;  // strips of one are the whole image
+    if (image.size() > kMaxWholeMessageBytes) return false;
+    auto header = read_image_header(bytes_of(image));
+    // Unreadable: decoding says why, on whichever rank takes it.
+    return !header.ok() || header->pixels() <= options_.strip_above;
+  }
+
+  // Starts waiting jobs, in order, while there are ranks for them.
+  void schedule() {
+    while (!waiting_.empty()) {
+      Task& next = waiting_.front();
+      if (Status why = stop_reason(link_, next.request, next.received); !why.ok()) {
+        Task task = pop();
+        finish(task, {.status = why});
+        continue;
+      }
+      if (next.whole) {
+        if (!own_.busy()) {
+          start_on_leader(pop());
+          continue;
+        }
+        const int rank = idle_follower();
+        if (rank < 0) return;
+        start_on_follower(rank, pop());
+        continue;
+      }
+      if (!idle()) return;  // strips need every rank
+      Task task = pop();
+      run_in_strips(task);
+    }
+  }
+
+  Task pop() {
+    Task task = std::move(waiting_.front());
+    waiting_.pop_front();
+    return task;
+  }
+
+  int idle_follower() const {
+    for (size_t r = 1; r < on_rank_.size(); ++r) {
+      if (!on_rank_[r]) return static_cast<int>(r);
+    }
+    return -1;
+  }
+
+  void start_on_leader(Task task) {
+    on_leader_ = std::move(task);
+    const Task& t = *on_leader_;  // stays put until finished
+    JobControl control;
+    control.max_pixels = options_.max_pixels;
+    control.interrupt = [&link = link_, &request = t.request, received = t.received] {
+      return stop_reason(link, request, received);
+    };
+    own_.start([&t, control, format = format_of(t)] {
+      return run_whole_job(t.pipeline, bytes_of(t.image()), format, 0, control);
+    });
+  }
+
+  void start_on_follower(int rank, Task task) {
+    WholeJob job;
+    job.ticket = task.ticket;
+    for (const std::string& spec : schemas::pipeline_to_specs(task.pipeline)) job.specs += spec + '\n';
+    job.format = format_of(task);
+    job.max_pixels = options_.max_pixels;
+    if (task.request.timeout_ms > 0) {
+      const auto left = std::chrono::milliseconds(task.request.timeout_ms) -
+                        std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - task.received);
+      job.timeout_ms = std::max<int64_t>(left.count(), 1);
+    }
+    job.image = task.image();
+    send_whole_job(engine_.comm(), rank, job);
+    on_rank_[static_cast<size_t>(rank)] = std::move(task);
+  }
+
+  void run_in_strips(Task& task) {
+    JobControl control;
+    control.max_pixels = options_.max_pixels;
+    control.interrupt = [&] { return stop_reason(link_, task.request, task.received); };
+    JobOutcome outcome = run_job(
+        engine_, task.pipeline, bytes_of(task.image()), format_of(task),
+        [&](int step, int total, const std::string& what) {
+          proto::Progress progress;
+          progress.job = task.request.job;
+          progress.done = step;
+          progress.total = total;
+          progress.stage = what;
+          send_frames(pipe_, {proto::encode(progress)});
+        },
+        control);
+    finish(task, std::move(outcome));
+  }
+
+  static std::string format_of(const Task& task) {
+    return task.request.format.empty() ? "png" : task.request.format;
+  }
+
+  // Sends the job's `done`, with the result when it succeeded.
+  void finish(const Task& task, JobOutcome outcome) {
+    const proto::JobRequest& request = task.request;
+    proto::Done done;
+    done.job = request.job;
+    done.code = static_cast<int>(outcome.status.code());
+    // Errors name the file, as the broker's own refusals do.
+    done.message = outcome.status.ok() || request.name.empty() ? outcome.status.message()
+                                                               : request.name + ": " + outcome.status.message();
+    done.stats = outcome.stats;
+    Frames reply{proto::encode(done)};
+    if (outcome.status.ok()) reply.emplace_back(outcome.encoded.begin(), outcome.encoded.end());
+    send_frames(pipe_, reply);
+    spdlog::info("job {} ({}): {} in {:.3f} s ({})", request.job, request.name,
+                 outcome.status.ok() ? "done" : outcome.status.ToString(),
+                 done.stats.decode_seconds + done.stats.scatter_seconds + done.stats.compute_seconds +
+                     done.stats.gather_seconds + done.stats.encode_seconds,
+                 task.whole ? "whole" : "strips");
+  }
+
+  Engine& engine_;
+  const ServiceOptions& options_;
+  zmq::socket_t& pipe_;
+  const BrokerLink& link_;
+  LeaderThread own_;
+  std::optional<Task> on_leader_;            // the leader's own whole image
+  std::vector<std::optional<Task>> on_rank_;  // each follower's whole image (index 0 unused)
+  std::deque<Task> waiting_;
+  uint64_t tickets_ = 0;
+};
+
+proto::Hello hello_for(const Engine& engine, const ServiceOptions& options) {
   proto::Hello hello;
-  hello.name = name;
+  hello.name = options.name;
   hello.ranks = engine.size();
+  hello.slots = options.strip_above == 0 ? 1 : engine.size();
   for (const schemas::OpDef& def : schemas::all_ops()) hello.ops.emplace_back(def.name);
   hello.version = IMGQ_VERSION;
   return hello;
-}
-
-proto::Done run_request(Engine& engine, zmq::socket_t& pipe, const BrokerLink& link, const ServiceOptions& options,
-                        const Frames& frames, Frames& reply) {
-  proto::Done done;
-  auto request = proto::decode_header(frames[0])->as<proto::JobRequest>({"job", "ops"});
-  if (!request.ok() || frames.size() != 2) {
-    done.code = static_cast<int>(StatusCode::kInvalidArgument);
-    done.message = request.ok() ? "job without an image frame" : request.status().message();
-    return done;
-  }
-  done.job = request->job;
-  auto pipeline = schemas::parse_pipeline(request->ops);
-  if (!pipeline.ok()) {
-    done.code = static_cast<int>(pipeline.status().code());
-    done.message = pipeline.status().message();
-    return done;
-  }
-  const auto& image = frames[1];
-  // Stops at the next boundary when the broker says so, or by itself when
-  // the job's own deadline passes (the broker may be unreachable by then).
-  const auto started = std::chrono::steady_clock::now();
-  const auto timeout = std::chrono::milliseconds(request->timeout_ms);
-  JobControl control;
-  control.max_pixels = options.max_pixels;
-  control.interrupt = [&]() -> Status {
-    if (link.aborted(request->job)) return Status::Cancelled("stopped on the broker's request");
-    if (timeout.count() > 0 && std::chrono::steady_clock::now() - started > timeout) {
-      return Status::DeadlineExceeded("the job ran longer than its timeout of " +
-                                      std::to_string(request->timeout_ms) + " ms");
-    }
-    return Status::Ok();
-  };
-  JobOutcome outcome = run_job(
-      engine, *pipeline, {reinterpret_cast<const uint8_t*>(image.data()), image.size()},
-      request->format.empty() ? "png" : request->format, [&](int step, int total, const std::string& what) {
-        proto::Progress progress;
-        progress.job = request->job;
-        progress.done = step;
-        progress.total = total;
-        progress.stage = what;
-        send_frames(pipe, {proto::encode(progress)});
-      },
-      control);
-  done.code = static_cast<int>(outcome.status.code());
-  // Errors name the file, as the broker's own refusals do.
-  done.message = outcome.status.ok() || request->name.empty() ? outcome.status.message()
-                                                              : request->name + ": " + outcome.status.message();
-  done.stats = outcome.stats;
-  if (outcome.status.ok()) reply.emplace_back(outcome.encoded.begin(), outcome.encoded.end());
-  spdlog::info("job {} ({}): {} in {:.3f} s", request->job, request->name,
-               outcome.status.ok() ? "done" : outcome.status.ToString(),
-               done.stats.decode_seconds + done.stats.scatter_seconds + done.stats.compute_seconds +
-                   done.stats.gather_seconds + done.stats.encode_seconds);
-  return done;
 }
 
 }  // namespace
@@ -80,22 +341,14 @@ proto::Done run_request(Engine& engine, zmq::socket_t& pipe, const BrokerLink& l
 void serve_broker(Engine& engine, const ServiceOptions& options, const std::atomic<bool>& stop) {
   zmq::context_t context;
   BrokerLink link(context, {.broker = options.broker,
-                            .hello = hello_for(engine, options.name),
+                            .hello = hello_for(engine, options),
                             .curve = options.curve,
                             .heartbeat = options.heartbeat});
   zmq::socket_t pipe(context, zmq::socket_type::pair);
   pipe.connect(link.pipe_endpoint());
-
-  Frames frames;
-  while (!stop.load()) {
-    zmq::pollitem_t items[] = {{pipe.handle(), 0, ZMQ_POLLIN, 0}};
-    poll_sockets(items, 1, std::chrono::milliseconds(100));
-    if (!(items[0].revents & ZMQ_POLLIN)) continue;
-    recv_frames(pipe, frames, 2, /*dontwait=*/false);
-    Frames reply;
-    proto::Done done = run_request(engine, pipe, link, options, frames, reply);
-    reply.insert(reply.begin(), proto::encode(done));
-    send_frames(pipe, reply);
+  {
+    Leader leader(engine, options, context, pipe, link);
+    leader.run(stop);
   }
   spdlog::info("stopping: saying bye to the broker");
   send_frames(pipe, {proto::encode(proto::Bye{})});

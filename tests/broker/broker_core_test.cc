@@ -94,10 +94,11 @@ class BrokerCoreTest : public ::testing::Test {
     return decode<proto::Accepted>(reply.frames[0]).job;
   }
 
-  void hello(const std::string& group, const std::string& name, int ranks = 2) {
+  void hello(const std::string& group, const std::string& name, int ranks = 2, int slots = 0) {
     proto::Hello h;
     h.name = name;
     h.ranks = ranks;
+    h.slots = slots;
     core_.on_worker(group, {proto::encode(h)});
   }
 
@@ -240,6 +241,55 @@ TEST_F(BrokerCoreTest, SilentGroupIsForgottenAndItsJobRunsElsewhere) {
   EXPECT_EQ(out_.workers.back().to, "g1");
   EXPECT_EQ(out_.workers.back().type, "disconnect");
   EXPECT_EQ(core_.counters().succeeded, 1u);
+}
+
+// The jobs the broker sent to `group`, in order.
+std::vector<std::string> jobs_sent(const RecordingOutbox& out, const std::string& group) {
+  std::vector<std::string> jobs;
+  for (const Sent& s : out.workers) {
+    if (s.to == group && s.type == "job") jobs.push_back(decode<proto::JobRequest>(s.frames[0]).job);
+  }
+  return jobs;
+}
+
+TEST_F(BrokerCoreTest, AGroupWithSlotsHoldsSeveralJobsAndLosesNoneWhenItDies) {
+  std::vector<std::string> ids;
+  for (uint64_t r = 1; r <= 5; ++r) ids.push_back(submit("c", r));
+  hello("wide", "W", 2, 2);  // two slots
+  hello("narrow", "N", 2);   // one (no slots field)
+  // The wide group fills both slots at once; the narrow one, joining later,
+  // takes the third; the rest wait.
+  EXPECT_EQ(jobs_sent(out_, "wide"), (std::vector<std::string>{ids[0], ids[1]}));
+  EXPECT_EQ(jobs_sent(out_, "narrow"), (std::vector<std::string>{ids[2]}));
+  EXPECT_EQ(core_.running(), 3u);
+  EXPECT_EQ(core_.busy_groups(), 2u);
+  EXPECT_EQ(core_.queued(), 2u);
+
+  // A done frees one slot, taken by the next job at once.
+  done("wide", ids[1]);
+  EXPECT_EQ(jobs_sent(out_, "wide").back(), ids[3]);
+  // A job the group does not hold is stray, even with a free-looking slot.
+  done("wide", ids[1]);
+  EXPECT_EQ(core_.counters().stray_results, 1u);
+
+  // The wide group leaves holding two jobs: both run again, nothing lost.
+  core_.on_worker("wide", {proto::encode(proto::Bye{})});
+  EXPECT_EQ(core_.counters().retried, 2u);
+  done("narrow", ids[2]);
+  for (int i = 0; i < 3; ++i) done("narrow", job_sent_to("narrow"));
+  EXPECT_EQ(core_.counters().succeeded, 5u);
+  EXPECT_EQ(core_.running(), 0u);
+  EXPECT_EQ(core_.queued(), 0u);
+}
+
+TEST_F(BrokerCoreTest, DispatchPrefersTheGroupHoldingFewestJobs) {
+  hello("a", "A", 2, 4);
+  advance(Duration{10});
+  hello("b", "B", 2, 4);
+  const std::string first = submit("c", 1), second = submit("c", 2), third = submit("c", 3);
+  // a was idle the longest; then b holds fewer; then a again.
+  EXPECT_EQ(jobs_sent(out_, "a"), (std::vector<std::string>{first, third}));
+  EXPECT_EQ(jobs_sent(out_, "b"), (std::vector<std::string>{second}));
 }
 
 TEST_F(BrokerCoreTest, BrokerHeartbeatsIdleGroups) {

@@ -48,11 +48,13 @@ class Reliability : public System {
   std::string conn() const {
     return " --broker " + server_->clients_endpoint() + " --progress " + server_->progress_endpoint();
   }
+
+  // Deadline, cancel and the next job on one slow group (see the callers).
+  void deadline_and_cancel(const std::string& fault, const std::vector<std::string>& group_args);
 };
 
-TEST_F(Reliability, DeadlineAndCancelStopRunningJobsAndFreeTheirGroup) {
-  // Rank 1 takes 3 s over every strip: a slow job.
-  start_group("slow", {"IMGQ_FAULT=sleep:compute:1:3000"});
+void Reliability::deadline_and_cancel(const std::string& fault, const std::vector<std::string>& group_args) {
+  start_group("slow", {"IMGQ_FAULT=" + fault}, group_args);
   await_groups(1);
   const fs::path image = write_image("a.png", make_image(64, 48, CV_8U, 3, Pattern::kShapes));
 
@@ -96,16 +98,32 @@ TEST_F(Reliability, DeadlineAndCancelStopRunningJobsAndFreeTheirGroup) {
   EXPECT_EQ(counters.stray_results, 0u);
 }
 
+TEST_F(Reliability, DeadlineAndCancelStopJobsRunningInStrips) {
+  // One job at a time, in strips; rank 1 takes 3 s over every strip.
+  deadline_and_cancel("sleep:compute:1:3000", {"--strip-above", "0"});
+}
+
+TEST_F(Reliability, DeadlineAndCancelStopJobsRunningWhole) {
+  // Small images whole, one per rank; every rank takes 3 s per image. The
+  // first job runs on the leader, the cancelled one on the follower.
+  deadline_and_cancel("sleep:compute:*:3000", {});
+}
+
 TEST_F(Reliability, AGroupDyingAtAnyPointOfAJobLosesNothing) {
   const cv::Mat pixels = make_image(600, 500, CV_8U, 3, Pattern::kNoise);
   const fs::path image = write_image("big.png", pixels), twin = write_image("twin.png", pixels);
   const std::vector<std::string> ops = {"gaussian_blur:ksize=5", "canny"};
   start_group("healthy");
   await_groups(1);
-  for (const std::string fault : {"decode:0", "scatter:1", "compute:1", "gather:0", "encode:0"}) {
+  // In strips (--strip-above 0) at every point, and whole (a dying group's
+  // one job runs on its leader's thread).
+  const std::vector<std::pair<std::string, bool>> faults = {
+      {"decode:0", false}, {"scatter:1", false}, {"compute:1", false}, {"gather:0", false},
+      {"encode:0", false}, {"compute:*", true},  {"encode:0", true}};
+  for (const auto& [fault, whole] : faults) {
     SCOPED_TRACE(fault);
-    const std::string name = "dies-at-" + fault.substr(0, fault.find(':'));
-    start_group(name, {"IMGQ_FAULT=crash:" + fault});
+    const std::string name = std::string(whole ? "whole-" : "strips-") + "dies-at-" + fault.substr(0, fault.find(':'));
+    start_group(name, {"IMGQ_FAULT=crash:" + fault}, whole ? std::vector<std::string>{} : std::vector<std::string>{"--strip-above", "0"});
     await_groups(2);
     // The healthy group is busy with a first job, so the faulty one takes the second.
     Subprocess client(submit_args(ops, root_ / ("out-" + name), {image.string(), twin.string()}),
@@ -126,8 +144,8 @@ TEST_F(Reliability, AGroupDyingAtAnyPointOfAJobLosesNothing) {
   }
   const auto& counters = stop_broker();
   EXPECT_EQ(counters.failed, 0u);
-  EXPECT_EQ(counters.succeeded, 10u);
-  EXPECT_EQ(counters.retried, 5u) << "one job ran on each dying group";
+  EXPECT_EQ(counters.succeeded, 2 * faults.size());
+  EXPECT_EQ(counters.retried, faults.size()) << "one job ran on each dying group";
 }
 
 TEST_F(Reliability, AWaitingSubmitFinishesExactlyOnceAcrossABrokerRestart) {

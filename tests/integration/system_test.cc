@@ -6,8 +6,11 @@ namespace imgq {
 namespace {
 
 TEST_F(System, EightClientsTwoGroupsEveryResultExactAndOnce) {
+  // alpha runs every image whole, one per rank (they are all small); beta
+  // runs those above 2000 pixels in strips, so the workload mixes both ways
+  // on one group, and strips wait for whole jobs in hand.
   start_group("alpha");
-  start_group("beta");
+  start_group("beta", {}, {"--strip-above", "2000"});
   ASSERT_TRUE(eventually([&] { return connected_groups() == 2; }, seconds(60)));
 
   const std::vector<std::vector<std::string>> pipelines = {
@@ -58,6 +61,10 @@ TEST_F(System, EightClientsTwoGroupsEveryResultExactAndOnce) {
     }
   }
   EXPECT_EQ(all_jobs.size(), static_cast<size_t>(kClients * kJobs));
+  EXPECT_NE(groups_.at("alpha")->output().find("(whole)"), std::string::npos);
+  EXPECT_EQ(groups_.at("alpha")->output().find("(strips)"), std::string::npos);
+  EXPECT_NE(groups_.at("beta")->output().find("(whole)"), std::string::npos);
+  EXPECT_NE(groups_.at("beta")->output().find("(strips)"), std::string::npos);
   const auto& counters = stop_broker();
   EXPECT_EQ(counters.submitted, static_cast<uint64_t>(kClients * kJobs));
   EXPECT_EQ(counters.succeeded, static_cast<uint64_t>(kClients * kJobs));

@@ -10,13 +10,14 @@
 // Data model (fits on a screen, as in majordomo):
 //   jobs_    id -> Job {client, req, ops, image, state, group, attempts, ...}
 //   queue_   waiting job ids (priority lanes, fair between clients)
-//   groups_  identity -> Group {name, ranks, job, expiry}
+//   groups_  identity -> Group {name, ranks, slots, jobs, expiry}
 #pragma once
 
 #include <functional>
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -82,9 +83,10 @@ class BrokerCore {
   const std::string& instance() const { return instance_; }
   size_t queued() const { return queue_.size(); }
   size_t queued_bytes() const { return queued_bytes_; }
-  size_t running() const;
+  size_t running() const;  // jobs held by groups
   size_t groups() const { return groups_.size(); }
-  size_t idle_groups() const;
+  size_t busy_groups() const;  // groups holding at least one job
+  size_t idle_groups() const { return groups_.size() - busy_groups(); }
   size_t total_ranks() const;
 
  private:
@@ -117,9 +119,10 @@ class BrokerCore {
     std::string identity;
     std::string name;
     int ranks = 0;
-    // The job it runs. A job cancelled or past its deadline is finished at
-    // once, but its group stays busy until it reports `done` for it.
-    std::optional<std::string> job;
+    int slots = 1;  // jobs it takes at once
+    // The jobs it holds. A job cancelled or past its deadline is finished at
+    // once, but keeps its slot until the group reports `done` for it.
+    std::set<std::string> jobs;
     Clock::time_point expiry;
     Clock::time_point last_sent;
     Clock::time_point idle_since;
@@ -146,8 +149,8 @@ class BrokerCore {
   void requeue_or_fail(Job& job, const std::string& why);
   // Ends a running job now and tells its group to stop it.
   void abort_running(Job& job, const std::string& state, const Status& why);
-  // The group's job if the broker still waits for it to finish, else null.
-  Job* unfinished_job_of(const Group& group);
+  // The group's jobs the broker still waits for (not cancelled or expired).
+  std::vector<Job*> unfinished_jobs_of(const Group& group);
   void forget_group(const std::string& identity, const std::string& why);
   void publish(const Job& job);
   proto::JobState state_of(const Job& job) const;

@@ -7,10 +7,12 @@
 // The main thread talks to it through an inproc PAIR socket (pipe_endpoint):
 // it receives the broker's `job` messages there and sends `progress` and
 // `done` messages, which the link forwards. An `abort` from the broker is
-// noted for aborted(), which the main thread asks at stage boundaries. Sending a `bye` ends the link:
+// noted for aborted(), which the leader asks at stage boundaries. Sending a
+// `bye` ends the link:
 // it says bye to the broker and the thread exits.
 #pragma once
 
+#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -50,7 +52,7 @@ class BrokerLink {
   std::string pipe_endpoint_;
   zmq::socket_t pipe_;  // bound here, used only by the link thread
   mutable std::mutex mutex_;
-  std::string aborted_;  // guarded by mutex_: the last job the broker aborted
+  std::deque<std::string> aborted_;  // guarded by mutex_: the jobs the broker aborted lately
   std::thread thread_;
 };
 

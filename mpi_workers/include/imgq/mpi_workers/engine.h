@@ -41,6 +41,10 @@ using StageCallback = std::function<void(int done, int total)>;
 // the deadline) stops the run there, on every rank, with that status.
 using Interrupt = std::function<Status()>;
 
+// Work a follower does while it waits for the leader's next run(); true
+// when it did some (see whole_jobs.h).
+using IdleWork = std::function<bool()>;
+
 class Engine {
  public:
   // Works on a duplicate of `comm`, so it never mixes with other traffic.
@@ -58,8 +62,12 @@ class Engine {
                       const StageCallback& on_stage = {}, RunStats* stats = nullptr,
                       const Interrupt& interrupt = {});
 
-  // Followers only: serves run() calls until the leader's shutdown().
-  void serve();
+  // Followers only: serves run() calls until the leader's shutdown(), doing
+  // `idle` work in between.
+  void serve(const IdleWork& idle = {});
+
+  // The engine's own communicator, for point-to-point work between runs.
+  MPI_Comm comm() const { return comm_; }
 
   // Leader only: releases the followers. Idempotent; the destructor calls it.
   void shutdown();

@@ -1,6 +1,6 @@
 // One image through the group: decode, run the pipeline on every rank,
 // encode; with the time each step took. Shared by standalone mode and the
-// broker-connected leader. Leader only.
+// broker-connected leader. run_job is leader only.
 #pragma once
 
 #include <cstdint>
@@ -37,5 +37,12 @@ struct JobControl {
 JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
                    const std::string& format, const ProgressFn& progress = {},
                    const JobControl& control = {});
+
+// One image whole on the calling process and thread, no MPI: decode, the
+// pipeline op by op (apply_op, the reference itself, so exact by
+// construction), encode. `rank` is for fault points and stats only. What a
+// group runs for small images, one per rank, several at once. Thread-safe.
+JobOutcome run_whole_job(const Pipeline& pipeline, std::span<const uint8_t> image, const std::string& format,
+                         int rank, const JobControl& control = {});
 
 }  // namespace imgq::workers

@@ -1,7 +1,17 @@
-// Broker mode of a worker group's leader: takes jobs from the broker one at
-// a time through a BrokerLink, runs each on the whole group and sends back
-// progress and the result, until `stop` is set (SIGTERM); then it finishes
-// the job in hand and says bye, so the broker forgets the group at once.
+// Broker mode of a worker group's leader: takes jobs from the broker through
+// a BrokerLink and sends back progress and results, until `stop` is set
+// (SIGTERM); then it finishes the jobs in hand and says bye, so the broker
+// forgets the group at once.
+//
+// Two ways to run a job, chosen per image from its header:
+//  - small images (at most `strip_above` pixels) run whole, one per rank,
+//    several at once: the leader asks the broker for one slot per rank, runs
+//    one image itself on a thread of its own and hands one to each idle
+//    follower (whole_jobs.h). Decode and encode then run in parallel too,
+//    and no rows cross between ranks;
+//  - large images run in strips over every rank (engine.h), once the jobs in
+//    hand are done, so a single large image still gets the whole group.
+// Jobs start in the order they came. Both ways give the reference result.
 #pragma once
 
 #include <atomic>
@@ -14,10 +24,15 @@
 
 namespace imgq::workers {
 
+// The default --strip-above: 16 megapixels (a 4K frame is 8.3).
+inline constexpr uint64_t kDefaultStripAbove = 16'000'000;
+
 struct ServiceOptions {
   std::string broker;  // the broker's workers endpoint
   std::string name;    // the group's name in events and metrics
   uint64_t max_pixels = kDefaultMaxPixels;  // refused before decode; 0 = no limit
+  // Images of more pixels run in strips; 0 = every image in strips, one job at a time.
+  uint64_t strip_above = kDefaultStripAbove;
   std::chrono::milliseconds heartbeat{1000};
   CurveOptions curve;  // off unless curve.server_public is set
 };

@@ -190,7 +190,10 @@ struct Hello {
   int ranks = 0;
   std::vector<std::string> ops;
   std::string version;
-  MSGPACK_DEFINE_MAP(sig, ver, type, name, ranks, ops, version)
+  // How many jobs the group takes at once (absent or 0: one). A leader that
+  // runs small images whole, one per rank, asks for one slot per rank.
+  int slots = 0;
+  MSGPACK_DEFINE_MAP(sig, ver, type, name, ranks, ops, version, slots)
 };
 
 struct Heartbeat {
