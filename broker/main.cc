@@ -12,6 +12,7 @@
 #include "imgq/broker/server.h"
 #include "imgq/monitoring/broker_metrics.h"
 #include "imgq/common/logging.h"
+#include "imgq/common/memory.h"
 
 namespace {
 
@@ -22,6 +23,7 @@ void on_signal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  imgq::keep_freed_image_memory();
   // NOLINTNEXTLINE: main.cc only parses flags and wires the parts together.
   imgq::broker::ServerOptions options;
   auto& config = options.config;

@@ -9,6 +9,7 @@
 
 #include "imgq/client_cli/commands.h"
 #include "imgq/client_cli/submit.h"
+#include "imgq/common/memory.h"
 
 namespace {
 
@@ -23,6 +24,7 @@ std::string from_env(const char* name, const std::string& fallback) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  imgq::keep_freed_image_memory();
   using namespace imgq::client;
   CLI::App app{"imgq: submit image jobs to an imgq broker and follow them"};
   app.require_subcommand(1);

@@ -12,6 +12,7 @@
 #include <mpi.h>
 #include <spdlog/spdlog.h>
 
+#include "imgq/common/memory.h"
 #include "imgq/common/logging.h"
 #include "imgq/mpi_workers/engine.h"
 #include "imgq/mpi_workers/image_io.h"
@@ -150,6 +151,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  imgq::keep_freed_image_memory();
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   int code = run(argc, argv);

@@ -211,19 +211,23 @@ bool Batch::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
   const auto deadline = SteadyClock::now() + options_.timeout;
   bool answered = false;
   Frames frames;
-  for (uint64_t req = 1; SteadyClock::now() < deadline; ++req) {
+  // The subscription takes a moment to reach the broker, and a pong
+  // published before that is lost: ping again soon (5 ms doubling to 200 ms),
+  // so that a batch starts within milliseconds, not a fixed wait.
+  auto interval = Millis(5);
+  for (uint64_t req = 1; SteadyClock::now() < deadline; ++req, interval = std::min(interval * 2, Millis(200))) {
     proto::Ping ping;
     ping.req = req;
     ping.session = session_;
     broker.send(proto::encode(ping));
-    const auto until = std::min(deadline, SteadyClock::now() + Millis(200));
+    const auto until = std::min(deadline, SteadyClock::now() + interval);
     while (SteadyClock::now() < until) {
       if (auto refused = broker.refused()) {
         err_ << "imgq: error: " << refused->message() << "\n";
         return false;
       }
       zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
-      poll_sockets(items, 2, Millis(20));
+      poll_sockets(items, 2, std::min(interval, Millis(20)));
       while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) {
         auto pong = decode_reply<proto::Pong>(frames);
         if (pong.ok() && !answered && pong->groups == 0) {

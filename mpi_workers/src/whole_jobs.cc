@@ -1,8 +1,10 @@
 #include "imgq/mpi_workers/whole_jobs.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "imgq/schemas/op_call.h"
@@ -52,8 +54,19 @@ std::string receive_bytes(MPI_Comm comm, int source, int tag) {
   return bytes;
 }
 
+// Sends without spinning: a blocking MPI_Send of a large buffer polls at
+// full speed until the receiver posts its receive, which on a small machine
+// takes a core from the ranks that compute. Tests and sleeps instead (10 us
+// doubling to 200 us).
 void send_bytes(MPI_Comm comm, int dest, int tag, std::string_view bytes) {
-  MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, dest, tag, comm);
+  MPI_Request request;
+  MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, dest, tag, comm, &request);
+  int done = 0;
+  auto pause = std::chrono::microseconds(10);
+  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) {
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(200));
+  }
 }
 
 std::vector<std::string> split_lines(const std::string& text) {

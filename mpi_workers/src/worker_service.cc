@@ -330,7 +330,9 @@ proto::Hello hello_for(const Engine& engine, const ServiceOptions& options) {
   proto::Hello hello;
   hello.name = options.name;
   hello.ranks = engine.size();
-  hello.slots = options.strip_above == 0 ? 1 : engine.size();
+  // One job per rank, and one more waiting at the leader, so that a rank
+  // that finishes starts its next image without a round trip to the broker.
+  hello.slots = options.strip_above == 0 ? 1 : engine.size() + 1;
   for (const schemas::OpDef& def : schemas::all_ops()) hello.ops.emplace_back(def.name);
   hello.version = IMGQ_VERSION;
   return hello;
