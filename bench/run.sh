@@ -48,11 +48,11 @@ start_broker() {
   pids+=($!)
   broker_pid=$!
 }
-# start_group NAME RANKS: one worker group; waits until the broker knows it.
+# start_group NAME RANKS [ARGS...]: one worker group; waits until the broker knows it.
 start_group() {
   local before
   before=$("$bin/imgq" ping --broker "$clients" --json | sed -n 's/.*"groups":\([0-9]*\).*/\1/p')
-  setsid mpiexec -n "$2" "$bin/imgq-worker" --broker "$workers" --name "$1" >"$work/$1.log" 2>&1 &
+  setsid mpiexec -n "$2" "$bin/imgq-worker" --broker "$workers" --name "$1" "${@:3}" >"$work/$1.log" 2>&1 &
   pids+=($!)
   group_pids["$1"]=$!
   for _ in $(seq 300); do
@@ -102,6 +102,13 @@ for ranks in 1 2 4; do
   echo "system, $ranks ranks: batch ${batch_s[$ranks]} s, large ${large_s[$ranks]} s"
   stop_group "g$ranks"
 done
+# Local files (imgq submit --local): the group reads and writes the files.
+start_group "local$cores" "$cores" --allow-paths "$work"
+batch_local_s=$(system_run "$work/out" --local "${pipeline[@]}" --format png "$work/batch")
+large_local_s=$(system_run "$work/out" --local "${blur[@]}" --format ppm "$work/large")
+large_local_mem=$(peak_system_mb "local$cores")
+echo "system, $cores ranks, local files: batch $batch_local_s s, large $large_local_s s"
+stop_group "local$cores"
 read -r seq_batch _ < <(baseline_run 1 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
 read -r thr_batch _ < <(baseline_run 0 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
 read -r seq_large seq_large_mem < <(baseline_run 1 "${blur[@]}" --format ppm --out "$work/base" "$work/large/gen0.ppm")
@@ -130,7 +137,7 @@ n=$cores
   echo "# imgq benchmark results"
   echo
   echo "Measured by \`bash bench/run.sh\` on $(date -u +%Y-%m-%d), $cores cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/Mem:/ {print $2}') GiB."
-  echo "Everything below ran in one run, side by side. \"System\" is the whole path: \`imgq submit\` (client) -> \`imgq-broker\` -> one worker group of N ranks (\`mpiexec -n N\`) -> result written; N = $n (the core count) unless stated. \"Sequential\" is one process doing the same decode, pipeline and encode per file with \`cv::setNumThreads(1)\`; \"OpenCV threads\" the same loop with OpenCV's own threads (TBB)."
+  echo "Everything below ran in one run, side by side. \"System\" is the whole path: \`imgq submit\` (client) -> \`imgq-broker\` -> one worker group of N ranks (\`mpiexec -n N\`) -> result written; N = $n (the core count) unless stated. \"Sequential\" is one process doing the same decode, pipeline and encode per file with \`cv::setNumThreads(1)\`; \"OpenCV threads\" the same loop with OpenCV's own threads (TBB). \"Local files\" is \`imgq submit --local\`: the client sends paths, and the group (started with \`--allow-paths\`) reads the images and writes the results itself, so no pixels cross a socket (same host or shared file system)."
   echo
   echo "## Batch throughput"
   echo
@@ -141,6 +148,7 @@ n=$cores
   echo "| sequential loop, 1 thread | $seq_batch | $(rate "$batch_n" "$seq_batch") | $(rate "$batch_mp" "$seq_batch") | 1.00 | $(ratio "$thr_batch" "$seq_batch") |"
   echo "| OpenCV threads loop | $thr_batch | $(rate "$batch_n" "$thr_batch") | $(rate "$batch_mp" "$thr_batch") | $(ratio "$seq_batch" "$thr_batch") | 1.00 |"
   echo "| imgq system, $n ranks | ${batch_s[$n]} | $(rate "$batch_n" "${batch_s[$n]}") | $(rate "$batch_mp" "${batch_s[$n]}") | $(ratio "$seq_batch" "${batch_s[$n]}") | $(ratio "$thr_batch" "${batch_s[$n]}") |"
+  echo "| imgq system, $n ranks, local files (\\`--local\\`) | $batch_local_s | $(rate "$batch_n" "$batch_local_s") | $(rate "$batch_mp" "$batch_local_s") | $(ratio "$seq_batch" "$batch_local_s") | $(ratio "$thr_batch" "$batch_local_s") |"
   echo
   echo "## One large image"
   echo
@@ -152,6 +160,7 @@ n=$cores
   echo "| OpenCV threads | $thr_large | $(ratio "$seq_large" "$thr_large") | $thr_large_mem |"
   echo "| libvips (\`vips gaussblur\`) | $vips_large | $(ratio "$seq_large" "$vips_large") | $vips_mem |"
   echo "| imgq system, $n ranks | ${large_s[$n]} | $(ratio "$seq_large" "${large_s[$n]}") | ${large_mem[$n]} |"
+  echo "| imgq system, $n ranks, local files (\\`--local\\`) | $large_local_s | $(ratio "$seq_large" "$large_local_s") | $large_local_mem |"
   echo
   echo "## Overhead"
   echo

@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
   s->add_option("--format", submit.format, "output format (default: each input's own)");
   s->add_option("--window", submit.window, "jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 10000));
   s->add_flag("--no-wait", submit.no_wait, "exit once every job is accepted; print their ids");
+  s->add_flag("--local", submit.local,
+              "send paths, not bytes: the worker groups read the images and write the results themselves "
+              "(same host or shared file system; groups started with --allow-paths)");
   double job_timeout_s = 0;
   s->add_option("--job-timeout", job_timeout_s,
                 "seconds one attempt of each job may run before it fails (default: the broker's)")

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -47,6 +48,7 @@ struct Options {
   uint64_t max_pixels = imgq::kDefaultMaxPixels;
   int heartbeat_ms = 1000;
   uint64_t strip_above = imgq::workers::kDefaultStripAbove;
+  std::vector<std::string> allow_paths;
   std::string server_key, key;
 };
 
@@ -69,6 +71,10 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
                  "images of more pixels run in strips over every rank; smaller ones run whole, one per rank, "
                  "several at once (0 = always strips, one job at a time)")
       ->capture_default_str();
+  app.add_option("--allow-paths", o.allow_paths,
+                 "a folder under which local-files jobs (imgq submit --local) may read images and write "
+                 "results; repeat for several. Without it such jobs fail")
+      ->allow_extra_args(false);
   app.add_option("--heartbeat-ms", o.heartbeat_ms, "heartbeat interval with the broker (match the broker's)")
       ->capture_default_str()
       ->check(CLI::Range(10, 60'000));
@@ -130,13 +136,24 @@ int run(int argc, char** argv) {
       std::cerr << "imgq-worker: error: " << curve.status().message() << "\n";
       return 2;
     }
+    std::vector<std::filesystem::path> roots;
+    for (const std::string& dir : options.allow_paths) {
+      std::error_code ec;
+      const auto root = std::filesystem::canonical(dir, ec);
+      if (ec || !std::filesystem::is_directory(root)) {
+        std::cerr << "imgq-worker: error: --allow-paths " << dir << ": not a folder\n";
+        return 2;
+      }
+      roots.push_back(root);
+    }
     imgq::workers::serve_broker(engine,
                                 {.broker = options.broker,
                                  .name = options.name,
                                  .max_pixels = options.max_pixels,
                                  .strip_above = options.strip_above,
                                  .heartbeat = std::chrono::milliseconds(options.heartbeat_ms),
-                                 .curve = *curve},
+                                 .curve = *curve,
+                                 .allow_paths = roots},
                                 g_stop);
     return 0;
   }

@@ -91,11 +91,14 @@ void BrokerCore::on_client(const std::string& identity, Frames frames) {
   if (type == proto::Submit::kType) {
     auto submit = header->as<proto::Submit>({"req", "ops"});
     if (!submit.ok()) return malformed(submit.status());
-    if (payloads != 1) {
-      return malformed(Status::InvalidArgument("submit: expected 1 image frame after the header, got " +
-                                               std::to_string(payloads)));
+    const size_t expected = submit->path.empty() ? 1 : 0;
+    if (payloads != expected) {
+      return malformed(Status::InvalidArgument(
+          submit->path.empty() ? "submit: expected 1 image frame after the header, got " + std::to_string(payloads)
+                               : "submit: a local-files submit (path) takes no image frame, got " +
+                                     std::to_string(payloads)));
     }
-    return handle_submit(identity, *submit, std::move(frames[1]));
+    return handle_submit(identity, *submit, expected == 1 ? std::move(frames[1]) : std::string());
   }
   if (payloads != 0) {
     return malformed(Status::InvalidArgument(type + ": expected no frame after the header, got " +
@@ -180,7 +183,14 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
                                           output_formats_text()),
                   Rejection::kInvalid);
   }
-  if (image.empty()) {
+  const bool local = !submit.path.empty();
+  if (local && (submit.path.front() != '/' || submit.output.empty() || submit.output.front() != '/')) {
+    return reject(Status::InvalidArgument("submit: a local-files job needs an absolute path and output, got \"" +
+                                          submit.path + "\" and \"" + submit.output + "\""),
+                  Rejection::kInvalid);
+  }
+  // A local file is checked by the group that reads it.
+  if (!local && image.empty()) {
     return reject(Status::InvalidImage((submit.name.empty() ? "the image" : submit.name) +
                                        " is empty (0 bytes)"),
                   Rejection::kInvalid);
@@ -191,8 +201,9 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
                                    std::to_string(config_.max_image_bytes)),
                   Rejection::kTooLarge);
   }
-  auto header = check_image_header({reinterpret_cast<const uint8_t*>(image.data()), image.size()},
-                                   config_.max_pixels, submit.name);
+  auto header = local ? Result<ImageHeader>(ImageHeader{})
+                      : check_image_header({reinterpret_cast<const uint8_t*>(image.data()), image.size()},
+                                           config_.max_pixels, submit.name);
   if (!header.ok()) {
     return reject(header.status(), header.status().code() == StatusCode::kTooLarge ? Rejection::kTooLarge
                                                                                    : Rejection::kInvalid);
@@ -215,6 +226,8 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
   job.key = submit.key;
   job.timeout = submit.timeout_ms != 0 ? Duration{submit.timeout_ms} : config_.job_timeout;
   job.image = std::move(image);
+  job.path = submit.path;
+  job.output = submit.output;
   job.state = proto::kQueued;
   job.submitted = now_();
   queued_bytes_ += job.image.size();
@@ -289,8 +302,9 @@ bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job
   result.format = job.format;
   result.name = job.name;
   result.stats = job.stats;
+  if (job.state == proto::kDone) result.output = job.output;
   Frames frames{proto::encode(result)};
-  if (job.state == proto::kDone) frames.push_back(job.result);
+  if (job.state == proto::kDone && job.path.empty()) frames.push_back(job.result);
   if (!outbox_.to_client(identity, std::move(frames))) return false;
   job.result.clear();
   job.result.shrink_to_fit();
@@ -409,7 +423,15 @@ void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& fram
   job.stats.ranks = group.ranks;
   job.stats.wait_seconds = seconds(job.dispatched - job.submitted);
   job.stats.run_seconds = seconds(now_() - job.dispatched);
-  if (done.code == 0 && frames.size() == 2) {
+  if (done.code == 0 && !job.path.empty()) {
+    // The group wrote the result where the client asked.
+    if (done.output != job.output) {
+      finish(job, proto::kFailed, Status::Internal("the worker group wrote \"" + done.output + "\", not \"" +
+                                                   job.output + "\""), /*ran=*/true);
+    } else {
+      finish(job, proto::kDone, Status::Ok(), /*ran=*/true);
+    }
+  } else if (done.code == 0 && frames.size() == 2) {
     job.result = std::move(frames[1]);
     finish(job, proto::kDone, Status::Ok(), /*ran=*/true);
   } else if (done.code == 0) {
@@ -458,7 +480,13 @@ void BrokerCore::dispatch() {
     request.format = job.format;
     request.name = job.name;
     request.timeout_ms = static_cast<uint32_t>(std::min<int64_t>(job.timeout.count(), UINT32_MAX));
-    send_worker(*idle, {proto::encode(request), job.image});
+    request.path = job.path;
+    request.output = job.output;
+    if (job.path.empty()) {
+      send_worker(*idle, {proto::encode(request), job.image});
+    } else {
+      send_worker(*idle, {proto::encode(request)});
+    }
     publish(job);
   }
 }

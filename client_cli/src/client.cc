@@ -33,13 +33,13 @@ BrokerClient::BrokerClient(zmq::context_t& context, const std::string& broker, c
 
 std::optional<Status> BrokerClient::refused() { return monitor_ ? monitor_->failure() : std::nullopt; }
 
-void BrokerClient::send(const std::string& header, const std::string* payload) {
-  if (payload == nullptr) {
-    send_frames(dealer_, {header});
-  } else {
-    (void)dealer_.send(zmq::buffer(header), zmq::send_flags::sndmore);
-    (void)dealer_.send(zmq::buffer(*payload), zmq::send_flags::none);
-  }
+bool BrokerClient::send(const std::string& header, const std::string* payload) {
+  // Once the first frame is taken the rest of the message is too.
+  const auto first = payload == nullptr ? zmq::send_flags::dontwait
+                                        : zmq::send_flags::dontwait | zmq::send_flags::sndmore;
+  if (!dealer_.send(zmq::buffer(header), first)) return false;
+  if (payload != nullptr) (void)dealer_.send(zmq::buffer(*payload), zmq::send_flags::dontwait);
+  return true;
 }
 
 std::optional<Frames> BrokerClient::receive(Millis timeout) {

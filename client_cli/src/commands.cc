@@ -70,6 +70,11 @@ int run_fetch(const Connection& c, const std::string& job, const std::string& ou
   if (!frames.ok()) return report(frames.status(), err);
   auto result = decode_reply<proto::JobResult>(*frames);
   if (!result.ok()) return report(result.status(), err);
+  if (result->state == proto::kDone && !result->output.empty()) {
+    // A local-files job: its group wrote the result already.
+    out << result->output << "\n";
+    return 0;
+  }
   if (result->state != proto::kDone || frames->size() != 2) {
     err << (result->name.empty() ? job : result->name) << ": error: " << result->state << ": " << result->message << "\n";
     return 1;

@@ -40,6 +40,8 @@ class Batch {
   };
 
   void send_next(BrokerClient& broker);
+  // Not sent (no connection to queue it on yet): again in 100 ms.
+  void retry_later(size_t index);
   // Pings once a second; a pong from a new broker instance means the jobs in
   // flight were lost with the old one, so they go out again (same keys).
   void check_broker(BrokerClient& broker);
@@ -112,6 +114,8 @@ void Batch::fail(size_t index, const std::string& state, const std::string& mess
   reporter_.failed(view(index, job), state, message);
 }
 
+void Batch::retry_later(size_t index) { retry_.emplace_front(SteadyClock::now() + Millis(100), index); }
+
 void Batch::send_next(BrokerClient& broker) {
   const auto now = SteadyClock::now();
   while (waiting_accept_.size() + running_.size() < options_.window) {
@@ -135,6 +139,22 @@ void Batch::send_next(BrokerClient& broker) {
                                       output_formats_text());
       continue;
     }
+    proto::Submit submit;
+    submit.req = index + 1;
+    submit.ops = options_.ops;
+    submit.priority = options_.priority;
+    submit.format = format;
+    submit.name = item.source.string();
+    submit.key = session_ + ":" + std::to_string(index);
+    submit.session = session_;
+    submit.timeout_ms = options_.job_timeout_ms;
+    if (options_.local) {
+      submit.path = std::filesystem::absolute(item.source).lexically_normal().string();
+      submit.output = std::filesystem::absolute(item.output).lexically_normal().string();
+      if (!broker.send(proto::encode(submit))) return retry_later(index);
+      waiting_accept_[submit.req] = index;
+      continue;
+    }
     // Larger than the broker takes: say so here rather than send it (past
     // the broker's message size limit ZeroMQ would drop it without a word).
     std::error_code size_error;
@@ -145,22 +165,12 @@ void Batch::send_next(BrokerClient& broker) {
                                       " (its --max-image-bytes)");
       continue;
     }
-    auto bytes = read_file(item.source);
-    if (!bytes.ok()) {
-      fail(index, proto::kFailed, bytes.status().message());
+    auto image = read_file_string(item.source);
+    if (!image.ok()) {
+      fail(index, proto::kFailed, image.status().message());
       continue;
     }
-    proto::Submit submit;
-    submit.req = index + 1;
-    submit.ops = options_.ops;
-    submit.priority = options_.priority;
-    submit.format = format;
-    submit.name = item.source.string();
-    submit.key = session_ + ":" + std::to_string(index);
-    submit.session = session_;
-    submit.timeout_ms = options_.job_timeout_ms;
-    const std::string image(bytes->begin(), bytes->end());
-    broker.send(proto::encode(submit), &image);
+    if (!broker.send(proto::encode(submit), &*image)) return retry_later(index);
     waiting_accept_[submit.req] = index;
   }
 }
@@ -195,6 +205,12 @@ void Batch::handle(const Frames& frames) {
     const size_t index = it->second;
     running_.erase(it);
     if (r->state != proto::kDone) return fail(index, r->state, r->message, r->job);
+    if (options_.local && !r->output.empty()) {
+      // The group wrote it already.
+      ++done_;
+      reporter_.succeeded(view(index, r->job), r->stats);
+      return;
+    }
     if (frames.size() != 2) return fail(index, proto::kFailed, "the broker sent no result image", r->job);
     const auto& bytes = frames[1];
     Status written = write_file(items_[index].output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});

@@ -9,7 +9,10 @@
 
 namespace imgq {
 
-Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path) {
+namespace {
+
+template <typename Bytes>
+Result<Bytes> read_whole(const std::filesystem::path& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return Status::IoError("is a folder, not a file");
   std::ifstream in(path, std::ios::binary);
@@ -21,11 +24,19 @@ Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path) {
   // on a 200 MB image (bench/RESULTS.md).
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return Status::IoError("cannot read the size: " + ec.message());
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  Bytes bytes(static_cast<size_t>(size), 0);
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (static_cast<size_t>(in.gcount()) != bytes.size()) return Status::IoError("read failed (the file changed size?)");
   return bytes;
 }
+
+}  // namespace
+
+Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path) {
+  return read_whole<std::vector<uint8_t>>(path);
+}
+
+Result<std::string> read_file_string(const std::filesystem::path& path) { return read_whole<std::string>(path); }
 
 Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
   std::error_code ec;

@@ -1,6 +1,8 @@
 #include "imgq/mpi_workers/worker_service.h"
 
+#include <algorithm>
 #include <condition_variable>
+#include <filesystem>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -8,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "imgq/common/file_io.h"
 #include "imgq/common/zmq_frames.h"
 #include "imgq/mpi_workers/broker_link.h"
 #include "imgq/mpi_workers/job_runner.h"
@@ -27,13 +30,28 @@ std::span<const uint8_t> bytes_of(const std::string& s) {
 // A job from the broker, waiting or running.
 struct Task {
   proto::JobRequest request;
-  Frames frames;  // the job message: header, image
+  std::string image;  // encoded: the job message's frame, or read from request.path
   Pipeline pipeline;
   SteadyClock::time_point received;
   bool whole = true;  // run whole on one rank, else in strips over all
   uint64_t ticket = 0;
-  const std::string& image() const { return frames[1]; }
 };
+
+// `path` made absolute and free of links and dots, if it lies in one of
+// `roots` (canonical folders), else why not.
+Result<std::filesystem::path> inside(const std::vector<std::filesystem::path>& roots, const std::string& path) {
+  if (roots.empty()) {
+    return Status::PermissionDenied("this worker group reads and writes no local files (start it with --allow-paths DIR)");
+  }
+  std::error_code ec;
+  const std::filesystem::path real = std::filesystem::weakly_canonical(path, ec);
+  if (ec) return Status::IoError("cannot resolve " + path + ": " + ec.message());
+  for (const std::filesystem::path& root : roots) {
+    auto [r, p] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+    if (r == root.end()) return real;
+  }
+  return Status::PermissionDenied(path + " is outside the folders this worker group may use (--allow-paths)");
+}
 
 // Why a job must stop now (the broker aborted it, or its own deadline
 // passed; the broker may be unreachable by then), or OK. Any thread.
@@ -181,18 +199,28 @@ class Leader {
   void take(Frames frames) {
     Task task;
     auto request = proto::decode_header(frames[0])->as<proto::JobRequest>({"job", "ops"});
-    if (!request.ok() || frames.size() != 2) {
+    const size_t expected = request.ok() && !request->path.empty() ? 1 : 2;
+    if (!request.ok() || frames.size() != expected) {
       task.request.job = request.ok() ? request->job : std::string();
-      return finish(task, {.status = Status::InvalidArgument(request.ok() ? "job without an image frame"
-                                                                          : request.status().message())});
+      return finish(task, {.status = Status::InvalidArgument(
+                               !request.ok() ? request.status().message()
+                               : expected == 2 ? "job without an image frame"
+                                               : "local-files job with an image frame")});
     }
     task.request = std::move(request).value();
-    task.frames = std::move(frames);
     task.received = SteadyClock::now();
+    if (task.request.path.empty()) {
+      task.image = std::move(frames[1]);
+    } else {
+      auto real = inside(options_.allow_paths, task.request.path);
+      auto bytes = real.ok() ? read_file_string(*real) : Result<std::string>(real.status());
+      if (!bytes.ok()) return finish(task, {.status = bytes.status()});
+      task.image = std::move(bytes).value();
+    }
     auto pipeline = schemas::parse_pipeline(task.request.ops);
     if (!pipeline.ok()) return finish(task, {.status = pipeline.status()});
     task.pipeline = std::move(pipeline).value();
-    task.whole = runs_whole(task.image());
+    task.whole = runs_whole(task.image);
     task.ticket = ++tickets_;
     waiting_.push_back(std::move(task));
   }
@@ -253,7 +281,7 @@ class Leader {
       return stop_reason(link, request, received);
     };
     own_.start([&t, control, format = format_of(t)] {
-      return run_whole_job(t.pipeline, bytes_of(t.image()), format, 0, control);
+      return run_whole_job(t.pipeline, bytes_of(t.image), format, 0, control);
     });
   }
 
@@ -268,7 +296,7 @@ class Leader {
                         std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - task.received);
       job.timeout_ms = std::max<int64_t>(left.count(), 1);
     }
-    job.image = task.image();
+    job.image = task.image;
     send_whole_job(engine_.comm(), rank, job);
     on_rank_[static_cast<size_t>(rank)] = std::move(task);
   }
@@ -278,7 +306,7 @@ class Leader {
     control.max_pixels = options_.max_pixels;
     control.interrupt = [&] { return stop_reason(link_, task.request, task.received); };
     JobOutcome outcome = run_job(
-        engine_, task.pipeline, bytes_of(task.image()), format_of(task),
+        engine_, task.pipeline, bytes_of(task.image), format_of(task),
         [&](int step, int total, const std::string& what) {
           proto::Progress progress;
           progress.job = task.request.job;
@@ -295,9 +323,22 @@ class Leader {
     return task.request.format.empty() ? "png" : task.request.format;
   }
 
-  // Sends the job's `done`, with the result when it succeeded.
+  // Sends the job's `done`, with the result when it succeeded (and was not
+  // stopped meanwhile: the broker has answered a stopped job already).
   void finish(const Task& task, JobOutcome outcome) {
     const proto::JobRequest& request = task.request;
+    if (outcome.status.ok() && !request.job.empty()) {
+      if (Status why = stop_reason(link_, request, task.received); !why.ok()) {
+        outcome.status = why;
+        outcome.encoded.clear();
+      }
+    }
+    // A local-files job: the result goes to its file, not back in a frame.
+    if (outcome.status.ok() && !request.output.empty()) {
+      auto real = inside(options_.allow_paths, request.output);
+      outcome.status = real.ok() ? write_file(*real, outcome.encoded) : real.status();
+      outcome.encoded.clear();
+    }
     proto::Done done;
     done.job = request.job;
     done.code = static_cast<int>(outcome.status.code());
@@ -305,8 +346,9 @@ class Leader {
     done.message = outcome.status.ok() || request.name.empty() ? outcome.status.message()
                                                                : request.name + ": " + outcome.status.message();
     done.stats = outcome.stats;
+    if (outcome.status.ok()) done.output = request.output;
     Frames reply{proto::encode(done)};
-    if (outcome.status.ok()) reply.emplace_back(outcome.encoded.begin(), outcome.encoded.end());
+    if (outcome.status.ok() && request.output.empty()) reply.emplace_back(outcome.encoded.begin(), outcome.encoded.end());
     send_frames(pipe_, reply);
     spdlog::info("job {} ({}): {} in {:.3f} s ({})", request.job, request.name,
                  outcome.status.ok() ? "done" : outcome.status.ToString(),

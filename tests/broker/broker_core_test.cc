@@ -292,6 +292,53 @@ TEST_F(BrokerCoreTest, DispatchPrefersTheGroupHoldingFewestJobs) {
   EXPECT_EQ(jobs_sent(out_, "b"), (std::vector<std::string>{second}));
 }
 
+TEST_F(BrokerCoreTest, LocalFilesJobsCarryPathsNotBytes) {
+  proto::Submit s;
+  s.req = 1;
+  s.ops = {"invert"};
+  s.name = "big.ppm";
+  s.path = "/data/in/big.ppm";
+  s.output = "/data/out/big.png";
+  core_.on_client("c", {proto::encode(s)});
+  ASSERT_EQ(out_.clients.back().type, "accepted");
+  const std::string job = decode<proto::Accepted>(out_.clients.back().frames[0]).job;
+
+  hello("g", "G");
+  const Sent& sent = out_.workers.back();
+  ASSERT_EQ(sent.type, "job");
+  EXPECT_EQ(sent.frames.size(), 1u) << "no image frame";
+  const auto request = decode<proto::JobRequest>(sent.frames[0]);
+  EXPECT_EQ(request.path, "/data/in/big.ppm");
+  EXPECT_EQ(request.output, "/data/out/big.png");
+
+  proto::Done d;
+  d.job = job;
+  d.output = "/data/out/big.png";
+  core_.on_worker("g", {proto::encode(d)});
+  const Sent& result = out_.clients.back();
+  ASSERT_EQ(result.type, "result");
+  EXPECT_EQ(result.frames.size(), 1u);
+  const auto r = decode<proto::JobResult>(result.frames[0]);
+  EXPECT_EQ(r.state, "done");
+  EXPECT_EQ(r.output, "/data/out/big.png");
+
+  // Relative paths, a missing output, or bytes as well are refused.
+  s.req = 2;
+  s.path = "in/big.ppm";
+  core_.on_client("c", {proto::encode(s)});
+  EXPECT_NE(last_error().message.find("needs an absolute path and output"), std::string::npos);
+  s.req = 3;
+  s.path = "/data/in/big.ppm";
+  s.output.clear();
+  core_.on_client("c", {proto::encode(s)});
+  EXPECT_NE(last_error().message.find("needs an absolute path and output"), std::string::npos);
+  s.req = 4;
+  s.output = "/data/out/big.png";
+  core_.on_client("c", {proto::encode(s), kImg});
+  EXPECT_NE(last_error().message.find("takes no image frame"), std::string::npos);
+  EXPECT_EQ(core_.counters().succeeded, 1u);
+}
+
 TEST_F(BrokerCoreTest, BrokerHeartbeatsIdleGroups) {
   hello("g", "G");
   out_.workers.clear();

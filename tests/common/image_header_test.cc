@@ -42,7 +42,7 @@ Bytes png_bomb(uint32_t w, uint32_t h) {
   for (char c : std::string("IHDR")) b.push_back(static_cast<uint8_t>(c));
   put_be32(b, w);
   put_be32(b, h);
-  for (uint8_t v : {8, 2, 0, 0, 0}) b.push_back(v);
+  for (const int v : {8, 2, 0, 0, 0}) b.push_back(static_cast<uint8_t>(v));
   put_be32(b, 0);  // CRC (not checked here)
   put_be32(b, 0);
   for (char c : std::string("IEND")) b.push_back(static_cast<uint8_t>(c));
@@ -59,7 +59,7 @@ Bytes tiff_bomb() {
   Bytes b = text(std::string("II*\0", 4));
   put_le(b, 8, 4);
   put_le(b, 2, 2);
-  for (uint16_t tag : {256, 257}) {
+  for (const uint16_t tag : {uint16_t{256}, uint16_t{257}}) {
     put_le(b, tag, 2);
     put_le(b, 4, 2);  // LONG
     put_le(b, 1, 4);
@@ -205,7 +205,7 @@ TEST(ImageHeader, GarbageGetsMessagesThatSayWhatItIs) {
     EXPECT_FALSE(read_image_header(noise).ok());
   }
   // Magic numbers followed by nothing: truncated, never a crash.
-  for (const std::string magic : {std::string("\x89PNG\r\n\x1a\n"), std::string("\xff\xd8\xff"),
+  for (const std::string& magic : {std::string("\x89PNG\r\n\x1a\n"), std::string("\xff\xd8\xff"),
                                   std::string("II*\0", 4), std::string("MM\0+", 4), std::string("BM"),
                                   std::string("RIFF\0\0\0\0WEBPVP8X", 16), std::string("P6 "),
                                   std::string("\0\0\0\x0cjP  \r\n\x87\n", 12), std::string("\xff\x4f\xff\x51"),

@@ -70,9 +70,7 @@ void Reliability::deadline_and_cancel(const std::string& fault, const std::vecto
   // 2. Cancel while it runs: the state is cancelled at once.
   auto no_wait = submit_args({"invert"}, root_ / "unused", {image.string()});
   no_wait.push_back("--no-wait");
-  std::string cmd;
-  for (const auto& a : no_wait) cmd += "'" + a + "' ";
-  const auto [code, out] = shell(cmd + "2>&1");
+  const auto [code, out] = shell(command_line(no_wait));
   ASSERT_EQ(code, 0) << out;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(out, m, std::regex("as job ([0-9a-f]{16})"))) << out;

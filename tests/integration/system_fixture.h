@@ -43,6 +43,13 @@ inline const std::string kSource = IMGQ_SOURCE_DIR;
 using imgq::testing::run_shell;
 inline const auto& shell = run_shell;
 
+// `args` as one shell command line (each word quoted), stderr included.
+inline std::string command_line(const std::vector<std::string>& args) {
+  std::string cmd;
+  for (const auto& a : args) cmd += "'" + a + "' ";
+  return cmd + "2>&1";
+}
+
 // A TCP port nobody listens on now (for servers that cannot report theirs).
 inline int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -128,6 +128,59 @@ TEST_F(System, SigtermStopsAGroupCleanlyAndTheBrokerForgetsItAtOnce) {
   EXPECT_TRUE(eventually([&] { return connected_groups() == 0; }, seconds(2)));
 }
 
+TEST_F(System, LocalFilesAreReadAndWrittenByTheGroupUnderItsAllowedFolders) {
+  const fs::path area = root_ / "area";
+  fs::create_directories(area / "in" / "sub");
+  // Images above 100,000 pixels run in strips: both ways read and write files.
+  start_group("local", {}, {"--allow-paths", area.string(), "--strip-above", "100000"});
+  ASSERT_TRUE(eventually([&] { return connected_groups() == 1; }, seconds(60)));
+  const std::vector<std::string> ops = {"to_8bit", "gaussian_blur:ksize=5", "canny"};
+  std::vector<fs::path> sources;
+  for (int i = 0; i < 6; ++i) {
+    const fs::path source = area / "in" / (i % 2 ? "sub" : "") / ("l" + std::to_string(i) + ".png");
+    const cv::Mat image = i == 5 ? imgq::testing::make_image(500, 400, CV_16U, 3, imgq::testing::Pattern::kNoise)
+                                 : imgq::testing::make_image(30 + 9 * i, 41, i % 2 ? CV_16U : CV_8U, 1 + 2 * (i % 2),
+                                                             imgq::testing::Pattern::kShapes);
+    ASSERT_TRUE(cv::imwrite(source.string(), image));
+    sources.push_back(source);
+  }
+  auto args = submit_args(ops, area / "out", {(area / "in").string()});
+  args.push_back("--local");
+  Subprocess client(args, (root_ / "local.log").string());
+  const auto code = client.wait(seconds(120));
+  ASSERT_TRUE(code.has_value()) << client.output();
+  EXPECT_EQ(*code, 0) << client.output();
+  for (const fs::path& source : sources) {
+    const auto expected = workers::apply_pipeline(*schemas::parse_pipeline(ops), cv::imread(source.string(), cv::IMREAD_UNCHANGED));
+    ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+    const fs::path written = area / "out" / fs::relative(source, area / "in");
+    EXPECT_TRUE(imgq::testing::SameImage(*expected, cv::imread(written.string(), cv::IMREAD_UNCHANGED))) << written;
+  }
+  EXPECT_NE(groups_.at("local")->output().find("(strips)"), std::string::npos);
+  EXPECT_NE(groups_.at("local")->output().find("(whole)"), std::string::npos);
+
+  // Outside the allowed folder: refused by the group, with the reason.
+  const fs::path outside = root_ / "outside.png";
+  ASSERT_TRUE(cv::imwrite(outside.string(), imgq::testing::make_image(20, 20, CV_8U, 1, imgq::testing::Pattern::kShapes)));
+  auto denied_args = submit_args({"invert"}, area / "out2", {outside.string()});
+  denied_args.push_back("--local");
+  const auto [denied_code, denied] = shell(command_line(denied_args));
+  EXPECT_EQ(denied_code, 1) << denied;
+  EXPECT_NE(denied.find("is outside the folders this worker group may use"), std::string::npos) << denied;
+  EXPECT_FALSE(fs::exists(area / "out2" / "outside.png"));
+
+  // A group without --allow-paths fails such jobs and says how to fix it.
+  groups_.at("local")->signal_group(SIGTERM);
+  ASSERT_TRUE(groups_.at("local")->wait(seconds(30)).has_value());
+  start_group("plain");
+  ASSERT_TRUE(eventually([&] { return connected_groups() == 1; }, seconds(60)));
+  auto plain_args = submit_args({"invert"}, area / "out3", {sources[0].string()});
+  plain_args.push_back("--local");
+  const auto [plain_code, plain] = shell(command_line(plain_args));
+  EXPECT_EQ(plain_code, 1) << plain;
+  EXPECT_NE(plain.find("start it with --allow-paths"), std::string::npos) << plain;
+}
+
 TEST_F(System, GroupReconnectsToARestartedBroker) {
   start_group("faithful");
   ASSERT_TRUE(eventually([&] { return connected_groups() == 1; }, seconds(60)));
@@ -152,11 +205,7 @@ TEST_F(System, NoWaitThenStatusWatchAndFetchFromNewConnections) {
   auto args = submit_args({"invert"}, root_ / "unused", {image.string()});
   // Regression: CLI11 took a path between --op and a later flag for an op.
   args.push_back("--no-wait");
-  const auto [code, out] = shell([&] {
-    std::string cmd;
-    for (const auto& a : args) cmd += "'" + a + "' ";
-    return cmd + "2>&1";
-  }());
+  const auto [code, out] = shell(command_line(args));
   ASSERT_EQ(code, 0) << out;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(out, m, std::regex("as job ([0-9a-f]{16})"))) << out;

@@ -100,6 +100,8 @@ class BrokerCore {
     std::string name;
     std::string key;
     std::string image;   // kept until the job is done, for requeues
+    std::string path;    // a local-files job: the group reads the image here
+    std::string output;  // and writes the result here
     std::string state;
     std::string group;   // identity of the group running it
     std::string group_name;

@@ -34,8 +34,10 @@ class BrokerClient {
   // naming the cause), so a client can say so instead of waiting.
   std::optional<Status> refused();
 
-  // Sends a header and, optionally, a payload frame.
-  void send(const std::string& header, const std::string* payload = nullptr);
+  // Sends a header and, optionally, a payload frame. Never blocks: false
+  // when the socket has no connection to queue it on (a DEALER whose
+  // handshake was refused has none, and a blocking send would wait forever).
+  bool send(const std::string& header, const std::string* payload = nullptr);
   // Waits up to `timeout` for one message from the broker.
   std::optional<Frames> receive(Millis timeout);
   // Sends `header` and waits for the reply whose `req` is `req`; messages for

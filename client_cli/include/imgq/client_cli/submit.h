@@ -27,6 +27,11 @@ struct SubmitOptions {
   uint32_t job_timeout_ms = 0;  // longest run of one attempt; 0 = the broker's --job-timeout
   ReportMode mode = ReportMode::kPlain;
   CurveOptions curve;
+  // Local files: send each image's absolute path and output path instead of
+  // its bytes; the worker group reads and writes the files itself (it must
+  // see the same paths and allow them with --allow-paths). For large images
+  // on one host or a shared file system: no pixels cross a socket.
+  bool local = false;
 };
 
 // If the broker restarts while jobs are in flight (its pong carries a new

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "imgq/common/status.h"
@@ -11,6 +12,8 @@
 namespace imgq {
 
 Result<std::vector<uint8_t>> read_file(const std::filesystem::path& path);
+// The same, as a string (what message frames hold), without a second copy.
+Result<std::string> read_file_string(const std::filesystem::path& path);
 
 // Writes `bytes` to `path` through a temporary file and a rename, creating
 // parent folders, so a reader never sees half a file.

@@ -12,11 +12,17 @@
 //  - large images run in strips over every rank (engine.h), once the jobs in
 //    hand are done, so a single large image still gets the whole group.
 // Jobs start in the order they came. Both ways give the reference result.
+//
+// A local-files job (`path` and `output` in the job message) is read from
+// and written to the group's own file system, under --allow-paths only, so
+// its pixels never cross a socket.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "imgq/common/curve.h"
 #include "imgq/common/image_header.h"
@@ -35,6 +41,9 @@ struct ServiceOptions {
   uint64_t strip_above = kDefaultStripAbove;
   std::chrono::milliseconds heartbeat{1000};
   CurveOptions curve;  // off unless curve.server_public is set
+  // Local-files jobs read and write only under these folders (canonical);
+  // none: such jobs fail with a reason.
+  std::vector<std::filesystem::path> allow_paths;
 };
 
 void serve_broker(Engine& engine, const ServiceOptions& options, const std::atomic<bool>& stop);

@@ -52,7 +52,7 @@ struct JobStats {
 
 // ---- client -> broker ----
 
-struct Submit {  // + frame: the encoded image
+struct Submit {  // + frame: the encoded image (none when `path` is set)
   IMGQ_MESSAGE("submit");
   uint64_t req = 0;               // client's correlation id, echoed in replies
   std::vector<std::string> ops;   // op specs, "name:key=value,..."
@@ -62,7 +62,11 @@ struct Submit {  // + frame: the encoded image
   std::string key;                // idempotency key; empty = none
   std::string session;            // 8 hex digits: the first half of the job id
   uint32_t timeout_ms = 0;        // longest run of one attempt; 0 = the broker's --job-timeout
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key, session, timeout_ms)
+  // Local files: the group reads the image from `path` and writes the result
+  // to `output` itself (absolute paths it can see; see PROTOCOL.md).
+  std::string path;
+  std::string output;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key, session, timeout_ms, path, output)
 };
 
 struct StatusRequest {
@@ -116,7 +120,7 @@ struct Error {
   MSGPACK_DEFINE_MAP(sig, ver, type, req, job, code, code_name, message, retryable, retry_after_ms)
 };
 
-struct JobResult {  // + frame: the encoded result, when state == done
+struct JobResult {  // + frame: the encoded result, when state == done and no `output`
   IMGQ_MESSAGE("result");
   uint64_t req = 0;  // the submit's req, for a client that sent it
   std::string job;
@@ -126,7 +130,8 @@ struct JobResult {  // + frame: the encoded result, when state == done
   std::string format;
   std::string name;
   JobStats stats;
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, state, code, message, format, name, stats)
+  std::string output;  // a local-files job: where the group wrote the result
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, state, code, message, format, name, stats, output)
 };
 
 struct JobState {
@@ -210,13 +215,14 @@ struct Progress {
   MSGPACK_DEFINE_MAP(sig, ver, type, job, done, total, stage)
 };
 
-struct Done {  // + frame: the encoded result, when code == 0
+struct Done {  // + frame: the encoded result, when code == 0 and no `output`
   IMGQ_MESSAGE("done");
   std::string job;
   int code = 0;
   std::string message;
   JobStats stats;
-  MSGPACK_DEFINE_MAP(sig, ver, type, job, code, message, stats)
+  std::string output;  // a local-files job: the file the group wrote
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, code, message, stats, output)
 };
 
 struct Bye {
@@ -226,14 +232,16 @@ struct Bye {
 
 // ---- broker -> worker group leader ----
 
-struct JobRequest {  // + frame: the encoded image
+struct JobRequest {  // + frame: the encoded image (none when `path` is set)
   IMGQ_MESSAGE("job");
   std::string job;
   std::vector<std::string> ops;
   std::string format;
   std::string name;
   uint32_t timeout_ms = 0;  // the leader stops the job by itself after this long; 0 = never
-  MSGPACK_DEFINE_MAP(sig, ver, type, job, ops, format, name, timeout_ms)
+  std::string path;         // local files: read the image here...
+  std::string output;       // ...and write the result here
+  MSGPACK_DEFINE_MAP(sig, ver, type, job, ops, format, name, timeout_ms, path, output)
 };
 
 struct Abort {  // stop this job at the next stage boundary and report `done`
