@@ -81,6 +81,20 @@ system_run() {
     || { cat "$work/submit.err" >&2; exit 1; }
   since "$t0"
 }
+# median3 CMD...: runs CMD three times and prints the output line with the
+# median first number (a single run of a 192 MB file varies with the page
+# cache and writeback by +-30% here).
+median3() {
+  local a b c
+  a=$("$@"); b=$("$@"); c=$("$@")
+  printf '%s\n' "$a" "$b" "$c" | sort -n | sed -n 2p
+}
+vips_run() {
+  /usr/bin/time -f "%e %M" -o "$work/vips.txt" vips gaussblur "$work/large/gen0.ppm" "$work/vips.ppm" 1.1
+  local s kb
+  read -r s kb <"$work/vips.txt"
+  echo "$s $(mb "$kb")"
+}
 # baseline_run THREADS ARGS...: prints "seconds peak_mib".
 baseline_run() {
   local threads=$1; shift
@@ -96,26 +110,24 @@ echo "inputs: $batch_n batch images ($batch_mp megapixels), one 8000x8000 image;
 declare -A batch_s large_s large_mem
 for ranks in 1 2 4; do
   start_group "g$ranks" "$ranks"
-  batch_s[$ranks]=$(system_run "$work/out" "${pipeline[@]}" --format png "$work/batch")
-  large_s[$ranks]=$(system_run "$work/out" "${blur[@]}" --format ppm "$work/large")
+  batch_s[$ranks]=$(median3 system_run "$work/out" "${pipeline[@]}" --format png "$work/batch")
+  large_s[$ranks]=$(median3 system_run "$work/out" "${blur[@]}" --format ppm "$work/large")
   large_mem[$ranks]=$(peak_system_mb "g$ranks")
   echo "system, $ranks ranks: batch ${batch_s[$ranks]} s, large ${large_s[$ranks]} s"
   stop_group "g$ranks"
 done
 # Local files (imgq submit --local): the group reads and writes the files.
 start_group "local$cores" "$cores" --allow-paths "$work"
-batch_local_s=$(system_run "$work/out" --local "${pipeline[@]}" --format png "$work/batch")
-large_local_s=$(system_run "$work/out" --local "${blur[@]}" --format ppm "$work/large")
+batch_local_s=$(median3 system_run "$work/out" --local "${pipeline[@]}" --format png "$work/batch")
+large_local_s=$(median3 system_run "$work/out" --local "${blur[@]}" --format ppm "$work/large")
 large_local_mem=$(peak_system_mb "local$cores")
 echo "system, $cores ranks, local files: batch $batch_local_s s, large $large_local_s s"
 stop_group "local$cores"
-read -r seq_batch _ < <(baseline_run 1 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
-read -r thr_batch _ < <(baseline_run 0 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
-read -r seq_large seq_large_mem < <(baseline_run 1 "${blur[@]}" --format ppm --out "$work/base" "$work/large/gen0.ppm")
-read -r thr_large thr_large_mem < <(baseline_run 0 "${blur[@]}" --format ppm --out "$work/base" "$work/large/gen0.ppm")
-/usr/bin/time -f "%e %M" -o "$work/vips.txt" vips gaussblur "$work/large/gen0.ppm" "$work/vips.ppm" 1.1
-read -r vips_large vips_mem_kb <"$work/vips.txt"
-vips_mem=$(mb "$vips_mem_kb")
+read -r seq_batch _ < <(median3 baseline_run 1 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
+read -r thr_batch _ < <(median3 baseline_run 0 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
+read -r seq_large seq_large_mem < <(median3 baseline_run 1 "${blur[@]}" --format ppm --out "$work/base" "$work/large/gen0.ppm")
+read -r thr_large thr_large_mem < <(median3 baseline_run 0 "${blur[@]}" --format ppm --out "$work/base" "$work/large/gen0.ppm")
+read -r vips_large vips_mem < <(median3 vips_run)
 echo "baselines: batch ${seq_batch}/${thr_batch} s, large ${seq_large}/${thr_large} s, vips $vips_large s"
 
 # ---- overhead: tiny jobs ----
@@ -137,7 +149,7 @@ n=$cores
   echo "# imgq benchmark results"
   echo
   echo "Measured by \`bash bench/run.sh\` on $(date -u +%Y-%m-%d), $cores cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/Mem:/ {print $2}') GiB."
-  echo "Everything below ran in one run, side by side. \"System\" is the whole path: \`imgq submit\` (client) -> \`imgq-broker\` -> one worker group of N ranks (\`mpiexec -n N\`) -> result written; N = $n (the core count) unless stated. \"Sequential\" is one process doing the same decode, pipeline and encode per file with \`cv::setNumThreads(1)\`; \"OpenCV threads\" the same loop with OpenCV's own threads (TBB). \"Local files\" is \`imgq submit --local\`: the client sends paths, and the group (started with \`--allow-paths\`) reads the images and writes the results itself, so no pixels cross a socket (same host or shared file system)."
+  echo "Everything below ran in one run, side by side; every time is the median of three runs. \"System\" is the whole path: \`imgq submit\` (client) -> \`imgq-broker\` -> one worker group of N ranks (\`mpiexec -n N\`) -> result written; N = $n (the core count) unless stated. \"Sequential\" is one process doing the same decode, pipeline and encode per file with \`cv::setNumThreads(1)\`; \"OpenCV threads\" the same loop with OpenCV's own threads (TBB). \"Local files\" is \`imgq submit --local\`: the client sends paths, and the group (started with \`--allow-paths\`) reads the images and writes the results itself, so no pixels cross a socket (same host or shared file system)."
   echo
   echo "## Batch throughput"
   echo
@@ -148,7 +160,7 @@ n=$cores
   echo "| sequential loop, 1 thread | $seq_batch | $(rate "$batch_n" "$seq_batch") | $(rate "$batch_mp" "$seq_batch") | 1.00 | $(ratio "$thr_batch" "$seq_batch") |"
   echo "| OpenCV threads loop | $thr_batch | $(rate "$batch_n" "$thr_batch") | $(rate "$batch_mp" "$thr_batch") | $(ratio "$seq_batch" "$thr_batch") | 1.00 |"
   echo "| imgq system, $n ranks | ${batch_s[$n]} | $(rate "$batch_n" "${batch_s[$n]}") | $(rate "$batch_mp" "${batch_s[$n]}") | $(ratio "$seq_batch" "${batch_s[$n]}") | $(ratio "$thr_batch" "${batch_s[$n]}") |"
-  echo "| imgq system, $n ranks, local files (\\`--local\\`) | $batch_local_s | $(rate "$batch_n" "$batch_local_s") | $(rate "$batch_mp" "$batch_local_s") | $(ratio "$seq_batch" "$batch_local_s") | $(ratio "$thr_batch" "$batch_local_s") |"
+  echo "| imgq system, $n ranks, local files (\`--local\`) | $batch_local_s | $(rate "$batch_n" "$batch_local_s") | $(rate "$batch_mp" "$batch_local_s") | $(ratio "$seq_batch" "$batch_local_s") | $(ratio "$thr_batch" "$batch_local_s") |"
   echo
   echo "## One large image"
   echo
@@ -160,7 +172,7 @@ n=$cores
   echo "| OpenCV threads | $thr_large | $(ratio "$seq_large" "$thr_large") | $thr_large_mem |"
   echo "| libvips (\`vips gaussblur\`) | $vips_large | $(ratio "$seq_large" "$vips_large") | $vips_mem |"
   echo "| imgq system, $n ranks | ${large_s[$n]} | $(ratio "$seq_large" "${large_s[$n]}") | ${large_mem[$n]} |"
-  echo "| imgq system, $n ranks, local files (\\`--local\\`) | $large_local_s | $(ratio "$seq_large" "$large_local_s") | $large_local_mem |"
+  echo "| imgq system, $n ranks, local files (\`--local\`) | $large_local_s | $(ratio "$seq_large" "$large_local_s") | $large_local_mem |"
   echo
   echo "## Overhead"
   echo

@@ -350,11 +350,13 @@ class Leader {
     Frames reply{proto::encode(done)};
     if (outcome.status.ok() && request.output.empty()) reply.emplace_back(outcome.encoded.begin(), outcome.encoded.end());
     send_frames(pipe_, reply);
-    spdlog::info("job {} ({}): {} in {:.3f} s ({})", request.job, request.name,
-                 outcome.status.ok() ? "done" : outcome.status.ToString(),
-                 done.stats.decode_seconds + done.stats.scatter_seconds + done.stats.compute_seconds +
-                     done.stats.gather_seconds + done.stats.encode_seconds,
-                 task.whole ? "whole" : "strips");
+    const proto::JobStats& t = done.stats;
+    spdlog::info("job {} ({}): {} in {:.3f} s ({}; decode {:.3f}, scatter {:.3f}, compute {:.3f}, gather {:.3f}, "
+                 "encode {:.3f})",
+                 request.job, request.name, outcome.status.ok() ? "done" : outcome.status.ToString(),
+                 t.decode_seconds + t.scatter_seconds + t.compute_seconds + t.gather_seconds + t.encode_seconds,
+                 task.whole ? "whole" : "strips", t.decode_seconds, t.scatter_seconds, t.compute_seconds,
+                 t.gather_seconds, t.encode_seconds);
   }
 
   Engine& engine_;

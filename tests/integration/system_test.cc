@@ -61,10 +61,10 @@ TEST_F(System, EightClientsTwoGroupsEveryResultExactAndOnce) {
     }
   }
   EXPECT_EQ(all_jobs.size(), static_cast<size_t>(kClients * kJobs));
-  EXPECT_NE(groups_.at("alpha")->output().find("(whole)"), std::string::npos);
-  EXPECT_EQ(groups_.at("alpha")->output().find("(strips)"), std::string::npos);
-  EXPECT_NE(groups_.at("beta")->output().find("(whole)"), std::string::npos);
-  EXPECT_NE(groups_.at("beta")->output().find("(strips)"), std::string::npos);
+  EXPECT_NE(groups_.at("alpha")->output().find("(whole;"), std::string::npos);
+  EXPECT_EQ(groups_.at("alpha")->output().find("(strips;"), std::string::npos);
+  EXPECT_NE(groups_.at("beta")->output().find("(whole;"), std::string::npos);
+  EXPECT_NE(groups_.at("beta")->output().find("(strips;"), std::string::npos);
   const auto& counters = stop_broker();
   EXPECT_EQ(counters.submitted, static_cast<uint64_t>(kClients * kJobs));
   EXPECT_EQ(counters.succeeded, static_cast<uint64_t>(kClients * kJobs));
@@ -156,8 +156,8 @@ TEST_F(System, LocalFilesAreReadAndWrittenByTheGroupUnderItsAllowedFolders) {
     const fs::path written = area / "out" / fs::relative(source, area / "in");
     EXPECT_TRUE(imgq::testing::SameImage(*expected, cv::imread(written.string(), cv::IMREAD_UNCHANGED))) << written;
   }
-  EXPECT_NE(groups_.at("local")->output().find("(strips)"), std::string::npos);
-  EXPECT_NE(groups_.at("local")->output().find("(whole)"), std::string::npos);
+  EXPECT_NE(groups_.at("local")->output().find("(strips;"), std::string::npos);
+  EXPECT_NE(groups_.at("local")->output().find("(whole;"), std::string::npos);
 
   // Outside the allowed folder: refused by the group, with the reason.
   const fs::path outside = root_ / "outside.png";
