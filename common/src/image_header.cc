@@ -359,16 +359,19 @@ Result<ImageHeader> read_image_header(Bytes bytes) {
                               "\"); imgq reads PNG, JPEG, TIFF, BMP, WebP, PNM, JPEG 2000 and Sun raster");
 }
 
+Status check_pixel_limit(const ImageHeader& header, uint64_t max_pixels, std::string_view name) {
+  if (max_pixels == 0 || header.pixels() <= max_pixels) return Status::Ok();
+  const std::string prefix = name.empty() ? std::string() : std::string(name) + ": ";
+  return Status::TooLarge(prefix + header.format + " declares " + std::to_string(header.width) + " x " +
+                          std::to_string(header.height) + " pixels (" + megapixels(header.pixels()) +
+                          " megapixels); the limit is " + megapixels(max_pixels) + " megapixels (--max-pixels)");
+}
+
 Result<ImageHeader> check_image_header(Bytes bytes, uint64_t max_pixels, std::string_view name) {
   auto header = read_image_header(bytes);
   const std::string prefix = name.empty() ? std::string() : std::string(name) + ": ";
   if (!header.ok()) return Status(header.status().code(), prefix + header.status().message());
-  if (max_pixels != 0 && header->pixels() > max_pixels) {
-    return Status::TooLarge(prefix + header->format + " declares " + std::to_string(header->width) + " x " +
-                            std::to_string(header->height) + " pixels (" + megapixels(header->pixels()) +
-                            " megapixels); the limit is " + megapixels(max_pixels) +
-                            " megapixels (--max-pixels)");
-  }
+  IMGQ_RETURN_IF_ERROR(check_pixel_limit(*header, max_pixels, name));
   return header;
 }
 

@@ -26,6 +26,10 @@ struct JobHeader {
   int32_t cols = 0;
   int32_t type = 0;
   int64_t spec_bytes = 0;
+  // StripFiles: the paths follow the specs in the same broadcast.
+  int64_t input_path_bytes = 0;
+  int64_t output_path_bytes = 0;
+  uint64_t input_offset = 0;
 };
 
 // One image row as an MPI datatype: counts are in rows, so images of more
@@ -111,6 +115,13 @@ Result<std::vector<ImageInfo>> infos_along(const Pipeline& pipeline, const Image
 
 }  // namespace
 
+FilesFit files_fit(const Pipeline& pipeline) {
+  const std::vector<Stage> stages = plan_stages(pipeline);
+  if (stages.empty()) return {};
+  return {.input = !stages.front().on_leader,
+          .output = !stages.back().on_leader && stages.back().finish != Distribution::kCanny};
+}
+
 Engine::Engine(MPI_Comm comm) {
   MPI_Comm_dup(comm, &comm_);
   MPI_Comm_rank(comm_, &rank_);
@@ -150,20 +161,36 @@ Status Engine::agree(const Status& local) {
 }
 
 Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
-                            const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt) {
+                            const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt,
+                            const StripFiles& files) {
   if (!is_leader() || shut_down_) return Status::Internal("Engine::run called off the leader");
-  const ImageInfo info = ImageInfo::of(image);
+  const PnmLayout& in = files.input_layout;
+  const ImageInfo info = files.input.empty()
+                             ? ImageInfo::of(image)
+                             : ImageInfo{in.rows, in.cols, CV_MAT_DEPTH(in.type), CV_MAT_CN(in.type)};
   IMGQ_RETURN_IF_ERROR(check_pipeline(pipeline, info).status());
+  const FilesFit fit = files_fit(pipeline);
+  if ((!files.input.empty() && !fit.input) || (!files.output.empty() && !fit.output)) {
+    return Status::Internal("Engine::run: this pipeline cannot read or write its rows in files");
+  }
 
   std::string specs = join_specs(pipeline);
-  JobHeader header{kRunJob, info.rows, info.cols, info.type(), static_cast<int64_t>(specs.size())};
+  JobHeader header{kRunJob,
+                   info.rows,
+                   info.cols,
+                   info.type(),
+                   static_cast<int64_t>(specs.size()),
+                   static_cast<int64_t>(files.input.size()),
+                   static_cast<int64_t>(files.output.size()),
+                   in.data_offset};
   broadcast_header(header, comm_, true);
+  specs += files.input + files.output;
   MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
   IMGQ_RETURN_IF_ERROR(agree(Status::Ok()));  // every follower parsed the pipeline
 
   const cv::Mat input = image.isContinuous() ? image : image.clone();
   if (stats != nullptr) *stats = RunStats{.rank_compute_seconds = std::vector<double>(size_, 0.0)};
-  return execute(pipeline, info, input, on_stage, stats, interrupt);
+  return execute(pipeline, info, input, on_stage, stats, interrupt, files);
 }
 
 void Engine::serve(const IdleWork& idle) {
@@ -171,18 +198,25 @@ void Engine::serve(const IdleWork& idle) {
     JobHeader header;
     broadcast_header(header, comm_, false, idle);
     if (header.command != kRunJob) return;
-    std::string specs(static_cast<size_t>(header.spec_bytes), '\0');
+    std::string specs(static_cast<size_t>(header.spec_bytes + header.input_path_bytes + header.output_path_bytes),
+                      '\0');
     MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
+    StripFiles files;
+    files.input = specs.substr(static_cast<size_t>(header.spec_bytes), static_cast<size_t>(header.input_path_bytes));
+    files.output = specs.substr(static_cast<size_t>(header.spec_bytes + header.input_path_bytes));
+    files.input_layout = {header.rows, header.cols, header.type, header.input_offset};
+    specs.resize(static_cast<size_t>(header.spec_bytes));
     auto pipeline = schemas::parse_pipeline(split_specs(specs));
     if (!agree(pipeline.status()).ok()) continue;
     const ImageInfo info{header.rows, header.cols, CV_MAT_DEPTH(header.type),
                          CV_MAT_CN(header.type)};
-    (void)execute(*pipeline, info, cv::Mat(), {}, nullptr, {});
+    (void)execute(*pipeline, info, cv::Mat(), {}, nullptr, {}, files);
   }
 }
 
 Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Mat current,
-                                const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt) {
+                                const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt,
+                                const StripFiles& files) {
   auto infos = infos_along(pipeline, info);
   IMGQ_RETURN_IF_ERROR(agree(infos.status()));
 
@@ -202,7 +236,9 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
       }
       IMGQ_RETURN_IF_ERROR(agree(status));
     } else {
-      IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats));
+      const StripFiles* read_from = s == 0 && !files.input.empty() ? &files : nullptr;
+      const StripFiles* write_to = s + 1 == stages.size() && !files.output.empty() ? &files : nullptr;
+      IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats, read_from, write_to));
     }
     if (stats != nullptr) stats->stages = static_cast<int>(s + 1);
     if (on_stage && is_leader()) on_stage(static_cast<int>(s + 1), static_cast<int>(stages.size()));
@@ -212,8 +248,9 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
 }
 
 Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& stage,
-                                        const std::vector<ImageInfo>& infos,
-                                        const cv::Mat& current, RunStats* stats) {
+                                        const std::vector<ImageInfo>& infos, const cv::Mat& current,
+                                        RunStats* stats, const StripFiles* read_from,
+                                        const StripFiles* write_to) {
   const ImageInfo& in = infos[static_cast<size_t>(stage.first_op)];
   const ImageInfo& out = infos[static_cast<size_t>(stage.end_op)];
   const std::vector<Strip> strips = plan_strips(in.rows, size_, stage.halo);
@@ -231,8 +268,15 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   }
   cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
   fault_point("scatter", rank_);
-  MPI_Scatterv(is_leader() ? current.data : nullptr, counts.data(), displs.data(), in_row.get(),
-               buffer.data, mine.buf_rows(), in_row.get(), 0, comm_);
+  if (read_from != nullptr) {
+    // Every rank reads its own rows and halo from the file.
+    auto rows = read_pnm_rows(read_from->input, read_from->input_layout, mine.buf_begin, mine.buf_rows());
+    if (rows.ok()) buffer = std::move(rows).value();
+    IMGQ_RETURN_IF_ERROR(agree(rows.status()));
+  } else {
+    MPI_Scatterv(is_leader() ? current.data : nullptr, counts.data(), displs.data(), in_row.get(),
+                 buffer.data, mine.buf_rows(), in_row.get(), 0, comm_);
+  }
   const double t1 = MPI_Wtime();
 
   // Compute: the local ops on the whole buffer (a fresh Mat, never a
@@ -290,10 +334,17 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   }
   if (!own.isContinuous()) own = own.clone();
   cv::Mat result;
-  if (is_leader()) result.create(out.rows, out.cols, out.type());
   fault_point("gather", rank_);
-  MPI_Gatherv(own.data, mine.rows(), out_row.get(), result.data, counts.data(), displs.data(),
-              out_row.get(), 0, comm_);
+  if (write_to != nullptr) {
+    // Every rank writes its own rows into the output; nothing is gathered.
+    const Status written = write_pnm_rows(write_to->output, pnm_layout_for(out.rows, out.cols, out.type()),
+                                          mine.begin, own);
+    IMGQ_RETURN_IF_ERROR(agree(written));
+  } else {
+    if (is_leader()) result.create(out.rows, out.cols, out.type());
+    MPI_Gatherv(own.data, mine.rows(), out_row.get(), result.data, counts.data(), displs.data(),
+                out_row.get(), 0, comm_);
+  }
   const double t3 = MPI_Wtime();
 
   if (is_leader() && stage.finish == Distribution::kCanny) {

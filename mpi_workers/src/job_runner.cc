@@ -1,7 +1,13 @@
 #include "imgq/mpi_workers/job_runner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <numeric>
 
 #include "imgq/mpi_workers/faults.h"
@@ -126,6 +132,98 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
     return out;
   }
   out.encoded = std::move(encoded).value();
+  report(total, "encode");
+  return out;
+}
+
+JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::filesystem::path& input,
+                         const PnmLayout& layout, const std::filesystem::path& output, const std::string& format,
+                         const ProgressFn& progress, const JobControl& control) {
+  JobOutcome out;
+  auto fail = [&](Status status) {
+    out.status = std::move(status);
+    return out;
+  };
+  if (control.interrupt) {
+    if (Status why = control.interrupt(); !why.ok()) return fail(why);
+  }
+  const int total = static_cast<int>(plan_stages(pipeline).size()) + 2;
+  auto report = [&](int done, const std::string& step) {
+    if (progress) progress(done, total, step);
+  };
+
+  // What decode_image checks, from the layout and the file's size.
+  const ImageHeader header{"PNM", static_cast<uint64_t>(layout.cols), static_cast<uint64_t>(layout.rows)};
+  if (Status limit = check_pixel_limit(header, control.max_pixels); !limit.ok()) return fail(limit);
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(input, ec);
+  if (ec) return fail(Status::IoError("cannot read the size of " + input.string() + ": " + ec.message()));
+  if (size < layout.file_bytes()) {
+    return fail(Status::InvalidImage("PNM: the file is truncated (" + std::to_string(size) + " bytes; the header needs " +
+                                     std::to_string(layout.file_bytes()) + ")"));
+  }
+  const ImageInfo info{layout.rows, layout.cols, CV_MAT_DEPTH(layout.type), CV_MAT_CN(layout.type)};
+  auto result_info = check_pipeline(pipeline, info);
+  if (!result_info.ok()) return fail(result_info.status());
+  out.stats.pixels = static_cast<uint64_t>(layout.rows) * static_cast<uint64_t>(layout.cols);
+  report(1, "decode");
+
+  // Straight into the output when it is a PGM/PPM of the result's kind.
+  std::string f = format;
+  std::transform(f.begin(), f.end(), f.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const int channels = result_info->channels;
+  const bool pnm_out = (f == "pnm" && (channels == 1 || channels == 3)) || (f == "ppm" && channels == 3) ||
+                       (f == "pgm" && channels == 1);
+  StripFiles files;
+  files.input = input.string();
+  files.input_layout = layout;
+  std::filesystem::path part = output;
+  part += ".part" + std::to_string(::getpid());
+  if (pnm_out && files_fit(pipeline).output) {
+    const std::string head = pnm_header(result_info->rows, result_info->cols, result_info->type());
+    const uint64_t bytes = pnm_layout_for(result_info->rows, result_info->cols, result_info->type()).file_bytes();
+    std::filesystem::create_directories(output.parent_path(), ec);
+    {
+      std::ofstream file(part, std::ios::binary | std::ios::trunc);
+      file.write(head.data(), static_cast<std::streamsize>(head.size()));
+      if (!file.flush()) return fail(Status::IoError("cannot write " + part.string() + ": " + std::strerror(errno)));
+    }
+    std::filesystem::resize_file(part, bytes, ec);
+    if (ec) return fail(Status::IoError("cannot size " + part.string() + ": " + ec.message()));
+    files.output = part.string();
+  }
+
+  RunStats run;
+  auto result = engine.run(
+      pipeline, cv::Mat(),
+      [&](int done, int stages) { report(1 + done, "stage " + std::to_string(done) + "/" + std::to_string(stages)); },
+      &run, control.interrupt, files);
+  out.stats.scatter_seconds = run.scatter_seconds;  // reading the rows, when each rank reads its own
+  out.stats.compute_seconds = run.compute_seconds;
+  out.stats.gather_seconds = run.gather_seconds;    // writing them, when each rank writes its own
+  out.stats.imbalance = imbalance(run.rank_compute_seconds);
+  out.stats.ranks = engine.size();
+  if (!result.ok()) {
+    if (!files.output.empty()) std::filesystem::remove(part, ec);
+    return fail(result.status());
+  }
+  if (!files.output.empty()) {
+    std::filesystem::rename(part, output, ec);
+    if (ec) {
+      std::filesystem::remove(part, ec);
+      return fail(Status::IoError("cannot move the result into place at " + output.string()));
+    }
+    out.written = true;
+  } else {
+    if (control.interrupt) {
+      if (Status why = control.interrupt(); !why.ok()) return fail(why);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    auto encoded = encode_image(*result, format);
+    out.stats.encode_seconds = since(start);
+    if (!encoded.ok()) return fail(encoded.status());
+    out.encoded = std::move(encoded).value();
+  }
   report(total, "encode");
   return out;
 }

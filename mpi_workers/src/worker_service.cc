@@ -6,6 +6,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <fstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -14,6 +15,7 @@
 #include "imgq/common/zmq_frames.h"
 #include "imgq/mpi_workers/broker_link.h"
 #include "imgq/mpi_workers/job_runner.h"
+#include "imgq/mpi_workers/pnm_io.h"
 #include "imgq/mpi_workers/whole_jobs.h"
 #include "imgq/schemas/codec.h"
 #include "imgq/schemas/op_catalog.h"
@@ -31,6 +33,11 @@ std::span<const uint8_t> bytes_of(const std::string& s) {
 struct Task {
   proto::JobRequest request;
   std::string image;  // encoded: the job message's frame, or read from request.path
+  // A local-files job: its files (checked against --allow-paths), and for a
+  // large binary PGM/PPM the layout that lets every rank read its own rows
+  // (then `image` stays empty).
+  std::filesystem::path input_file, output_file;
+  std::optional<PnmLayout> rows_from_file;
   Pipeline pipeline;
   SteadyClock::time_point received;
   bool whole = true;  // run whole on one rank, else in strips over all
@@ -209,20 +216,37 @@ class Leader {
     }
     task.request = std::move(request).value();
     task.received = SteadyClock::now();
-    if (task.request.path.empty()) {
-      task.image = std::move(frames[1]);
-    } else {
-      auto real = inside(options_.allow_paths, task.request.path);
-      auto bytes = real.ok() ? read_file_string(*real) : Result<std::string>(real.status());
-      if (!bytes.ok()) return finish(task, {.status = bytes.status()});
-      task.image = std::move(bytes).value();
-    }
     auto pipeline = schemas::parse_pipeline(task.request.ops);
     if (!pipeline.ok()) return finish(task, {.status = pipeline.status()});
     task.pipeline = std::move(pipeline).value();
-    task.whole = runs_whole(task.image);
+    if (task.request.path.empty()) {
+      task.image = std::move(frames[1]);
+    } else if (Status loaded = load_local(task); !loaded.ok()) {
+      return finish(task, {.status = loaded});
+    }
+    task.whole = !task.rows_from_file && runs_whole(task.image);
     task.ticket = ++tickets_;
     waiting_.push_back(std::move(task));
+  }
+
+  // Checks a local-files job's paths, then reads its image, or only the
+  // header of a large binary PGM/PPM whose rows each rank will read itself.
+  Status load_local(Task& task) const {
+    IMGQ_ASSIGN_OR_RETURN(task.input_file, inside(options_.allow_paths, task.request.path));
+    IMGQ_ASSIGN_OR_RETURN(task.output_file, inside(options_.allow_paths, task.request.output));
+    if (engine_.size() > 1 && options_.strip_above != 0 && files_fit(task.pipeline).input) {
+      std::ifstream in(task.input_file, std::ios::binary);
+      std::vector<uint8_t> head(64);
+      in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+      head.resize(static_cast<size_t>(in.gcount()));
+      auto layout = pnm_layout(head);
+      if (layout && static_cast<uint64_t>(layout->rows) * static_cast<uint64_t>(layout->cols) > options_.strip_above) {
+        task.rows_from_file = layout;
+        return Status::Ok();
+      }
+    }
+    IMGQ_ASSIGN_OR_RETURN(task.image, read_file_string(task.input_file));
+    return Status::Ok();
   }
 
   bool runs_whole(const std::string& image) const {
@@ -305,17 +329,18 @@ class Leader {
     JobControl control;
     control.max_pixels = options_.max_pixels;
     control.interrupt = [&] { return stop_reason(link_, task.request, task.received); };
-    JobOutcome outcome = run_job(
-        engine_, task.pipeline, bytes_of(task.image), format_of(task),
-        [&](int step, int total, const std::string& what) {
-          proto::Progress progress;
-          progress.job = task.request.job;
-          progress.done = step;
-          progress.total = total;
-          progress.stage = what;
-          send_frames(pipe_, {proto::encode(progress)});
-        },
-        control);
+    const ProgressFn progress = [&](int step, int total, const std::string& what) {
+      proto::Progress message;
+      message.job = task.request.job;
+      message.done = step;
+      message.total = total;
+      message.stage = what;
+      send_frames(pipe_, {proto::encode(message)});
+    };
+    JobOutcome outcome = task.rows_from_file
+                             ? run_job_files(engine_, task.pipeline, task.input_file, *task.rows_from_file,
+                                             task.output_file, format_of(task), progress, control)
+                             : run_job(engine_, task.pipeline, bytes_of(task.image), format_of(task), progress, control);
     finish(task, std::move(outcome));
   }
 
@@ -334,9 +359,8 @@ class Leader {
       }
     }
     // A local-files job: the result goes to its file, not back in a frame.
-    if (outcome.status.ok() && !request.output.empty()) {
-      auto real = inside(options_.allow_paths, request.output);
-      outcome.status = real.ok() ? write_file(*real, outcome.encoded) : real.status();
+    if (outcome.status.ok() && !request.output.empty() && !outcome.written) {
+      outcome.status = write_file(task.output_file, outcome.encoded);
       outcome.encoded.clear();
     }
     proto::Done done;

@@ -144,6 +144,35 @@ TEST_F(System, LocalFilesAreReadAndWrittenByTheGroupUnderItsAllowedFolders) {
     ASSERT_TRUE(cv::imwrite(source.string(), image));
     sources.push_back(source);
   }
+  // A PPM above --strip-above: every rank reads its rows from the file and
+  // writes its rows of the result into the output file itself.
+  const fs::path ppm = area / "in" / "big.ppm";
+  ASSERT_TRUE(cv::imwrite(ppm.string(), imgq::testing::make_image(420, 300, CV_16U, 3, imgq::testing::Pattern::kNoise)));
+  const std::vector<std::string> blur = {"gaussian_blur:ksize=5", "sharpen"};
+  auto ppm_args = submit_args(blur, area / "out", {ppm.string()});
+  ppm_args.push_back("--local");
+  const auto [ppm_code, ppm_out] = shell(command_line(ppm_args));
+  ASSERT_EQ(ppm_code, 0) << ppm_out;
+  {
+    const auto expected = workers::apply_pipeline(*schemas::parse_pipeline(blur), cv::imread(ppm.string(), cv::IMREAD_UNCHANGED));
+    ASSERT_TRUE(expected.ok());
+    std::vector<uchar> want;
+    ASSERT_TRUE(cv::imencode(".ppm", *expected, want));
+    std::ifstream got_file(area / "out" / "big.ppm", std::ios::binary);
+    const std::vector<uchar> got((std::istreambuf_iterator<char>(got_file)), {});
+    EXPECT_TRUE(got == want) << "the PPM written by the ranks differs from OpenCV's";
+    EXPECT_NE(groups_.at("local")->output().find("(strips; decode 0.000"), std::string::npos)
+        << groups_.at("local")->output();
+  }
+  // Cut short, it is refused with the reason, and no output appears.
+  fs::remove(area / "out" / "big.ppm");
+  fs::resize_file(ppm, fs::file_size(ppm) - 1000);
+  const auto [cut_code, cut_out] = shell(command_line(ppm_args));
+  EXPECT_EQ(cut_code, 1) << cut_out;
+  EXPECT_NE(cut_out.find("PNM: the file is truncated"), std::string::npos) << cut_out;
+  EXPECT_FALSE(fs::exists(area / "out" / "big.ppm"));
+  fs::remove(ppm);
+
   auto args = submit_args(ops, area / "out", {(area / "in").string()});
   args.push_back("--local");
   Subprocess client(args, (root_ / "local.log").string());

@@ -4,8 +4,14 @@
 // other ranks serve its engine, as they do in imgq-worker.
 #include "imgq/mpi_workers/engine.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <opencv2/imgcodecs.hpp>
 
 #include "common/test_images.h"
 
@@ -91,6 +97,66 @@ TEST(EngineExact, WeakEdgeWindingThroughEveryStrip) {
   const cv::Mat snake = imgq::testing::make_image(240, 60, CV_8U, 1, imgq::testing::Pattern::kSnake);
   ExpectExact({"canny:low=50,high=200"}, snake, "snake");
   ExpectExact({"gaussian_blur:ksize=3", "canny:low=20,high=200"}, snake, "snake");
+}
+
+// Every rank reads its own rows from a PGM/PPM file and, where the pipeline
+// allows, writes its own rows into the output file: the file must be byte
+// for byte what OpenCV writes for the whole-image result.
+TEST(EngineExact, RowsReadAndWrittenInFilesByEveryRank) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("imgq_engine_files_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::vector<std::vector<std::string>> lists = {
+      {"gaussian_blur:ksize=5"}, {"median_blur:ksize=5", "sobel"}, {"to_8bit", "equalize_hist"},
+      {"to_8bit", "gaussian_blur", "canny"}, {"invert", "erode:ksize=5", "flip"}, {"resize:scale=0.5", "blur"},
+      {"box_blur", "rotate"}};
+  int written = 0, gathered = 0;
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    if (image.channels() == 4) continue;  // PNM stores 1 or 3
+    const fs::path input = dir / (image.channels() == 3 ? "in.ppm" : "in.pgm");
+    ASSERT_TRUE(cv::imwrite(input.string(), image));
+    std::ifstream head_file(input, std::ios::binary);
+    std::vector<uint8_t> head(64);
+    head_file.read(reinterpret_cast<char*>(head.data()), 64);
+    head.resize(static_cast<size_t>(head_file.gcount()));
+    const auto layout = pnm_layout(head);
+    ASSERT_TRUE(layout.has_value()) << name;
+    const cv::Mat decoded = cv::imread(input.string(), cv::IMREAD_UNCHANGED);
+    for (const auto& specs : lists) {
+      const Pipeline p = pipeline(specs);
+      const FilesFit fit = files_fit(p);
+      auto expected = apply_pipeline(p, decoded);
+      if (!fit.input || !expected.ok()) continue;
+      std::string label = name + " |";
+      for (const auto& spec : specs) label += " " + spec;
+      StripFiles files{input.string(), *layout, ""};
+      const fs::path output = dir / (expected->channels() == 3 ? "out.ppm" : "out.pgm");
+      const bool direct = fit.output && (expected->channels() == 1 || expected->channels() == 3);
+      if (direct) {
+        const std::string header = pnm_header(expected->rows, expected->cols, expected->type());
+        std::ofstream(output, std::ios::binary | std::ios::trunc) << header;
+        fs::resize_file(output, pnm_layout_for(expected->rows, expected->cols, expected->type()).file_bytes());
+        files.output = output.string();
+      }
+      auto actual = g_engine->run(p, cv::Mat(), {}, nullptr, {}, files);
+      ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
+      if (direct) {
+        ++written;
+        EXPECT_TRUE(actual->empty()) << label;
+        std::vector<uchar> want;
+        ASSERT_TRUE(cv::imencode(output.extension().string(), *expected, want));
+        std::ifstream got_file(output, std::ios::binary);
+        const std::vector<uchar> got((std::istreambuf_iterator<char>(got_file)), {});
+        EXPECT_TRUE(got == want) << label << " on " << g_engine->size() << " ranks: the file differs";
+      } else {
+        ++gathered;
+        EXPECT_TRUE(SameImage(*expected, *actual)) << label << " on " << g_engine->size() << " ranks";
+      }
+    }
+  }
+  EXPECT_GT(written, 0);
+  EXPECT_GT(gathered, 0);
+  fs::remove_all(dir);
 }
 
 TEST(Engine, RefusesUnsupportedImagesAndStaysUsable) {

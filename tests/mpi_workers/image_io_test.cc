@@ -1,4 +1,5 @@
 #include "imgq/mpi_workers/image_io.h"
+#include "imgq/mpi_workers/pnm_io.h"
 
 #include <filesystem>
 #include <fstream>
@@ -101,6 +102,31 @@ TEST(Files, WriteCreatesFoldersAndLeavesNoTemporary) {
   EXPECT_EQ(read_file(dir / "missing").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(read_file(dir).status().code(), StatusCode::kIoError);
   std::filesystem::remove_all(dir);
+}
+
+TEST(PnmLayout, ReadsWhatOpenCvWritesAndLeavesTheRestToIt) {
+  for (const int type : {CV_8UC1, CV_8UC3, CV_16UC1, CV_16UC3}) {
+    const cv::Mat image = imgq::testing::make_image(7, 5, CV_MAT_DEPTH(type), CV_MAT_CN(type),
+                                                    imgq::testing::Pattern::kNoise);
+    std::vector<uchar> encoded;
+    ASSERT_TRUE(cv::imencode(CV_MAT_CN(type) == 3 ? ".ppm" : ".pgm", image, encoded));
+    const auto layout = pnm_layout(encoded);
+    ASSERT_TRUE(layout.has_value());
+    EXPECT_EQ(layout->rows, 7);
+    EXPECT_EQ(layout->cols, 5);
+    EXPECT_EQ(layout->type, type);
+    EXPECT_EQ(layout->file_bytes(), encoded.size());
+    EXPECT_EQ(pnm_header(7, 5, type).size(), layout->data_offset);
+    EXPECT_EQ(std::string(encoded.begin(), encoded.begin() + static_cast<long>(layout->data_offset)),
+              pnm_header(7, 5, type));
+  }
+  EXPECT_FALSE(pnm_layout(bytes_of("P3\n5 7\n255\n")));         // ASCII
+  EXPECT_FALSE(pnm_layout(bytes_of("P6\n5 7\n1023\n")));        // maxval OpenCV scales
+  EXPECT_FALSE(pnm_layout(bytes_of("P6\n# made by hand\n5 7\n255\n")));  // comments: OpenCV's
+  EXPECT_FALSE(pnm_layout(bytes_of("P6\n5 7\n255")));             // header cut short
+  EXPECT_FALSE(pnm_layout(bytes_of("P6\n0 7\n255\n")));
+  EXPECT_FALSE(pnm_layout(bytes_of("\x89PNG\r\n")));
+  EXPECT_TRUE(pnm_layout(bytes_of("P5 5 7 255 ")));
 }
 
 }  // namespace

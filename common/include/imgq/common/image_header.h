@@ -46,4 +46,7 @@ Result<ImageHeader> read_image_header(std::span<const uint8_t> bytes);
 Result<ImageHeader> check_image_header(std::span<const uint8_t> bytes, uint64_t max_pixels,
                                        std::string_view name = {});
 
+// The TooLarge check alone, for a header read another way.
+Status check_pixel_limit(const ImageHeader& header, uint64_t max_pixels, std::string_view name = {});
+
 }  // namespace imgq

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <mpi.h>
@@ -21,6 +22,7 @@
 
 #include "imgq/common/status.h"
 #include "imgq/mpi_workers/ops.h"
+#include "imgq/mpi_workers/pnm_io.h"
 #include "imgq/mpi_workers/strip_plan.h"
 
 namespace imgq::workers {
@@ -41,6 +43,26 @@ using StageCallback = std::function<void(int done, int total)>;
 // the deadline) stops the run there, on every rank, with that status.
 using Interrupt = std::function<Status()>;
 
+// Files that every rank can open, for a run whose first stage reads its rows
+// straight from the input and whose last stage writes its rows straight into
+// the output (binary PGM/PPM, pnm_io.h), in parallel, instead of the leader
+// scattering a decoded image and gathering the result. See files_fit().
+struct StripFiles {
+  std::string input;  // empty: the leader's image is scattered
+  PnmLayout input_layout;
+  std::string output;  // empty: the result is gathered; else a file of the
+                       // result's full size with its header written
+};
+
+// Whether `pipeline` can read its input from a file (its first stage runs on
+// strips) and write its result to one (its last stage ends on every rank:
+// no leader op, no canny, whose final pass runs on the whole image).
+struct FilesFit {
+  bool input = false;
+  bool output = false;
+};
+FilesFit files_fit(const Pipeline& pipeline);
+
 // Work a follower does while it waits for the leader's next run(); true
 // when it did some (see whole_jobs.h).
 using IdleWork = std::function<bool()>;
@@ -58,9 +80,11 @@ class Engine {
   bool is_leader() const { return rank_ == 0; }
 
   // Leader only. Checks the pipeline against the image before any rank works.
+  // With `files` (see StripFiles; `image` is then empty when files->input is
+  // set), returns an empty Mat when the result went to files->output.
   Result<cv::Mat> run(const Pipeline& pipeline, const cv::Mat& image,
                       const StageCallback& on_stage = {}, RunStats* stats = nullptr,
-                      const Interrupt& interrupt = {});
+                      const Interrupt& interrupt = {}, const StripFiles& files = {});
 
   // Followers only: serves run() calls until the leader's shutdown(), doing
   // `idle` work in between.
@@ -74,10 +98,12 @@ class Engine {
 
  private:
   Result<cv::Mat> execute(const Pipeline& pipeline, ImageInfo info, cv::Mat image,
-                          const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt);
+                          const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt,
+                          const StripFiles& files);
+  // `read_from`/`write_to`: the stage's rows come from / go to files.
   Result<cv::Mat> run_strip_stage(const Pipeline& pipeline, const Stage& stage,
                                   const std::vector<ImageInfo>& infos, const cv::Mat& current,
-                                  RunStats* stats);
+                                  RunStats* stats, const StripFiles* read_from, const StripFiles* write_to);
   // Collective: OK when `local` is OK on every rank, else the first failing
   // rank's status, on every rank.
   Status agree(const Status& local);

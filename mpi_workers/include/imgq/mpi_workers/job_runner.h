@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <span>
 #include <string>
@@ -22,7 +23,8 @@ using ProgressFn = std::function<void(int done, int total, const std::string& st
 
 struct JobOutcome {
   Status status;
-  std::vector<uint8_t> encoded;  // the result, when status is OK
+  std::vector<uint8_t> encoded;  // the result, when status is OK and not written
+  bool written = false;          // run_job_files wrote the result to its output already
   proto::JobStats stats;         // decode/scatter/compute/gather/encode, pixels, imbalance
 };
 
@@ -37,6 +39,16 @@ struct JobControl {
 JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
                    const std::string& format, const ProgressFn& progress = {},
                    const JobControl& control = {});
+
+// A local binary PGM/PPM in strips with parallel file I/O: every rank reads
+// its rows of `input` (`layout`, from pnm_layout()) itself, and when the
+// pipeline and `format` allow (files_fit(), pgm/ppm/pnm of the result's
+// kind) writes its rows of the result into `output` itself, through a
+// temporary file and a rename (then `written`). Otherwise the leader gathers
+// and encodes as run_job does. Leader only; every path already checked.
+JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::filesystem::path& input,
+                         const PnmLayout& layout, const std::filesystem::path& output, const std::string& format,
+                         const ProgressFn& progress = {}, const JobControl& control = {});
 
 // One image whole on the calling process and thread, no MPI: decode, the
 // pipeline op by op (apply_op, the reference itself, so exact by
