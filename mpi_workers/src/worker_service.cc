@@ -234,7 +234,8 @@ class Leader {
   Status load_local(Task& task) const {
     IMGQ_ASSIGN_OR_RETURN(task.input_file, inside(options_.allow_paths, task.request.path));
     IMGQ_ASSIGN_OR_RETURN(task.output_file, inside(options_.allow_paths, task.request.output));
-    if (engine_.size() > 1 && options_.strip_above != 0 && files_fit(task.pipeline).input) {
+    // Only for what runs in strips (--strip-above 0: everything).
+    if (engine_.size() > 1 && files_fit(task.pipeline).input) {
       std::ifstream in(task.input_file, std::ios::binary);
       std::vector<uint8_t> head(64);
       in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
