@@ -35,6 +35,16 @@ bool finished_state(const std::string& state) {
   return state == proto::kDone || state == proto::kFailed || state == proto::kCancelled;
 }
 
+// Whether `file` (absolute) lies in one of `folders`, by name: the group
+// checks again with the links resolved, and refuses what is outside.
+bool inside_any(const std::vector<std::filesystem::path>& folders, const std::string& file) {
+  const std::filesystem::path path = std::filesystem::path(file).lexically_normal();
+  return std::any_of(folders.begin(), folders.end(), [&](const std::filesystem::path& folder) {
+    auto [f, p] = std::mismatch(folder.begin(), folder.end(), path.begin(), path.end());
+    return f == folder.end() || (std::next(f) == folder.end() && f->empty());  // "/a/b/" holds "/a/b/c"
+  });
+}
+
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring::BrokerMetrics* metrics)
@@ -187,6 +197,13 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
   if (local && (submit.path.front() != '/' || submit.output.empty() || submit.output.front() != '/')) {
     return reject(Status::InvalidArgument("submit: a local-files job needs an absolute path and output, got \"" +
                                           submit.path + "\" and \"" + submit.output + "\""),
+                  Rejection::kInvalid);
+  }
+  if (local && !groups_.empty() && !any_group_may_use(submit.path, submit.output)) {
+    return reject(Status::PermissionDenied("no connected worker group may use " + submit.path + " and " +
+                                           submit.output +
+                                           ": a group reads and writes local files only inside the folders "
+                                           "of its --allow-paths"),
                   Rejection::kInvalid);
   }
   // A local file is checked by the group that reads it.
@@ -395,6 +412,11 @@ void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& h
   group.name = hello.name;
   group.ranks = hello.ranks;
   group.slots = std::clamp(hello.slots, 1, kMaxSlots);
+  group.allow_paths.clear();
+  for (const std::string& folder : hello.allow_paths) {
+    const std::filesystem::path path = std::filesystem::path(folder).lexically_normal();
+    if (path.is_absolute()) group.allow_paths.push_back(path);
+  }
   group.jobs.clear();
   group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
   group.last_sent = now_();
@@ -447,20 +469,44 @@ void BrokerCore::send_worker(Group& group, Frames frames) {
   outbox_.to_worker(group.identity, std::move(frames));
 }
 
+bool BrokerCore::any_group_may_use(const std::string& path, const std::string& output) const {
+  return std::any_of(groups_.begin(), groups_.end(), [&](const auto& entry) {
+    const Group& g = entry.second;
+    return inside_any(g.allow_paths, path) && inside_any(g.allow_paths, output);
+  });
+}
+
+BrokerCore::Group* BrokerCore::group_for(const Job& job) {
+  Group* best = nullptr;
+  for (auto& [id, g] : groups_) {
+    if (g.jobs.size() >= static_cast<size_t>(g.slots)) continue;
+    if (!job.path.empty() && !(inside_any(g.allow_paths, job.path) && inside_any(g.allow_paths, job.output))) {
+      continue;
+    }
+    if (best == nullptr || g.jobs.size() < best->jobs.size() ||
+        (g.jobs.size() == best->jobs.size() && g.idle_since < best->idle_since)) {
+      best = &g;
+    }
+  }
+  return best;
+}
+
 void BrokerCore::dispatch() {
   while (!queue_.empty()) {
-    // A group with a free slot takes the next job: the one holding the
-    // fewest jobs, then the one idle the longest.
+    const bool free_slot = std::any_of(groups_.begin(), groups_.end(), [](const auto& entry) {
+      return entry.second.jobs.size() < static_cast<size_t>(entry.second.slots);
+    });
+    if (!free_slot) return;
+    // The next job in the queue's order that a group with a free slot can
+    // run: a local-files job waits for a group whose folders hold its files,
+    // and the jobs behind it in other clients' lines go first meanwhile.
     Group* idle = nullptr;
-    for (auto& [id, g] : groups_) {
-      if (g.jobs.size() >= static_cast<size_t>(g.slots)) continue;
-      if (idle == nullptr || g.jobs.size() < idle->jobs.size() ||
-          (g.jobs.size() == idle->jobs.size() && g.idle_since < idle->idle_since)) {
-        idle = &g;
-      }
-    }
-    if (idle == nullptr) return;
-    const std::string id = *queue_.pop();
+    auto next = queue_.pop_if([&](const std::string& id) {
+      idle = group_for(jobs_.at(id));
+      return idle != nullptr;
+    });
+    if (!next) return;
+    const std::string id = std::move(*next);
     Job& job = jobs_.at(id);
     queued_bytes_ -= job.image.size();
     job.state = proto::kRunning;

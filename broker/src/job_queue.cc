@@ -31,22 +31,31 @@ void JobQueue::push_front(const std::string& job, const std::string& client, int
 }
 
 std::optional<std::string> JobQueue::pop() {
+  return pop_if([](const std::string&) { return true; });
+}
+
+std::optional<std::string> JobQueue::pop_if(const std::function<bool(const std::string& job)>& can_run) {
   for (int p = kPriorities - 1; p >= 0; --p) {
     Lane& lane = lanes_[static_cast<size_t>(p)];
-    if (lane.turns.empty()) continue;
-    const std::string client = lane.turns.front();
-    lane.turns.pop_front();
-    auto it = lane.lines.find(client);
-    std::string job = std::move(it->second.front());
-    it->second.pop_front();
-    if (it->second.empty()) {
-      lane.lines.erase(it);
-    } else {
-      lane.turns.push_back(client);
+    for (auto turn = lane.turns.begin(); turn != lane.turns.end(); ++turn) {
+      auto it = lane.lines.find(*turn);
+      auto& line = it->second;
+      const auto last = line.begin() + static_cast<std::ptrdiff_t>(std::min(line.size(), kLookAhead));
+      const auto found = std::find_if(line.begin(), last, can_run);
+      if (found == last) continue;
+      std::string job = std::move(*found);
+      line.erase(found);
+      const std::string client = *turn;
+      lane.turns.erase(turn);
+      if (line.empty()) {
+        lane.lines.erase(it);
+      } else {
+        lane.turns.push_back(client);
+      }
+      --lane.jobs;
+      where_.erase(job);
+      return job;
     }
-    --lane.jobs;
-    where_.erase(job);
-    return job;
   }
   return std::nullopt;
 }

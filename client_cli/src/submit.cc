@@ -24,6 +24,15 @@ std::string random_hex() {
   return buf;
 }
 
+// `file` absolute, with the links of its existing part resolved (its lexical
+// form when that fails).
+std::string local_path(const std::filesystem::path& file) {
+  std::error_code ec;
+  std::filesystem::path real = std::filesystem::weakly_canonical(file, ec);
+  if (ec) real = std::filesystem::absolute(file).lexically_normal();
+  return real.string();
+}
+
 class Batch {
  public:
   Batch(const SubmitOptions& options, std::vector<BatchItem> items, Reporter& reporter, std::ostream& err)
@@ -149,8 +158,10 @@ void Batch::send_next(BrokerClient& broker) {
     submit.session = session_;
     submit.timeout_ms = options_.job_timeout_ms;
     if (options_.local) {
-      submit.path = std::filesystem::absolute(item.source).lexically_normal().string();
-      submit.output = std::filesystem::absolute(item.output).lexically_normal().string();
+      // Free of links, as the groups name their --allow-paths folders: the
+      // broker routes the job to a group whose folders hold both files.
+      submit.path = local_path(item.source);
+      submit.output = local_path(item.output);
       if (!broker.send(proto::encode(submit))) return retry_later(index);
       waiting_accept_[submit.req] = index;
       continue;

@@ -404,6 +404,7 @@ proto::Hello hello_for(const Engine& engine, const ServiceOptions& options) {
   hello.slots = options.strip_above == 0 ? 1 : engine.size() + 1;
   for (const schemas::OpDef& def : schemas::all_ops()) hello.ops.emplace_back(def.name);
   hello.version = IMGQ_VERSION;
+  for (const std::filesystem::path& root : options.allow_paths) hello.allow_paths.push_back(root.string());
   return hello;
 }
 

@@ -2,6 +2,7 @@
 // no sockets, no sleeps.
 #include "imgq/broker/broker_core.h"
 
+#include <algorithm>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -79,6 +80,20 @@ class BrokerCoreTest : public ::testing::Test {
     return c;
   }
 
+  // Submits a local-files job; returns the accepted job id (or empty, after an error).
+  std::string submit_local(const std::string& client, uint64_t req, const std::string& path,
+                           const std::string& output) {
+    proto::Submit s;
+    s.req = req;
+    s.ops = {"invert"};
+    s.path = path;
+    s.output = output;
+    core_.on_client(client, {proto::encode(s)});
+    const Sent& reply = out_.clients.back();
+    if (reply.type != "accepted") return {};
+    return decode<proto::Accepted>(reply.frames[0]).job;
+  }
+
   // Submits and returns the accepted job id (or empty, after an error).
   std::string submit(const std::string& client, uint64_t req, std::vector<std::string> ops = {"invert"},
                      int priority = 4, std::string image = kImg, std::string key = {}) {
@@ -94,11 +109,13 @@ class BrokerCoreTest : public ::testing::Test {
     return decode<proto::Accepted>(reply.frames[0]).job;
   }
 
-  void hello(const std::string& group, const std::string& name, int ranks = 2, int slots = 0) {
+  void hello(const std::string& group, const std::string& name, int ranks = 2, int slots = 0,
+             std::vector<std::string> allow_paths = {}) {
     proto::Hello h;
     h.name = name;
     h.ranks = ranks;
     h.slots = slots;
+    h.allow_paths = std::move(allow_paths);
     core_.on_worker(group, {proto::encode(h)});
   }
 
@@ -293,17 +310,10 @@ TEST_F(BrokerCoreTest, DispatchPrefersTheGroupHoldingFewestJobs) {
 }
 
 TEST_F(BrokerCoreTest, LocalFilesJobsCarryPathsNotBytes) {
-  proto::Submit s;
-  s.req = 1;
-  s.ops = {"invert"};
-  s.name = "big.ppm";
-  s.path = "/data/in/big.ppm";
-  s.output = "/data/out/big.png";
-  core_.on_client("c", {proto::encode(s)});
-  ASSERT_EQ(out_.clients.back().type, "accepted");
-  const std::string job = decode<proto::Accepted>(out_.clients.back().frames[0]).job;
+  const std::string job = submit_local("c", 1, "/data/in/big.ppm", "/data/out/big.png");
+  ASSERT_FALSE(job.empty());
 
-  hello("g", "G");
+  hello("g", "G", 2, 0, {"/data"});
   const Sent& sent = out_.workers.back();
   ASSERT_EQ(sent.type, "job");
   EXPECT_EQ(sent.frames.size(), 1u) << "no image frame";
@@ -323,8 +333,11 @@ TEST_F(BrokerCoreTest, LocalFilesJobsCarryPathsNotBytes) {
   EXPECT_EQ(r.output, "/data/out/big.png");
 
   // Relative paths, a missing output, or bytes as well are refused.
+  proto::Submit s;
   s.req = 2;
+  s.ops = {"invert"};
   s.path = "in/big.ppm";
+  s.output = "/data/out/big.png";
   core_.on_client("c", {proto::encode(s)});
   EXPECT_NE(last_error().message.find("needs an absolute path and output"), std::string::npos);
   s.req = 3;
@@ -337,6 +350,58 @@ TEST_F(BrokerCoreTest, LocalFilesJobsCarryPathsNotBytes) {
   core_.on_client("c", {proto::encode(s), kImg});
   EXPECT_NE(last_error().message.find("takes no image frame"), std::string::npos);
   EXPECT_EQ(core_.counters().succeeded, 1u);
+}
+
+TEST_F(BrokerCoreTest, LocalFilesJobsGoOnlyToAGroupWhoseFoldersHoldBothFiles) {
+  hello("plain", "P", 2, 2);                            // no local files
+  hello("scans", "S", 2, 1, {"/mnt/scans", "/out/"});  // a trailing slash is the same folder
+  hello("tiles", "T", 2, 1, {"/mnt/tiles"});
+
+  const std::string scan = submit_local("c", 1, "/mnt/scans/a.ppm", "/out/a.png");
+  const std::string tile = submit_local("c", 2, "/mnt/tiles/x/../b.ppm", "/mnt/tiles/b.png");
+  EXPECT_EQ(jobs_sent(out_, "scans"), (std::vector<std::string>{scan}));
+  EXPECT_EQ(jobs_sent(out_, "tiles"), (std::vector<std::string>{tile}));
+  EXPECT_TRUE(jobs_sent(out_, "plain").empty()) << "the group without --allow-paths got a local-files job";
+
+  // Another scan waits for the scans group (busy) rather than go elsewhere;
+  // the jobs behind it, of its client and of others, run on the free plain
+  // group meanwhile.
+  const std::string scan2 = submit_local("c", 3, "/mnt/scans/c.ppm", "/out/c.png");
+  const std::string after = submit("c", 4);
+  const std::string other = submit("d", 5);
+  EXPECT_EQ(jobs_sent(out_, "plain"), (std::vector<std::string>{after, other}));
+  EXPECT_EQ(core_.queued(), 1u);
+  proto::Done written;
+  written.job = scan;
+  written.output = "/out/a.png";
+  core_.on_worker("scans", {proto::encode(written)});
+  EXPECT_EQ(core_.counters().succeeded, 1u);
+  EXPECT_EQ(jobs_sent(out_, "scans"), (std::vector<std::string>{scan, scan2}));
+  EXPECT_EQ(core_.queued(), 0u);
+
+  // No connected group may use the files (a prefix of a name is not its
+  // folder): refused at once with the reason, nothing queued.
+  EXPECT_TRUE(submit_local("c", 6, "/mnt/scans-old/d.ppm", "/out/d.png").empty());
+  EXPECT_EQ(last_error().code, static_cast<int>(StatusCode::kPermissionDenied));
+  EXPECT_NE(last_error().message.find("no connected worker group may use /mnt/scans-old/d.ppm"), std::string::npos)
+      << last_error().message;
+  EXPECT_TRUE(submit_local("c", 7, "/mnt/scans/e.ppm", "/mnt/tiles/e.png").empty()) << "no one group holds both";
+
+  // With no group connected at all a local-files job waits, like any other;
+  // the jobs of the groups that left run again where they may.
+  for (const char* g : {"plain", "scans", "tiles"}) core_.on_worker(g, {proto::encode(proto::Bye{})});
+  EXPECT_EQ(core_.counters().retried, 4u);
+  const std::string later = submit_local("c", 8, "/mnt/tiles/f.ppm", "/mnt/tiles/f.png");
+  EXPECT_FALSE(later.empty());
+  hello("plain2", "P2", 2, 8);
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(sorted(jobs_sent(out_, "plain2")), sorted({after, other}));
+  hello("tiles2", "T2", 2, 2, {"/mnt/tiles"});
+  EXPECT_EQ(sorted(jobs_sent(out_, "tiles2")), sorted({tile, later}));
+  EXPECT_EQ(core_.queued(), 1u) << "the second scan waits for a group with its folders";
 }
 
 TEST_F(BrokerCoreTest, BrokerHeartbeatsIdleGroups) {

@@ -81,5 +81,36 @@ TEST(JobQueue, RemoveCancelsAWaitingJob) {
   EXPECT_EQ(drain(q), (std::vector<std::string>{"a1", "a2"}));
 }
 
+TEST(JobQueue, PopIfPassesOverWhatCannotRunYetWithinItsLookAhead) {
+  JobQueue q;
+  q.push("a-local", "A", 4);
+  q.push("a-plain", "A", 4);
+  q.push("b-plain", "B", 4);
+  q.push("c-local", "C", 4);
+  q.push("c-plain", "C", 4);
+  q.push("low-plain", "D", 1);
+  auto plain = [](const std::string& job) { return job.find("plain") != std::string::npos; };
+  // Jobs that cannot run are passed over, in turn order, then lane 1.
+  EXPECT_EQ(*q.pop_if(plain), "a-plain");
+  EXPECT_EQ(*q.pop_if(plain), "b-plain");
+  EXPECT_EQ(*q.pop_if(plain), "c-plain");
+  EXPECT_EQ(*q.pop_if(plain), "low-plain");
+  EXPECT_FALSE(q.pop_if(plain).has_value());
+  EXPECT_EQ(q.size(), 2u);
+  EXPECT_EQ(q.position("a-local"), 1u);
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"a-local", "c-local"}));
+
+  // The look-ahead is bounded: a job deeper than kLookAhead in its line
+  // waits for those before it.
+  for (size_t i = 0; i < JobQueue::kLookAhead; ++i) q.push("local" + std::to_string(i), "A", 4);
+  q.push("deep-plain", "A", 4);
+  EXPECT_FALSE(q.pop_if(plain).has_value());
+  q.push("b-plain", "B", 4);
+  EXPECT_EQ(*q.pop_if(plain), "b-plain");
+  EXPECT_EQ(*q.pop(), "local0");
+  EXPECT_EQ(*q.pop_if(plain), "deep-plain");
+  EXPECT_EQ(q.size(), JobQueue::kLookAhead - 1);
+}
+
 }  // namespace
 }  // namespace imgq::broker

@@ -188,17 +188,48 @@ TEST_F(System, LocalFilesAreReadAndWrittenByTheGroupUnderItsAllowedFolders) {
   EXPECT_NE(groups_.at("local")->output().find("(strips;"), std::string::npos);
   EXPECT_NE(groups_.at("local")->output().find("(whole;"), std::string::npos);
 
-  // Outside the allowed folder: refused by the group, with the reason.
+  // Outside the allowed folder, also through a link inside it: the client
+  // resolves the link, and the broker refuses what no group may use.
   const fs::path outside = root_ / "outside.png";
   ASSERT_TRUE(cv::imwrite(outside.string(), imgq::testing::make_image(20, 20, CV_8U, 1, imgq::testing::Pattern::kShapes)));
-  auto denied_args = submit_args({"invert"}, area / "out2", {outside.string()});
-  denied_args.push_back("--local");
-  const auto [denied_code, denied] = shell(command_line(denied_args));
-  EXPECT_EQ(denied_code, 1) << denied;
-  EXPECT_NE(denied.find("is outside the folders this worker group may use"), std::string::npos) << denied;
+  fs::create_directory_symlink(root_, area / "link");
+  for (const fs::path& file : {outside, area / "link" / "outside.png"}) {
+    auto denied_args = submit_args({"invert"}, area / "out2", {file.string()});
+    denied_args.push_back("--local");
+    const auto [denied_code, denied] = shell(command_line(denied_args));
+    EXPECT_EQ(denied_code, 1) << denied;
+    EXPECT_NE(denied.find("no connected worker group may use " + fs::canonical(outside).string()), std::string::npos)
+        << denied;
+  }
+  // Sent by name through the link, the broker cannot tell; the group, which
+  // resolves links, refuses it with the reason.
+  {
+    zmq::context_t context;
+    client::BrokerClient raw(context, server_->clients_endpoint());
+    proto::Submit linked;
+    linked.req = 1;
+    linked.ops = {"invert"};
+    const fs::path real_area = fs::canonical(area);  // as the group names its folder
+    linked.path = (real_area / "link" / "outside.png").string();
+    linked.output = (real_area / "out2" / "outside.png").string();
+    ASSERT_TRUE(raw.send(proto::encode(linked)));
+    std::optional<proto::JobResult> result;
+    while (!result) {
+      const auto frames = raw.receive(seconds(60));
+      ASSERT_TRUE(frames.has_value()) << "no result from the broker";
+      auto header = proto::decode_header(frames->at(0));
+      ASSERT_TRUE(header.ok());
+      ASSERT_NE(header->type(), std::string(proto::Error::kType)) << header->as<proto::Error>()->message;
+      if (header->type() == proto::JobResult::kType) result = *header->as<proto::JobResult>();
+    }
+    EXPECT_EQ(result->state, "failed");
+    EXPECT_NE(result->message.find("is outside the folders this worker group may use"), std::string::npos)
+        << result->message;
+  }
   EXPECT_FALSE(fs::exists(area / "out2" / "outside.png"));
 
-  // A group without --allow-paths fails such jobs and says how to fix it.
+  // With only a group without --allow-paths connected, the broker refuses
+  // local-files jobs at once and says how to fix it.
   groups_.at("local")->signal_group(SIGTERM);
   ASSERT_TRUE(groups_.at("local")->wait(seconds(30)).has_value());
   start_group("plain");
@@ -207,7 +238,8 @@ TEST_F(System, LocalFilesAreReadAndWrittenByTheGroupUnderItsAllowedFolders) {
   plain_args.push_back("--local");
   const auto [plain_code, plain] = shell(command_line(plain_args));
   EXPECT_EQ(plain_code, 1) << plain;
-  EXPECT_NE(plain.find("start it with --allow-paths"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("only inside the folders of its --allow-paths"), std::string::npos) << plain;
+  EXPECT_FALSE(fs::exists(area / "out3"));
 }
 
 TEST_F(System, GroupReconnectsToARestartedBroker) {

@@ -10,9 +10,10 @@
 // Data model (fits on a screen, as in majordomo):
 //   jobs_    id -> Job {client, req, ops, image, state, group, attempts, ...}
 //   queue_   waiting job ids (priority lanes, fair between clients)
-//   groups_  identity -> Group {name, ranks, slots, jobs, expiry}
+//   groups_  identity -> Group {name, ranks, slots, allow_paths, jobs, expiry}
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
@@ -122,6 +123,8 @@ class BrokerCore {
     std::string name;
     int ranks = 0;
     int slots = 1;  // jobs it takes at once
+    // The folders whose files it reads and writes in local-files jobs.
+    std::vector<std::filesystem::path> allow_paths;
     // The jobs it holds. A job cancelled or past its deadline is finished at
     // once, but keeps its slot until the group reports `done` for it.
     std::set<std::string> jobs;
@@ -145,6 +148,11 @@ class BrokerCore {
   // broker's copy of the image is freed. False when the client is gone.
   bool send_result(const std::string& identity, uint64_t req, Job& job);
   void dispatch();
+  // The group with a free slot that should run `job`: one that may use its
+  // files if it has any, holding the fewest jobs, then idle the longest.
+  Group* group_for(const Job& job);
+  // Whether some connected group's folders hold both of a local-files job's files.
+  bool any_group_may_use(const std::string& path, const std::string& output) const;
   // `ran`: a group ran the job to this end (its stats count for the group).
   void finish(Job& job, const std::string& state, const Status& status, bool ran = false);
   void update_gauges();

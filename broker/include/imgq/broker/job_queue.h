@@ -11,6 +11,7 @@
 
 #include <array>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -28,6 +29,12 @@ class JobQueue {
   void push_front(const std::string& job, const std::string& client, int priority);
   // The next job to run, or nothing when the queue is empty.
   std::optional<std::string> pop();
+  // The first job in pop()'s order that `can_run` accepts, or nothing. A
+  // job it refuses lets the ones behind it in its client's line pass, up to
+  // kLookAhead deep per line; a client passed over keeps its turn.
+  // O(clients x kLookAhead) calls of `can_run` at most.
+  static constexpr size_t kLookAhead = 64;
+  std::optional<std::string> pop_if(const std::function<bool(const std::string& job)>& can_run);
   // Removes a waiting job; false when it is not queued.
   bool remove(const std::string& job);
 

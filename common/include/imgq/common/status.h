@@ -30,7 +30,7 @@ enum class StatusCode : int {
   kCancelled = 9,          // stopped on request
   kIoError = 10,           // reading or writing a local file failed
   kInternal = 11,          // a bug: report it
-  kPermissionDenied = 12,  // the peer refused our key (CURVE): get it allowed
+  kPermissionDenied = 12,  // refused: our key (CURVE), or a path outside --allow-paths
 };
 
 std::string_view status_code_name(StatusCode code);

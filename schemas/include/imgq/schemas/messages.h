@@ -198,7 +198,10 @@ struct Hello {
   // How many jobs the group takes at once (absent or 0: one). A leader that
   // runs small images whole, one per rank, asks for one slot per rank.
   int slots = 0;
-  MSGPACK_DEFINE_MAP(sig, ver, type, name, ranks, ops, version, slots)
+  // The folders (canonical, absolute) whose files the group reads and writes
+  // in local-files jobs (its --allow-paths); absent or empty: none.
+  std::vector<std::string> allow_paths;
+  MSGPACK_DEFINE_MAP(sig, ver, type, name, ranks, ops, version, slots, allow_paths)
 };
 
 struct Heartbeat {
