@@ -73,7 +73,7 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
       ->capture_default_str();
   app.add_option("--allow-paths", o.allow_paths,
                  "a folder under which local-files jobs (imgq submit --local) may read images and write "
-                 "results; repeat for several. Without it such jobs fail")
+                 "results; repeat for several. The broker sends such jobs only to groups whose folders hold their files")
       ->allow_extra_args(false);
   app.add_option("--heartbeat-ms", o.heartbeat_ms, "heartbeat interval with the broker (match the broker's)")
       ->capture_default_str()
@@ -158,7 +158,8 @@ int run(int argc, char** argv) {
     return 0;
   }
   const auto items = imgq::plan_batch(options.inputs, options.out_dir, options.format);
-  const auto summary = imgq::workers::run_batch(engine, pipeline, items, std::cerr, options.max_pixels);
+  const auto summary = imgq::workers::run_batch(engine, pipeline, items, std::cerr,
+                                                {.max_pixels = options.max_pixels, .strip_above = options.strip_above});
   spdlog::info("{} image(s): {} succeeded, {} failed; {:.1f} megapixels in {:.2f} s on {} rank(s)",
                items.size(), summary.succeeded, summary.failed, summary.megapixels,
                summary.seconds, engine.size());

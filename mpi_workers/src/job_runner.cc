@@ -240,4 +240,18 @@ JobOutcome run_whole_job(const Pipeline& pipeline, std::span<const uint8_t> imag
   }
 }
 
+std::optional<PnmLayout> rows_from_file(const Engine& engine, const Pipeline& pipeline,
+                                        const std::filesystem::path& input, uint64_t strip_above) {
+  if (engine.size() == 1 || !files_fit(pipeline).input) return std::nullopt;
+  std::ifstream in(input, std::ios::binary);
+  std::vector<uint8_t> head(64);
+  in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  auto layout = pnm_layout(head);
+  if (!layout || static_cast<uint64_t>(layout->rows) * static_cast<uint64_t>(layout->cols) <= strip_above) {
+    return std::nullopt;
+  }
+  return layout;
+}
+
 }  // namespace imgq::workers

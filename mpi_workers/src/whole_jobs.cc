@@ -161,4 +161,12 @@ bool serve_whole_job(MPI_Comm comm) {
   return true;
 }
 
+bool runs_whole(const Engine& engine, std::span<const uint8_t> image, uint64_t strip_above) {
+  if (strip_above == 0) return false;
+  if (engine.size() == 1) return true;  // strips of one are the whole image
+  if (image.size() > kMaxWholeMessageBytes) return false;
+  auto header = read_image_header(image);
+  return !header.ok() || header->pixels() <= strip_above;
+}
+
 }  // namespace imgq::workers

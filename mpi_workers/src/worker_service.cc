@@ -25,10 +25,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-std::span<const uint8_t> bytes_of(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
 // A job from the broker, waiting or running.
 struct Task {
   proto::JobRequest request;
@@ -224,7 +220,7 @@ class Leader {
     } else if (Status loaded = load_local(task); !loaded.ok()) {
       return finish(task, {.status = loaded});
     }
-    task.whole = !task.rows_from_file && runs_whole(task.image);
+    task.whole = !task.rows_from_file && runs_whole(engine_, bytes_of(task.image), options_.strip_above);
     task.ticket = ++tickets_;
     waiting_.push_back(std::move(task));
   }
@@ -234,29 +230,10 @@ class Leader {
   Status load_local(Task& task) const {
     IMGQ_ASSIGN_OR_RETURN(task.input_file, inside(options_.allow_paths, task.request.path));
     IMGQ_ASSIGN_OR_RETURN(task.output_file, inside(options_.allow_paths, task.request.output));
-    // Only for what runs in strips (--strip-above 0: everything).
-    if (engine_.size() > 1 && files_fit(task.pipeline).input) {
-      std::ifstream in(task.input_file, std::ios::binary);
-      std::vector<uint8_t> head(64);
-      in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
-      head.resize(static_cast<size_t>(in.gcount()));
-      auto layout = pnm_layout(head);
-      if (layout && static_cast<uint64_t>(layout->rows) * static_cast<uint64_t>(layout->cols) > options_.strip_above) {
-        task.rows_from_file = layout;
-        return Status::Ok();
-      }
-    }
+    task.rows_from_file = rows_from_file(engine_, task.pipeline, task.input_file, options_.strip_above);
+    if (task.rows_from_file) return Status::Ok();
     IMGQ_ASSIGN_OR_RETURN(task.image, read_file_string(task.input_file));
     return Status::Ok();
-  }
-
-  bool runs_whole(const std::string& image) const {
-    if (options_.strip_above == 0) return false;
-    if (engine_.size() == 1) return true;  // strips of one are the whole image
-    if (image.size() > kMaxWholeMessageBytes) return false;
-    auto header = read_image_header(bytes_of(image));
-    // Unreadable: decoding says why, on whichever rank takes it.
-    return !header.ok() || header->pixels() <= options_.strip_above;
   }
 
   // Starts waiting jobs, in order, while there are ranks for them.

@@ -100,6 +100,43 @@ TEST_F(Standalone, AllGoodIsExitZeroAndKeepsTheInputsFormat) {
                         cv::imread((out_ / "b.tif").string(), cv::IMREAD_UNCHANGED)));
 }
 
+TEST_F(Standalone, WholeImagesPerRankAndStripsMixedAreExact) {
+  // Above 1000 pixels in strips (a PPM with every rank reading and writing
+  // its own rows), at most 1000 whole, one per rank; a bad file among them.
+  fs::create_directories(root_ / "mixed");
+  std::vector<fs::path> sources;
+  for (int i = 0; i < 9; ++i) {
+    const bool big = i % 3 == 0;
+    const fs::path source = root_ / "mixed" / ("m" + std::to_string(i) + (i == 6 ? ".ppm" : ".png"));
+    write(source, make_image(big ? 61 + i : 17 + i, big ? 45 : 23, i % 2 ? CV_16U : CV_8U, i == 6 ? 3 : 1 + 2 * (i % 2),
+                             i % 4 ? Pattern::kShapes : Pattern::kNoise));
+    sources.push_back(source);
+  }
+  std::ofstream(root_ / "mixed" / "m9.png") << "\x89PNG but no more";
+  const std::vector<std::string> specs = {"gaussian_blur:ksize=5", "sharpen"};
+  for (const char* strip_above : {"1000", "0"}) {
+    fs::remove_all(out_);
+    const RunResult r = run_worker(3, "--input " + (root_ / "mixed").string() +
+                                          " --op gaussian_blur:ksize=5 --op sharpen --strip-above " + strip_above +
+                                          " --out " + out_.string() + " --log-level debug");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("m9.png: error: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("10 image(s): 9 succeeded, 1 failed"), std::string::npos) << r.output;
+    for (const fs::path& source : sources) {
+      const fs::path result = out_ / source.filename();
+      EXPECT_TRUE(SameImage(expected_for(source, specs), cv::imread(result.string(), cv::IMREAD_UNCHANGED)))
+          << "--strip-above " << strip_above << ": " << result;
+    }
+    // The PPM's rows were read from the file by every rank ("decode 0.000").
+    EXPECT_NE(r.output.find("m6.ppm: done (decode 0.000"), std::string::npos) << r.output;
+    std::vector<uchar> want;
+    ASSERT_TRUE(cv::imencode(".ppm", expected_for(sources[6], specs), want));
+    std::ifstream got_file(out_ / "m6.ppm", std::ios::binary);
+    const std::vector<uchar> got((std::istreambuf_iterator<char>(got_file)), {});
+    EXPECT_TRUE(got == want) << "the PPM written by the ranks differs from OpenCV's";
+  }
+}
+
 TEST_F(Standalone, UsageErrorsExitTwoBeforeAnyWork) {
   const RunResult bad_op = run_worker(2, "--input " + in_.string() + " --op median_blur:ksize=4 --out " + out_.string());
   EXPECT_EQ(bad_op.exit_code, 2) << bad_op.output;

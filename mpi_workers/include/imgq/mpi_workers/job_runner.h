@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +50,13 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
 JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::filesystem::path& input,
                          const PnmLayout& layout, const std::filesystem::path& output, const std::string& format,
                          const ProgressFn& progress = {}, const JobControl& control = {});
+
+// The layout of `input` when run_job_files should take it: a binary PGM/PPM
+// of more than `strip_above` pixels, on a group of several ranks, with a
+// pipeline whose first stage runs in strips (files_fit().input). Otherwise
+// nothing: read the file and decode it.
+std::optional<PnmLayout> rows_from_file(const Engine& engine, const Pipeline& pipeline,
+                                        const std::filesystem::path& input, uint64_t strip_above);
 
 // One image whole on the calling process and thread, no MPI: decode, the
 // pipeline op by op (apply_op, the reference itself, so exact by

@@ -27,11 +27,9 @@
 #include "imgq/common/curve.h"
 #include "imgq/common/image_header.h"
 #include "imgq/mpi_workers/engine.h"
+#include "imgq/mpi_workers/whole_jobs.h"
 
 namespace imgq::workers {
-
-// The default --strip-above: 16 megapixels (a 4K frame is 8.3).
-inline constexpr uint64_t kDefaultStripAbove = 16'000'000;
 
 struct ServiceOptions {
   std::string broker;  // the broker's workers endpoint
