@@ -90,6 +90,17 @@ system_run() {
     || { cat "$work/submit.err" >&2; exit 1; }
   since "$t0"
 }
+# standalone_run OUT ARGS...: "seconds peak_mib" of one standalone run
+# (mpiexec -n cores imgq-worker --input ...; no broker), MPI start-up
+# included; the peak is summed over the ranks.
+standalone_run() {
+  local out=$1; shift
+  rm -rf "$out" "$work/ranks_mem.txt"
+  local t0; t0=$(now)
+  mpiexec -n "$cores" /usr/bin/time -f "%M" -a -o "$work/ranks_mem.txt" "$bin/imgq-worker" --out "$out" \
+    --log-level warn "$@" || exit 1
+  echo "$(since "$t0") $(mb "$(awk '{ s += $1 } END { print s }' "$work/ranks_mem.txt")")"
+}
 # median3 CMD...: runs CMD three times and prints the output line with the
 # median first number (a single run of a 192 MB file varies with the page
 # cache and writeback by +-30% here).
@@ -136,6 +147,10 @@ large_local_s=$(median3 system_run "$work/out" --local "${blur[@]}" --format ppm
 large_local_mem=$(peak_group_mb "locall$cores")
 echo "system, $cores ranks, local files: batch $batch_local_s s, large $large_local_s s"
 stop_group "locall$cores"
+# Standalone mode: the same group without a broker, reading and writing the files.
+read -r batch_alone_s _ < <(median3 standalone_run "$work/out" "${pipeline[@]}" --format png --input "$work/batch")
+read -r large_alone_s large_alone_mem < <(median3 standalone_run "$work/out" "${blur[@]}" --format ppm --input "$work/large")
+echo "standalone, $cores ranks: batch $batch_alone_s s, large $large_alone_s s"
 read -r seq_batch _ < <(median3 baseline_run 1 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
 read -r thr_batch _ < <(median3 baseline_run 0 "${pipeline[@]}" --format png --out "$work/base" "${batch_files[@]}")
 read -r seq_large seq_large_mem < <(median3 baseline_run 1 "${blur[@]}" --format ppm --out "$work/base" "$work/large/gen0.ppm")
@@ -174,6 +189,7 @@ n=$cores
   echo "| OpenCV threads loop | $thr_batch | $(rate "$batch_n" "$thr_batch") | $(rate "$batch_mp" "$thr_batch") | $(ratio "$seq_batch" "$thr_batch") | 1.00 |"
   echo "| imgq system, $n ranks | ${batch_s[$n]} | $(rate "$batch_n" "${batch_s[$n]}") | $(rate "$batch_mp" "${batch_s[$n]}") | $(ratio "$seq_batch" "${batch_s[$n]}") | $(ratio "$thr_batch" "${batch_s[$n]}") |"
   echo "| imgq system, $n ranks, local files (\`--local\`) | $batch_local_s | $(rate "$batch_n" "$batch_local_s") | $(rate "$batch_mp" "$batch_local_s") | $(ratio "$seq_batch" "$batch_local_s") | $(ratio "$thr_batch" "$batch_local_s") |"
+  echo "| imgq-worker standalone, $n ranks (no broker; MPI start-up included) | $batch_alone_s | $(rate "$batch_n" "$batch_alone_s") | $(rate "$batch_mp" "$batch_alone_s") | $(ratio "$seq_batch" "$batch_alone_s") | $(ratio "$thr_batch" "$batch_alone_s") |"
   echo
   echo "## One large image"
   echo
@@ -186,6 +202,7 @@ n=$cores
   echo "| libvips (\`vips gaussblur\`) | $vips_large | $(ratio "$seq_large" "$vips_large") | $vips_mem |"
   echo "| imgq system, $n ranks | ${large_s[$n]} | $(ratio "$seq_large" "${large_s[$n]}") | ${large_mem[$n]} |"
   echo "| imgq system, $n ranks, local files (\`--local\`) | $large_local_s | $(ratio "$seq_large" "$large_local_s") | $large_local_mem |"
+  echo "| imgq-worker standalone, $n ranks (no broker; MPI start-up included) | $large_alone_s | $(ratio "$seq_large" "$large_alone_s") | $large_alone_mem |"
   echo
   echo "## Overhead"
   echo
