@@ -549,6 +549,7 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
   else if (state == proto::kFailed) ++counters_.failed;
   else ++counters_.cancelled;
   if (metrics_) {
+    if (state == proto::kFailed) metrics_->failed(status.code());
     const auto outcome = state == proto::kDone     ? monitoring::Outcome::kSucceeded
                          : state == proto::kFailed ? monitoring::Outcome::kFailed
                                                    : monitoring::Outcome::kCancelled;

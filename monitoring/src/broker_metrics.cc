@@ -31,6 +31,13 @@ BrokerMetrics::BrokerMetrics(const std::string& version) : registry_(std::make_s
   auto& completed = BuildCounter().Name("imgq_jobs_completed_total")
                         .Help("Accepted jobs that ended, by outcome; each job ends under exactly one").Register(r);
   for (size_t i = 0; i < kOutcomes.size(); ++i) completed_[i] = &completed.Add({{"outcome", kOutcomes[i]}});
+  auto& failed = BuildCounter().Name("imgq_jobs_failed_total")
+                     .Help("Jobs that failed, by error code (protocol section 4); they are also counted in "
+                           "imgq_jobs_completed_total{outcome=\"failed\"}").Register(r);
+  failed_[0] = nullptr;  // ok is no failure
+  for (size_t i = 1; i < failed_.size(); ++i) {
+    failed_[i] = &failed.Add({{"code", std::string(status_code_name(static_cast<StatusCode>(i)))}});
+  }
   auto& rejected = BuildCounter().Name("imgq_jobs_rejected_total").Help("Submits refused, by reason").Register(r);
   rejected_ = {&rejected.Add({{"reason", "queue_full"}}), &rejected.Add({{"reason", "invalid"}}),
                &rejected.Add({{"reason", "too_large"}})};
@@ -101,6 +108,12 @@ void BrokerMetrics::finished(Outcome outcome, double run_seconds, const std::str
                                          stats->gather_seconds, stats->encode_seconds};
   for (size_t i = 0; i < seconds.size(); ++i) c.stage_seconds[i]->Increment(std::max(0.0, seconds[i]));
   c.imbalance->Set(stats->imbalance);
+}
+
+void BrokerMetrics::failed(StatusCode code) {
+  const size_t i = static_cast<size_t>(code);
+  // A failure without a known code is a bug of ours.
+  failed_[i > 0 && i < failed_.size() ? i : static_cast<size_t>(StatusCode::kInternal)]->Increment();
 }
 
 void BrokerMetrics::set_state(const QueueState& s) {

@@ -345,6 +345,8 @@ TEST_F(Monitored, MetricsMatchTheWorkloadAndPassPromtool) {
   EXPECT_EQ(sample(text, "imgq_jobs_completed_total{outcome=\"succeeded\"}"), w.succeeded);
   EXPECT_EQ(sample(text, "imgq_jobs_completed_total{outcome=\"failed\"}"), w.failed);
   EXPECT_EQ(sample(text, "imgq_jobs_completed_total{outcome=\"cancelled\"}"), 0);
+  EXPECT_EQ(sample(text, "imgq_jobs_failed_total{code=\"unsupported\"}"), w.failed) << "canny on 16-bit";
+  EXPECT_EQ(sample(text, "imgq_jobs_failed_total{code=\"deadline_exceeded\"}"), 0);
   EXPECT_EQ(sample(text, "imgq_jobs_rejected_total{reason=\"invalid\"}"), w.rejected_invalid);
   EXPECT_EQ(sample(text, "imgq_jobs_rejected_total{reason=\"queue_full\"}"), 0);
   EXPECT_EQ(sample(text, "imgq_group_jobs_total{group=\"mon\",outcome=\"succeeded\"}"), w.succeeded);
@@ -430,7 +432,7 @@ TEST_F(Monitored, PrometheusScrapesTheBrokerAndEveryDashboardAndAlertExpressionW
     expr = std::regex_replace(expr, std::regex(R"(\\")"), "\"");
     EXPECT_NE(query(expr).find("\"result\":[{"), std::string::npos) << "panel query returned no data: " << expr;
   }
-  EXPECT_EQ(panels, 12u);
+  EXPECT_EQ(panels, 13u);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 // component boundary. Thread-safe as any value type.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +33,8 @@ enum class StatusCode : int {
   kInternal = 11,          // a bug: report it
   kPermissionDenied = 12,  // refused: our key (CURVE), or a path outside --allow-paths
 };
+// One past the last code.
+inline constexpr size_t kStatusCodes = 13;
 
 std::string_view status_code_name(StatusCode code);
 

@@ -22,6 +22,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "imgq/common/status.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::monitoring {
@@ -50,6 +51,8 @@ class BrokerMetrics {
   void dispatched(double wait_seconds) { wait_->Observe(wait_seconds); }
   // A job ended; `stats` and `group` are set when a group ran it.
   void finished(Outcome outcome, double run_seconds, const std::string& group, const proto::JobStats* stats);
+  // A job failed with `code` (also counted by finished()).
+  void failed(StatusCode code);
 
   struct QueueState {
     size_t waiting = 0;
@@ -75,6 +78,7 @@ class BrokerMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Counter* submitted_;
   std::array<prometheus::Counter*, 3> completed_;
+  std::array<prometheus::Counter*, kStatusCodes> failed_;  // by code
   std::array<prometheus::Counter*, 3> rejected_;
   prometheus::Counter* retried_;
   std::array<prometheus::Counter*, 2> malformed_;
