@@ -20,9 +20,11 @@ bool is_z85_key(const std::string& s) {
   return s.size() == 40 && s.find_first_not_of(kZ85) == std::string::npos;
 }
 
+// A key or allow-list file; errors name it.
 Result<std::string> read_text(const fs::path& path) {
-  IMGQ_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, read_file(path));
-  return std::string(bytes.begin(), bytes.end());
+  auto text = read_file_string(path);
+  if (!text.ok()) return text.status().WithContext(path.string());
+  return text;
 }
 
 // "WORD KEY" lines of a .key file.

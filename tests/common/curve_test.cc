@@ -58,7 +58,15 @@ TEST_F(CurveFiles, AllowListNamesTheBadLine) {
   ASSERT_FALSE(keys.ok());
   EXPECT_NE(keys.status().ToString().find("bad.allow:2: not a CURVE public key"), std::string::npos)
       << keys.status().ToString();
-  EXPECT_FALSE(read_allow_list(dir_ / "missing.allow").ok());
+  // A missing file is named, for a list and for a key.
+  const auto missing = read_allow_list(dir_ / "missing.allow");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find((dir_ / "missing.allow").string() + ": no such file"), std::string::npos)
+      << missing.status().ToString();
+  const auto no_key = read_key_pair(dir_ / "nobody.key");
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_NE(no_key.status().message().find((dir_ / "nobody.key").string()), std::string::npos)
+      << no_key.status().ToString();
 }
 
 }  // namespace
