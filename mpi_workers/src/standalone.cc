@@ -82,8 +82,15 @@ class BatchRun {
     while (auto result = receive_whole_result(engine_.comm())) {
       const BatchItem* item = on_rank_[static_cast<size_t>(result->rank)];
       on_rank_[static_cast<size_t>(result->rank)] = nullptr;
-      if (item != nullptr && result->ticket == ticket_of(*item)) finish(*item, std::move(result->outcome));
       any = true;
+      if (item == nullptr || result->ticket != ticket_of(*item)) {
+        // A bug: count the image it held as failed rather than lose it.
+        spdlog::error("rank {} answered for an image it was not given", result->rank);
+        if (item != nullptr) finish(*item, {.status = Status::Internal("rank " + std::to_string(result->rank) +
+                                                                         " answered for another image")});
+        continue;
+      }
+      finish(*item, std::move(result->outcome));
     }
     return any;
   }
