@@ -34,15 +34,17 @@ class Server::SocketOutbox : public Outbox {
       : clients_(clients), workers_(workers), progress_(progress), metrics_(metrics) {}
 
   bool to_client(const std::string& identity, Frames frames) override {
+    const size_t bytes = bytes_of(frames);
     const bool sent = send(clients_, identity, frames);
-    if (sent && metrics_) metrics_->sent(monitoring::Peer::kClients, bytes_of(frames));
+    if (sent && metrics_) metrics_->sent(monitoring::Peer::kClients, bytes);
     return sent;
   }
   void to_worker(const std::string& identity, Frames frames) override {
+    const size_t bytes = bytes_of(frames);
     if (!send(workers_, identity, frames)) {
       spdlog::debug("worker {} unreachable", identity);
     } else if (metrics_) {
-      metrics_->sent(monitoring::Peer::kWorkers, bytes_of(frames));
+      metrics_->sent(monitoring::Peer::kWorkers, bytes);
     }
   }
   void publish(const std::string& topic, std::string event) override {
@@ -55,6 +57,7 @@ class Server::SocketOutbox : public Outbox {
   }
 
  private:
+  // Sends and empties `frames` (moved into the messages, not copied).
   static bool send(zmq::socket_t& socket, const std::string& identity, Frames& frames) {
     try {
       // ROUTER_MANDATORY: an unknown identity fails here, before any frame.
@@ -62,7 +65,7 @@ class Server::SocketOutbox : public Outbox {
         return false;
       }
       for (size_t i = 0; i < frames.size(); ++i) {
-        zmq::message_t message(frames[i].data(), frames[i].size());
+        zmq::message_t message = message_of(std::move(frames[i]));
         const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
         (void)socket.send(message, flags);
       }

@@ -42,6 +42,13 @@ bool BrokerClient::send(const std::string& header, const std::string* payload) {
   return true;
 }
 
+bool BrokerClient::send(const std::string& header, std::string&& payload) {
+  if (!dealer_.send(zmq::buffer(header), zmq::send_flags::dontwait | zmq::send_flags::sndmore)) return false;
+  zmq::message_t message = message_of(std::move(payload));
+  (void)dealer_.send(message, zmq::send_flags::dontwait);
+  return true;
+}
+
 std::optional<Frames> BrokerClient::receive(Millis timeout) {
   zmq::pollitem_t items[] = {{dealer_.handle(), 0, ZMQ_POLLIN, 0}};
   if (poll_sockets(items, 1, timeout) <= 0) return std::nullopt;

@@ -181,7 +181,7 @@ void Batch::send_next(BrokerClient& broker) {
       fail(index, proto::kFailed, image.status().message());
       continue;
     }
-    if (!broker.send(proto::encode(submit), &*image)) return retry_later(index);
+    if (!broker.send(proto::encode(submit), std::move(*image))) return retry_later(index);
     waiting_accept_[submit.req] = index;
   }
 }

@@ -26,6 +26,57 @@ void send_frames(zmq::socket_t& socket, const Frames& frames) {
   }
 }
 
+namespace {
+// Below this a copy is cheaper than a heap string and a free callback.
+constexpr size_t kZeroCopyBytes = 64 * 1024;
+}  // namespace
+
+zmq::message_t message_of(std::string&& frame) {
+  if (frame.size() < kZeroCopyBytes) return zmq::message_t(frame.data(), frame.size());
+  auto* owned = new std::string(std::move(frame));
+  return zmq::message_t(
+      owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+}
+
+zmq::message_t message_of(std::vector<uint8_t>&& frame) {
+  if (frame.size() < kZeroCopyBytes) return zmq::message_t(frame.data(), frame.size());
+  auto* owned = new std::vector<uint8_t>(std::move(frame));
+  return zmq::message_t(
+      owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<std::vector<uint8_t>*>(hint); },
+      owned);
+}
+
+void send_frames(zmq::socket_t& socket, Frames&& frames) {
+  for (size_t i = 0; i < frames.size(); ++i) {
+    const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    zmq::message_t message = message_of(std::move(frames[i]));
+    (void)socket.send(message, flags);
+  }
+}
+
+bool recv_messages(zmq::socket_t& socket, Messages& parts, size_t max_frames, bool dontwait) {
+  parts.clear();
+  zmq::message_t part;
+  if (!socket.recv(part, dontwait ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) return false;
+  bool more = part.more();
+  parts.push_back(std::move(part));
+  while (more) {
+    zmq::message_t next;
+    (void)socket.recv(next, zmq::recv_flags::none);
+    more = next.more();
+    if (parts.size() < max_frames) parts.push_back(std::move(next));
+  }
+  return true;
+}
+
+void send_messages(zmq::socket_t& socket, Messages& parts) {
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const auto flags = i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    (void)socket.send(parts[i], flags);
+  }
+  parts.clear();
+}
+
 int poll_sockets(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout) {
   try {
     return zmq::poll(items, count, timeout);

@@ -55,7 +55,9 @@ void BrokerLink::run() {
   std::optional<zmq::socket_t> dealer;
   std::optional<HandshakeMonitor> monitor;
   SteadyClock::time_point last_heard, last_sent;
-  Frames frames;
+  // Jobs and results pass through as they came, images never copied here.
+  Messages parts;
+  auto header_of = [&parts] { return proto::decode_header({parts[0].data<char>(), parts[0].size()}); };
 
   auto connect = [&] {
     monitor.reset();
@@ -77,14 +79,14 @@ void BrokerLink::run() {
     const auto now = SteadyClock::now();
 
     if (items[0].revents & ZMQ_POLLIN) {
-      recv_frames(*dealer, frames, 3, /*dontwait=*/false);
+      recv_messages(*dealer, parts, 3, /*dontwait=*/false);
       last_heard = now;
       backoff = std::chrono::milliseconds(1000);
-      auto header = proto::decode_header(frames[0]);
+      auto header = header_of();
       if (!header.ok()) {
         spdlog::warn("malformed message from the broker: {}", header.status().message());
       } else if (header->type() == proto::JobRequest::kType) {
-        send_frames(pipe_, frames);
+        send_messages(pipe_, parts);
       } else if (header->type() == proto::Abort::kType) {
         auto abort = header->as<proto::Abort>({"job"});
         if (abort.ok()) {
@@ -100,13 +102,13 @@ void BrokerLink::run() {
       }
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      recv_frames(pipe_, frames, 3, /*dontwait=*/false);
-      auto header = proto::decode_header(frames[0]);
+      recv_messages(pipe_, parts, 3, /*dontwait=*/false);
+      auto header = header_of();
       if (header.ok() && header->type() == proto::Bye::kType) {
         send_frames(*dealer, {proto::encode(proto::Bye{})});
         return;
       }
-      send_frames(*dealer, frames);
+      send_messages(*dealer, parts);
       last_sent = now;
     }
     if (monitor) {
@@ -119,8 +121,8 @@ void BrokerLink::run() {
       // Still listen to the main thread while waiting, so a shutdown is quick.
       zmq::pollitem_t pipe_item[] = {{pipe_.handle(), 0, ZMQ_POLLIN, 0}};
       if (poll_sockets(pipe_item, 1, backoff) > 0) {
-        recv_frames(pipe_, frames, 3, /*dontwait=*/false);
-        auto header = proto::decode_header(frames[0]);
+        recv_messages(pipe_, parts, 3, /*dontwait=*/false);
+        auto header = header_of();
         if (header.ok() && header->type() == proto::Bye::kType) return;
       }
       backoff = std::min(backoff * 2, options_.max_backoff);

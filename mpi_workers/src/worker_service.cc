@@ -28,10 +28,16 @@ using SteadyClock = std::chrono::steady_clock;
 // A job from the broker, waiting or running.
 struct Task {
   proto::JobRequest request;
-  std::string image;  // encoded: the job message's frame, or read from request.path
+  // The encoded image: the job message's frame as it came (no copy), or
+  // read from request.path.
+  zmq::message_t frame;
+  std::string file_image;
+  std::span<const uint8_t> image() const {
+    return frame.size() > 0 ? std::span<const uint8_t>(frame.data<uint8_t>(), frame.size()) : bytes_of(file_image);
+  }
   // A local-files job: its files (checked against --allow-paths), and for a
   // large binary PGM/PPM the layout that lets every rank read its own rows
-  // (then `image` stays empty).
+  // (then there is no image).
   std::filesystem::path input_file, output_file;
   std::optional<PnmLayout> rows_from_file;
   Pipeline pipeline;
@@ -156,7 +162,7 @@ class Leader {
         on_rank_(static_cast<size_t>(engine.size())) {}
 
   void run(const std::atomic<bool>& stop) {
-    Frames frames;
+    Messages parts;
     while (true) {
       const bool stopping = stop.load();
       if (stopping && waiting_.empty() && idle()) return;
@@ -167,8 +173,8 @@ class Leader {
       // results every millisecond.
       poll_sockets(items, 2, followers_busy() ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100));
       if (items[0].revents & ZMQ_POLLIN) {
-        recv_frames(pipe_, frames, 2, /*dontwait=*/false);
-        take(std::move(frames));
+        recv_messages(pipe_, parts, 2, /*dontwait=*/false);
+        take(parts);
       }
       if (items[1].revents & ZMQ_POLLIN) {
         Task task = std::move(*on_leader_);
@@ -199,11 +205,11 @@ class Leader {
   bool idle() const { return !on_leader_ && !followers_busy(); }
 
   // A job message from the broker: refused at once, or queued.
-  void take(Frames frames) {
+  void take(Messages& parts) {
     Task task;
-    auto request = proto::decode_header(frames[0])->as<proto::JobRequest>({"job", "ops"});
+    auto request = proto::decode_header({parts[0].data<char>(), parts[0].size()})->as<proto::JobRequest>({"job", "ops"});
     const size_t expected = request.ok() && !request->path.empty() ? 1 : 2;
-    if (!request.ok() || frames.size() != expected) {
+    if (!request.ok() || parts.size() != expected) {
       task.request.job = request.ok() ? request->job : std::string();
       return finish(task, {.status = Status::InvalidArgument(
                                !request.ok() ? request.status().message()
@@ -216,11 +222,11 @@ class Leader {
     if (!pipeline.ok()) return finish(task, {.status = pipeline.status()});
     task.pipeline = std::move(pipeline).value();
     if (task.request.path.empty()) {
-      task.image = std::move(frames[1]);
+      task.frame = std::move(parts[1]);
     } else if (Status loaded = load_local(task); !loaded.ok()) {
       return finish(task, {.status = loaded});
     }
-    task.whole = !task.rows_from_file && runs_whole(engine_, bytes_of(task.image), options_.strip_above);
+    task.whole = !task.rows_from_file && runs_whole(engine_, task.image(), options_.strip_above);
     task.ticket = ++tickets_;
     waiting_.push_back(std::move(task));
   }
@@ -232,7 +238,7 @@ class Leader {
     IMGQ_ASSIGN_OR_RETURN(task.output_file, inside(options_.allow_paths, task.request.output));
     task.rows_from_file = rows_from_file(engine_, task.pipeline, task.input_file, options_.strip_above);
     if (task.rows_from_file) return Status::Ok();
-    IMGQ_ASSIGN_OR_RETURN(task.image, read_file_string(task.input_file));
+    IMGQ_ASSIGN_OR_RETURN(task.file_image, read_file_string(task.input_file));
     return Status::Ok();
   }
 
@@ -283,7 +289,7 @@ class Leader {
       return stop_reason(link, request, received);
     };
     own_.start([&t, control, format = format_of(t)] {
-      return run_whole_job(t.pipeline, bytes_of(t.image), format, 0, control);
+      return run_whole_job(t.pipeline, t.image(), format, 0, control);
     });
   }
 
@@ -298,7 +304,7 @@ class Leader {
                         std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - task.received);
       job.timeout_ms = std::max<int64_t>(left.count(), 1);
     }
-    job.image = task.image;
+    job.image = {reinterpret_cast<const char*>(task.image().data()), task.image().size()};
     send_whole_job(engine_.comm(), rank, job);
     on_rank_[static_cast<size_t>(rank)] = std::move(task);
   }
@@ -318,7 +324,7 @@ class Leader {
     JobOutcome outcome = task.rows_from_file
                              ? run_job_files(engine_, task.pipeline, task.input_file, *task.rows_from_file,
                                              task.output_file, format_of(task), progress, control)
-                             : run_job(engine_, task.pipeline, bytes_of(task.image), format_of(task), progress, control);
+                             : run_job(engine_, task.pipeline, task.image(), format_of(task), progress, control);
     finish(task, std::move(outcome));
   }
 
@@ -349,9 +355,14 @@ class Leader {
                                                                : request.name + ": " + outcome.status.message();
     done.stats = outcome.stats;
     if (outcome.status.ok()) done.output = request.output;
-    Frames reply{proto::encode(done)};
-    if (outcome.status.ok() && request.output.empty()) reply.emplace_back(outcome.encoded.begin(), outcome.encoded.end());
-    send_frames(pipe_, reply);
+    // The result moves into its message, not copied (the link passes it on as is).
+    const bool with_image = outcome.status.ok() && request.output.empty();
+    const std::string header = proto::encode(done);
+    pipe_.send(zmq::buffer(header), with_image ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    if (with_image) {
+      zmq::message_t image = message_of(std::move(outcome.encoded));
+      pipe_.send(image, zmq::send_flags::none);
+    }
     const proto::JobStats& t = done.stats;
     spdlog::info("job {} ({}): {} in {:.3f} s ({}; decode {:.3f}, scatter {:.3f}, compute {:.3f}, gather {:.3f}, "
                  "encode {:.3f})",

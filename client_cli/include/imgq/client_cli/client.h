@@ -38,6 +38,9 @@ class BrokerClient {
   // when the socket has no connection to queue it on (a DEALER whose
   // handshake was refused has none, and a blocking send would wait forever).
   bool send(const std::string& header, const std::string* payload = nullptr);
+  // The same, the payload moved into the message rather than copied (an
+  // image read only to be sent). On false it is left as it was.
+  bool send(const std::string& header, std::string&& payload);
   // Waits up to `timeout` for one message from the broker.
   std::optional<Frames> receive(Millis timeout);
   // Sends `header` and waits for the reply whose `req` is `req`; messages for

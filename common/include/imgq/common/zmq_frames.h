@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,20 @@ bool recv_frames(zmq::socket_t& socket, Frames& frames, size_t max_frames, bool 
 
 // Sends `frames` as one message. Throws zmq::error_t as cppzmq does.
 void send_frames(zmq::socket_t& socket, const Frames& frames);
+// The same without copying large frames: each string moves into its
+// message, which frees it once ZeroMQ has sent it. For images, whose copies
+// (into fresh pages) cost as much as a socket hop.
+void send_frames(zmq::socket_t& socket, Frames&& frames);
+// `frame` as a message: moved in when large, copied when small.
+zmq::message_t message_of(std::string&& frame);
+zmq::message_t message_of(std::vector<uint8_t>&& frame);
+
+// Whole messages as ZeroMQ messages, to pass on without copying a byte:
+// receive from one socket, look at the header, send to another.
+using Messages = std::vector<zmq::message_t>;
+bool recv_messages(zmq::socket_t& socket, Messages& parts, size_t max_frames, bool dontwait);
+// Sends `parts` as one message (they are empty afterwards).
+void send_messages(zmq::socket_t& socket, Messages& parts);
 
 // zmq::poll that returns 0 (nothing ready) when a signal interrupts it, so
 // a SIGTERM or SIGINT handler's flag is seen instead of an exception.
