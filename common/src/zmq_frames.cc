@@ -27,31 +27,29 @@ void send_frames(zmq::socket_t& socket, const Frames& frames) {
 }
 
 namespace {
-// Below this a copy is cheaper than a heap string and a free callback.
+
+// Below this a copy is cheaper than a heap object and a free callback.
 constexpr size_t kZeroCopyBytes = 64 * 1024;
+
+// `bytes` (a string or a byte vector) as a message that owns its buffer.
+template <typename Bytes>
+zmq::message_t owning_message(Bytes&& bytes) {
+  if (bytes.size() < kZeroCopyBytes) return zmq::message_t(bytes.data(), bytes.size());
+  auto* owned = new Bytes(std::move(bytes));
+  return zmq::message_t(
+      owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<Bytes*>(hint); }, owned);
+}
+
 }  // namespace
 
-zmq::message_t message_of(std::string&& frame) {
-  if (frame.size() < kZeroCopyBytes) return zmq::message_t(frame.data(), frame.size());
-  auto* owned = new std::string(std::move(frame));
-  return zmq::message_t(
-      owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
-}
-
-zmq::message_t message_of(std::vector<uint8_t>&& frame) {
-  if (frame.size() < kZeroCopyBytes) return zmq::message_t(frame.data(), frame.size());
-  auto* owned = new std::vector<uint8_t>(std::move(frame));
-  return zmq::message_t(
-      owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<std::vector<uint8_t>*>(hint); },
-      owned);
-}
+zmq::message_t message_of(std::string&& frame) { return owning_message(std::move(frame)); }
+zmq::message_t message_of(std::vector<uint8_t>&& frame) { return owning_message(std::move(frame)); }
 
 void send_frames(zmq::socket_t& socket, Frames&& frames) {
-  for (size_t i = 0; i < frames.size(); ++i) {
-    const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
-    zmq::message_t message = message_of(std::move(frames[i]));
-    (void)socket.send(message, flags);
-  }
+  Messages parts;
+  parts.reserve(frames.size());
+  for (std::string& frame : frames) parts.push_back(message_of(std::move(frame)));
+  send_messages(socket, parts);
 }
 
 bool recv_messages(zmq::socket_t& socket, Messages& parts, size_t max_frames, bool dontwait) {

@@ -358,11 +358,10 @@ class Leader {
     // The result moves into its message, not copied (the link passes it on as is).
     const bool with_image = outcome.status.ok() && request.output.empty();
     const std::string header = proto::encode(done);
-    pipe_.send(zmq::buffer(header), with_image ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    if (with_image) {
-      zmq::message_t image = message_of(std::move(outcome.encoded));
-      pipe_.send(image, zmq::send_flags::none);
-    }
+    Messages reply;
+    reply.push_back(zmq::message_t(header.data(), header.size()));
+    if (with_image) reply.push_back(message_of(std::move(outcome.encoded)));
+    send_messages(pipe_, reply);
     const proto::JobStats& t = done.stats;
     spdlog::info("job {} ({}): {} in {:.3f} s ({}; decode {:.3f}, scatter {:.3f}, compute {:.3f}, gather {:.3f}, "
                  "encode {:.3f})",
