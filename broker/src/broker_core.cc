@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/image_header.h"
@@ -35,13 +36,20 @@ bool finished_state(const std::string& state) {
   return state == proto::kDone || state == proto::kFailed || state == proto::kCancelled;
 }
 
-// Whether `file` (absolute) lies in one of `folders`, by name: the group
-// checks again with the links resolved, and refuses what is outside.
-bool inside_any(const std::vector<std::filesystem::path>& folders, const std::string& file) {
-  const std::filesystem::path path = std::filesystem::path(file).lexically_normal();
-  return std::any_of(folders.begin(), folders.end(), [&](const std::filesystem::path& folder) {
-    auto [f, p] = std::mismatch(folder.begin(), folder.end(), path.begin(), path.end());
-    return f == folder.end() || (std::next(f) == folder.end() && f->empty());  // "/a/b/" holds "/a/b/c"
+// An absolute path without "." and "..", and without a trailing '/' (but "/").
+std::string lexically_normal(const std::string& path) {
+  std::string normal = std::filesystem::path(path).lexically_normal().string();
+  if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+  return normal;
+}
+
+// Whether `file` lies in one of `folders`, all lexically normal, by name: the
+// group checks again with the links resolved, and refuses what is outside.
+// Plain string comparisons: dispatch asks this for many jobs and groups.
+bool inside_any(const std::vector<std::string>& folders, const std::string& file) {
+  return std::any_of(folders.begin(), folders.end(), [&](const std::string& folder) {
+    return file.starts_with(folder) &&
+           (file.size() == folder.size() || folder == "/" || file[folder.size()] == '/');
   });
 }
 
@@ -199,7 +207,9 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
                                           submit.path + "\" and \"" + submit.output + "\""),
                   Rejection::kInvalid);
   }
-  if (local && !groups_.empty() && !any_group_may_use(submit.path, submit.output)) {
+  const std::string route_path = local ? lexically_normal(submit.path) : std::string();
+  const std::string route_output = local ? lexically_normal(submit.output) : std::string();
+  if (local && !groups_.empty() && !any_group_may_use(route_path, route_output)) {
     return reject(Status::PermissionDenied("no connected worker group may use " + submit.path + " and " +
                                            submit.output +
                                            ": a group reads and writes local files only inside the folders "
@@ -245,6 +255,8 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
   job.image = std::move(image);
   job.path = submit.path;
   job.output = submit.output;
+  job.route_path = route_path;
+  job.route_output = route_output;
   job.state = proto::kQueued;
   job.submitted = now_();
   queued_bytes_ += job.image.size();
@@ -414,8 +426,7 @@ void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& h
   group.slots = std::clamp(hello.slots, 1, kMaxSlots);
   group.allow_paths.clear();
   for (const std::string& folder : hello.allow_paths) {
-    const std::filesystem::path path = std::filesystem::path(folder).lexically_normal();
-    if (path.is_absolute()) group.allow_paths.push_back(path);
+    if (!folder.empty() && folder.front() == '/') group.allow_paths.push_back(lexically_normal(folder));
   }
   group.jobs.clear();
   group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
@@ -480,7 +491,8 @@ BrokerCore::Group* BrokerCore::group_for(const Job& job) {
   Group* best = nullptr;
   for (auto& [id, g] : groups_) {
     if (g.jobs.size() >= static_cast<size_t>(g.slots)) continue;
-    if (!job.path.empty() && !(inside_any(g.allow_paths, job.path) && inside_any(g.allow_paths, job.output))) {
+    if (!job.path.empty() &&
+        !(inside_any(g.allow_paths, job.route_path) && inside_any(g.allow_paths, job.route_output))) {
       continue;
     }
     if (best == nullptr || g.jobs.size() < best->jobs.size() ||

@@ -13,7 +13,6 @@
 //   groups_  identity -> Group {name, ranks, slots, allow_paths, jobs, expiry}
 #pragma once
 
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
@@ -103,6 +102,8 @@ class BrokerCore {
     std::string image;   // kept until the job is done, for requeues
     std::string path;    // a local-files job: the group reads the image here
     std::string output;  // and writes the result here
+    // Both lexically normal, compared with the groups' folders when routing.
+    std::string route_path, route_output;
     std::string state;
     std::string group;   // identity of the group running it
     std::string group_name;
@@ -123,8 +124,9 @@ class BrokerCore {
     std::string name;
     int ranks = 0;
     int slots = 1;  // jobs it takes at once
-    // The folders whose files it reads and writes in local-files jobs.
-    std::vector<std::filesystem::path> allow_paths;
+    // The folders whose files it reads and writes in local-files jobs,
+    // lexically normal, without a trailing '/' (but "/" itself).
+    std::vector<std::string> allow_paths;
     // The jobs it holds. A job cancelled or past its deadline is finished at
     // once, but keeps its slot until the group reports `done` for it.
     std::set<std::string> jobs;
@@ -151,7 +153,8 @@ class BrokerCore {
   // The group with a free slot that should run `job`: one that may use its
   // files if it has any, holding the fewest jobs, then idle the longest.
   Group* group_for(const Job& job);
-  // Whether some connected group's folders hold both of a local-files job's files.
+  // Whether some connected group's folders hold both of a local-files job's
+  // files (lexically normal).
   bool any_group_may_use(const std::string& path, const std::string& output) const;
   // `ran`: a group ran the job to this end (its stats count for the group).
   void finish(Job& job, const std::string& state, const Status& status, bool ran = false);
