@@ -11,7 +11,7 @@ packages=(
   libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev
   prometheus-cpp-dev
-  googletest libgtest-dev libgmock-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev
   prometheus docker-compose curl
   clang libclang-rt-14-dev

@@ -208,6 +208,14 @@ class System : public ::testing::Test {
   std::map<std::string, std::unique_ptr<Subprocess>> groups_;
 };
 
+// Turns the turnstile of IMGQ_FAULT=hold:...:GATE (mpi_workers/faults.h):
+// lets `n` more holds pass on every rank of the group.
+inline void release_holds(const fs::path& gate, int n) {
+  std::ofstream(gate, std::ios::app) << std::string(static_cast<size_t>(n), '.');
+}
+// Opens it for good.
+inline void open_gate(const fs::path& gate) { release_holds(gate, 1 << 20); }
+
 // Checks each job's events only move forward. `attempts` counts dispatches so
 // far, so a queued job waits for attempt attempts+1: a requeue moves forward.
 inline void ExpectEventsInOrder(const std::vector<JsonLine>& lines) {
