@@ -2,6 +2,7 @@
 // worker groups. See schemas/PROTOCOL.md.
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -33,6 +34,13 @@ int main(int argc, char** argv) {
   double job_timeout_s = static_cast<double>(config.job_timeout.count()) / 1000;
   int64_t heartbeat_ms = config.heartbeat_interval.count();
   std::string curve_key, allow_clients, allow_workers;
+  // Durable by default: the XDG state folder of whoever runs the broker.
+  const char* state_home = std::getenv("XDG_STATE_HOME");
+  const char* home = std::getenv("HOME");
+  options.data_dir = state_home != nullptr && *state_home != '\0'
+                         ? std::string(state_home) + "/imgq/broker"
+                         : std::string(home != nullptr ? home : ".") + "/.local/state/imgq/broker";
+  bool memory_only = false;
   CLI::App app{"imgq-broker: queues image jobs from clients and dispatches them to MPI worker groups"};
   app.add_option("--clients", options.clients, "ROUTER endpoint for clients")->capture_default_str();
   app.add_option("--workers", options.workers, "ROUTER endpoint for worker group leaders")->capture_default_str();
@@ -56,8 +64,19 @@ int main(int argc, char** argv) {
   app.add_option("--max-attempts", config.max_attempts, "dispatches of one job before it fails")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
-  app.add_option("--result-ttl", result_ttl_s, "seconds a finished job and an undelivered result are kept")
+  app.add_option("--result-ttl", result_ttl_s,
+                 "seconds a result is kept for its client to fetch and acknowledge (then its key is remembered "
+                 "as long again)")
       ->capture_default_str();
+  app.add_option("--max-kept-bytes", config.max_kept_bytes,
+                 "most bytes of results waiting for acknowledgement; past it submits are refused until clients "
+                 "fetch theirs")
+      ->capture_default_str();
+  app.add_option("--data-dir", options.data_dir,
+                 "the journal's folder: accepted jobs and unacknowledged results survive any stop or crash")
+      ->capture_default_str();
+  app.add_flag("--memory-only", memory_only,
+               "no journal: queued jobs and kept results live in memory and are lost when the broker stops");
   app.add_option("--metrics", metrics_address,
                  "address:port for Prometheus' /metrics (keep it on a private interface); empty = off")
       ->capture_default_str();
@@ -67,6 +86,7 @@ int main(int argc, char** argv) {
   app.add_option("--allow-workers", allow_workers, "file of worker group public keys allowed in (CURVE)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (memory_only) options.data_dir.clear();
   config.result_ttl = imgq::broker::Duration{result_ttl_s * 1000};
   config.job_timeout = imgq::broker::Duration{static_cast<int64_t>(job_timeout_s * 1000)};
   config.heartbeat_interval = imgq::broker::Duration{heartbeat_ms};
@@ -104,8 +124,9 @@ int main(int argc, char** argv) {
     options.metrics = &metrics;
   }
 
-  zmq::context_t context;
-  imgq::broker::Server server(context, options);
+  auto context = std::make_unique<zmq::context_t>();
+  auto owned_server = std::make_unique<imgq::broker::Server>(*context, options);
+  imgq::broker::Server& server = *owned_server;
   if (auto status = server.bind(); !status.ok()) {
     std::cerr << "imgq-broker: error: " << status.message() << "\n";
     return 1;
@@ -121,9 +142,17 @@ int main(int argc, char** argv) {
                exposer ? "http://" + metrics_address.substr(0, metrics_address.rfind(':')) + ":" +
                              std::to_string(exposer->GetListeningPorts().front()) + "/metrics"
                        : std::string("off"));
-  server.run(g_stop);
+  server.run(g_stop);  // on SIGTERM: refuses submits, commits the journal, tells the groups
   const auto& c = server.core().counters();
   spdlog::info("stopping: {} submitted, {} succeeded, {} failed, {} cancelled, {} retried", c.submitted,
                c.succeeded, c.failed, c.cancelled, c.retried);
-  return 0;
+  // Sockets and journal closed, the groups' goodbyes flushed (their linger)...
+  owned_server.reset();
+  context.reset();
+  // ...nothing is left to lose. The metrics web server would take a second
+  // more to stop while holding its port, so a broker started right after
+  // could not bind it: end here instead.
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  std::_Exit(0);
 }

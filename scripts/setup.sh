@@ -13,6 +13,7 @@ packages=(
   prometheus-cpp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev
+  libsqlite3-dev zlib1g-dev
   prometheus docker-compose curl
   clang libclang-rt-14-dev
 )

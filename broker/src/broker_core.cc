@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
+#include <utility>
 #include <filesystem>
+
+#include <zlib.h>
 
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/image_header.h"
@@ -25,6 +29,33 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 std::string seconds_text(Clock::duration d) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g s", seconds(d));
+  return buf;
+}
+
+// "2026-12-01 21:30:05 UTC", for messages about when something happened.
+std::string utc_text(double unix_seconds) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+// Keys are scoped to the submitter's CURVE key (empty without CURVE).
+std::string scoped_key(const std::string& owner, const std::string& key) { return owner + '\x1f' + key; }
+
+// What an idempotency key stands for: the image (or the local files) and
+// the request, not its priority or timeout. Two submits of one key with
+// different digests are a conflict.
+std::string digest_of(std::string_view image, const std::vector<std::string>& ops, const std::string& format,
+                      const std::string& path, const std::string& output) {
+  uLong crc = crc32_z(0L, reinterpret_cast<const Bytef*>(image.data()), image.size());
+  std::string request = format + '\n' + path + '\n' + output;
+  for (const std::string& op : ops) request += '\n' + op;
+  const uLong request_crc = crc32_z(0L, reinterpret_cast<const Bytef*>(request.data()), request.size());
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%08lx:%zu:%08lx", crc, image.size(), request_crc);
   return buf;
 }
 
@@ -55,9 +86,130 @@ bool inside_any(const std::vector<std::string>& folders, const std::string& file
 
 }  // namespace
 
-BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring::BrokerMetrics* metrics)
-    : config_(config), outbox_(outbox), now_(std::move(now)), metrics_(metrics), random_(std::random_device{}()) {
+BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring::BrokerMetrics* metrics,
+                       Journal* journal)
+    : config_(config),
+      outbox_(outbox),
+      now_(std::move(now)),
+      metrics_(metrics),
+      random_(std::random_device{}()),
+      journal_(journal != nullptr ? *journal : memory_journal_) {
   instance_ = new_job_id({});
+}
+
+StoredJob BrokerCore::stored(const Job& job) const {
+  StoredJob s;
+  s.id = job.id;
+  s.line = job.line;
+  s.owner = job.owner;
+  s.key = job.key;
+  s.digest = job.digest;
+  s.priority = job.priority;
+  s.ops = job.ops;
+  s.format = job.format;
+  s.name = job.name;
+  s.path = job.path;
+  s.output = job.output;
+  s.timeout_ms = job.timeout.count();
+  s.submitted = job.submitted_unix;
+  s.attempts = job.attempts;
+  s.image_bytes = job.image_bytes;
+  if (finished_state(job.state)) {
+    s.state = job.state;
+    s.code = job.code;
+    s.message = job.message;
+    s.stats = job.stats;
+    s.finished = job.finished_unix;
+    s.result_bytes = job.result_bytes;
+  }
+  s.gone = job.gone;
+  s.gone_at = job.gone_at;
+  return s;
+}
+
+RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
+  RestoreSummary summary;
+  const auto now = now_();
+  const double unix = unix_now();
+  // A wall-clock time of the old process as a time of this clock.
+  auto steady = [&](double then) {
+    return now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(std::max(0.0, unix - then)));
+  };
+  std::vector<std::string> running;
+  for (StoredJob& s : stored) {
+    Job job;
+    job.id = s.id;
+    job.line = s.line;
+    job.owner = s.owner;
+    job.key = s.key;
+    job.digest = s.digest;
+    job.priority = s.priority;
+    job.ops = std::move(s.ops);
+    job.format = s.format;
+    job.name = s.name;
+    job.path = s.path;
+    job.output = s.output;
+    if (!job.path.empty()) {
+      job.route_path = lexically_normal(job.path);
+      job.route_output = lexically_normal(job.output);
+    }
+    job.timeout = Duration{s.timeout_ms};
+    job.submitted_unix = s.submitted;
+    job.submitted = steady(s.submitted);
+    job.attempts = s.attempts;
+    job.image_bytes = s.image_bytes;
+    if (!job.key.empty()) keys_[scoped_key(job.owner, job.key)] = job.id;
+    if (!s.state.empty()) {
+      job.state = s.state;
+      job.code = s.code;
+      job.message = s.message;
+      job.stats = s.stats;
+      job.finished_unix = s.finished;
+      job.finished = steady(s.finished);
+      job.result_bytes = s.result_bytes;
+      job.gone = s.gone;
+      job.gone_at = s.gone_at;
+      if (!job.gone.empty()) {
+        job.gone_since = steady(s.gone_at);
+        ++summary.tombstones;
+      } else {
+        kept_bytes_ += job.result_bytes;
+        ++summary.results;
+      }
+      jobs_.emplace(job.id, std::move(job));
+      continue;
+    }
+    job.state = proto::kQueued;
+    queued_bytes_ += job.image_bytes;
+    const std::string id = job.id;
+    const bool was_running = job.attempts > 0;
+    jobs_.emplace(id, std::move(job));
+    if (was_running) {
+      running.push_back(id);
+    } else {
+      queue_.push(id, jobs_.at(id).line, jobs_.at(id).priority);
+      ++summary.queued;
+    }
+  }
+  // Jobs that were running go back to the front, oldest first, as a dead
+  // group's jobs do; their dispatch counts as an attempt.
+  for (auto it = running.rbegin(); it != running.rend(); ++it) {
+    Job& job = jobs_.at(*it);
+    if (job.attempts >= config_.max_attempts) {
+      queued_bytes_ -= job.image_bytes;
+      ++summary.gave_up;
+      finish(job, proto::kFailed,
+             Status::Unavailable("the broker stopped while the job ran; gave up after " +
+                                 std::to_string(job.attempts) + " attempts"));
+      continue;
+    }
+    job.message = "the broker restarted while the job ran; requeued";
+    queue_.push_front(job.id, job.line, job.priority);
+    ++counters_.retried;
+    ++summary.requeued;
+  }
+  update_gauges();
+  return summary;
 }
 
 std::string BrokerCore::new_job_id(const std::string& session) {
@@ -90,7 +242,7 @@ size_t BrokerCore::total_ranks() const {
 
 // ---- clients ----
 
-void BrokerCore::on_client(const std::string& identity, Frames frames) {
+void BrokerCore::on_client(const std::string& identity, Frames frames, const std::string& owner) {
   auto header = frames.empty() ? Result<proto::Header>(Status::InvalidArgument("empty message"))
                                : proto::decode_header(frames[0]);
   if (!header.ok()) {
@@ -116,7 +268,7 @@ void BrokerCore::on_client(const std::string& identity, Frames frames) {
                                : "submit: a local-files submit (path) takes no image frame, got " +
                                      std::to_string(payloads)));
     }
-    return handle_submit(identity, *submit, expected == 1 ? std::move(frames[1]) : std::string());
+    return handle_submit(identity, owner, *submit, expected == 1 ? std::move(frames[1]) : std::string());
   }
   if (payloads != 0) {
     return malformed(Status::InvalidArgument(type + ": expected no frame after the header, got " +
@@ -128,15 +280,21 @@ void BrokerCore::on_client(const std::string& identity, Frames frames) {
   }
   if (type == proto::StatusRequest::kType) {
     auto r = header->as<proto::StatusRequest>({"req", "job"});
-    return r.ok() ? handle_status(identity, r->req, r->job) : malformed(r.status());
+    return r.ok() ? handle_status(identity, owner, r->req, r->job) : malformed(r.status());
   }
   if (type == proto::Cancel::kType) {
     auto r = header->as<proto::Cancel>({"req", "job"});
-    return r.ok() ? handle_cancel(identity, r->req, r->job) : malformed(r.status());
+    return r.ok() ? handle_cancel(identity, owner, r->req, r->job) : malformed(r.status());
   }
   if (type == proto::Fetch::kType) {
     auto r = header->as<proto::Fetch>({"req", "job"});
-    return r.ok() ? handle_fetch(identity, r->req, r->job) : malformed(r.status());
+    return r.ok() ? handle_fetch(identity, owner, r->req, r->job) : malformed(r.status());
+  }
+  if (type == proto::ResultAck::kType) {
+    auto r = header->as<proto::ResultAck>({"job"});
+    if (!r.ok()) return malformed(r.status());
+    if (Job* job = find_job(r->job, owner)) handle_ack(*job);
+    return;
   }
   malformed(Status::InvalidArgument("unknown message type \"" + type + "\" on the clients socket"));
 }
@@ -156,33 +314,68 @@ void BrokerCore::reply_error(const std::string& identity, uint64_t req, const St
   outbox_.to_client(identity, {proto::encode(error)});
 }
 
-void BrokerCore::handle_submit(const std::string& identity, const proto::Submit& submit,
-                               std::string image) {
+BrokerCore::Job* BrokerCore::find_job(const std::string& id, const std::string& owner) {
+  auto it = jobs_.find(id);
+  // Another CURVE key's job is "no job" to this one; a job not yet durable
+  // is not known to anyone.
+  if (it == jobs_.end() || it->second.owner != owner || it->second.pending) return nullptr;
+  return &it->second;
+}
+
+void BrokerCore::send_accepted(const std::string& identity, uint64_t req, const Job& job, bool existing) {
+  proto::Accepted accepted;
+  accepted.req = req;
+  accepted.job = job.id;
+  accepted.position = static_cast<uint32_t>(queue_.position(job.id));
+  accepted.existing = existing;
+  outbox_.to_client(identity, {proto::encode(accepted)});
+}
+
+void BrokerCore::resubmit(const std::string& identity, const proto::Submit& submit, const std::string& digest,
+                          Job& job) {
+  if (job.digest != digest) {
+    return reply_error(identity, submit.req,
+                       Status::Conflict("submit: key \"" + submit.key + "\" already names job " + job.id +
+                                        ", submitted with a different image or request; use a new key for a "
+                                        "new job"),
+                       job.id);
+  }
+  if (!job.gone.empty()) {
+    const std::string when = utc_text(job.gone_at);
+    return reply_error(
+        identity, submit.req,
+        Status::NotFound(job.gone == "expired"
+                             ? "the result of job " + job.id + " (key \"" + submit.key + "\") expired at " + when +
+                                   ": nobody acknowledged it within the result TTL"
+                             : "job " + job.id + " (key \"" + submit.key +
+                                   "\") finished and its result was acknowledged at " + when +
+                                   "; the broker keeps it no more"),
+        job.id);
+  }
+  if (job.pending) {
+    job.pending_replies.emplace_back(identity, submit.req);
+    return;
+  }
+  // Its result (now or when it comes) goes to this connection.
+  job.client = identity;
+  job.req = submit.req;
+  send_accepted(identity, submit.req, job, /*existing=*/true);
+  if (finished_state(job.state)) send_result(identity, submit.req, job);
+}
+
+void BrokerCore::handle_submit(const std::string& identity, const std::string& owner,
+                               const proto::Submit& submit, std::string image) {
   using monitoring::Rejection;
   auto reject = [&](const Status& status, Rejection why) {
     ++(why == Rejection::kQueueFull  ? counters_.rejected_queue_full
        : why == Rejection::kTooLarge ? counters_.rejected_too_large
+       : why == Rejection::kUnstored ? counters_.rejected_unstored
                                      : counters_.rejected_invalid);
     if (metrics_) metrics_->rejected(why);
     reply_error(identity, submit.req, status);
   };
-  // A known idempotency key names the job already accepted; its result now
-  // goes to this connection.
-  if (!submit.key.empty()) {
-    auto known = keys_.find(submit.key);
-    if (known != keys_.end() && jobs_.count(known->second) != 0) {
-      Job& job = jobs_.at(known->second);
-      job.client = identity;
-      job.req = submit.req;
-      proto::Accepted accepted;
-      accepted.req = submit.req;
-      accepted.job = job.id;
-      accepted.position = static_cast<uint32_t>(queue_.position(job.id));
-      accepted.existing = true;
-      outbox_.to_client(identity, {proto::encode(accepted)});
-      if (job.result_kept) handle_fetch(identity, submit.req, job.id);
-      return;
-    }
+  if (stopping_) {
+    return reject(Status::Unavailable("the broker is stopping; submit again when it is back"), Rejection::kQueueFull);
   }
   if (!submit.session.empty() && !is_session(submit.session)) {
     return reject(Status::InvalidArgument("submit: session must be 8 lower-case hex digits, got \"" +
@@ -200,6 +393,16 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
     return reject(Status::InvalidArgument("submit: format \"" + submit.format + "\" is not one of " +
                                           output_formats_text()),
                   Rejection::kInvalid);
+  }
+  std::vector<std::string> ops = schemas::pipeline_to_specs(*pipeline);
+  const std::string format = submit.format.empty() ? "png" : submit.format;
+  const std::string digest = digest_of(image, ops, format, submit.path, submit.output);
+  // A known idempotency key names the job already accepted.
+  if (!submit.key.empty()) {
+    auto known = keys_.find(scoped_key(owner, submit.key));
+    if (known != keys_.end() && jobs_.count(known->second) != 0) {
+      return resubmit(identity, submit, digest, jobs_.at(known->second));
+    }
   }
   const bool local = !submit.path.empty();
   if (local && (submit.path.front() != '/' || submit.output.empty() || submit.output.front() != '/')) {
@@ -235,90 +438,190 @@ void BrokerCore::handle_submit(const std::string& identity, const proto::Submit&
     return reject(header.status(), header.status().code() == StatusCode::kTooLarge ? Rejection::kTooLarge
                                                                                    : Rejection::kInvalid);
   }
-  if (queue_.size() >= config_.max_queued || queued_bytes_ + image.size() > config_.max_queued_bytes) {
-    return reject(Status::ResourceExhausted("the queue is full (" + std::to_string(queue_.size()) +
-                                            " jobs, " + std::to_string(queued_bytes_) +
-                                            " bytes waiting); retry later"),
+  const size_t waiting = queue_.size() + pending_.size();
+  if (waiting >= config_.max_queued || queued_bytes_ + image.size() > config_.max_queued_bytes) {
+    return reject(Status::ResourceExhausted("the queue is full (" + std::to_string(waiting) + " jobs, " +
+                                            std::to_string(queued_bytes_) + " bytes waiting); retry later"),
+                  Rejection::kQueueFull);
+  }
+  // Results nobody has acknowledged yet are bounded too: new work waits
+  // rather than the broker dropping a result it promised to keep.
+  if (kept_bytes_ > config_.max_kept_bytes) {
+    return reject(Status::ResourceExhausted(std::to_string(kept_bytes_) +
+                                            " bytes of finished results wait for their clients to fetch and "
+                                            "acknowledge them (--max-kept-bytes " +
+                                            std::to_string(config_.max_kept_bytes) + "); retry later"),
                   Rejection::kQueueFull);
   }
 
   Job job;
   job.id = new_job_id(submit.session);
   job.client = identity;
+  job.line = identity;
+  job.owner = owner;
+  job.digest = digest;
   job.req = submit.req;
   job.priority = submit.priority;
-  job.ops = schemas::pipeline_to_specs(*pipeline);
-  job.format = submit.format.empty() ? "png" : submit.format;
+  job.ops = std::move(ops);
+  job.format = format;
   job.name = submit.name;
   job.key = submit.key;
   job.timeout = submit.timeout_ms != 0 ? Duration{submit.timeout_ms} : config_.job_timeout;
-  job.image = std::move(image);
+  job.image_bytes = image.size();
   job.path = submit.path;
   job.output = submit.output;
   job.route_path = route_path;
   job.route_output = route_output;
   job.state = proto::kQueued;
   job.submitted = now_();
-  queued_bytes_ += job.image.size();
-  queue_.push(job.id, identity, job.priority);
-  if (!job.key.empty()) keys_[job.key] = job.id;
-  ++counters_.submitted;
-  if (metrics_) metrics_->submitted();
+  job.submitted_unix = unix_now();
+  // Stored now, answered at the commit that makes it durable.
+  if (Status stored_ok = journal_.add(stored(job), image); !stored_ok.ok()) {
+    return reject(Status(stored_ok.code(), "the broker could not store the job, so it was not accepted: " +
+                                               stored_ok.message()),
+                  Rejection::kUnstored);
+  }
+  job.image = std::move(image);
+  job.pending = true;
+  job.pending_replies.emplace_back(identity, submit.req);
+  queued_bytes_ += job.image_bytes;
+  if (!job.key.empty()) keys_[scoped_key(owner, job.key)] = job.id;
+  pending_.push_back(job.id);
+  jobs_.emplace(job.id, std::move(job));
+}
 
-  proto::Accepted accepted;
-  accepted.req = submit.req;
-  accepted.job = job.id;
-  accepted.position = static_cast<uint32_t>(queue_.position(job.id));
-  const std::string id = job.id;
-  jobs_.emplace(id, std::move(job));
-  outbox_.to_client(identity, {proto::encode(accepted)});
-  publish(jobs_.at(id));
+void BrokerCore::commit() {
+  const auto now = now_();
+  const bool lazy_due = journal_.dirty() && (stopping_ || now - last_commit_ >= kLazyCommit);
+  if (pending_.empty() && !lazy_due) return;
+  const auto started = std::chrono::steady_clock::now();
+  const Status status = journal_.commit();
+  last_commit_ = now;
+  ++(status.ok() ? counters_.commits : counters_.commit_failures);
+  if (metrics_) {
+    metrics_->committed(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                        status.ok());
+  }
+  // Results stored by this commit leave memory; if it failed they stay
+  // there (still delivered and fetched) and are staged again.
+  for (const std::string& id : std::exchange(unstored_results_, {})) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || !it->second.gone.empty()) continue;
+    Job& job = it->second;
+    if (status.ok()) {
+      job.result.clear();
+      job.result.shrink_to_fit();
+    } else {
+      journal_.finish(stored(job), job.result);
+      unstored_results_.push_back(id);
+    }
+  }
+  const std::vector<std::string> pending = std::move(pending_);
+  pending_.clear();
+  for (const std::string& id : pending) {
+    Job& job = jobs_.at(id);
+    job.pending = false;
+    if (!status.ok()) {
+      // Nothing that was not stored is acknowledged.
+      const Status why(status.code(), "the broker could not store the job, so it was not accepted: " +
+                                          status.message());
+      for (const auto& [who, req] : job.pending_replies) reply_error(who, req, why);
+      ++counters_.rejected_unstored;
+      if (metrics_) metrics_->rejected(monitoring::Rejection::kUnstored);
+      queued_bytes_ -= job.image_bytes;
+      if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
+      jobs_.erase(id);
+      continue;
+    }
+    queue_.push(job.id, job.line, job.priority);
+    ++counters_.submitted;
+    if (metrics_) metrics_->submitted();
+    for (size_t i = 0; i < job.pending_replies.size(); ++i) {
+      const auto& [who, req] = job.pending_replies[i];
+      send_accepted(who, req, job, /*existing=*/i > 0);
+      job.client = who;
+      job.req = req;
+    }
+    job.pending_replies.clear();
+    publish(job);
+  }
   dispatch();
 }
 
-void BrokerCore::handle_status(const std::string& identity, uint64_t req, const std::string& id) {
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) {
+void BrokerCore::shutdown() {
+  stopping_ = true;
+  commit();
+  proto::Disconnect bye;
+  bye.reason = "the broker is stopping";
+  for (auto& [identity, group] : groups_) outbox_.to_worker(identity, {proto::encode(bye)});
+}
+
+void BrokerCore::handle_status(const std::string& identity, const std::string& owner, uint64_t req,
+                               const std::string& id) {
+  const Job* job = find_job(id, owner);
+  if (job == nullptr) {
     return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
   }
   proto::StatusReply reply;
   reply.req = req;
-  reply.job = state_of(it->second);
+  reply.job = state_of(*job);
   outbox_.to_client(identity, {proto::encode(reply)});
 }
 
-void BrokerCore::handle_cancel(const std::string& identity, uint64_t req, const std::string& id) {
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return reply_error(identity, req, Status::NotFound("no job " + id), id);
-  Job& job = it->second;
+void BrokerCore::handle_cancel(const std::string& identity, const std::string& owner, uint64_t req,
+                               const std::string& id) {
+  Job* found = find_job(id, owner);
+  if (found == nullptr) return reply_error(identity, req, Status::NotFound("no job " + id), id);
+  Job& job = *found;
   if (job.state == proto::kRunning) {
     abort_running(job, proto::kCancelled, Status::Cancelled("cancelled on request while running on group " +
                                                             job.group_name));
   } else if (job.state == proto::kQueued) {
     queue_.remove(id);
-    queued_bytes_ -= job.image.size();
+    queued_bytes_ -= job.image_bytes;
     finish(job, proto::kCancelled, Status::Cancelled("cancelled on request"));
   } else {
     return reply_error(identity, req, Status::InvalidArgument("job " + id + " is already " + job.state), id);
   }
-  handle_status(identity, req, id);
+  handle_status(identity, owner, req, id);
 }
 
-void BrokerCore::handle_fetch(const std::string& identity, uint64_t req, const std::string& id) {
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) {
+void BrokerCore::handle_fetch(const std::string& identity, const std::string& owner, uint64_t req,
+                              const std::string& id) {
+  Job* job = find_job(id, owner);
+  if (job == nullptr) {
     return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
   }
-  Job& job = it->second;
-  if (!finished_state(job.state)) {
-    return reply_error(identity, req, Status::Unavailable("job " + id + " is " + job.state + "; fetch it when it is done"),
+  if (!finished_state(job->state)) {
+    return reply_error(identity, req,
+                       Status::Unavailable("job " + id + " is " + job->state + "; fetch it when it is done"), id);
+  }
+  if (!job->gone.empty()) {
+    return reply_error(identity, req,
+                       Status::NotFound("the result of job " + id + " was " +
+                                        (job->gone == "expired" ? "not acknowledged and expired"
+                                                                : "delivered and acknowledged") +
+                                        " at " + utc_text(job->gone_at)),
                        id);
   }
-  if (job.state == proto::kDone && !job.result_kept) {
-    return reply_error(identity, req,
-                       Status::NotFound("the result of job " + id + " was already delivered to its client"), id);
-  }
-  if (send_result(identity, req, job)) job.result_kept = false;
+  send_result(identity, req, *job);
+}
+
+void BrokerCore::handle_ack(Job& job) {
+  if (!finished_state(job.state) || !job.gone.empty()) return;
+  ++counters_.acknowledged;
+  drop_result(job, "acknowledged");
+}
+
+void BrokerCore::drop_result(Job& job, const std::string& why) {
+  kept_bytes_ -= job.gone.empty() ? job.result_bytes : 0;
+  job.result.clear();
+  job.result.shrink_to_fit();
+  job.ops.clear();
+  job.gone = why;
+  job.gone_at = unix_now();
+  job.gone_since = now_();
+  journal_.drop_result(job.id, job.gone, job.gone_at);
 }
 
 bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job) {
@@ -333,11 +636,19 @@ bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job
   result.stats = job.stats;
   if (job.state == proto::kDone) result.output = job.output;
   Frames frames{proto::encode(result)};
-  if (job.state == proto::kDone && job.path.empty()) frames.push_back(job.result);
-  if (!outbox_.to_client(identity, std::move(frames))) return false;
-  job.result.clear();
-  job.result.shrink_to_fit();
-  return true;
+  if (job.state == proto::kDone && job.path.empty()) {
+    if (!job.result.empty() || job.result_bytes == 0) {
+      frames.push_back(job.result);
+    } else {
+      auto bytes = journal_.result(job.id);
+      if (!bytes.ok()) {
+        reply_error(identity, req, bytes.status(), job.id);
+        return true;
+      }
+      frames.push_back(std::move(*bytes));
+    }
+  }
+  return outbox_.to_client(identity, std::move(frames));
 }
 
 void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& ping) {
@@ -352,6 +663,7 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
   pong.version = IMGQ_VERSION;
   pong.instance = instance_;
   pong.max_image_bytes = config_.max_image_bytes;
+  pong.durable = journal_.durable();
   outbox_.to_client(identity, {proto::encode(pong)});
   // Lets a client see that its progress subscription is live.
   if (is_session(ping.session)) outbox_.publish(ping.session, proto::encode(pong));
@@ -520,7 +832,16 @@ void BrokerCore::dispatch() {
     if (!next) return;
     const std::string id = std::move(*next);
     Job& job = jobs_.at(id);
-    queued_bytes_ -= job.image.size();
+    queued_bytes_ -= job.image_bytes;
+    if (job.path.empty() && job.image.empty()) {
+      // Restored from the journal: the image is read back when it runs.
+      auto image = journal_.image(id);
+      if (!image.ok()) {
+        finish(job, proto::kFailed, image.status());
+        continue;
+      }
+      job.image = std::move(*image);
+    }
     job.state = proto::kRunning;
     job.group = idle->identity;
     job.group_name = idle->name;
@@ -529,6 +850,7 @@ void BrokerCore::dispatch() {
     job.done_stages = 0;
     job.total_stages = 0;
     ++job.attempts;
+    journal_.dispatched(id, job.attempts);
     idle->jobs.insert(id);
     if (metrics_) metrics_->dispatched(seconds(job.dispatched - job.submitted));
 
@@ -554,9 +876,13 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
   job.code = static_cast<int>(status.code());
   job.message = status.message();
   job.finished = now_();
+  job.finished_unix = unix_now();
   job.group.clear();
   job.image.clear();
   job.image.shrink_to_fit();
+  job.result_bytes = state == proto::kDone ? job.result.size() : 0;
+  kept_bytes_ += job.result_bytes;
+  journal_.finish(stored(job), job.result);
   if (state == proto::kDone) ++counters_.succeeded;
   else if (state == proto::kFailed) ++counters_.failed;
   else ++counters_.cancelled;
@@ -570,10 +896,13 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
   }
 
   if (!send_result(job.client, job.req, job)) {
-    // The client is gone: keep the result for `fetch` until the TTL.
+    // The client is gone: the result waits for `fetch` (as every result
+    // waits for its acknowledgement) until the TTL.
     ++counters_.undelivered_results;
-    job.result_kept = true;
   }
+  // With a journal the result goes to disk: memory holds it only until the
+  // commit that stores it.
+  if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(job.id);
   publish(job);
 }
 
@@ -588,8 +917,8 @@ void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
   if (metrics_) metrics_->retried();
   job.state = proto::kQueued;
   job.message = why + "; requeued";
-  queue_.push_front(job.id, job.client, job.priority);
-  queued_bytes_ += job.image.size();
+  queue_.push_front(job.id, job.line, job.priority);
+  queued_bytes_ += job.image_bytes;
   publish(job);
 }
 
@@ -656,10 +985,19 @@ void BrokerCore::tick() {
   // second is enough, and keeps tick() O(groups) on the hot path.
   if (now - last_sweep_ < std::chrono::seconds(1)) return update_gauges();
   last_sweep_ = now;
+  // A result nobody acknowledged expires after the TTL; a job whose result
+  // is gone stays one more TTL as a tombstone, so its key is answered.
   for (auto it = jobs_.begin(); it != jobs_.end();) {
-    const Job& job = it->second;
-    if (finished_state(job.state) && now - job.finished >= config_.result_ttl) {
-      if (!job.key.empty()) keys_.erase(job.key);
+    Job& job = it->second;
+    if (!finished_state(job.state)) {
+      ++it;
+    } else if (job.gone.empty() && now - job.finished >= config_.result_ttl) {
+      ++counters_.expired_results;
+      drop_result(job, "expired");
+      ++it;
+    } else if (!job.gone.empty() && now - job.gone_since >= config_.result_ttl) {
+      if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
+      journal_.forget(job.id);
       it = jobs_.erase(it);
     } else {
       ++it;
@@ -681,12 +1019,16 @@ void BrokerCore::update_gauges() {
   s.busy_groups = busy_groups();
   s.idle_groups = groups_.size() - s.busy_groups;
   s.ranks = total_ranks();
+  s.kept_result_bytes = kept_bytes_;
   metrics_->set_state(s);
 }
 
 Duration BrokerCore::time_to_next_tick() const {
   auto next = config_.heartbeat_interval;
   const auto now = now_();
+  if (journal_.dirty()) {
+    next = std::min(next, std::chrono::duration_cast<Duration>(last_commit_ + kLazyCommit - now));
+  }
   for (const auto& [id, group] : groups_) {
     next = std::min(next, std::chrono::duration_cast<Duration>(group.last_sent + config_.heartbeat_interval - now));
     next = std::min(next, std::chrono::duration_cast<Duration>(group.expiry - now));

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "imgq/broker/sqlite_journal.h"
 #include "imgq/common/zmq_frames.h"
 
 namespace imgq::broker {
@@ -18,8 +19,8 @@ size_t bytes_of(const Frames& frames) {
   return n;
 }
 
-bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames) {
-  if (!recv_frames(socket, frames, kMaxFrames, /*dontwait=*/true)) return false;
+bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames, std::string* user_id = nullptr) {
+  if (!recv_frames(socket, frames, kMaxFrames, /*dontwait=*/true, nullptr, user_id)) return false;
   identity = std::move(frames.front());
   frames.erase(frames.begin());
   return true;
@@ -98,12 +99,34 @@ Server::Server(zmq::context_t& context, ServerOptions options)
   }
   progress_.set(zmq::sockopt::linger, 0);
   outbox_ = std::make_unique<SocketOutbox>(clients_, workers_, progress_, options_.metrics);
-  core_ = std::make_unique<BrokerCore>(options_.config, *outbox_, Clock::now, options_.metrics);
 }
 
 Server::~Server() = default;
 
+Status Server::open_journal() {
+  if (options_.data_dir.empty()) {
+    core_ = std::make_unique<BrokerCore>(options_.config, *outbox_, Clock::now, options_.metrics);
+    spdlog::warn("journal off (memory only): queued jobs and kept results are lost if the broker stops");
+    return Status::Ok();
+  }
+  const auto started = std::chrono::steady_clock::now();
+  Recovered recovered;
+  auto journal = SqliteJournal::open(options_.data_dir, &recovered);
+  if (!journal.ok()) return journal.status();
+  for (const std::string& problem : recovered.problems) spdlog::error("journal: {}", problem);
+  journal_ = std::move(*journal);
+  core_ = std::make_unique<BrokerCore>(options_.config, *outbox_, Clock::now, options_.metrics, journal_.get());
+  const RestoreSummary r = core_->restore(std::move(recovered.jobs));
+  spdlog::info(
+      "journal {}: restored {} queued job(s), {} requeued that were running ({} failed past --max-attempts), {} "
+      "result(s) to deliver, {} finished key(s); {} unreferenced payload file(s) removed; {:.3f} s",
+      options_.data_dir, r.queued, r.requeued, r.gave_up, r.results, r.tombstones, recovered.orphan_files,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return Status::Ok();
+}
+
 Status Server::bind() {
+  if (!core_) IMGQ_RETURN_IF_ERROR(open_journal());
   if (!options_.curve_secret.empty()) {
     if (!has_curve()) return Status::Unsupported("CURVE is on but this libzmq was built without it");
     zap_ = std::make_unique<ZapHandler>(
@@ -133,7 +156,7 @@ std::string Server::progress_endpoint() const { return progress_.get(zmq::sockop
 
 void Server::run(const std::atomic<bool>& stop) {
   zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0}, {workers_.handle(), 0, ZMQ_POLLIN, 0}};
-  std::string identity;
+  std::string identity, owner;
   Frames frames;
   while (!stop.load()) {
     const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
@@ -143,12 +166,17 @@ void Server::run(const std::atomic<bool>& stop) {
       if (options_.metrics) options_.metrics->received(monitoring::Peer::kWorkers, bytes_of(frames));
       core_->on_worker(identity, std::move(frames));
     }
-    for (int i = 0; i < 256 && receive(clients_, identity, frames); ++i) {
+    for (int i = 0; i < 256 && receive(clients_, identity, frames, &owner); ++i) {
       if (options_.metrics) options_.metrics->received(monitoring::Peer::kClients, bytes_of(frames));
-      core_->on_client(identity, std::move(frames));
+      core_->on_client(identity, std::move(frames), owner);
     }
+    // Group commit: one fsync for the round's submits, then their answers.
+    core_->commit();
     core_->tick();
   }
+  core_->shutdown();
+  // The groups' `disconnect` may go out while the sockets close.
+  workers_.set(zmq::sockopt::linger, 200);
 }
 
 }  // namespace imgq::broker

@@ -17,6 +17,7 @@ std::string_view status_code_name(StatusCode code) {
     case StatusCode::kIoError: return "io_error";
     case StatusCode::kInternal: return "internal";
     case StatusCode::kPermissionDenied: return "permission_denied";
+    case StatusCode::kConflict: return "conflict";
   }
   return "unknown";
 }

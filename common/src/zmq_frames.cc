@@ -2,11 +2,16 @@
 
 namespace imgq {
 
-bool recv_frames(zmq::socket_t& socket, Frames& frames, size_t max_frames, bool dontwait, bool* truncated) {
+bool recv_frames(zmq::socket_t& socket, Frames& frames, size_t max_frames, bool dontwait, bool* truncated,
+                 std::string* user_id) {
   frames.clear();
   if (truncated != nullptr) *truncated = false;
   zmq::message_t part;
   if (!socket.recv(part, dontwait ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) return false;
+  if (user_id != nullptr) {
+    const char* user = zmq_msg_gets(part.handle(), "User-Id");
+    user_id->assign(user != nullptr ? user : "");
+  }
   frames.push_back(part.to_string());
   while (part.more()) {
     (void)socket.recv(part, zmq::recv_flags::none);

@@ -40,7 +40,18 @@ BrokerMetrics::BrokerMetrics(const std::string& version) : registry_(std::make_s
   }
   auto& rejected = BuildCounter().Name("imgq_jobs_rejected_total").Help("Submits refused, by reason").Register(r);
   rejected_ = {&rejected.Add({{"reason", "queue_full"}}), &rejected.Add({{"reason", "invalid"}}),
-               &rejected.Add({{"reason", "too_large"}})};
+               &rejected.Add({{"reason", "too_large"}}), &rejected.Add({{"reason", "unstored"}})};
+  commit_seconds_ = &BuildHistogram().Name("imgq_journal_commit_seconds")
+                         .Help("Time of one journal commit (group commit: one fsync for a round of changes)")
+                         .Register(r)
+                         .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                                          0.05, 0.1, 0.25, 1});
+  commit_failures_ = &BuildCounter().Name("imgq_journal_commit_failures_total")
+                          .Help("Journal commits that failed (their submits were refused, not lost)")
+                          .Register(r).Add({});
+  kept_bytes_ = &BuildGauge().Name("imgq_results_kept_bytes")
+                     .Help("Bytes of finished results waiting for their clients to acknowledge them")
+                     .Register(r).Add({});
   retried_ = &BuildCounter().Name("imgq_jobs_retried_total")
                   .Help("Jobs requeued because their worker group died or left").Register(r).Add({});
   auto& malformed = BuildCounter().Name("imgq_messages_rejected_total")
@@ -124,6 +135,7 @@ void BrokerMetrics::set_state(const QueueState& s) {
   groups_[0]->Set(static_cast<double>(s.idle_groups));
   groups_[1]->Set(static_cast<double>(s.busy_groups));
   ranks_->Set(static_cast<double>(s.ranks));
+  kept_bytes_->Set(static_cast<double>(s.kept_result_bytes));
 }
 
 std::string BrokerMetrics::text() const {

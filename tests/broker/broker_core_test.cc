@@ -7,64 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include "broker/core_test_support.h"
 #include "imgq/schemas/codec.h"
 
 namespace imgq::broker {
 namespace {
 
-struct Sent {
-  std::string to;
-  std::string type;
-  Frames frames;
-};
-
-class RecordingOutbox : public Outbox {
- public:
-  bool to_client(const std::string& identity, Frames frames) override {
-    if (gone.count(identity)) return false;
-    clients.push_back({identity, type_of(frames[0]), std::move(frames)});
-    return true;
-  }
-  void to_worker(const std::string& identity, Frames frames) override {
-    workers.push_back({identity, type_of(frames[0]), std::move(frames)});
-  }
-  void publish(const std::string& topic, std::string event) override {
-    events.push_back({topic, *proto::decode_header(event)->as<proto::Event>()});
-  }
-  static std::string type_of(const std::string& header) { return proto::decode_header(header)->type(); }
-
-  std::vector<Sent> clients, workers;
-  std::vector<std::pair<std::string, proto::Event>> events;
-  std::set<std::string> gone;
-};
-
-// A PNG as far as the broker's header check looks (signature, IHDR, a
-// padding chunk, IEND), `total` bytes long when that is at least 57.
-std::string png_bytes(size_t total = 0, uint32_t width = 2, uint32_t height = 2) {
-  auto be32 = [](uint32_t v) {
-    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-                       static_cast<char>(v)};
-  };
-  auto chunk = [&](const std::string& type, const std::string& data) {
-    return be32(static_cast<uint32_t>(data.size())) + type + data + be32(0);
-  };
-  std::string ihdr = be32(width) + be32(height) + std::string("\x08\x00\x00\x00\x00", 5);
-  std::string head = "\x89PNG\r\n\x1a\n" + chunk("IHDR", ihdr);
-  const std::string end = chunk("IEND", "");
-  const size_t fixed = head.size() + end.size() + 12;
-  if (total >= fixed) head += chunk("zzPd", std::string(total - fixed, 'p'));
-  return head + end;
-}
-const std::string kImg = png_bytes();
-
-template <typename T>
-T decode(const std::string& header) {
-  auto h = proto::decode_header(header);
-  EXPECT_TRUE(h.ok()) << h.status().ToString();
-  auto m = h->as<T>();
-  EXPECT_TRUE(m.ok()) << m.status().ToString();
-  return *m;
-}
+using namespace imgq::broker::testing;  // NOLINT: the shared test vocabulary
 
 class BrokerCoreTest : public ::testing::Test {
  protected:
@@ -89,6 +38,7 @@ class BrokerCoreTest : public ::testing::Test {
     s.path = path;
     s.output = output;
     core_.on_client(client, {proto::encode(s)});
+    core_.commit();
     const Sent& reply = out_.clients.back();
     if (reply.type != "accepted") return {};
     return decode<proto::Accepted>(reply.frames[0]).job;
@@ -104,6 +54,7 @@ class BrokerCoreTest : public ::testing::Test {
     s.name = "file" + std::to_string(req) + ".png";
     s.key = std::move(key);
     core_.on_client(client, {proto::encode(s), std::move(image)});
+    core_.commit();
     const Sent& reply = out_.clients.back();
     if (reply.type != "accepted") return {};
     return decode<proto::Accepted>(reply.frames[0]).job;
@@ -535,6 +486,7 @@ TEST_F(BrokerCoreTest, AJobPastItsDeadlineFailsAndItsGroupIsRecovered) {
   s.ops = {"invert"};
   s.timeout_ms = 2000;
   core_.on_client("c", {proto::encode(s), kImg});
+  core_.commit();
   const std::string job = decode<proto::Accepted>(out_.clients.back().frames[0]).job;
   hello("g", "G");
   EXPECT_EQ(decode<proto::JobRequest>(out_.workers.back().frames[0]).timeout_ms, 2000u);

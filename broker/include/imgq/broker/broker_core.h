@@ -7,10 +7,18 @@
 // tests drive heartbeats and expiry without sleeping. Not thread-safe: the
 // broker runs it on its one thread.
 //
+// Durability (journal.h): every change is staged in the journal as it
+// happens; a submit is held back (`pending_`) until commit() has made it
+// durable, and only then queued and answered `accepted` (group commit: the
+// server calls commit() once per poll-loop round). A result stays until its
+// client acknowledges it (`result_ack`, or a fetch's ack) or the result TTL
+// passes; then the job stays as a tombstone for its key one more TTL.
+//
 // Data model (fits on a screen, as in majordomo):
-//   jobs_    id -> Job {client, req, ops, image, state, group, attempts, ...}
-//   queue_   waiting job ids (priority lanes, fair between clients)
-//   groups_  identity -> Group {name, ranks, slots, allow_paths, jobs, expiry}
+//   jobs_     id -> Job {client, req, ops, image, state, group, attempts, ...}
+//   pending_  accepted jobs not yet durable (answered at the next commit)
+//   queue_    waiting job ids (priority lanes, fair between clients)
+//   groups_   identity -> Group {name, ranks, slots, allow_paths, jobs, expiry}
 #pragma once
 
 #include <functional>
@@ -24,6 +32,7 @@
 
 #include "imgq/broker/config.h"
 #include "imgq/broker/job_queue.h"
+#include "imgq/broker/journal.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
 #include "imgq/monitoring/broker_metrics.h"
@@ -61,22 +70,50 @@ struct BrokerCounters {
   uint64_t undelivered_results = 0;
   uint64_t deadlines_exceeded = 0;
   uint64_t aborted_running = 0;  // cancelled or past their deadline while a group ran them
+  uint64_t acknowledged = 0;     // results their client confirmed
+  uint64_t expired_results = 0;  // results nobody acknowledged within the TTL
+  uint64_t commits = 0;          // journal commits that succeeded
+  uint64_t commit_failures = 0;  // and that failed (their submits were refused)
+  uint64_t rejected_unstored = 0;  // submits refused because the journal could not store them
+};
+
+// What restore() found, for the broker's start-up log line.
+struct RestoreSummary {
+  size_t queued = 0;     // waiting jobs, back in their lines
+  size_t requeued = 0;   // jobs that were running when the broker stopped
+  size_t gave_up = 0;    // of those, jobs past --max-attempts (failed)
+  size_t results = 0;    // finished jobs whose result can still be fetched
+  size_t tombstones = 0; // finished jobs remembered for their keys only
 };
 
 class BrokerCore {
  public:
   using Now = std::function<Clock::time_point()>;
 
-  // `metrics` may be null (no metrics); it must outlive the core.
+  // `metrics` may be null (no metrics); `journal` null keeps everything in
+  // memory. Both must outlive the core.
   BrokerCore(BrokerConfig config, Outbox& outbox, Now now = Clock::now,
-             monitoring::BrokerMetrics* metrics = nullptr);
+             monitoring::BrokerMetrics* metrics = nullptr, Journal* journal = nullptr);
 
-  void on_client(const std::string& identity, Frames frames);
+  // Takes back what a journal held at start-up (before any message).
+  RestoreSummary restore(std::vector<StoredJob> stored);
+
+  // `owner`: the client's CURVE public key (empty without CURVE); keys and
+  // job ids are scoped to it.
+  void on_client(const std::string& identity, Frames frames, const std::string& owner = {});
   void on_worker(const std::string& identity, Frames frames);
   // Heartbeats, expiry of silent groups, expiry of old results. Call at least
   // every time_to_next_tick().
   void tick();
   Duration time_to_next_tick() const;
+  // Group commit: makes the journal's staged changes durable when a submit
+  // waits for it (or changes have waited kLazyCommit), then answers and
+  // queues the submits held back, or refuses them if the journal failed.
+  void commit();
+  static constexpr Duration kLazyCommit{50};
+  // For a clean stop: refuses submits from now on, commits everything, and
+  // tells every group the broker is going (they reconnect to the next one).
+  void shutdown();
 
   const BrokerCounters& counters() const { return counters_; }
   // Random per start; clients compare it across pongs to notice a restart.
@@ -88,18 +125,25 @@ class BrokerCore {
   size_t busy_groups() const;  // groups holding at least one job
   size_t idle_groups() const { return groups_.size() - busy_groups(); }
   size_t total_ranks() const;
+  // Bytes of results waiting for their clients' acknowledgement.
+  uint64_t kept_bytes() const { return kept_bytes_; }
+  size_t jobs() const { return jobs_.size(); }
 
  private:
   struct Job {
     std::string id;
-    std::string client;  // identity of the submitting connection
+    std::string client;  // identity of the connection its result goes to
+    std::string line;    // its fairness line in the queue (the submitting connection)
+    std::string owner;   // CURVE public key of the submitter; empty without CURVE
+    std::string digest;  // what its key stands for (conflicts)
     uint64_t req = 0;
     int priority = 4;
     std::vector<std::string> ops;
     std::string format;
     std::string name;
     std::string key;
-    std::string image;   // kept until the job is done, for requeues
+    std::string image;   // kept until the job is done, for requeues (empty after a restart: in the journal)
+    uint64_t image_bytes = 0;
     std::string path;    // a local-files job: the group reads the image here
     std::string output;  // and writes the result here
     // Both lexically normal, compared with the groups' folders when routing.
@@ -114,8 +158,16 @@ class BrokerCore {
     int total_stages = 0;
     int code = 0;
     std::string message;
-    std::string result;  // kept only when it could not be delivered
-    bool result_kept = false;
+    std::string result;  // in memory until acknowledged (without a durable journal)
+    uint64_t result_bytes = 0;
+    // "acknowledged" or "expired" once the result is gone, and when (Unix s).
+    std::string gone;
+    double gone_at = 0;
+    Clock::time_point gone_since;
+    double submitted_unix = 0, finished_unix = 0;
+    // Submits of this job's key waiting, like the job, for the commit.
+    std::vector<std::pair<std::string, uint64_t>> pending_replies;
+    bool pending = false;  // accepted but not yet durable
     proto::JobStats stats;
     Clock::time_point submitted, dispatched, finished;
   };
@@ -135,10 +187,20 @@ class BrokerCore {
     Clock::time_point idle_since;
   };
 
-  void handle_submit(const std::string& identity, const proto::Submit& submit, std::string image);
-  void handle_status(const std::string& identity, uint64_t req, const std::string& job);
-  void handle_cancel(const std::string& identity, uint64_t req, const std::string& job);
-  void handle_fetch(const std::string& identity, uint64_t req, const std::string& job);
+  void handle_submit(const std::string& identity, const std::string& owner, const proto::Submit& submit,
+                     std::string image);
+  // A submit whose key names a known job: answered with that job.
+  void resubmit(const std::string& identity, const proto::Submit& submit, const std::string& digest, Job& job);
+  void handle_status(const std::string& identity, const std::string& owner, uint64_t req, const std::string& job);
+  void handle_cancel(const std::string& identity, const std::string& owner, uint64_t req, const std::string& job);
+  void handle_fetch(const std::string& identity, const std::string& owner, uint64_t req, const std::string& job);
+  void handle_ack(Job& job);
+  // The job `id` if `owner` may see it.
+  Job* find_job(const std::string& id, const std::string& owner);
+  void send_accepted(const std::string& identity, uint64_t req, const Job& job, bool existing);
+  // Ends a finished job's result: acknowledged or expired.
+  void drop_result(Job& job, const std::string& why);
+  StoredJob stored(const Job& job) const;
   void handle_ping(const std::string& identity, const proto::Ping& ping);
   void handle_hello(const std::string& identity, const proto::Hello& hello);
   void handle_done(Group& group, const proto::Done& done, Frames& frames);
@@ -146,8 +208,8 @@ class BrokerCore {
   void reply_error(const std::string& identity, uint64_t req, const Status& status,
                    const std::string& job = {});
   void send_worker(Group& group, Frames frames);
-  // Sends the job's `result` (with its image when done); on success the
-  // broker's copy of the image is freed. False when the client is gone.
+  // Sends the job's `result` (with its image when done, from memory or the
+  // journal). False when the client is gone.
   bool send_result(const std::string& identity, uint64_t req, Job& job);
   void dispatch();
   // The group with a free slot that should run `job`: one that may use its
@@ -176,9 +238,16 @@ class BrokerCore {
   monitoring::BrokerMetrics* metrics_;
   std::mt19937_64 random_;
   std::unordered_map<std::string, Job> jobs_;
-  std::unordered_map<std::string, std::string> keys_;  // idempotency key -> job id
+  std::unordered_map<std::string, std::string> keys_;  // owner + key -> job id
+  MemoryJournal memory_journal_;
+  Journal& journal_;
+  std::vector<std::string> pending_;  // job ids accepted, waiting for the commit
+  std::vector<std::string> unstored_results_;  // results in memory until a commit stores them
+  Clock::time_point last_commit_{};
+  bool stopping_ = false;
   JobQueue queue_;
   size_t queued_bytes_ = 0;
+  uint64_t kept_bytes_ = 0;
   std::map<std::string, Group> groups_;
   BrokerCounters counters_;
   Clock::time_point last_sweep_{};  // of finished jobs past their TTL

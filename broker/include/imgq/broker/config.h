@@ -19,7 +19,8 @@ struct BrokerConfig {
   size_t max_image_bytes = size_t{256} << 20;     // one submitted image
   uint64_t max_pixels = 250'000'000;              // declared in an image's header; 0 = no limit
   Duration job_timeout{10 * 60 * 1000};           // longest run of one attempt; a submit may ask less or more
-  Duration result_ttl{10 * 60 * 1000};            // how long a finished job is kept
+  Duration result_ttl{10 * 60 * 1000};            // how long an unacknowledged result is kept
+  uint64_t max_kept_bytes = uint64_t{2} << 30;    // results waiting for acknowledgement; past it submits wait
   Duration heartbeat_interval = kHeartbeatInterval;
   int liveness = kLiveness;
   int max_attempts = 3;                           // dispatches before a job fails

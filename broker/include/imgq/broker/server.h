@@ -5,6 +5,8 @@
 // malformed), hands them to the core, and sends what the core asks through
 // the same sockets. One thread owns all three sockets. The client ROUTER is
 // ROUTER_MANDATORY, so a result for a vanished client is detected and kept.
+// With a data dir, the journal (sqlite_journal.h) is opened and read back at
+// bind(), and committed once per round of the loop (group commit).
 #pragma once
 
 #include <atomic>
@@ -32,6 +34,9 @@ struct ServerOptions {
   // progress subscribers) must be on allow_clients, groups on allow_workers.
   std::string curve_secret;
   std::set<std::string> allow_clients, allow_workers;
+  // The journal's folder; empty keeps everything in memory only (nothing
+  // survives the process).
+  std::string data_dir;
 };
 
 class Server {
@@ -39,22 +44,26 @@ class Server {
   Server(zmq::context_t& context, ServerOptions options);
   ~Server();
 
-  // Starts the ZAP handler when CURVE is on (an error if it cannot: libzmq
-  // would let everyone in), then binds the three sockets; the error names
-  // the endpoint that failed.
+  // Opens the journal and takes back what it holds (with a data dir), starts
+  // the ZAP handler when CURVE is on (an error if it cannot: libzmq would
+  // let everyone in), then binds the three sockets; the error names the
+  // endpoint or folder that failed.
   Status bind();
   // The endpoints actually bound (resolves "tcp://127.0.0.1:*" to the port).
   std::string clients_endpoint() const;
   std::string workers_endpoint() const;
   std::string progress_endpoint() const;
 
-  // Serves until `stop` becomes true (checked at least every 100 ms).
+  // Serves until `stop` becomes true (checked at least every 100 ms), then
+  // stops cleanly: refuses submits, commits the journal, tells the groups.
   void run(const std::atomic<bool>& stop);
 
+  // After bind().
   const BrokerCore& core() const { return *core_; }
 
  private:
   class SocketOutbox;
+  Status open_journal();
 
   ServerOptions options_;
   zmq::context_t& context_;
@@ -63,6 +72,7 @@ class Server {
   zmq::socket_t workers_;
   zmq::socket_t progress_;
   std::unique_ptr<SocketOutbox> outbox_;
+  std::unique_ptr<Journal> journal_;
   std::unique_ptr<BrokerCore> core_;
 };
 

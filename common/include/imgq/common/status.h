@@ -32,9 +32,10 @@ enum class StatusCode : int {
   kIoError = 10,           // reading or writing a local file failed
   kInternal = 11,          // a bug: report it
   kPermissionDenied = 12,  // refused: our key (CURVE), or a path outside --allow-paths
+  kConflict = 13,          // an idempotency key reused for a different job: use a new key
 };
 // One past the last code.
-inline constexpr size_t kStatusCodes = 13;
+inline constexpr size_t kStatusCodes = 14;
 
 std::string_view status_code_name(StatusCode code);
 
@@ -59,6 +60,7 @@ class [[nodiscard]] Status {
   static Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
+  static Status Conflict(std::string m) { return {StatusCode::kConflict, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

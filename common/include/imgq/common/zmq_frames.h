@@ -16,9 +16,10 @@ using Frames = std::vector<std::string>;
 
 // Reads one whole message, keeping at most `max_frames` frames (the rest is
 // read and dropped; `truncated` says so). False when `dontwait` and nothing
-// is waiting.
+// is waiting. `user_id`: the peer's ZAP user id (with CURVE, the public key
+// the broker's ZAP handler admitted), empty when there is none.
 bool recv_frames(zmq::socket_t& socket, Frames& frames, size_t max_frames, bool dontwait,
-                 bool* truncated = nullptr);
+                 bool* truncated = nullptr, std::string* user_id = nullptr);
 
 // Sends `frames` as one message. Throws zmq::error_t as cppzmq does.
 void send_frames(zmq::socket_t& socket, const Frames& frames);

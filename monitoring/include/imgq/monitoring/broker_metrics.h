@@ -28,7 +28,8 @@
 namespace imgq::monitoring {
 
 enum class Outcome { kSucceeded, kFailed, kCancelled };
-enum class Rejection { kQueueFull, kInvalid, kTooLarge };
+// kUnstored: the journal could not store the job (disk full, not writable).
+enum class Rejection { kQueueFull, kInvalid, kTooLarge, kUnstored };
 enum class Peer { kClients, kWorkers };
 
 class BrokerMetrics {
@@ -49,6 +50,11 @@ class BrokerMetrics {
 
   // A job left the queue for a group after `wait_seconds`.
   void dispatched(double wait_seconds) { wait_->Observe(wait_seconds); }
+  // A journal commit (one fsync of the log, plus one per large payload).
+  void committed(double seconds, bool ok) {
+    commit_seconds_->Observe(seconds);
+    if (!ok) commit_failures_->Increment();
+  }
   // A job ended; `stats` and `group` are set when a group ran it.
   void finished(Outcome outcome, double run_seconds, const std::string& group, const proto::JobStats* stats);
   // A job failed with `code` (also counted by finished()).
@@ -62,6 +68,7 @@ class BrokerMetrics {
     size_t idle_groups = 0;
     size_t busy_groups = 0;
     size_t ranks = 0;
+    uint64_t kept_result_bytes = 0;  // results waiting for acknowledgement
   };
   void set_state(const QueueState& state);
   // A group connected: its children are created now, at 0.
@@ -79,7 +86,10 @@ class BrokerMetrics {
   prometheus::Counter* submitted_;
   std::array<prometheus::Counter*, 3> completed_;
   std::array<prometheus::Counter*, kStatusCodes> failed_;  // by code
-  std::array<prometheus::Counter*, 3> rejected_;
+  std::array<prometheus::Counter*, 4> rejected_;
+  prometheus::Histogram* commit_seconds_;
+  prometheus::Counter* commit_failures_;
+  prometheus::Gauge* kept_bytes_;
   prometheus::Counter* retried_;
   std::array<prometheus::Counter*, 2> malformed_;
   prometheus::Counter* stray_results_;

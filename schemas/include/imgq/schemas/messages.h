@@ -90,6 +90,15 @@ struct Fetch {
   MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
 };
 
+// "I have the result of this job": the broker may forget it. No reply. A
+// result is kept until acknowledged or its TTL passes (PROTOCOL.md, 10).
+struct ResultAck {
+  IMGQ_MESSAGE("result_ack");
+  uint64_t req = 0;
+  std::string job;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
+};
+
 struct Ping {
   IMGQ_MESSAGE("ping");
   uint64_t req = 0;
@@ -174,8 +183,9 @@ struct Pong {
   std::string version;
   std::string instance;  // random per broker start: a new value means the broker restarted
   uint64_t max_image_bytes = 0;  // larger submits are refused; 0 = unknown
+  bool durable = false;          // accepted jobs and kept results survive a broker restart (a journal)
   MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version, instance,
-                     max_image_bytes)
+                     max_image_bytes, durable)
 };
 
 // ---- broker -> progress subscribers (PUB; frames: [job id][Event]) ----

@@ -1,0 +1,104 @@
+// The broker's journal: what it has accepted and finished, on disk, so that
+// a broker killed at any instant loses nothing it acknowledged.
+// See ../../../../schemas/PROTOCOL.md, section 10 (delivery guarantees).
+//
+// The core stages changes (a job accepted, dispatched, finished, its result
+// acknowledged, forgotten) as it handles messages; commit() makes every
+// change staged since the last commit durable at once, with one fsync
+// (group commit): the server commits once per poll-loop round, and the core
+// answers `accepted` only after the commit that stored the job.
+//
+// Two implementations: MemoryJournal (nothing on disk: `--memory-only`) and
+// SqliteJournal (sqlite_journal.h). Not thread-safe: the broker's one thread
+// owns it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imgq/common/status.h"
+#include "imgq/schemas/messages.h"
+
+namespace imgq::broker {
+
+// A job as the journal keeps it. Times are Unix seconds (wall clock), so
+// they mean the same after a restart.
+struct StoredJob {
+  std::string id;
+  std::string line;    // the fairness line it queued in (its client's connection)
+  std::string owner;   // the client's CURVE public key; empty without CURVE
+  std::string key;     // idempotency key; empty = none
+  std::string digest;  // what the key stands for: image (or paths) and request
+  int priority = 4;
+  std::vector<std::string> ops;
+  std::string format, name, path, output;
+  int64_t timeout_ms = 0;
+  double submitted = 0;
+  int attempts = 0;  // dispatches so far
+  uint64_t image_bytes = 0;
+
+  // Set once finished.
+  std::string state;  // empty while queued or running; done, failed, cancelled
+  int code = 0;
+  std::string message;
+  proto::JobStats stats;
+  double finished = 0;
+  uint64_t result_bytes = 0;  // a done job's result image (0: none, or a local file)
+  // Set once the result is gone: "acknowledged" or "expired", and when.
+  std::string gone;
+  double gone_at = 0;
+};
+
+class Journal {
+ public:
+  virtual ~Journal() = default;
+
+  // Whether what is staged survives a crash once committed (false: memory
+  // only, and the core keeps results in memory itself).
+  virtual bool durable() const = 0;
+
+  // Stages a new job with its image (empty for a local-files job). An error
+  // (the disk is full, the folder is not writable) means nothing was staged.
+  virtual Status add(const StoredJob& job, std::string_view image) = 0;
+  virtual void dispatched(const std::string& id, int attempts) = 0;
+  // Stages a finished job (state, code, message, stats, finished) and its
+  // result image (empty when there is none).
+  virtual void finish(const StoredJob& job, std::string_view result) = 0;
+  // Stages the end of a result: acknowledged or expired (job.gone, gone_at);
+  // the row stays as a tombstone for the key until forget().
+  virtual void drop_result(const std::string& id, const std::string& gone, double gone_at) = 0;
+  virtual void forget(const std::string& id) = 0;
+
+  // Makes everything staged durable. On error nothing staged since the last
+  // commit is kept (the core refuses the submits it was holding back).
+  virtual Status commit() = 0;
+  // Whether something is staged and not yet committed.
+  virtual bool dirty() const = 0;
+
+  // The stored bytes of a job's image or result, read back from disk.
+  virtual Result<std::string> image(const std::string& id) = 0;
+  virtual Result<std::string> result(const std::string& id) = 0;
+};
+
+// Nothing on disk: every call succeeds, and nothing survives the process.
+class MemoryJournal final : public Journal {
+ public:
+  bool durable() const override { return false; }
+  Status add(const StoredJob&, std::string_view) override { return Status::Ok(); }
+  void dispatched(const std::string&, int) override {}
+  void finish(const StoredJob&, std::string_view) override {}
+  void drop_result(const std::string&, const std::string&, double) override {}
+  void forget(const std::string&) override {}
+  Status commit() override { return Status::Ok(); }
+  bool dirty() const override { return false; }
+  Result<std::string> image(const std::string& id) override {
+    return Status::NotFound("no stored image for job " + id + " (the broker keeps nothing on disk)");
+  }
+  Result<std::string> result(const std::string& id) override {
+    return Status::NotFound("no stored result for job " + id + " (the broker keeps nothing on disk)");
+  }
+};
+
+}  // namespace imgq::broker

@@ -1,0 +1,94 @@
+// The journal on disk: SQLite in WAL mode with synchronous=FULL (a commit
+// is on disk when COMMIT returns), in a data folder the broker owns:
+//
+//   DIR/LOCK            flock()ed while a broker uses DIR: a second broker
+//                       on the same folder refuses to start
+//   DIR/journal.db      one row per job: request, attempts, outcome, and
+//   DIR/journal.db-wal  images and results up to kInlineBytes inline
+//   DIR/payloads/       larger images and results, one file each, fsynced
+//                       before the commit that refers to them
+//
+// Recovery reads row by row: a row that cannot be read is logged and left
+// out, so one bad record never stops a broker; a database that cannot be
+// opened at all is moved aside (journal.db.damaged-TIME) and a new one
+// started, loudly. SQLite itself drops a torn WAL tail (a transaction whose
+// commit frame never reached the disk was never acknowledged).
+// Not thread-safe (the broker's one thread).
+#pragma once
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imgq/broker/journal.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace imgq::broker {
+
+// What open() found on disk.
+struct Recovered {
+  std::vector<StoredJob> jobs;  // in submission order
+  std::vector<std::string> problems;  // rows or files left out, for the log
+  size_t orphan_files = 0;            // payloads no row refers to (removed)
+};
+
+class SqliteJournal final : public Journal {
+ public:
+  // Images and results up to this size live in the database; larger ones in
+  // files of their own (written once, fsynced, never rewritten).
+  static constexpr size_t kInlineBytes = 256 * 1024;
+
+  ~SqliteJournal() override;
+  SqliteJournal(const SqliteJournal&) = delete;
+  SqliteJournal& operator=(const SqliteJournal&) = delete;
+
+  // Opens (creating) the journal in `dir` and reads what it holds.
+  static Result<std::unique_ptr<SqliteJournal>> open(const std::filesystem::path& dir, Recovered* recovered);
+
+  bool durable() const override { return true; }
+  Status add(const StoredJob& job, std::string_view image) override;
+  void dispatched(const std::string& id, int attempts) override;
+  void finish(const StoredJob& job, std::string_view result) override;
+  void drop_result(const std::string& id, const std::string& gone, double gone_at) override;
+  void forget(const std::string& id) override;
+  Status commit() override;
+  bool dirty() const override { return in_transaction_; }
+  Result<std::string> image(const std::string& id) override;
+  Result<std::string> result(const std::string& id) override;
+
+  // fsyncs done by commits so far (one per commit that wrote anything,
+  // plus one per payload file).
+  uint64_t syncs() const { return syncs_; }
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  enum Stmt { kInsert, kDispatched, kFinish, kDropResult, kForget, kImage, kResult, kStmts };
+
+  explicit SqliteJournal(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  Status open_database();
+  Status load(Recovered* recovered);
+  Status begin();
+  // Runs a staged write; a failure poisons the transaction (commit fails).
+  void run_staged(sqlite3_stmt* stmt);
+  Status sql_error(const std::string& what) const;
+  // Writes a payload file (not yet fsynced; commit() does that).
+  Status write_payload(const std::string& file, std::string_view bytes);
+  Result<std::string> read_payload(const std::string& id, const char* column_blob, Stmt stmt);
+  std::filesystem::path payload_path(const std::string& file) const { return dir_ / "payloads" / file; }
+
+  std::filesystem::path dir_;
+  int lock_fd_ = -1;
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmts_[kStmts] = {};
+  bool in_transaction_ = false;
+  Status staged_error_;                      // first failed staged write since the last commit
+  std::vector<std::pair<int, std::string>> unsynced_;  // payload files written: fd, name
+  std::vector<std::string> unlink_after_commit_;
+  uint64_t syncs_ = 0;
+};
+
+}  // namespace imgq::broker
