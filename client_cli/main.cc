@@ -13,8 +13,8 @@
 
 namespace {
 
-bool g_stop = false;
-void on_signal(int) { g_stop = true; }
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
 
 std::string from_env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -32,19 +32,22 @@ int main(int argc, char** argv) {
   c.broker = from_env("IMGQ_BROKER", kDefaultBroker);
   c.progress = from_env("IMGQ_PROGRESS", "");
   double timeout_s = 10;
+  double submit_timeout_s = 60;
   std::string server_key = from_env("IMGQ_SERVER_KEY", ""), key = from_env("IMGQ_KEY", "");
-  auto connection_flags = [&](CLI::App* sub) {
+  auto connection_flags = [&](CLI::App* sub, double* timeout = nullptr) {
     sub->add_option("--server-key", server_key, "CURVE: the broker's public key file (env IMGQ_SERVER_KEY)");
     sub->add_option("--key", key, "CURVE: this client's key file from imgq keygen (env IMGQ_KEY)");
     sub->add_option("--broker", c.broker, "broker clients endpoint (env IMGQ_BROKER)")->capture_default_str();
     sub->add_option("--progress", c.progress, "broker progress endpoint (env IMGQ_PROGRESS; default: broker host, port 5557)");
-    sub->add_option("--timeout", timeout_s, "seconds to wait for the broker")->capture_default_str();
+    sub->add_option("--timeout", timeout != nullptr ? *timeout : timeout_s,
+                    "seconds the broker may stay silent before imgq gives up (exit 3)")
+        ->capture_default_str();
     sub->add_flag("--json", c.json, "machine-readable output, one JSON object per line");
   };
 
   SubmitOptions submit;
   auto* s = app.add_subcommand("submit", "process images: every image under PATH... becomes one job");
-  connection_flags(s);
+  connection_flags(s, &submit_timeout_s);
   // One value per --op (repeat it for a pipeline), so a path after it is never taken for an op.
   s->add_option("--op", submit.ops, "an op as name[:key=value,...]; repeat for a pipeline (see imgq ops)")
       ->allow_extra_args(false);
@@ -52,7 +55,8 @@ int main(int argc, char** argv) {
   s->add_option("--priority", submit.priority, "0 (lowest) to 9 (highest)")->capture_default_str();
   s->add_option("--format", submit.format, "output format (default: each input's own)");
   s->add_option("--window", submit.window, "jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 10000));
-  s->add_flag("--no-wait", submit.no_wait, "exit once every job is accepted; print their ids");
+  s->add_flag("--no-wait", submit.no_wait,
+              "exit once every job is accepted (stored by the broker), printing each id as it is accepted");
   s->add_flag("--local", submit.local,
               "send paths, not bytes: the worker groups read the images and write the results themselves "
               "(same host or shared file system; groups started with --allow-paths)");
@@ -117,7 +121,8 @@ int main(int argc, char** argv) {
   if (s->parsed()) {
     submit.broker = c.broker;
     submit.progress = c.progress;
-    submit.timeout = c.timeout;
+    submit.timeout = Millis(static_cast<int64_t>(submit_timeout_s * 1000));
+    submit.interrupted = &g_stop;
     submit.curve = c.curve;
     submit.job_timeout_ms = static_cast<uint32_t>(job_timeout_s * 1000);
     submit.mode = c.json ? ReportMode::kJson : (::isatty(STDERR_FILENO) ? ReportMode::kTerminal : ReportMode::kPlain);

@@ -66,17 +66,33 @@ int run_cancel(const Connection& c, const std::string& job, std::ostream& out, s
 
 int run_fetch(const Connection& c, const std::string& job, const std::string& out_dir, std::ostream& out,
               std::ostream& err) {
-  auto frames = call<proto::Fetch>(c, job);
+  zmq::context_t context;
+  BrokerClient broker(context, c.broker, c.curve);
+  proto::Fetch fetch;
+  fetch.req = kReq;
+  fetch.job = job;
+  auto frames = broker.call(proto::encode(fetch), kReq, c.timeout);
   if (!frames.ok()) return report(frames.status(), err);
   auto result = decode_reply<proto::JobResult>(*frames);
   if (!result.ok()) return report(result.status(), err);
+  // Once the result is in hand (written, or a failure reported), the broker
+  // may forget it.
+  auto acknowledge = [&] {
+    proto::ResultAck ack;
+    ack.req = kReq + 1;
+    ack.job = job;
+    broker.linger_on_close(Millis(1000));
+    broker.send(proto::encode(ack));
+  };
   if (result->state == proto::kDone && !result->output.empty()) {
     // A local-files job: its group wrote the result already.
     out << result->output << "\n";
+    acknowledge();
     return 0;
   }
   if (result->state != proto::kDone || frames->size() != 2) {
     err << (result->name.empty() ? job : result->name) << ": error: " << result->state << ": " << result->message << "\n";
+    acknowledge();
     return 1;
   }
   std::filesystem::path name = result->name.empty() ? std::filesystem::path(job) : std::filesystem::path(result->name).filename();
@@ -84,11 +100,12 @@ int run_fetch(const Connection& c, const std::string& job, const std::string& ou
   const auto& bytes = (*frames)[1];
   Status written = write_file(path, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
   if (!written.ok()) return report(written, err);
+  acknowledge();
   out << path.string() << "\n";
   return 0;
 }
 
-int run_watch(const Connection& c, const std::string& job, const bool& stop, std::ostream& out) {
+int run_watch(const Connection& c, const std::string& job, const volatile std::sig_atomic_t& stop, std::ostream& out) {
   zmq::context_t context;
   zmq::socket_t sub =
       connect_progress(context, c.progress.empty() ? default_progress_endpoint(c.broker) : c.progress, c.curve);
@@ -157,11 +174,13 @@ int run_ping(const Connection& c, std::ostream& out, std::ostream& err) {
   if (c.json) {
     out << "{\"broker\":" << json_quote(c.broker) << ",\"version\":" << json_quote(pong->version)
         << ",\"groups\":" << pong->groups << ",\"idle\":" << pong->idle << ",\"busy\":" << pong->busy
-        << ",\"ranks\":" << pong->ranks << ",\"queued\":" << pong->queued << ",\"running\":" << pong->running << "}\n";
+        << ",\"ranks\":" << pong->ranks << ",\"queued\":" << pong->queued << ",\"running\":" << pong->running
+        << ",\"durable\":" << (pong->durable ? "true" : "false") << "}\n";
   } else {
     out << "broker " << c.broker << " (imgq " << pong->version << "): " << pong->groups << " worker group(s), "
         << pong->idle << " idle, " << pong->busy << " busy, " << pong->ranks << " ranks; " << pong->queued
-        << " queued, " << pong->running << " running\n";
+        << " queued, " << pong->running << " running; "
+        << (pong->durable ? "journal on" : "memory only (queued jobs are lost if it stops)") << "\n";
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/file_io.h"
@@ -35,8 +36,9 @@ std::string local_path(const std::filesystem::path& file) {
 
 class Batch {
  public:
-  Batch(const SubmitOptions& options, std::vector<BatchItem> items, Reporter& reporter, std::ostream& err)
-      : options_(options), items_(std::move(items)), reporter_(reporter), err_(err),
+  Batch(const SubmitOptions& options, std::vector<BatchItem> items, Reporter& reporter, std::ostream& out,
+        std::ostream& err)
+      : options_(options), items_(std::move(items)), reporter_(reporter), out_(out), err_(err),
         session_(random_hex().substr(0, 8)) {}
 
   // Exit status as run_submit's.
@@ -51,12 +53,19 @@ class Batch {
   void send_next(BrokerClient& broker);
   // Not sent (no connection to queue it on yet): again in 100 ms.
   void retry_later(size_t index);
+  // Refused for a full queue: again after a back-off that doubles while
+  // refusals go on (the broker's hint, up to 10 s), said once on stderr.
+  void back_off(size_t index, const proto::Error& error);
+  // Tells the broker this client has the job's result: it may forget it.
+  void acknowledge(BrokerClient& broker, const std::string& job);
+  // The jobs accepted and not finished, for `imgq status`/`fetch` later.
+  void list_unfinished();
   // Pings once a second; a pong from a new broker instance means the jobs in
   // flight were lost with the old one, so they go out again (same keys).
   void check_broker(BrokerClient& broker);
   void on_pong(const proto::Pong& pong);
   void fail(size_t index, const std::string& state, const std::string& message, const std::string& job = {});
-  void handle(const Frames& frames);
+  void handle(BrokerClient& broker, const Frames& frames);
   JobView view(size_t index, const std::string& job) const {
     return {job, items_[index].source.string(), items_[index].output.string()};
   }
@@ -64,6 +73,7 @@ class Batch {
   const SubmitOptions& options_;
   std::vector<BatchItem> items_;
   Reporter& reporter_;
+  std::ostream& out_;
   std::ostream& err_;
   bool subscribed(BrokerClient& broker, zmq::socket_t& progress);
 
@@ -75,7 +85,10 @@ class Batch {
   std::deque<std::pair<SteadyClock::time_point, size_t>> retry_;  // refused for a full queue
   std::map<uint64_t, size_t> waiting_accept_;                    // req -> item
   std::map<std::string, size_t> running_;                        // job -> item
+  std::set<std::string> finished_;  // jobs whose result was handled: a repeat is acknowledged again
   size_t done_ = 0, failed_ = 0;
+  int refusals_ = 0;              // queue-full refusals in a row
+  bool told_queue_full_ = false;
   std::string instance_;  // the broker's, from its pongs
   uint64_t max_image_bytes_ = 0;  // the broker's limit; 0 = unknown
   SteadyClock::time_point last_ping_{}, last_pong_{};
@@ -124,6 +137,37 @@ void Batch::fail(size_t index, const std::string& state, const std::string& mess
 }
 
 void Batch::retry_later(size_t index) { retry_.emplace_front(SteadyClock::now() + Millis(100), index); }
+
+void Batch::back_off(size_t index, const proto::Error& error) {
+  const int64_t hint = std::max<int64_t>(error.retry_after_ms, 100);
+  const Millis delay(std::min<int64_t>(hint << std::min(refusals_, 7), 10'000));
+  ++refusals_;
+  if (!told_queue_full_) {
+    told_queue_full_ = true;
+    err_ << "imgq: the broker refuses new jobs for now (" << error.message << "); retrying with back-off from "
+         << hint << " ms up to 10 s\n";
+  }
+  // Behind those already waiting: the order of the files is kept.
+  retry_.emplace_back(SteadyClock::now() + delay, index);
+}
+
+void Batch::acknowledge(BrokerClient& broker, const std::string& job) {
+  proto::ResultAck ack;
+  ack.job = job;
+  broker.send(proto::encode(ack));
+}
+
+void Batch::list_unfinished() {
+  for (const auto& [job, index] : running_) {
+    if (options_.mode == ReportMode::kJson) {
+      out_ << "{\"event\":\"unfinished\",\"job\":" << json_quote(job)
+           << ",\"file\":" << json_quote(items_[index].source.string()) << "}\n";
+    } else {
+      out_ << "submitted " << items_[index].source.string() << " as job " << job << "\n";
+    }
+  }
+  out_.flush();
+}
 
 void Batch::send_next(BrokerClient& broker) {
   const auto now = SteadyClock::now();
@@ -186,7 +230,7 @@ void Batch::send_next(BrokerClient& broker) {
   }
 }
 
-void Batch::handle(const Frames& frames) {
+void Batch::handle(BrokerClient& broker, const Frames& frames) {
   auto header = proto::decode_header(frames.at(0));
   if (!header.ok()) return;
   const std::string& type = header->type();
@@ -196,14 +240,22 @@ void Batch::handle(const Frames& frames) {
     auto a = header->as<proto::Accepted>();
     auto it = a.ok() ? waiting_accept_.find(a->req) : waiting_accept_.end();
     if (it == waiting_accept_.end()) return;
-    running_[a->job] = it->second;
+    refusals_ = 0;
     reporter_.accepted(view(it->second, a->job), a->position);
+    if (!options_.no_wait) {
+      running_[a->job] = it->second;
+    } else if (options_.mode != ReportMode::kJson) {
+      // Accepted is all --no-wait waits for: the job leaves the window.
+      out_ << "submitted " << items_[it->second].source.string() << " as job " << a->job << "\n" << std::flush;
+    }
     waiting_accept_.erase(it);
   } else if (type == proto::Error::kType) {
     auto e = header->as<proto::Error>();
     auto it = e.ok() ? waiting_accept_.find(e->req) : waiting_accept_.end();
     if (it == waiting_accept_.end()) return;
-    if (e->retryable) {
+    if (e->code == static_cast<int>(StatusCode::kResourceExhausted)) {
+      back_off(it->second, *e);
+    } else if (e->retryable) {
       retry_.emplace_back(SteadyClock::now() + Millis(std::max<uint32_t>(e->retry_after_ms, 100)), it->second);
     } else {
       fail(it->second, proto::kFailed, e->message);
@@ -211,23 +263,36 @@ void Batch::handle(const Frames& frames) {
     waiting_accept_.erase(it);
   } else if (type == proto::JobResult::kType) {
     auto r = header->as<proto::JobResult>();
-    auto it = r.ok() ? running_.find(r->job) : running_.end();
-    if (it == running_.end()) return;
+    if (!r.ok()) return;
+    if (finished_.count(r->job) != 0) return acknowledge(broker, r->job);  // again, after a broker restart
+    auto it = running_.find(r->job);
+    if (it == running_.end() || options_.no_wait) return;  // a --no-wait job's result waits for `imgq fetch`
     const size_t index = it->second;
     running_.erase(it);
-    if (r->state != proto::kDone) return fail(index, r->state, r->message, r->job);
-    if (options_.local && !r->output.empty()) {
+    finished_.insert(r->job);
+    if (r->state != proto::kDone) {
+      fail(index, r->state, r->message, r->job);
+    } else if (options_.local && !r->output.empty()) {
       // The group wrote it already.
       ++done_;
       reporter_.succeeded(view(index, r->job), r->stats);
-      return;
+    } else if (frames.size() != 2) {
+      // Not acknowledged: the broker keeps it for `imgq fetch`.
+      finished_.erase(r->job);
+      return fail(index, proto::kFailed, "the broker sent no result image", r->job);
+    } else {
+      const auto& bytes = frames[1];
+      Status written =
+          write_file(items_[index].output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+      if (!written.ok()) {
+        finished_.erase(r->job);
+        return fail(index, proto::kFailed, written.message() + " (the result stays at the broker: imgq fetch " +
+                                               r->job + ")", r->job);
+      }
+      ++done_;
+      reporter_.succeeded(view(index, r->job), r->stats);
     }
-    if (frames.size() != 2) return fail(index, proto::kFailed, "the broker sent no result image", r->job);
-    const auto& bytes = frames[1];
-    Status written = write_file(items_[index].output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
-    if (!written.ok()) return fail(index, proto::kFailed, written.message(), r->job);
-    ++done_;
-    reporter_.succeeded(view(index, r->job), r->stats);
+    acknowledge(broker, r->job);
   }
 }
 
@@ -243,6 +308,10 @@ bool Batch::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
   // so that a batch starts within milliseconds, not a fixed wait.
   auto interval = Millis(5);
   for (uint64_t req = 1; SteadyClock::now() < deadline; ++req, interval = std::min(interval * 2, Millis(200))) {
+    if (options_.interrupted != nullptr && *options_.interrupted != 0) {
+      err_ << "imgq: interrupted before anything was submitted\n";
+      return false;
+    }
     proto::Ping ping;
     ping.req = req;
     ping.session = session_;
@@ -293,15 +362,33 @@ int Batch::run(zmq::context_t& context) {
 
   const auto start = SteadyClock::now();
   Frames frames;
+  // Acknowledgements still queued go out when the client closes.
+  broker.linger_on_close(Millis(500));
+  auto interrupted = [&] { return options_.interrupted != nullptr && *options_.interrupted != 0; };
   while (true) {
+    if (interrupted()) {
+      reporter_.finish(done_, failed_, items_.size(), std::chrono::duration<double>(SteadyClock::now() - start).count());
+      err_ << "imgq: interrupted; " << running_.size()
+           << " job(s) accepted and not finished (imgq status / imgq fetch JOB later)\n";
+      list_unfinished();
+      return 130;
+    }
+    if (SteadyClock::now() - last_pong_ > options_.timeout) {
+      reporter_.finish(done_, failed_, items_.size(), std::chrono::duration<double>(SteadyClock::now() - start).count());
+      err_ << "imgq: error: no answer from the broker at " << options_.broker << " for "
+           << std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count() << " s (--timeout); "
+           << running_.size() << " job(s) accepted and not finished\n";
+      list_unfinished();
+      return 3;
+    }
     send_next(broker);
     check_broker(broker);
     const bool all_sent = next_ == items_.size() && retry_.empty();
-    if (all_sent && waiting_accept_.empty() && (running_.empty() || options_.no_wait)) break;
+    if (all_sent && waiting_accept_.empty() && running_.empty()) break;
     zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
     poll_sockets(items, 2, Millis(100));
     if (items[0].revents & ZMQ_POLLIN) {
-      while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) handle(frames);
+      while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) handle(broker, frames);
     }
     if (items[1].revents & ZMQ_POLLIN) {
       while (recv_frames(progress, frames, 2, /*dontwait=*/true)) {
@@ -314,9 +401,6 @@ int Batch::run(zmq::context_t& context) {
       }
     }
     reporter_.tick(done_, failed_, items_.size());
-  }
-  if (options_.no_wait) {
-    for (const auto& [job, index] : running_) err_ << "submitted " << items_[index].source.string() << " as job " << job << "\n";
   }
   reporter_.finish(done_, failed_, items_.size(), std::chrono::duration<double>(SteadyClock::now() - start).count());
   return failed_ == 0 ? 0 : 1;
@@ -347,7 +431,7 @@ int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& er
   SubmitOptions normalized = options;
   normalized.ops = schemas::pipeline_to_specs(*pipeline);
   auto reporter = make_reporter(options.mode, out, err);
-  Batch batch(normalized, plan_batch(options.paths, options.out_dir, options.format), *reporter, err);
+  Batch batch(normalized, plan_batch(options.paths, options.out_dir, options.format), *reporter, out, err);
   return batch.run(context);
 }
 

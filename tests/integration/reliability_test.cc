@@ -80,7 +80,7 @@ void Reliability::deadline_and_cancel(const std::string& ranks, const std::vecto
   const auto [code, out] = shell(command_line(no_wait));
   ASSERT_EQ(code, 0) << out;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m, std::regex("as job ([0-9a-f]{16})"))) << out;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("\"event\":\"accepted\",\"job\":\"([0-9a-f]{16})\""))) << out;
   const std::string job = m[1];
   ASSERT_TRUE(eventually([&] { return shell(kBin + "/imgq status " + job + conn()).second.find(" running ") != std::string::npos; },
                          seconds(30)));

@@ -272,7 +272,7 @@ TEST_F(System, NoWaitThenStatusWatchAndFetchFromNewConnections) {
   const auto [code, out] = shell(command_line(args));
   ASSERT_EQ(code, 0) << out;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m, std::regex("as job ([0-9a-f]{16})"))) << out;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("\"event\":\"accepted\",\"job\":\"([0-9a-f]{16})\""))) << out;
   const std::string job = m[1];
   const std::string conn = " --broker " + server_->clients_endpoint() + " --progress " + server_->progress_endpoint();
 

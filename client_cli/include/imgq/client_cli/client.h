@@ -47,6 +47,10 @@ class BrokerClient {
   // other requests are dropped. Unavailable when nothing comes in time.
   Result<Frames> call(const std::string& header, uint64_t req, Millis timeout);
 
+  // Lets messages still queued (acknowledgements) go out for up to
+  // `linger` when the client closes; by default nothing waits.
+  void linger_on_close(Millis linger) { dealer_.set(zmq::sockopt::linger, static_cast<int>(linger.count())); }
+
   zmq::socket_t& socket() { return dealer_; }
   const std::string& endpoint() const { return endpoint_; }
 

@@ -3,6 +3,7 @@
 // failed (unknown job, ...), 2 usage error, 3 broker unreachable.
 #pragma once
 
+#include <csignal>
 #include <ostream>
 #include <string>
 
@@ -20,11 +21,13 @@ struct Connection {
 
 int run_status(const Connection& c, const std::string& job, std::ostream& out, std::ostream& err);
 int run_cancel(const Connection& c, const std::string& job, std::ostream& out, std::ostream& err);
+// Writes a finished job's result into `out_dir` and acknowledges it, so the
+// broker may forget it.
 int run_fetch(const Connection& c, const std::string& job, const std::string& out_dir, std::ostream& out,
               std::ostream& err);
 // Prints progress events as they come: of one job until it finishes, or of
 // every job until interrupted (`stop`).
-int run_watch(const Connection& c, const std::string& job, const bool& stop, std::ostream& out);
+int run_watch(const Connection& c, const std::string& job, const volatile std::sig_atomic_t& stop, std::ostream& out);
 int run_ops(bool json, std::ostream& out);
 int run_ping(const Connection& c, std::ostream& out, std::ostream& err);
 

@@ -5,6 +5,7 @@
 // relative to each folder given (common/batch_paths.h).
 #pragma once
 
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,12 @@ struct SubmitOptions {
   std::string out_dir = ".";
   std::string format;  // empty: each input's own
   int priority = 4;
-  size_t window = 16;
+  size_t window = 16;  // jobs in flight (with no_wait: submits not yet accepted)
   bool no_wait = false;
-  Millis timeout{10'000};  // to reach the broker
+  Millis timeout{60'000};  // longest the broker may stay silent before imgq gives up
+  // Set by a signal handler: stop at once (no new submits), list the jobs
+  // accepted and not finished, exit 130.
+  const volatile std::sig_atomic_t* interrupted = nullptr;
   uint32_t job_timeout_ms = 0;  // longest run of one attempt; 0 = the broker's --job-timeout
   ReportMode mode = ReportMode::kPlain;
   CurveOptions curve;
@@ -36,11 +40,17 @@ struct SubmitOptions {
 
 // If the broker restarts while jobs are in flight (its pong carries a new
 // instance id), the jobs not yet finished are submitted again under the same
-// idempotency keys, so each image is processed and written once.
+// idempotency keys: a durable broker answers with the same job (and its
+// result, if it finished meanwhile), a memory-only one runs it again; each
+// image is written once. Every result is acknowledged (`result_ack`) once
+// written, so the broker keeps it until then.
 //
 // Exit status: 0 all succeeded, 1 some failed, 2 usage error (reported
-// before anything is sent), 3 the broker could not be reached in time or
-// refused this client's key.
+// before anything is sent), 3 the broker could not be reached, or stayed
+// silent, for `timeout`, or refused this client's key; 130 interrupted. On
+// 3 and 130 the jobs accepted and not finished are listed ("submitted FILE
+// as job ID"; with --json, {"event":"unfinished",...}), for `imgq status`
+// and `imgq fetch` later.
 int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace imgq::client
