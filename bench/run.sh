@@ -42,8 +42,9 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }   # KiB -> MiB
 
-start_broker() {
+start_broker() {  # durable, as by default (bench/journal.sh compares it with --memory-only)
   setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" --metrics "" \
+    --data-dir "$work/broker-data" \
     >"$work/broker.log" 2>&1 &
   pids+=($!)
   broker_pid=$!
@@ -225,6 +226,9 @@ n=$cores
   echo "| benchmark | time | CPU | iterations |"
   echo "|---|---|---|---|"
   awk '{ printf "| %s | %s %s | %s %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$work/micro.txt"
+  # The journal's section (bench/journal.sh) is kept from the last run of it.
+  [ -f bench/RESULTS.md ] && sed -n '/^<!-- journal:begin -->/,/^<!-- journal:end -->/p' bench/RESULTS.md \
+    | sed '1s/^/\n/'
 } >bench/RESULTS.md.new
 mv bench/RESULTS.md.new bench/RESULTS.md
 echo "wrote bench/RESULTS.md"

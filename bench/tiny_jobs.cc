@@ -1,10 +1,12 @@
 // Broker and protocol overhead: CLIENTS threads, each its own connection,
-// each submitting JOBS identity jobs on a 64x64 PNG one at a time and
-// waiting for the result. Prints round-trip p50 and p99 and jobs per second.
-//   imgq-bench-tiny-jobs --broker URL --clients 8 --jobs 200
+// each submitting JOBS identity jobs on a 64x64 PNG, WINDOW at a time (1:
+// one at a time), acknowledging each result as imgq submit does. Prints
+// round-trip p50 and p99 and jobs per second.
+//   imgq-bench-tiny-jobs --broker URL --clients 8 --jobs 200 [--window 4]
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -14,11 +16,12 @@
 
 int main(int argc, char** argv) {
   std::string broker = "tcp://127.0.0.1:5555";
-  int clients = 1, jobs = 200;
+  int clients = 1, jobs = 200, window = 1;
   CLI::App app{"tiny-job round trips through an imgq broker"};
   app.add_option("--broker", broker);
   app.add_option("--clients", clients);
   app.add_option("--jobs", jobs, "per client");
+  app.add_option("--window", window, "jobs in flight per client");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<uint8_t> png;
@@ -32,28 +35,42 @@ int main(int argc, char** argv) {
     threads.emplace_back([&, c] {
       zmq::context_t context;
       imgq::client::BrokerClient client(context, broker);
-      for (int j = 0; j < jobs; ++j) {
-        imgq::proto::Submit submit;
-        submit.req = static_cast<uint64_t>(j + 1);
-        submit.ops = {"identity"};
-        const auto t0 = std::chrono::steady_clock::now();
-        client.send(imgq::proto::encode(submit), &image);
-        bool done = false;
-        while (!done) {
-          auto frames = client.receive(std::chrono::seconds(30));
-          if (!frames) {
-            ++failures;
-            return;
-          }
-          auto header = imgq::proto::decode_header(frames->at(0));
-          if (header.ok() && header->type() == imgq::proto::JobResult::kType) done = true;
-          if (header.ok() && header->type() == imgq::proto::Error::kType) {
-            ++failures;
-            done = true;
-          }
+      std::map<uint64_t, std::chrono::steady_clock::time_point> sent;  // req -> when
+      int next = 0, finished = 0;
+      while (finished < jobs) {
+        while (next < jobs && static_cast<int>(sent.size()) < window) {
+          imgq::proto::Submit submit;
+          submit.req = static_cast<uint64_t>(++next);
+          submit.ops = {"identity"};
+          sent[submit.req] = std::chrono::steady_clock::now();
+          client.send(imgq::proto::encode(submit), &image);
         }
+        auto frames = client.receive(std::chrono::seconds(30));
+        if (!frames) {
+          ++failures;
+          return;
+        }
+        auto header = imgq::proto::decode_header(frames->at(0));
+        if (!header.ok()) continue;
+        uint64_t req = 0;
+        if (header->type() == imgq::proto::JobResult::kType) {
+          auto result = header->as<imgq::proto::JobResult>();
+          req = result->req;
+          imgq::proto::ResultAck ack;
+          ack.job = result->job;
+          client.send(imgq::proto::encode(ack));
+        } else if (header->type() == imgq::proto::Error::kType) {
+          req = header->as<imgq::proto::Error>()->req;
+          ++failures;
+        } else {
+          continue;
+        }
+        auto it = sent.find(req);
+        if (it == sent.end()) continue;
         latencies[static_cast<size_t>(c)].push_back(
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->second).count());
+        sent.erase(it);
+        ++finished;
       }
     });
   }

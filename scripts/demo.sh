@@ -28,8 +28,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Durable: the journal keeps accepted jobs and unacknowledged results in
+# out/broker-data across broker restarts (--memory-only turns it off).
 setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" \
-  >"$logs/broker.log" 2>&1 &
+  --data-dir out/broker-data >"$logs/broker.log" 2>&1 &
 pids+=($!)
 setsid mpiexec -n "$ranks" "$bin/imgq-worker" --broker "$workers" --name demo-group \
   >"$logs/worker.log" 2>&1 &

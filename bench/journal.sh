@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The journal's cost, side by side in one run: the broker with a data dir
+# (durable, the default) and with --memory-only, on
+#   - tiny jobs: 8 clients x 4 in flight, identity on a 64x64 PNG, against
+#     2 worker groups of 1 rank: jobs/s, the broker's CPU per job (from
+#     /proc/PID/stat), and fsyncs (journal commits) per second;
+#   - a 64-megapixel PPM (192 MB) blurred through the sockets: seconds, and
+#     the journal's cost per MB.
+# Writes its section of bench/RESULTS.md (between the journal markers; the
+# rest is bench/run.sh's). A few minutes on 2 cores.
+#   bash bench/journal.sh            (IMGQ_BENCH_PORT moves the broker's ports)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh imgq-broker imgq-worker imgq imgq-bench-make-images imgq-bench-tiny-jobs >/dev/null
+
+bin=build/bin
+cores=$(nproc)
+port="${IMGQ_BENCH_PORT:-26555}"
+clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress="tcp://127.0.0.1:$((port + 2))"
+metrics_port=$((port + 3))
+work=$(mktemp -d /tmp/imgq-journal-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/large"
+"$bin/imgq-bench-make-images" 8000 8000 1 "$work/large" ppm >/dev/null
+large_mb=$(awk -v b="$(stat -c %s "$work/large/gen0.ppm")" 'BEGIN { printf "%.0f", b / 1048576 }')
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+now() { date +%s.%N; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+commits() {
+  curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^imgq_journal_commit_seconds_count/ { print $2 }'
+}
+
+start_system() {  # start_system memory|durable
+  local mode=$1 flags=()
+  if [ "$mode" = memory ]; then flags=(--memory-only); else rm -rf "$work/data"; flags=(--data-dir "$work/data"); fi
+  setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" \
+    --metrics "127.0.0.1:$metrics_port" "${flags[@]}" >"$work/broker-$mode.log" 2>&1 &
+  pids+=($!)
+  broker_pid=$!
+  for g in 1 2; do
+    setsid mpiexec -n 1 "$bin/imgq-worker" --broker "$workers" --name "tiny$g" >"$work/group$g.log" 2>&1 &
+    pids+=($!)
+  done
+  for _ in $(seq 300); do
+    "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":2' && return
+    sleep 0.1
+  done
+  echo "the groups did not connect" >&2; exit 1
+}
+stop_system() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+declare -A rate cpu_us fsyncs large_s
+hz=$(getconf CLK_TCK)
+for mode in memory durable; do
+  start_system "$mode"
+  "$bin/imgq-bench-tiny-jobs" --broker "$clients" --clients 8 --jobs 50 --window 4 >/dev/null  # warm-up
+  c0=$(commits); t0=$(cpu_ticks "$broker_pid"); s0=$(now)
+  line=$("$bin/imgq-bench-tiny-jobs" --broker "$clients" --clients 8 --jobs 500 --window 4)
+  s1=$(now); t1=$(cpu_ticks "$broker_pid"); c1=$(commits)
+  jobs=$(field jobs <<<"$line")
+  rate[$mode]=$(field jobs_per_second <<<"$line")
+  cpu_us[$mode]=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v n="$jobs" 'BEGIN { printf "%.0f", (b - a) / hz * 1e6 / n }')
+  fsyncs[$mode]=$(awk -v a="${c0:-0}" -v b="${c1:-0}" -v s0="$s0" -v s1="$s1" 'BEGIN { printf "%.0f", (b - a) / (s1 - s0) }')
+  runs=()
+  for _ in 1 2 3; do
+    rm -rf "$work/out"
+    t=$(now)
+    "$bin/imgq" submit --broker "$clients" --progress "$progress" --op gaussian_blur:ksize=5 -o "$work/out" \
+      "$work/large/gen0.ppm" >/dev/null 2>&1
+    runs+=("$(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }')")
+  done
+  large_s[$mode]=$(printf '%s\n' "${runs[@]}" | sort -n | sed -n 2p)
+  echo "$mode: ${rate[$mode]} tiny jobs/s, ${cpu_us[$mode]} us broker CPU per job, ${fsyncs[$mode]} commits/s; large ${large_s[$mode]} s"
+  stop_system
+done
+
+cost=$(awk -v a="${large_s[memory]}" -v b="${large_s[durable]}" -v mb="$large_mb" 'BEGIN { printf "%.1f", (b - a) * 1000 / mb }')
+share=$(awk -v a="${rate[memory]}" -v b="${rate[durable]}" 'BEGIN { printf "%.0f", (a - b) * 100 / a }')
+section=$(cat <<MD
+<!-- journal:begin -->
+## The journal's cost (bench/journal.sh)
+
+Written by \`bash bench/journal.sh\` on $(date -u +%Y-%m-%d), $cores cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)),
+one run, side by side: the same broker with a data dir (durable, the default:
+every accepted job fsynced before \`accepted\`, results kept until
+acknowledged) and with \`--memory-only\`.
+
+| work | memory only | journal on | |
+|---|---|---|---|
+| tiny jobs/s (8 clients x 4 in flight, 2 groups of 1 rank) | ${rate[memory]} | ${rate[durable]} | journal costs ${share}% of throughput |
+| broker CPU per tiny job (us, /proc) | ${cpu_us[memory]} | ${cpu_us[durable]} | |
+| journal commits (fsyncs of the log) per second | - | ${fsyncs[durable]} | group commit: one per poll-loop round, not per job |
+| 64 MP PPM (${large_mb} MB) blurred through the sockets, s (median of 3) | ${large_s[memory]} | ${large_s[durable]} | ${cost} ms per MB journaled |
+
+The large image is written once to a payload file of its own (fsynced before
+the commit that names it) and its result once more; small images and
+results live in the database's log.
+<!-- journal:end -->
+MD
+)
+if grep -q '^<!-- journal:begin -->' bench/RESULTS.md; then
+  awk -v s="$section" '/^<!-- journal:begin -->/ { print s; skip = 1 } !skip { print } /^<!-- journal:end -->/ { skip = 0 }' \
+    bench/RESULTS.md >bench/RESULTS.md.new
+else
+  { cat bench/RESULTS.md; echo; echo "$section"; } >bench/RESULTS.md.new
+fi
+mv bench/RESULTS.md.new bench/RESULTS.md
+echo "$section"
