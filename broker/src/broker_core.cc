@@ -493,22 +493,22 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
 void BrokerCore::commit() {
   const auto now = now_();
   const bool lazy_due = journal_.dirty() && (stopping_ || now - last_commit_ >= kLazyCommit);
-  if (pending_.empty() && !lazy_due) return;
+  if (pending_.empty() && !lazy_due) return release_synced();
   const auto started = std::chrono::steady_clock::now();
-  const Status status = journal_.commit();
+  const Result<uint64_t> ticket = journal_.commit();
   last_commit_ = now;
-  ++(status.ok() ? counters_.commits : counters_.commit_failures);
+  ++(ticket.ok() ? counters_.commits : counters_.commit_failures);
   if (metrics_) {
     metrics_->committed(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                        status.ok());
+                        ticket.ok());
   }
-  // Results stored by this commit leave memory; if it failed they stay
+  // Results written by this commit leave memory; if it failed they stay
   // there (still delivered and fetched) and are staged again.
   for (const std::string& id : std::exchange(unstored_results_, {})) {
     auto it = jobs_.find(id);
     if (it == jobs_.end() || !it->second.gone.empty()) continue;
     Job& job = it->second;
-    if (status.ok()) {
+    if (ticket.ok()) {
       job.result.clear();
       job.result.shrink_to_fit();
     } else {
@@ -516,41 +516,68 @@ void BrokerCore::commit() {
       unstored_results_.push_back(id);
     }
   }
-  const std::vector<std::string> pending = std::move(pending_);
-  pending_.clear();
-  for (const std::string& id : pending) {
-    Job& job = jobs_.at(id);
-    job.pending = false;
-    if (!status.ok()) {
-      // Nothing that was not stored is acknowledged.
-      const Status why(status.code(), "the broker could not store the job, so it was not accepted: " +
-                                          status.message());
-      for (const auto& [who, req] : job.pending_replies) reply_error(who, req, why);
-      ++counters_.rejected_unstored;
-      if (metrics_) metrics_->rejected(monitoring::Rejection::kUnstored);
-      queued_bytes_ -= job.image_bytes;
-      if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
-      jobs_.erase(id);
-      continue;
-    }
-    queue_.push(job.id, job.line, job.priority);
-    ++counters_.submitted;
-    if (metrics_) metrics_->submitted();
-    for (size_t i = 0; i < job.pending_replies.size(); ++i) {
-      const auto& [who, req] = job.pending_replies[i];
-      send_accepted(who, req, job, /*existing=*/i > 0);
-      job.client = who;
-      job.req = req;
-    }
-    job.pending_replies.clear();
-    publish(job);
+  std::vector<std::string> batch = std::exchange(pending_, {});
+  if (!ticket.ok()) {
+    for (const std::string& id : batch) refuse_unstored(id, ticket.status());
+  } else if (!batch.empty()) {
+    awaiting_sync_.emplace_back(*ticket, std::move(batch));
   }
-  dispatch();
+  release_synced();
+}
+
+void BrokerCore::release_synced() {
+  if (awaiting_sync_.empty()) return;
+  const Result<uint64_t> synced = journal_.synced();
+  bool accepted_any = false;
+  while (!awaiting_sync_.empty() && (!synced.ok() || awaiting_sync_.front().first <= *synced)) {
+    for (const std::string& id : awaiting_sync_.front().second) {
+      if (synced.ok()) {
+        accept(id);
+        accepted_any = true;
+      } else {
+        refuse_unstored(id, synced.status());
+      }
+    }
+    awaiting_sync_.pop_front();
+  }
+  if (accepted_any) dispatch();
+}
+
+void BrokerCore::accept(const std::string& id) {
+  Job& job = jobs_.at(id);
+  job.pending = false;
+  queue_.push(job.id, job.line, job.priority);
+  ++counters_.submitted;
+  if (metrics_) metrics_->submitted();
+  for (size_t i = 0; i < job.pending_replies.size(); ++i) {
+    const auto& [who, req] = job.pending_replies[i];
+    send_accepted(who, req, job, /*existing=*/i > 0);
+    job.client = who;
+    job.req = req;
+  }
+  job.pending_replies.clear();
+  publish(job);
+}
+
+void BrokerCore::refuse_unstored(const std::string& id, const Status& why_not) {
+  // Nothing that was not stored is acknowledged.
+  Job& job = jobs_.at(id);
+  const Status why(why_not.code(), "the broker could not store the job, so it was not accepted: " +
+                                       why_not.message());
+  for (const auto& [who, req] : job.pending_replies) reply_error(who, req, why);
+  ++counters_.rejected_unstored;
+  if (metrics_) metrics_->rejected(monitoring::Rejection::kUnstored);
+  queued_bytes_ -= job.image_bytes;
+  if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
+  jobs_.erase(id);
 }
 
 void BrokerCore::shutdown() {
   stopping_ = true;
   commit();
+  // Answer what the last commits stored before going.
+  if (!awaiting_sync_.empty()) (void)journal_.wait_synced(awaiting_sync_.back().first);
+  release_synced();
   proto::Disconnect bye;
   bye.reason = "the broker is stopping";
   for (auto& [identity, group] : groups_) outbox_.to_worker(identity, {proto::encode(bye)});

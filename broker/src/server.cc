@@ -1,5 +1,7 @@
 #include "imgq/broker/server.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include "imgq/broker/sqlite_journal.h"
@@ -114,6 +116,9 @@ Status Server::open_journal() {
   auto journal = SqliteJournal::open(options_.data_dir, &recovered);
   if (!journal.ok()) return journal.status();
   for (const std::string& problem : recovered.problems) spdlog::error("journal: {}", problem);
+  // The log is synced on a thread of its own while the loop goes on.
+  IMGQ_RETURN_IF_ERROR((*journal)->start_background_sync());
+  sync_fd_ = (*journal)->notify_fd();
   journal_ = std::move(*journal);
   core_ = std::make_unique<BrokerCore>(options_.config, *outbox_, Clock::now, options_.metrics, journal_.get());
   const RestoreSummary r = core_->restore(std::move(recovered.jobs));
@@ -155,12 +160,20 @@ std::string Server::workers_endpoint() const { return workers_.get(zmq::sockopt:
 std::string Server::progress_endpoint() const { return progress_.get(zmq::sockopt::last_endpoint); }
 
 void Server::run(const std::atomic<bool>& stop) {
-  zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0}, {workers_.handle(), 0, ZMQ_POLLIN, 0}};
+  // The journal's sync thread says when a commit is on disk (-1: no journal,
+  // and poll ignores the item).
+  zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
+                             {workers_.handle(), 0, ZMQ_POLLIN, 0},
+                             {nullptr, sync_fd_, ZMQ_POLLIN, 0}};
   std::string identity, owner;
   Frames frames;
   while (!stop.load()) {
     const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
-    poll_sockets(items, 2, timeout);
+    poll_sockets(items, sync_fd_ >= 0 ? 3 : 2, timeout);
+    if (items[2].revents & ZMQ_POLLIN) {
+      uint64_t count;
+      (void)!::read(sync_fd_, &count, sizeof count);
+    }
     // Drain what is waiting, a bounded batch per socket per turn.
     for (int i = 0; i < 256 && receive(workers_, identity, frames); ++i) {
       if (options_.metrics) options_.metrics->received(monitoring::Peer::kWorkers, bytes_of(frames));
@@ -170,7 +183,8 @@ void Server::run(const std::atomic<bool>& stop) {
       if (options_.metrics) options_.metrics->received(monitoring::Peer::kClients, bytes_of(frames));
       core_->on_client(identity, std::move(frames), owner);
     }
-    // Group commit: one fsync for the round's submits, then their answers.
+    // Group commit: the round's changes in one commit; its submits are
+    // answered once the sync thread has it on disk (and wakes the poll).
     core_->commit();
     core_->tick();
   }

@@ -139,6 +139,27 @@ TEST_F(JournalTest, AcceptedOnlyOnceTheCommitHasStoredIt) {
   EXPECT_EQ(core_->queued(), 20u);
 }
 
+TEST_F(JournalTest, WithTheLogSyncedInTheBackgroundASubmitWaitsForItsSync) {
+  ASSERT_TRUE(journal_->start_background_sync().ok());
+  send("c", {proto::encode(submit_message(1)), kImg});
+  // Whether the sync thread has finished when commit() returns is up to
+  // timing; the job is answered only once it has (ticket 1, the first).
+  core_->commit();
+  if (!out_->clients.empty()) {
+    EXPECT_GE(*journal_->synced(), 1u) << "answered before it was on disk";
+  }
+  ASSERT_TRUE(journal_->wait_synced(1).ok());
+  core_->release_synced();
+  ASSERT_EQ(out_->clients.size(), 1u);
+  EXPECT_EQ(out_->clients[0].type, "accepted");
+  // Its eventfd said so.
+  uint64_t count = 0;
+  EXPECT_EQ(::read(journal_->notify_fd(), &count, sizeof count), static_cast<ssize_t>(sizeof count));
+  EXPECT_GE(count, 1u);
+  const RestoreSummary r = crash_and_restart();
+  EXPECT_EQ(r.queued, 1u);
+}
+
 TEST_F(JournalTest, UncommittedSubmitsWereNeverAcknowledgedAndAreGoneAfterACrash) {
   send("c", {proto::encode(submit_message(1)), png_bytes(400'000)});  // a payload file of its own
   EXPECT_TRUE(out_->clients.empty());
@@ -159,10 +180,12 @@ class FailingJournal final : public Journal {
   void finish(const StoredJob&, std::string_view) override { staged = true; }
   void drop_result(const std::string&, const std::string&, double) override { staged = true; }
   void forget(const std::string&) override { staged = true; }
-  Status commit() override {
+  Result<uint64_t> commit() override {
     staged = false;
     return Status::ResourceExhausted("cannot commit: database or disk is full");
   }
+  Result<uint64_t> synced() override { return uint64_t{0}; }
+  Status wait_synced(uint64_t) override { return Status::Ok(); }
   bool dirty() const override { return staged; }
   Result<std::string> image(const std::string&) override { return Status::NotFound("none"); }
   Result<std::string> result(const std::string&) override { return Status::NotFound("none"); }

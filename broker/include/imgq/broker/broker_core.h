@@ -21,6 +21,7 @@
 //   groups_   identity -> Group {name, ranks, slots, allow_paths, jobs, expiry}
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -106,10 +107,12 @@ class BrokerCore {
   // every time_to_next_tick().
   void tick();
   Duration time_to_next_tick() const;
-  // Group commit: makes the journal's staged changes durable when a submit
-  // waits for it (or changes have waited kLazyCommit), then answers and
-  // queues the submits held back, or refuses them if the journal failed.
+  // Group commit: commits the journal's staged changes when a submit waits
+  // for it (or changes have waited kLazyCommit), then release_synced().
   void commit();
+  // Queues and answers the submits whose commit is now durable, or refuses
+  // them if making it durable failed. Call when the journal's sync advances.
+  void release_synced();
   static constexpr Duration kLazyCommit{50};
   // For a clean stop: refuses submits from now on, commits everything, and
   // tells every group the broker is going (they reconnect to the next one).
@@ -198,6 +201,10 @@ class BrokerCore {
   // The job `id` if `owner` may see it.
   Job* find_job(const std::string& id, const std::string& owner);
   void send_accepted(const std::string& identity, uint64_t req, const Job& job, bool existing);
+  // A held-back submit, now durable: queued and answered.
+  void accept(const std::string& id);
+  // A held-back submit the journal could not store: refused with the reason.
+  void refuse_unstored(const std::string& id, const Status& why_not);
   // Ends a finished job's result: acknowledged or expired.
   void drop_result(Job& job, const std::string& why);
   StoredJob stored(const Job& job) const;
@@ -243,6 +250,7 @@ class BrokerCore {
   Journal& journal_;
   std::vector<std::string> pending_;  // job ids accepted, waiting for the commit
   std::vector<std::string> unstored_results_;  // results in memory until a commit stores them
+  std::deque<std::pair<uint64_t, std::vector<std::string>>> awaiting_sync_;  // ticket -> submits
   Clock::time_point last_commit_{};
   bool stopping_ = false;
   JobQueue queue_;

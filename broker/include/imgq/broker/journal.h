@@ -3,10 +3,12 @@
 // See ../../../../schemas/PROTOCOL.md, section 10 (delivery guarantees).
 //
 // The core stages changes (a job accepted, dispatched, finished, its result
-// acknowledged, forgotten) as it handles messages; commit() makes every
-// change staged since the last commit durable at once, with one fsync
-// (group commit): the server commits once per poll-loop round, and the core
-// answers `accepted` only after the commit that stored the job.
+// acknowledged, forgotten) as it handles messages; commit() writes every
+// change staged since the last commit at once and returns its ticket; the
+// ticket is durable once synced() reaches it (one fsync for the commit, or
+// for several: group commit). The server commits once per poll-loop round,
+// and the core answers `accepted` only once the commit that stored the job
+// is durable.
 //
 // Two implementations: MemoryJournal (nothing on disk: `--memory-only`) and
 // SqliteJournal (sqlite_journal.h). Not thread-safe: the broker's one thread
@@ -71,9 +73,15 @@ class Journal {
   virtual void drop_result(const std::string& id, const std::string& gone, double gone_at) = 0;
   virtual void forget(const std::string& id) = 0;
 
-  // Makes everything staged durable. On error nothing staged since the last
-  // commit is kept (the core refuses the submits it was holding back).
-  virtual Status commit() = 0;
+  // Writes everything staged as one commit; its ticket (tickets grow). On
+  // error nothing staged since the last commit is kept (the core refuses
+  // the submits it was holding back).
+  virtual Result<uint64_t> commit() = 0;
+  // The last ticket on disk: every commit up to it survives a crash. An
+  // error if making a commit durable failed (then nothing after it is).
+  virtual Result<uint64_t> synced() = 0;
+  // Waits until `ticket` is durable (or that failed).
+  virtual Status wait_synced(uint64_t ticket) = 0;
   // Whether something is staged and not yet committed.
   virtual bool dirty() const = 0;
 
@@ -91,7 +99,9 @@ class MemoryJournal final : public Journal {
   void finish(const StoredJob&, std::string_view) override {}
   void drop_result(const std::string&, const std::string&, double) override {}
   void forget(const std::string&) override {}
-  Status commit() override { return Status::Ok(); }
+  Result<uint64_t> commit() override { return ++ticket_; }
+  Result<uint64_t> synced() override { return ticket_; }
+  Status wait_synced(uint64_t) override { return Status::Ok(); }
   bool dirty() const override { return false; }
   Result<std::string> image(const std::string& id) override {
     return Status::NotFound("no stored image for job " + id + " (the broker keeps nothing on disk)");
@@ -99,6 +109,9 @@ class MemoryJournal final : public Journal {
   Result<std::string> result(const std::string& id) override {
     return Status::NotFound("no stored result for job " + id + " (the broker keeps nothing on disk)");
   }
+
+ private:
+  uint64_t ticket_ = 0;
 };
 
 }  // namespace imgq::broker

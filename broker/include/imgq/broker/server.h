@@ -73,6 +73,7 @@ class Server {
   zmq::socket_t progress_;
   std::unique_ptr<SocketOutbox> outbox_;
   std::unique_ptr<Journal> journal_;
+  int sync_fd_ = -1;  // readable when the journal's log sync advances
   std::unique_ptr<BrokerCore> core_;
 };
 

@@ -1,5 +1,11 @@
-// The journal on disk: SQLite in WAL mode with synchronous=FULL (a commit
-// is on disk when COMMIT returns), in a data folder the broker owns:
+// The journal on disk: SQLite in WAL mode, in a data folder the broker owns.
+// A commit is SQLite's COMMIT with synchronous=NORMAL (written to the log,
+// not yet synced) followed by our own fdatasync of the log: inline, or on a
+// thread of its own (start_background_sync) while the broker goes on with
+// the next round, so that one fsync covers every commit made while the
+// previous one ran. Payload files are fsynced before the COMMIT that names
+// them, so a row on disk never refers to a file that is not.
+//
 //
 //   DIR/LOCK            flock()ed while a broker uses DIR: a second broker
 //                       on the same folder refuses to start
@@ -16,10 +22,15 @@
 // Not thread-safe (the broker's one thread).
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "imgq/broker/journal.h"
@@ -55,14 +66,22 @@ class SqliteJournal final : public Journal {
   void finish(const StoredJob& job, std::string_view result) override;
   void drop_result(const std::string& id, const std::string& gone, double gone_at) override;
   void forget(const std::string& id) override;
-  Status commit() override;
+  Result<uint64_t> commit() override;
+  Result<uint64_t> synced() override;
+  Status wait_synced(uint64_t ticket) override;
   bool dirty() const override { return in_transaction_; }
+
+  // From now on the log is synced on a thread of its own; `notify_fd()`
+  // becomes readable (an eventfd; read it to reset) each time synced()
+  // advances. Until then commit() syncs before it returns.
+  Status start_background_sync();
+  int notify_fd() const { return event_fd_; }
   Result<std::string> image(const std::string& id) override;
   Result<std::string> result(const std::string& id) override;
 
-  // fsyncs done by commits so far (one per commit that wrote anything,
-  // plus one per payload file).
-  uint64_t syncs() const { return syncs_; }
+  // fsyncs so far: of the log (one per commit, or per group of commits in
+  // the background) and of payload files.
+  uint64_t syncs() const { return syncs_.load(); }
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
@@ -88,7 +107,22 @@ class SqliteJournal final : public Journal {
   Status staged_error_;                      // first failed staged write since the last commit
   std::vector<std::pair<int, std::string>> unsynced_;  // payload files written: fd, name
   std::vector<std::string> unlink_after_commit_;
-  uint64_t syncs_ = 0;
+  std::deque<std::pair<uint64_t, std::vector<std::string>>> unlink_when_synced_;  // ticket -> files
+  std::atomic<uint64_t> syncs_{0};
+
+  // Syncing the log: tickets committed and synced, the log's descriptor
+  // (opened after the first commit creates the file), the thread.
+  Status open_log();
+  void sync_loop();
+  int log_fd_ = -1;
+  uint64_t committed_ = 0;
+  int event_fd_ = -1;
+  std::mutex mutex_;  // guards what follows, shared with the sync thread
+  std::condition_variable cv_;
+  uint64_t requested_ = 0, synced_ = 0;
+  Status sync_error_;
+  bool stop_ = false;
+  std::thread syncer_;
 };
 
 }  // namespace imgq::broker
