@@ -8,13 +8,19 @@ bool recv_frames(zmq::socket_t& socket, Frames& frames, size_t max_frames, bool 
   if (truncated != nullptr) *truncated = false;
   zmq::message_t part;
   if (!socket.recv(part, dontwait ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) return false;
-  if (user_id != nullptr) {
+  // A ROUTER's identity frame is its own and carries no metadata: the
+  // peer's User-Id is on the frames the peer sent.
+  auto take_user_id = [&] {
+    if (user_id == nullptr || !user_id->empty()) return;
     const char* user = zmq_msg_gets(part.handle(), "User-Id");
-    user_id->assign(user != nullptr ? user : "");
-  }
+    if (user != nullptr) user_id->assign(user);
+  };
+  if (user_id != nullptr) user_id->clear();
+  take_user_id();
   frames.push_back(part.to_string());
   while (part.more()) {
     (void)socket.recv(part, zmq::recv_flags::none);
+    take_user_id();
     if (frames.size() < max_frames) {
       frames.push_back(part.to_string());
     } else if (truncated != nullptr) {

@@ -367,11 +367,11 @@ class Curve : public Reliability {
     keys_ = fs::temp_directory_path() / ("imgq_keys_" + std::to_string(::getpid()));
     fs::remove_all(keys_);
     fs::create_directories(keys_);
-    for (const std::string name : {"broker", "alice", "mallory", "group", "rogue"}) {
+    for (const std::string name : {"broker", "alice", "bob", "mallory", "group", "rogue"}) {
       const auto [code, out] = shell(kBin + "/imgq keygen " + (keys_ / name).string());
       ASSERT_EQ(code, 0) << out;
     }
-    std::ofstream(keys_ / "clients.allow") << "# who may submit\n" << read(keys_ / "alice.pub");
+    std::ofstream(keys_ / "clients.allow") << "# who may submit\n" << read(keys_ / "alice.pub") << read(keys_ / "bob.pub");
     std::ofstream(keys_ / "workers.allow") << read(keys_ / "group.pub");
     Reliability::SetUp();
   }
@@ -418,6 +418,20 @@ TEST_F(Curve, OnlyListedClientsAndGroupsGetIn) {
   EXPECT_EQ(ok_code, 0) << ok_out;
   EXPECT_NE(ok_out.find("\"group\":\"listed\""), std::string::npos) << ok_out;
   EXPECT_TRUE(SameImage(expected({"invert"}, image), cv::imread((root_ / "out" / "c.png").string(), cv::IMREAD_UNCHANGED)));
+
+  // Her jobs are hers: bob, also listed, can neither see nor fetch them
+  // (jobs and keys are scoped to the client's public key).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ok_out, m, std::regex("\"event\":\"accepted\",\"job\":\"([0-9a-f]{16})\""))) << ok_out;
+  const std::string alices = m[1];
+  const auto [own_code, own] = shell(kBin + "/imgq status " + alices + conn() + keys("alice") + " 2>&1");
+  EXPECT_EQ(own_code, 0) << own;
+  for (const std::string command : {"status", "fetch"}) {
+    const std::string out_dir = command == "fetch" ? " -o " + (root_ / "bob").string() : "";
+    const auto [code, out] = shell(kBin + "/imgq " + command + " " + alices + conn() + keys("bob") + out_dir + " 2>&1");
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("no job " + alices), std::string::npos) << command << ": " << out;
+  }
 
   // mallory is not: told so at once, not after a timeout.
   const auto started = std::chrono::steady_clock::now();
