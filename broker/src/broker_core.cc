@@ -494,6 +494,9 @@ void BrokerCore::commit() {
   const auto now = now_();
   const bool lazy_due = journal_.dirty() && (stopping_ || now - last_commit_ >= kLazyCommit);
   if (pending_.empty() && !lazy_due) return release_synced();
+  // While the last commit is being synced, the next round's changes join
+  // this one's: the commit waits for the sync, and then takes them all.
+  if (!stopping_ && journal_.syncing()) return release_synced();
   const auto started = std::chrono::steady_clock::now();
   const Result<uint64_t> ticket = journal_.commit();
   last_commit_ = now;

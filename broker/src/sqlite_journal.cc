@@ -482,6 +482,11 @@ Result<uint64_t> SqliteJournal::synced() {
   return synced;
 }
 
+bool SqliteJournal::syncing() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sync_error_.ok() && synced_ < committed_;
+}
+
 Status SqliteJournal::wait_synced(uint64_t ticket) {
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return synced_ >= ticket || !sync_error_.ok() || !syncer_.joinable(); });

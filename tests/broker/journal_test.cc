@@ -186,6 +186,7 @@ class FailingJournal final : public Journal {
   }
   Result<uint64_t> synced() override { return uint64_t{0}; }
   Status wait_synced(uint64_t) override { return Status::Ok(); }
+  bool syncing() override { return false; }
   bool dirty() const override { return staged; }
   Result<std::string> image(const std::string&) override { return Status::NotFound("none"); }
   Result<std::string> result(const std::string&) override { return Status::NotFound("none"); }

@@ -82,6 +82,9 @@ class Journal {
   virtual Result<uint64_t> synced() = 0;
   // Waits until `ticket` is durable (or that failed).
   virtual Status wait_synced(uint64_t ticket) = 0;
+  // Whether a commit is still being made durable: the caller may stage
+  // more and commit once it is, so that one commit and one fsync take all.
+  virtual bool syncing() = 0;
   // Whether something is staged and not yet committed.
   virtual bool dirty() const = 0;
 
@@ -102,6 +105,7 @@ class MemoryJournal final : public Journal {
   Result<uint64_t> commit() override { return ++ticket_; }
   Result<uint64_t> synced() override { return ticket_; }
   Status wait_synced(uint64_t) override { return Status::Ok(); }
+  bool syncing() override { return false; }
   bool dirty() const override { return false; }
   Result<std::string> image(const std::string& id) override {
     return Status::NotFound("no stored image for job " + id + " (the broker keeps nothing on disk)");

@@ -69,6 +69,7 @@ class SqliteJournal final : public Journal {
   Result<uint64_t> commit() override;
   Result<uint64_t> synced() override;
   Status wait_synced(uint64_t ticket) override;
+  bool syncing() override;
   bool dirty() const override { return in_transaction_; }
 
   // From now on the log is synced on a thread of its own; `notify_fd()`
