@@ -101,7 +101,7 @@ acknowledged) and with \`--memory-only\`.
 |---|---|---|---|
 | tiny jobs/s (8 clients x 4 in flight, 2 groups of 1 rank) | ${rate[memory]} | ${rate[durable]} | journal costs ${share}% of throughput |
 | broker CPU per tiny job (us, /proc) | ${cpu_us[memory]} | ${cpu_us[durable]} | |
-| journal commits per second | - | ${fsyncs[durable]} | group commit: one per poll-loop round, not per job; one fsync covers the commits made while the last one ran |
+| journal commits per second | - | ${fsyncs[durable]} | group commit: one commit (and one fsync) takes every change made while the previous one was being synced, not one per job |
 | 64 MP PPM (${large_mb} MB) blurred through the sockets, s (median of 3) | ${large_s[memory]} | ${large_s[durable]} | ${cost} ms per MB journaled |
 
 The large image is written once to a payload file of its own (fsynced before
