@@ -125,8 +125,9 @@ void Batch::on_pong(const proto::Pong& pong) {
   running_.clear();
   std::sort(lost.begin(), lost.end());
   if (!lost.empty()) {
-    err_ << "imgq: warning: the broker restarted; submitting the " << lost.size()
-         << " unfinished job(s) again\n";
+    err_ << "imgq: warning: the broker restarted; asking again for the " << lost.size()
+         << " unfinished job(s) under their keys (a durable broker still has them; one without a journal "
+            "runs them anew)\n";
   }
   for (auto it = lost.rbegin(); it != lost.rend(); ++it) retry_.emplace_front(SteadyClock::now(), *it);
 }

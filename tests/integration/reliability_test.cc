@@ -181,7 +181,7 @@ TEST_F(Reliability, AWaitingSubmitFinishesExactlyOnceAcrossABrokerRestart) {
   const auto code = client.wait(seconds(180));
   ASSERT_TRUE(code.has_value()) << client.output();
   EXPECT_EQ(*code, 0) << client.output();
-  EXPECT_NE(client.output().find("the broker restarted; submitting the"), std::string::npos) << client.output();
+  EXPECT_NE(client.output().find("the broker restarted; asking again for the"), std::string::npos) << client.output();
   std::map<std::string, int> results;
   for (const JsonLine& l : parse_json_lines(client.output())) {
     if (l["event"] == "result") {
