@@ -490,13 +490,50 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   jobs_.emplace(job.id, std::move(job));
 }
 
+void BrokerCore::unrecorded(Job& job) {
+  job.changed = now_();
+  if (job.unrecorded) return;
+  job.unrecorded = true;
+  unrecorded_.push_back(job.id);
+}
+
+void BrokerCore::record_due(bool all) {
+  const auto now = now_();
+  std::vector<std::string> later;
+  for (const std::string& id : std::exchange(unrecorded_, {})) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;
+    Job& job = it->second;
+    if (!all && now - job.changed < kLazyCommit) {
+      later.push_back(id);
+      continue;
+    }
+    job.unrecorded = false;
+    if (!finished_state(job.state)) {
+      journal_.dispatched(id, job.attempts);
+    } else {
+      // One row update for the whole end: outcome, attempts, the result (in
+      // memory until this commit stores it) or its acknowledgement.
+      journal_.finish(stored(job), job.gone.empty() ? std::string_view(job.result) : std::string_view());
+      if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(id);
+    }
+  }
+  unrecorded_ = std::move(later);
+}
+
 void BrokerCore::commit() {
   const auto now = now_();
-  const bool lazy_due = journal_.dirty() && (stopping_ || now - last_commit_ >= kLazyCommit);
+  // Dispatches and ends are recorded once they are kLazyCommit old: a tiny
+  // job dispatched, finished and acknowledged within that costs one row
+  // update, not three. (A crash before loses only that the job ran: it runs
+  // again.)
+  const bool due = !unrecorded_.empty() && (stopping_ || now - jobs_.at(unrecorded_.front()).changed >= kLazyCommit);
+  const bool lazy_due = (journal_.dirty() || due) && (stopping_ || now - last_commit_ >= kLazyCommit);
   if (pending_.empty() && !lazy_due) return release_synced();
   // While the last commit is being synced, the next round's changes join
   // this one's: the commit waits for the sync, and then takes them all.
   if (!stopping_ && journal_.syncing()) return release_synced();
+  record_due(stopping_);
   const auto started = std::chrono::steady_clock::now();
   const Result<uint64_t> ticket = journal_.commit();
   last_commit_ = now;
@@ -651,7 +688,8 @@ void BrokerCore::drop_result(Job& job, const std::string& why) {
   job.gone = why;
   job.gone_at = unix_now();
   job.gone_since = now_();
-  journal_.drop_result(job.id, job.gone, job.gone_at);
+  // A finish not yet recorded records the end of its result with it.
+  if (!job.unrecorded) journal_.drop_result(job.id, job.gone, job.gone_at);
 }
 
 bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job) {
@@ -880,7 +918,7 @@ void BrokerCore::dispatch() {
     job.done_stages = 0;
     job.total_stages = 0;
     ++job.attempts;
-    journal_.dispatched(id, job.attempts);
+    unrecorded(job);
     idle->jobs.insert(id);
     if (metrics_) metrics_->dispatched(seconds(job.dispatched - job.submitted));
 
@@ -912,7 +950,7 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
   job.image.shrink_to_fit();
   job.result_bytes = state == proto::kDone ? job.result.size() : 0;
   kept_bytes_ += job.result_bytes;
-  journal_.finish(stored(job), job.result);
+  unrecorded(job);
   if (state == proto::kDone) ++counters_.succeeded;
   else if (state == proto::kFailed) ++counters_.failed;
   else ++counters_.cancelled;
@@ -930,9 +968,6 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
     // waits for its acknowledgement) until the TTL.
     ++counters_.undelivered_results;
   }
-  // With a journal the result goes to disk: memory holds it only until the
-  // commit that stores it.
-  if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(job.id);
   publish(job);
 }
 
@@ -1056,7 +1091,7 @@ void BrokerCore::update_gauges() {
 Duration BrokerCore::time_to_next_tick() const {
   auto next = config_.heartbeat_interval;
   const auto now = now_();
-  if (journal_.dirty()) {
+  if (journal_.dirty() || !unrecorded_.empty()) {
     next = std::min(next, std::chrono::duration_cast<Duration>(last_commit_ + kLazyCommit - now));
   }
   for (const auto& [id, group] : groups_) {

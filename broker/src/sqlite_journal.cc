@@ -42,7 +42,7 @@ constexpr const char* kStatements[] = {
     "UPDATE jobs SET attempts = ? WHERE id = ?",
     // kFinish
     "UPDATE jobs SET state = ?, code = ?, message = ?, stats = ?, finished = ?, result = ?, result_file = ?, "
-    "result_bytes = ?, image = NULL, image_file = 0 WHERE id = ?",
+    "result_bytes = ?, image = NULL, image_file = 0, attempts = ?, gone = ?, gone_at = ? WHERE id = ?",
     // kDropResult
     "UPDATE jobs SET result = NULL, result_file = 0, gone = ?, gone_at = ? WHERE id = ?",
     // kForget
@@ -384,7 +384,10 @@ void SqliteJournal::finish(const StoredJob& job, std::string_view result) {
   }
   sqlite3_bind_int(s, 7, in_file ? 1 : 0);
   sqlite3_bind_int64(s, 8, static_cast<int64_t>(result.size()));
-  bind_text(s, 9, job.id);
+  sqlite3_bind_int(s, 9, job.attempts);
+  bind_text(s, 10, job.gone);
+  sqlite3_bind_double(s, 11, job.gone_at);
+  bind_text(s, 12, job.id);
   run_staged(s);
   unlink_after_commit_.push_back(job.id + ".image");
 }

@@ -171,6 +171,10 @@ class BrokerCore {
     // Submits of this job's key waiting, like the job, for the commit.
     std::vector<std::pair<std::string, uint64_t>> pending_replies;
     bool pending = false;  // accepted but not yet durable
+    // A dispatch or an end not yet staged in the journal (record_due), and
+    // when it happened.
+    bool unrecorded = false;
+    Clock::time_point changed;
     proto::JobStats stats;
     Clock::time_point submitted, dispatched, finished;
   };
@@ -207,6 +211,10 @@ class BrokerCore {
   void refuse_unstored(const std::string& id, const Status& why_not);
   // Ends a finished job's result: acknowledged or expired.
   void drop_result(Job& job, const std::string& why);
+  // Marks a dispatch or an end to be staged in the journal by record_due().
+  void unrecorded(Job& job);
+  // Stages the marked changes at least kLazyCommit old (all: every one).
+  void record_due(bool all);
   StoredJob stored(const Job& job) const;
   void handle_ping(const std::string& identity, const proto::Ping& ping);
   void handle_hello(const std::string& identity, const proto::Hello& hello);
@@ -250,6 +258,7 @@ class BrokerCore {
   Journal& journal_;
   std::vector<std::string> pending_;  // job ids accepted, waiting for the commit
   std::vector<std::string> unstored_results_;  // results in memory until a commit stores them
+  std::vector<std::string> unrecorded_;        // jobs with a dispatch or end not yet staged, oldest first
   std::deque<std::pair<uint64_t, std::vector<std::string>>> awaiting_sync_;  // ticket -> submits
   Clock::time_point last_commit_{};
   bool stopping_ = false;

@@ -65,8 +65,9 @@ class Journal {
   // (the disk is full, the folder is not writable) means nothing was staged.
   virtual Status add(const StoredJob& job, std::string_view image) = 0;
   virtual void dispatched(const std::string& id, int attempts) = 0;
-  // Stages a finished job (state, code, message, stats, finished) and its
-  // result image (empty when there is none).
+  // Stages a finished job (state, code, message, stats, finished, attempts,
+  // and gone/gone_at if its result is already acknowledged) and its result
+  // image (empty when there is none, or it is gone).
   virtual void finish(const StoredJob& job, std::string_view result) = 0;
   // Stages the end of a result: acknowledged or expired (job.gone, gone_at);
   // the row stays as a tombstone for the key until forget().
