@@ -527,7 +527,12 @@ void BrokerCore::commit() {
   // job dispatched, finished and acknowledged within that costs one row
   // update, not three. (A crash before loses only that the job ran: it runs
   // again.)
-  const bool due = !unrecorded_.empty() && (stopping_ || now - jobs_.at(unrecorded_.front()).changed >= kLazyCommit);
+  bool due = false;
+  if (!unrecorded_.empty()) {
+    // A job forgotten meanwhile is skipped by record_due(): due at once.
+    auto oldest = jobs_.find(unrecorded_.front());
+    due = stopping_ || oldest == jobs_.end() || now - oldest->second.changed >= kLazyCommit;
+  }
   const bool lazy_due = (journal_.dirty() || due) && (stopping_ || now - last_commit_ >= kLazyCommit);
   if (pending_.empty() && !lazy_due) return release_synced();
   // While the last commit is being synced, the next round's changes join
