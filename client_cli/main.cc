@@ -8,13 +8,16 @@
 #include <CLI/CLI.hpp>
 
 #include "imgq/client_cli/commands.h"
+#include "imgq/client_cli/ingest.h"
 #include "imgq/client_cli/submit.h"
 #include "imgq/common/memory.h"
 
 namespace {
 
+// Signals seen: imgq ingest stops taking files at the first and leaves the
+// jobs in flight at the second; every other command stops at the first.
 volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+void on_signal(int) { g_stop = g_stop + 1; }
 
 std::string from_env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -64,7 +67,39 @@ int main(int argc, char** argv) {
   s->add_option("--job-timeout", job_timeout_s,
                 "seconds one attempt of each job may run before it fails (default: the broker's)")
       ->check(CLI::Range(0.0, 4'000'000.0));
-  s->add_option("paths", submit.paths, "image files or folders (walked recursively)")->required();
+  s->add_option("--from-file", submit.from_file,
+                "also the files listed in LIST, one path a line (- : stdin), read as they come")
+      ->type_name("LIST");
+  s->add_flag("--null", submit.null_separated, "the list's paths end with NUL, not newline (find -print0)");
+  s->add_option("paths", submit.paths, "image files or folders (walked recursively)");
+
+  IngestOptions ingest;
+  double ingest_timeout_s = 60;
+  auto* in = app.add_subcommand(
+      "ingest", "watch a folder and process every image put into it, once; results to --out, originals to --done");
+  connection_flags(in, &ingest_timeout_s);
+  in->add_option("--inbox", ingest.inbox, "the folder to watch (recursively); it holds what is still to do")
+      ->required();
+  in->add_option("-o,--out", ingest.out_dir, "folder for the results (relative paths kept)")->required();
+  in->add_option("--done", ingest.done_dir, "where originals go once their result is written (default: INBOX.done)");
+  in->add_flag("--delete", ingest.delete_done, "delete originals once their result is written");
+  in->add_option("--failed", ingest.failed_dir,
+                 "where originals that failed go, with NAME.error.txt beside them (default: INBOX.failed)");
+  in->add_option("--op", ingest.ops, "an op as name[:key=value,...]; repeat for a pipeline (see imgq ops)")
+      ->allow_extra_args(false);
+  in->add_option("--format", ingest.format, "output format (default: each input's own)");
+  in->add_option("--priority", ingest.priority, "0 (lowest) to 9 (highest)")->capture_default_str();
+  in->add_option("--window", ingest.window, "jobs in flight at once")->capture_default_str()->check(CLI::Range(1, 10000));
+  in->add_flag("--local", ingest.local,
+               "send paths, not bytes (groups started with --allow-paths for the inbox and --out)");
+  double ingest_job_timeout_s = 0;
+  in->add_option("--job-timeout", ingest_job_timeout_s, "seconds one attempt of each job may run (default: the broker's)")
+      ->check(CLI::Range(0.0, 4'000'000.0));
+  in->add_option("--rescan", ingest.rescan_seconds,
+                 "seconds between full walks of the inbox besides inotify (network file systems); 0: never")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e9));
+  in->get_option("--done")->excludes(in->get_option("--delete"));
 
   std::string job;
   auto* status = app.add_subcommand("status", "show a job's state");
@@ -118,6 +153,16 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
+  if (in->parsed()) {
+    ingest.broker = c.broker;
+    ingest.progress = c.progress;
+    ingest.timeout = Millis(static_cast<int64_t>(ingest_timeout_s * 1000));
+    ingest.interrupted = &g_stop;
+    ingest.curve = c.curve;
+    ingest.job_timeout_ms = static_cast<uint32_t>(ingest_job_timeout_s * 1000);
+    ingest.mode = c.json ? ReportMode::kJson : (::isatty(STDERR_FILENO) ? ReportMode::kTerminal : ReportMode::kPlain);
+    return run_ingest(ingest, std::cout, std::cerr);
+  }
   if (s->parsed()) {
     submit.broker = c.broker;
     submit.progress = c.progress;

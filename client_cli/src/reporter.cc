@@ -1,6 +1,12 @@
 #include "imgq/client_cli/reporter.h"
 
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -11,34 +17,56 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, s < 10 ? "%.3f" : "%.1f", s);
+  return buf;
+}
+
 class PlainReporter : public Reporter {
  public:
-  PlainReporter(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}
+  PlainReporter(std::ostream& out, std::ostream& err, std::string command)
+      : out_(out), err_(err), command_(std::move(command)) {}
   void accepted(const JobView&, uint32_t) override {}
   void event(const JobView&, const proto::JobState&) override {}
   void succeeded(const JobView& job, const proto::JobStats& stats) override {
     out_ << "done " << job.file << " -> " << job.output << " (" << stats.group << ", "
-         << stats.run_seconds << " s)\n" << std::flush;
+         << seconds_text(stats.run_seconds) << " s)\n" << std::flush;
   }
   void failed(const JobView& job, const std::string&, const std::string& message) override {
     err_ << job.file << ": error: " << message << "\n" << std::flush;
   }
-  void tick(size_t, size_t, size_t) override {}
-  void finish(size_t done, size_t failed, size_t total, double seconds) override {
-    err_ << "imgq: " << done << " of " << total << " done, " << failed << " failed in " << seconds << " s\n";
+  void tick(const Tally&) override {}
+  void finish(const Tally& t, double seconds) override {
+    err_ << command_ << ": " << t.done;
+    if (t.total) err_ << " of " << *t.total;
+    err_ << " done, " << t.failed << " failed in " << seconds_text(seconds) << " s";
+    if (t.in_flight != 0) err_ << ", " << t.in_flight << " in flight";
+    if (t.waiting && *t.waiting != 0) err_ << ", " << *t.waiting << " waiting";
+    err_ << "\n";
   }
 
  protected:
   std::ostream& out_;
   std::ostream& err_;
+  std::string command_;
 };
+
+size_t terminal_columns() {
+  winsize ws{};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
 
 class TerminalReporter : public PlainReporter {
  public:
   using PlainReporter::PlainReporter;
   void event(const JobView& job, const proto::JobState& state) override {
-    if (state.state == proto::kRunning) running_[job.job] = {job.file, state.done, state.total};
-    else running_.erase(job.job);
+    if (state.state == proto::kRunning) {
+      running_[job.job] = {std::filesystem::path(job.file).filename().string(), state.done, state.total};
+    } else {
+      running_.erase(job.job);
+    }
   }
   void succeeded(const JobView& job, const proto::JobStats&) override { running_.erase(job.job); }
   void failed(const JobView& job, const std::string& state, const std::string& message) override {
@@ -46,31 +74,39 @@ class TerminalReporter : public PlainReporter {
     clear();
     PlainReporter::failed(job, state, message);
   }
-  void tick(size_t done, size_t failed, size_t total) override {
+  void tick(const Tally& t) override {
     const auto now = SteadyClock::now();
     if (now - last_draw_ < std::chrono::milliseconds(100)) return;
     last_draw_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? static_cast<double>(done + failed) / elapsed : 0;
+    // The rate over the last 10 s, so a long-running ingest shows today's speed.
+    const size_t finished = t.done + t.failed;
+    samples_.emplace_back(now, finished);
+    while (samples_.size() > 2 && now - samples_[1].first > std::chrono::seconds(10)) samples_.pop_front();
+    const double span = std::chrono::duration<double>(now - samples_.front().first).count();
+    const double rate = span > 0.5 ? static_cast<double>(finished - samples_.front().second) / span : 0;
     std::ostringstream line;
     line.precision(1);
-    line << std::fixed << "imgq: " << done << "/" << total << " done";
-    if (failed) line << ", " << failed << " failed";
+    line << std::fixed << command_ << ": " << t.done;
+    if (t.total) line << "/" << *t.total;
+    line << " done";
+    if (t.failed) line << ", " << t.failed << " failed";
+    if (!t.total || t.waiting) line << ", " << t.in_flight << " in flight";
+    if (t.waiting) line << ", " << *t.waiting << " waiting";
     line << " | " << rate << " img/s";
-    if (rate > 0 && done + failed < total) line << " | ETA " << static_cast<double>(total - done - failed) / rate << " s";
-    int shown = 0;
-    for (const auto& [id, r] : running_) {
-      if (shown++ == 3) break;
-      line << " | " << r.file.substr(r.file.size() > 24 ? r.file.size() - 24 : 0) << " " << r.done << "/" << r.total;
+    if (t.total && rate > 0 && finished < *t.total) {
+      line << " | ETA " << static_cast<double>(*t.total - finished) / rate << " s";
     }
-    std::string text = line.str();
-    if (text.size() > 150) text.resize(150);
-    err_ << "\r\x1b[2K" << text << std::flush;
+    for (const auto& [id, r] : running_) {
+      line << " | " << r.file;
+      if (r.total > 0) line << " " << r.done << "/" << r.total;
+    }
+    // One column short of the width, so the line never wraps.
+    err_ << "\r\x1b[2K" << fit_columns(line.str(), terminal_columns() - 1) << std::flush;
     drawn_ = true;
   }
-  void finish(size_t done, size_t failed, size_t total, double seconds) override {
+  void finish(const Tally& t, double seconds) override {
     clear();
-    PlainReporter::finish(done, failed, total, seconds);
+    PlainReporter::finish(t, seconds);
   }
 
  private:
@@ -84,7 +120,7 @@ class TerminalReporter : public PlainReporter {
     drawn_ = false;
   }
   std::map<std::string, Running> running_;
-  SteadyClock::time_point start_ = SteadyClock::now();
+  std::deque<std::pair<SteadyClock::time_point, size_t>> samples_;
   SteadyClock::time_point last_draw_{};
   bool drawn_ = false;
 };
@@ -113,8 +149,8 @@ class JsonReporter : public Reporter {
          << ",\"done\":0,\"total\":1,\"message\":" << json_quote(message) << "}\n" << std::flush;
     err_ << job.file << ": error: " << message << "\n" << std::flush;
   }
-  void tick(size_t, size_t, size_t) override {}
-  void finish(size_t, size_t, size_t, double) override {}
+  void tick(const Tally&) override {}
+  void finish(const Tally&, double) override {}
 
  private:
   static std::string common(const JobView& job) {
@@ -126,13 +162,23 @@ class JsonReporter : public Reporter {
 
 }  // namespace
 
-std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std::ostream& err) {
+std::string fit_columns(const std::string& text, size_t columns) {
+  size_t chars = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte
+    if (chars++ == columns) return text.substr(0, i);
+  }
+  return text;
+}
+
+std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std::ostream& err, std::string command) {
   switch (mode) {
-    case ReportMode::kTerminal: return std::make_unique<TerminalReporter>(out, err);
+    case ReportMode::kTerminal: return std::make_unique<TerminalReporter>(out, err, std::move(command));
     case ReportMode::kJson: return std::make_unique<JsonReporter>(out, err);
     case ReportMode::kPlain: break;
   }
-  return std::make_unique<PlainReporter>(out, err);
+  return std::make_unique<PlainReporter>(out, err, std::move(command));
 }
 
 }  // namespace imgq::client

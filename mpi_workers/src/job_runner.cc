@@ -10,6 +10,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "imgq/common/file_io.h"
 #include "imgq/mpi_workers/faults.h"
 #include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/strip_plan.h"
@@ -208,11 +209,18 @@ JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::fi
     return fail(result.status());
   }
   if (!files.output.empty()) {
+    // Synced before it is renamed and reported, as write_file(durable) does:
+    // the client acknowledges the result once told it is written.
+    if (Status synced = sync_path(part); !synced.ok()) {
+      std::filesystem::remove(part, ec);
+      return fail(synced);
+    }
     std::filesystem::rename(part, output, ec);
     if (ec) {
       std::filesystem::remove(part, ec);
       return fail(Status::IoError("cannot move the result into place at " + output.string()));
     }
+    if (Status synced = sync_path(output.parent_path()); !synced.ok()) return fail(synced);
     out.written = true;
   } else {
     if (control.interrupt) {

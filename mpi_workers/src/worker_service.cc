@@ -344,7 +344,7 @@ class Leader {
     }
     // A local-files job: the result goes to its file, not back in a frame.
     if (outcome.status.ok() && !request.output.empty() && !outcome.written) {
-      outcome.status = write_file(task.output_file, outcome.encoded);
+      outcome.status = write_file(task.output_file, outcome.encoded, /*durable=*/true);
       outcome.encoded.clear();
     }
     proto::Done done;

@@ -4,7 +4,9 @@
 // stderr as "FILE: error: MESSAGE".
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -18,6 +20,13 @@ struct JobView {
   std::string output;  // where the result goes
 };
 
+// Counts for the live line and the summary.
+struct Tally {
+  size_t done = 0, failed = 0, in_flight = 0;
+  std::optional<size_t> total;    // known for a list of paths
+  std::optional<size_t> waiting;  // files waiting in a watched folder
+};
+
 class Reporter {
  public:
   virtual ~Reporter() = default;
@@ -26,12 +35,18 @@ class Reporter {
   virtual void succeeded(const JobView& job, const proto::JobStats& stats) = 0;
   virtual void failed(const JobView& job, const std::string& state, const std::string& message) = 0;
   // Called often; the terminal reporter redraws at most ten times a second.
-  virtual void tick(size_t done, size_t failed, size_t total) = 0;
-  virtual void finish(size_t done, size_t failed, size_t total, double seconds) = 0;
+  virtual void tick(const Tally& tally) = 0;
+  virtual void finish(const Tally& tally, double seconds) = 0;
 };
 
 enum class ReportMode { kTerminal, kPlain, kJson };
 
-std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std::ostream& err);
+// `command` starts the live line and the summary ("imgq", "imgq ingest").
+std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std::ostream& err,
+                                        std::string command = "imgq");
+
+// What fits in `columns` terminal columns of `text` (UTF-8, never cut inside
+// a character; one column per character).
+std::string fit_columns(const std::string& text, size_t columns);
 
 }  // namespace imgq::client

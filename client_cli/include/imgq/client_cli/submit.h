@@ -1,8 +1,9 @@
-// `imgq submit`: every image under the given paths becomes one job. At most
-// `window` jobs are in flight; the rest wait here, so a folder of 100,000
-// images needs memory for the window only (files are read when sent).
-// Results are written under the output folder as they arrive, paths kept
-// relative to each folder given (common/batch_paths.h).
+// `imgq submit`: every image under the given paths, or named by a list
+// (`--from-file`, a file or `-` for stdin, read as it comes), becomes one job.
+// At most `window` jobs are in flight; files are read when sent, and a list
+// is read only as the window has room, so 100,000 images need memory for
+// the window only. Results are written under the output folder as they
+// arrive (common/batch_paths.h names them).
 #pragma once
 
 #include <csignal>
@@ -19,6 +20,12 @@ struct SubmitOptions {
   std::string progress;  // empty: default_progress_endpoint(broker)
   std::vector<std::string> ops;
   std::vector<std::string> paths;
+  // A file with one path per line ("-": stdin), instead of or besides
+  // `paths`. A listed file under the current folder keeps its relative path
+  // under `out_dir`; any other its name. Folders in a list are skipped (and
+  // counted): `find DIR` lists them along with their files.
+  std::string from_file;
+  bool null_separated = false;  // the list's paths end with NUL (find -print0)
   std::string out_dir = ".";
   std::string format;  // empty: each input's own
   int priority = 4;
@@ -43,7 +50,7 @@ struct SubmitOptions {
 // idempotency keys: a durable broker answers with the same job (and its
 // result, if it finished meanwhile), a memory-only one runs it again; each
 // image is written once. Every result is acknowledged (`result_ack`) once
-// written, so the broker keeps it until then.
+// written and synced, so the broker keeps it until then.
 //
 // Exit status: 0 all succeeded, 1 some failed, 2 usage error (reported
 // before anything is sent), 3 the broker could not be reached, or stayed

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,7 +22,26 @@ inline std::span<const uint8_t> bytes_of(const std::string& s) {
 }
 
 // Writes `bytes` to `path` through a temporary file and a rename, creating
-// parent folders, so a reader never sees half a file.
-Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes);
+// parent folders, so a reader never sees half a file. With `durable`, the
+// file and its folder are fsynced before it returns, so the file survives a
+// power cut (what must hold before anyone is told it is written).
+Status write_file(const std::filesystem::path& path, std::span<const uint8_t> bytes, bool durable = false);
+
+// fsync of a file or a folder (a folder: so a rename or new name in it lasts).
+Status sync_path(const std::filesystem::path& path);
+
+// Moves `from` to `to` without ever replacing a file at `to` (renameat2
+// RENAME_NOREPLACE; across file systems a copy, fsync and unlink, with the
+// same rule). Creates `to`'s folder. AlreadyExists is kConflict.
+Status move_no_replace(const std::filesystem::path& from, const std::filesystem::path& to);
+
+// The first of `wanted`, `STEM.1.EXT`, `STEM.2.EXT`, ... that `try_place`
+// accepts; `try_place` returns kConflict for a name that is taken. Gives up
+// (kConflict) after 10,000 names.
+Result<std::filesystem::path> place_unique(const std::filesystem::path& wanted,
+                                           const std::function<Status(const std::filesystem::path&)>& try_place);
+
+// True when both files exist and hold the same bytes.
+bool same_contents(const std::filesystem::path& a, const std::filesystem::path& b);
 
 }  // namespace imgq

@@ -1,0 +1,500 @@
+#include "imgq/client_cli/pump.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <random>
+#include <set>
+
+#include "imgq/common/batch_paths.h"
+#include "imgq/common/file_io.h"
+
+namespace imgq::client {
+
+std::string local_path(const std::filesystem::path& file) {
+  std::error_code ec;
+  std::filesystem::path real = std::filesystem::weakly_canonical(file, ec);
+  if (ec) real = std::filesystem::absolute(file).lexically_normal();
+  return real.string();
+}
+
+std::string random_session() {
+  std::random_device rd;
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rd()));
+  return buf;
+}
+
+Status ItemSource::place(Item& item, std::string_view bytes) {
+  if (bytes.empty()) return Status::Ok();  // a local-files job: the group wrote it
+  return write_file(item.output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, /*durable=*/true);
+}
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+class Pump {
+ public:
+  Pump(const PumpOptions& options, ItemSource& source, Reporter& reporter, std::ostream& out, std::ostream& err)
+      : options_(options), source_(source), reporter_(reporter), out_(out), err_(err),
+        session_(options.session.empty() ? random_session() : options.session) {}
+
+  int run(zmq::context_t& context);
+
+ private:
+  using Id = uint64_t;
+
+  int signals() const { return options_.interrupted != nullptr ? *options_.interrupted : 0; }
+  size_t in_flight() const { return waiting_accept_.size() + running_.size(); }
+  Tally tally() const {
+    return {done_, failed_, in_flight() + retry_.size(), source_.total(), source_.waiting()};
+  }
+  double seconds() const { return std::chrono::duration<double>(SteadyClock::now() - start_).count(); }
+  JobView view(Id id, const std::string& job) const {
+    const Item& item = live_.at(id);
+    return {job, item.source.string(), (item.shown.empty() ? item.output : item.shown).string()};
+  }
+
+  bool subscribed(BrokerClient& broker, zmq::socket_t& progress);
+  void send_next(BrokerClient& broker);
+  bool send(BrokerClient& broker, Id id);
+  void retry_later(Id id, Millis delay, bool behind);
+  void back_off(Id id, const proto::Error& error);
+  void acknowledge(BrokerClient& broker, const std::string& job);
+  void remember_finished(const std::string& job);
+  void list_unfinished();
+  void check_broker(BrokerClient& broker);
+  void on_pong(const proto::Pong& pong);
+  // The item failed (`job` may be empty: never accepted); its source settles it.
+  void fail(Id id, const std::string& state, const std::string& message, const std::string& job = {},
+            ItemSource::Fate fate = ItemSource::Fate::kFailed);
+  void handle(BrokerClient& broker, zmq::socket_t& progress, const Frames& frames);
+  void on_result(BrokerClient& broker, const proto::JobResult& r, const Frames& frames);
+
+  const PumpOptions& options_;
+  ItemSource& source_;
+  Reporter& reporter_;
+  std::ostream& out_;
+  std::ostream& err_;
+  // First half of the ids of new jobs, so one subscription made before the
+  // first submit sees all their events.
+  std::string session_;
+
+  Id next_id_ = 1;
+  std::map<Id, Item> live_;                                     // every item taken and not finished
+  std::deque<std::pair<SteadyClock::time_point, Id>> retry_;  // waiting to be sent (again)
+  std::map<uint64_t, Id> waiting_accept_;                     // req -> item
+  std::map<std::string, Id> running_;                         // job -> item
+  // The latest jobs whose result was handled: a copy of one (after a broker
+  // restart) is acknowledged again. Bounded, for a pump that runs for days.
+  std::set<std::string> finished_;
+  std::deque<std::string> finished_order_;
+  size_t done_ = 0, failed_ = 0;
+  int refusals_ = 0;  // queue-full refusals in a row
+  bool told_queue_full_ = false;
+  std::string instance_;
+  uint64_t max_image_bytes_ = 0;
+  SteadyClock::time_point start_ = SteadyClock::now();
+  SteadyClock::time_point last_ping_{}, last_pong_{};
+  bool warned_silent_ = false;
+  uint64_t ping_req_ = uint64_t{1} << 62;  // above every submit's req
+  uint64_t submit_req_ = 0;
+};
+
+void Pump::check_broker(BrokerClient& broker) {
+  const auto now = SteadyClock::now();
+  if (now - last_ping_ < std::chrono::seconds(1)) return;
+  last_ping_ = now;
+  proto::Ping ping;
+  ping.req = ++ping_req_;
+  broker.send(proto::encode(ping));
+  if (!warned_silent_ && now - last_pong_ > std::chrono::seconds(5)) {
+    warned_silent_ = true;
+    err_ << "imgq: warning: no answer from the broker for 5 s; waiting for it (jobs in flight are "
+            "resubmitted if it restarted)\n";
+  }
+}
+
+void Pump::on_pong(const proto::Pong& pong) {
+  last_pong_ = SteadyClock::now();
+  max_image_bytes_ = pong.max_image_bytes;
+  if (warned_silent_) err_ << "imgq: the broker answers again\n";
+  warned_silent_ = false;
+  if (pong.instance.empty() || pong.instance == instance_) return;
+  const bool restarted = !instance_.empty();
+  instance_ = pong.instance;
+  if (!restarted) return;
+  std::vector<Id> lost;
+  for (const auto& [req, id] : waiting_accept_) lost.push_back(id);
+  for (const auto& [job, id] : running_) lost.push_back(id);
+  waiting_accept_.clear();
+  running_.clear();
+  std::sort(lost.begin(), lost.end());
+  if (!lost.empty()) {
+    err_ << "imgq: warning: the broker restarted; asking again for the " << lost.size()
+         << " unfinished job(s) under their keys (a durable broker still has them; one without a journal "
+            "runs them anew)\n";
+  }
+  for (auto it = lost.rbegin(); it != lost.rend(); ++it) retry_.emplace_front(SteadyClock::now(), *it);
+}
+
+void Pump::fail(Id id, const std::string& state, const std::string& message, const std::string& job,
+                ItemSource::Fate fate) {
+  ++failed_;
+  // The broker and the groups name the file in their messages, as the
+  // report does: once is enough.
+  const std::string prefix = live_.at(id).source.string() + ": ";
+  const std::string text = message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
+  reporter_.failed(view(id, job), state, text);
+  source_.settle(live_.at(id), fate, text);
+  live_.erase(id);
+}
+
+void Pump::retry_later(Id id, Millis delay, bool behind) {
+  if (behind) {
+    retry_.emplace_back(SteadyClock::now() + delay, id);
+  } else {
+    retry_.emplace_front(SteadyClock::now() + delay, id);
+  }
+}
+
+void Pump::back_off(Id id, const proto::Error& error) {
+  const int64_t hint = std::max<int64_t>(error.retry_after_ms, 100);
+  const Millis delay(std::min<int64_t>(hint << std::min(refusals_, 7), 10'000));
+  ++refusals_;
+  if (!told_queue_full_) {
+    told_queue_full_ = true;
+    err_ << "imgq: the broker refuses new jobs for now (" << error.message << "); retrying with back-off from "
+         << hint << " ms up to 10 s\n";
+  }
+  retry_later(id, delay, /*behind=*/true);  // behind those already waiting: the order is kept
+}
+
+void Pump::acknowledge(BrokerClient& broker, const std::string& job) {
+  proto::ResultAck ack;
+  ack.job = job;
+  broker.send(proto::encode(ack));
+}
+
+void Pump::remember_finished(const std::string& job) {
+  if (!finished_.insert(job).second) return;
+  finished_order_.push_back(job);
+  if (finished_order_.size() > 10'000) {
+    finished_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
+}
+
+void Pump::list_unfinished() {
+  for (const auto& [job, id] : running_) {
+    if (options_.mode == ReportMode::kJson) {
+      out_ << "{\"event\":\"unfinished\",\"job\":" << json_quote(job)
+           << ",\"file\":" << json_quote(live_.at(id).source.string()) << "}\n";
+    } else {
+      out_ << "submitted " << live_.at(id).source.string() << " as job " << job << "\n";
+    }
+  }
+  out_.flush();
+}
+
+// Sends the item; false when the socket cannot take it now.
+bool Pump::send(BrokerClient& broker, Id id) {
+  const Item& item = live_.at(id);
+  const std::string format = options_.format.empty() ? extension_of(item.output) : options_.format;
+  proto::Submit submit;
+  submit.req = ++submit_req_;
+  submit.ops = options_.ops;
+  submit.priority = options_.priority;
+  submit.format = format;
+  submit.name = item.source.string();
+  submit.key = item.key;
+  submit.session = session_;
+  submit.timeout_ms = options_.job_timeout_ms;
+  if (options_.local) {
+    // Free of links, as the groups name their --allow-paths folders.
+    submit.path = local_path(item.source);
+    submit.output = local_path(item.output);
+    if (!broker.send(proto::encode(submit))) return false;
+    waiting_accept_[submit.req] = id;
+    return true;
+  }
+  auto image = read_file_string(item.source);
+  if (!image.ok()) {
+    fail(id, proto::kFailed, item.source.string() + ": " + image.status().message());
+    return true;
+  }
+  if (!broker.send(proto::encode(submit), std::move(*image))) return false;
+  waiting_accept_[submit.req] = id;
+  return true;
+}
+
+void Pump::send_next(BrokerClient& broker) {
+  const auto now = SteadyClock::now();
+  while (in_flight() < options_.window) {
+    Id id;
+    if (!retry_.empty() && retry_.front().first <= now) {
+      id = retry_.front().second;
+      retry_.pop_front();
+    } else if (signals() == 0 && in_flight() + retry_.size() < options_.window) {
+      std::optional<Item> item = source_.next();
+      if (!item) return;
+      id = next_id_++;
+      live_.emplace(id, std::move(*item));
+    } else {
+      return;
+    }
+    const Item& item = live_.at(id);
+    if (!item.problem.ok()) {
+      fail(id, proto::kFailed, item.problem.message());
+      continue;
+    }
+    const std::string format = options_.format.empty() ? extension_of(item.output) : options_.format;
+    if (!is_output_format(format)) {
+      fail(id, proto::kFailed,
+           "cannot write format \"" + format + "\"; give --format, one of " + output_formats_text());
+      continue;
+    }
+    if (!options_.local) {
+      // Larger than the broker takes: say so here rather than send it (past
+      // the broker's message size limit ZeroMQ would drop it without a word).
+      std::error_code size_error;
+      const uintmax_t size = std::filesystem::file_size(item.source, size_error);
+      if (!size_error && max_image_bytes_ != 0 && size > max_image_bytes_) {
+        fail(id, proto::kFailed, item.source.string() + " is " + std::to_string(size) +
+                                     " bytes; the broker takes at most " + std::to_string(max_image_bytes_) +
+                                     " (its --max-image-bytes)");
+        continue;
+      }
+    }
+    if (!send(broker, id)) return retry_later(id, Millis(100), /*behind=*/false);
+  }
+}
+
+void Pump::on_result(BrokerClient& broker, const proto::JobResult& r, const Frames& frames) {
+  if (finished_.count(r.job) != 0) return acknowledge(broker, r.job);  // again, after a broker restart
+  auto it = running_.find(r.job);
+  if (it == running_.end() || options_.no_wait) return;  // a --no-wait job's result waits for `imgq fetch`
+  const Id id = it->second;
+  running_.erase(it);
+  if (r.state != proto::kDone) {
+    fail(id, r.state, r.message, r.job);
+  } else if (!options_.local && frames.size() != 2) {
+    // Not acknowledged: the broker keeps it for `imgq fetch`.
+    return fail(id, proto::kFailed, "the broker sent no result image (imgq fetch " + r.job + ")", r.job,
+                ItemSource::Fate::kNotPlaced);
+  } else {
+    Item& item = live_.at(id);
+    const std::string_view bytes = frames.size() == 2 ? std::string_view(frames[1].data(), frames[1].size())
+                                                      : std::string_view();
+    if (Status placed = source_.place(item, bytes); !placed.ok()) {
+      return fail(id, proto::kFailed,
+                  placed.message() + " (the result stays at the broker: imgq fetch " + r.job + ")", r.job,
+                  ItemSource::Fate::kNotPlaced);
+    }
+    ++done_;
+    reporter_.succeeded(view(id, r.job), r.stats);
+    source_.settle(item, ItemSource::Fate::kDone, {});
+    live_.erase(id);
+  }
+  remember_finished(r.job);
+  acknowledge(broker, r.job);
+}
+
+void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const Frames& frames) {
+  auto header = proto::decode_header(frames.at(0));
+  if (!header.ok()) return;
+  const std::string& type = header->type();
+  if (type == proto::Pong::kType) {
+    if (auto pong = header->as<proto::Pong>(); pong.ok()) on_pong(*pong);
+  } else if (type == proto::Accepted::kType) {
+    auto a = header->as<proto::Accepted>();
+    auto it = a.ok() ? waiting_accept_.find(a->req) : waiting_accept_.end();
+    if (it == waiting_accept_.end()) return;
+    const Id id = it->second;
+    waiting_accept_.erase(it);
+    refusals_ = 0;
+    // A job of an earlier run (its key named it): follow its events too.
+    if (a->job.rfind(session_, 0) != 0) progress.set(zmq::sockopt::subscribe, a->job);
+    reporter_.accepted(view(id, a->job), a->position);
+    if (!options_.no_wait) {
+      running_[a->job] = id;
+      return;
+    }
+    // Accepted is all --no-wait waits for: the job leaves the window.
+    if (options_.mode != ReportMode::kJson) {
+      out_ << "submitted " << live_.at(id).source.string() << " as job " << a->job << "\n" << std::flush;
+    }
+    ++done_;
+    live_.erase(id);
+  } else if (type == proto::Error::kType) {
+    auto e = header->as<proto::Error>();
+    auto it = e.ok() ? waiting_accept_.find(e->req) : waiting_accept_.end();
+    if (it == waiting_accept_.end()) return;
+    const Id id = it->second;
+    waiting_accept_.erase(it);
+    if (e->code == static_cast<int>(StatusCode::kResourceExhausted)) {
+      back_off(id, *e);
+    } else if (e->retryable) {
+      retry_later(id, Millis(std::max<uint32_t>(e->retry_after_ms, 100)), /*behind=*/true);
+    } else if (e->code == static_cast<int>(StatusCode::kNotFound) ||
+               e->code == static_cast<int>(StatusCode::kConflict)) {
+      // The key was used before (for work that ended, or for other work).
+      if (std::optional<std::string> key = source_.rekey(live_.at(id))) {
+        live_.at(id).key = *key;
+        retry_later(id, Millis(0), /*behind=*/false);
+      } else {
+        fail(id, proto::kFailed, e->message);
+      }
+    } else {
+      fail(id, proto::kFailed, e->message);
+    }
+  } else if (type == proto::JobResult::kType) {
+    if (auto r = header->as<proto::JobResult>(); r.ok()) on_result(broker, *r, frames);
+  }
+}
+
+// Pings with the session until the pong also arrives on the progress
+// socket: from then on no event of this run can be missed. Doubles as the
+// check that the broker can be reached.
+bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
+  auto deadline = SteadyClock::now() + options_.timeout;
+  bool answered = false;
+  Frames frames;
+  const std::string progress_endpoint =
+      options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress;
+  auto problem = [&] {
+    return answered ? "the broker answers at " + options_.broker + " but its progress endpoint " + progress_endpoint +
+                          " does not (give --progress)"
+                    : "no answer from the broker at " + options_.broker + " within " +
+                          std::to_string(options_.timeout.count()) + " ms" +
+                          (options_.curve.enabled()
+                               ? " (CURVE is on: check that --server-key is the broker's public key)"
+                               : "");
+  };
+  // The subscription takes a moment to reach the broker, and a pong
+  // published before that is lost: ping again soon (5 ms doubling to 200 ms).
+  auto interval = Millis(5);
+  for (uint64_t req = 1;; ++req, interval = std::min(interval * 2, Millis(200))) {
+    if (SteadyClock::now() >= deadline) {
+      if (!options_.wait_for_broker) break;
+      err_ << "imgq: warning: " << problem() << "; still trying\n";
+      deadline = SteadyClock::now() + options_.timeout;
+    }
+    if (signals() != 0) {
+      err_ << "imgq: interrupted before anything was submitted\n";
+      return false;
+    }
+    proto::Ping ping;
+    ping.req = req;
+    ping.session = session_;
+    broker.send(proto::encode(ping));
+    const auto until = std::min(deadline, SteadyClock::now() + interval);
+    while (SteadyClock::now() < until) {
+      if (auto refused = broker.refused()) {
+        err_ << "imgq: error: " << refused->message() << "\n";
+        return false;
+      }
+      zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
+      poll_sockets(items, 2, std::min(interval, Millis(20)));
+      while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) {
+        auto pong = decode_reply<proto::Pong>(frames);
+        if (pong.ok() && !answered && pong->groups == 0) {
+          err_ << "imgq: warning: no worker group is connected to the broker yet; jobs will wait for one\n";
+        }
+        if (pong.ok()) {
+          answered = true;
+          instance_ = pong->instance;
+          max_image_bytes_ = pong->max_image_bytes;
+          last_pong_ = SteadyClock::now();
+        }
+      }
+      if (recv_frames(progress, frames, 2, /*dontwait=*/true) && frames.front() == session_) return true;
+    }
+  }
+  err_ << "imgq: error: " << problem() << "\n";
+  return false;
+}
+
+int Pump::run(zmq::context_t& context) {
+  BrokerClient broker(context, options_.broker, options_.curve);
+  zmq::socket_t progress = connect_progress(
+      context, options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress,
+      options_.curve);
+  progress.set(zmq::sockopt::subscribe, session_);
+  if (!subscribed(broker, progress)) return signals() != 0 ? 130 : 3;
+
+  start_ = SteadyClock::now();
+  Frames frames;
+  // Acknowledgements still queued go out when the client closes.
+  broker.linger_on_close(Millis(500));
+  bool told_draining = false;
+  while (true) {
+    const int stop = signals();
+    if (stop != 0 && (!options_.drain_on_interrupt || stop > 1 || in_flight() == 0)) {
+      reporter_.finish(tally(), seconds());
+      if (options_.drain_on_interrupt) return 0;
+      err_ << "imgq: interrupted; " << running_.size()
+           << " job(s) accepted and not finished (imgq status / imgq fetch JOB later)\n";
+      list_unfinished();
+      return 130;
+    }
+    if (stop != 0 && !told_draining) {
+      told_draining = true;
+      retry_.clear();  // not sent: they stay with the source
+      err_ << "imgq: stopping: waiting for the " << in_flight()
+           << " job(s) in flight (interrupt again to leave them; they are taken again next start)\n";
+    }
+    const bool silent = SteadyClock::now() - last_pong_ > options_.timeout;
+    if (silent && (!options_.wait_for_broker || stop != 0)) {
+      reporter_.finish(tally(), seconds());
+      err_ << "imgq: error: no answer from the broker at " << options_.broker << " for "
+           << std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count() << " s (--timeout); "
+           << running_.size() << " job(s) accepted and not finished\n";
+      list_unfinished();
+      return stop != 0 ? 0 : 3;
+    }
+    send_next(broker);
+    check_broker(broker);
+    if (source_.exhausted() && retry_.empty() && in_flight() == 0) break;
+    const int source_fd = source_.fd();
+    zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0},
+                               {progress.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, source_fd, ZMQ_POLLIN, 0}};
+    // The source is polled only while the window has room for its items.
+    const bool want_source = source_fd >= 0 && in_flight() + retry_.size() < options_.window;
+    poll_sockets(items, want_source ? 3 : 2, Millis(100));
+    if (items[0].revents & ZMQ_POLLIN) {
+      while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) handle(broker, progress, frames);
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      while (recv_frames(progress, frames, 2, /*dontwait=*/true)) {
+        if (frames.size() != 2) continue;
+        auto event = proto::decode_header(frames[1]);
+        if (!event.ok()) continue;
+        auto e = event->as<proto::Event>();
+        auto it = e.ok() ? running_.find(e->job.job) : running_.end();
+        if (it != running_.end()) reporter_.event(view(it->second, e->job.job), e->job);
+      }
+    }
+    if (want_source && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) source_.on_readable();
+    source_.tick();
+    reporter_.tick(tally());
+  }
+  reporter_.finish(tally(), seconds());
+  return failed_ == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int run_pump(const PumpOptions& options, ItemSource& source, Reporter& reporter, std::ostream& out,
+             std::ostream& err) {
+  zmq::context_t context;
+  Pump pump(options, source, reporter, out, err);
+  return pump.run(context);
+}
+
+}  // namespace imgq::client
