@@ -51,3 +51,24 @@ set +e
 status=$?
 set -e
 echo "results: $(find "$out" -type f | wc -l) images in $out (imgq submit exit status $status)"
+
+# A hot folder: imgq ingest takes every image put into out/demo-inbox (by cp
+# here; any tool), writes its result to out/demo-ingested and moves the
+# original to out/demo-inbox.done.
+inbox=out/demo-inbox
+rm -rf "$inbox" "$inbox.done" "$inbox.failed" out/demo-ingested
+mkdir -p "$inbox"
+setsid "$bin/imgq" ingest --broker "$clients" --progress "$progress" --inbox "$inbox" -o out/demo-ingested \
+  --op grayscale --op gaussian_blur:ksize=5 >"$logs/ingest.log" 2>&1 &
+pids+=($!)
+cp "$samples"/*.jpg "$inbox"/
+for _ in $(seq 300); do
+  [ -z "$(find "$inbox" -type f -name '*.jpg' | head -1)" ] && break
+  sleep 0.1
+done
+echo "imgq ingest: $(find out/demo-ingested -type f | wc -l) results in out/demo-ingested," \
+  "$(find "$inbox.done" -type f | wc -l) originals in $inbox.done, inbox left: $(find "$inbox" -type f -name '*.jpg' | wc -l)"
+
+# The Python client (clients/python), on Debian's python3.
+/usr/bin/python3 clients/python/examples/quickstart.py "$samples/fruits.jpg" "$samples" out/demo-python \
+  "$clients" "$progress" | tail -3

@@ -14,6 +14,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev
   libsqlite3-dev zlib1g-dev
+  python3 python3-zmq python3-msgpack python3-pytest python3-pip python3-setuptools python3-wheel
   prometheus docker-compose curl
   clang libclang-rt-14-dev
 )

@@ -223,7 +223,7 @@ class InboxSource : public ItemSource {
                   .status();
     } else {
       where = failed_.string();
-      const std::string text = item.source.string() + ": error: " + message + "\n";
+      const std::string text = error_line(item.source.string(), message) + "\n";
       moved = place_unique(failed_ / rel, [&](const fs::path& name) -> Status {
                 std::error_code e;
                 if (fs::exists(name, e)) return Status(StatusCode::kConflict, name.string() + " exists");

@@ -145,12 +145,8 @@ void Pump::on_pong(const proto::Pong& pong) {
 void Pump::fail(Id id, const std::string& state, const std::string& message, const std::string& job,
                 ItemSource::Fate fate) {
   ++failed_;
-  // The broker and the groups name the file in their messages, as the
-  // report does: once is enough.
-  const std::string prefix = live_.at(id).source.string() + ": ";
-  const std::string text = message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
-  reporter_.failed(view(id, job), state, text);
-  source_.settle(live_.at(id), fate, text);
+  reporter_.failed(view(id, job), state, message);
+  source_.settle(live_.at(id), fate, message);
   live_.erase(id);
 }
 

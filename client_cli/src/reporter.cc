@@ -34,7 +34,7 @@ class PlainReporter : public Reporter {
          << seconds_text(stats.run_seconds) << " s)\n" << std::flush;
   }
   void failed(const JobView& job, const std::string&, const std::string& message) override {
-    err_ << job.file << ": error: " << message << "\n" << std::flush;
+    err_ << error_line(job.file, message) << "\n" << std::flush;
   }
   void tick(const Tally&) override {}
   void finish(const Tally& t, double seconds) override {
@@ -147,7 +147,7 @@ class JsonReporter : public Reporter {
   void failed(const JobView& job, const std::string& state, const std::string& message) override {
     out_ << "{\"event\":\"result\"," << common(job) << ",\"state\":" << json_quote(state)
          << ",\"done\":0,\"total\":1,\"message\":" << json_quote(message) << "}\n" << std::flush;
-    err_ << job.file << ": error: " << message << "\n" << std::flush;
+    err_ << error_line(job.file, message) << "\n" << std::flush;
   }
   void tick(const Tally&) override {}
   void finish(const Tally&, double) override {}
@@ -161,6 +161,11 @@ class JsonReporter : public Reporter {
 };
 
 }  // namespace
+
+std::string error_line(const std::string& file, const std::string& message) {
+  const std::string prefix = file + ": ";
+  return prefix + "error: " + (message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message);
+}
 
 std::string fit_columns(const std::string& text, size_t columns) {
   size_t chars = 0;

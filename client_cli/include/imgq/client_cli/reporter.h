@@ -45,6 +45,10 @@ enum class ReportMode { kTerminal, kPlain, kJson };
 std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std::ostream& err,
                                         std::string command = "imgq");
 
+// "FILE: error: MESSAGE", the file named once when the message (from the
+// broker or a group, which name it) starts with it already.
+std::string error_line(const std::string& file, const std::string& message);
+
 // What fits in `columns` terminal columns of `text` (UTF-8, never cut inside
 // a character; one column per character).
 std::string fit_columns(const std::string& text, size_t columns);

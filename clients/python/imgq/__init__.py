@@ -1,0 +1,23 @@
+"""imgq: submit image jobs to an imgq broker from Python.
+
+    from imgq import Client
+    with Client("tcp://127.0.0.1:5555") as c:
+        job = c.submit("photo.jpg", ops=["grayscale", "gaussian_blur:ksize=5"])
+        png = job.result(timeout=60)
+
+See README.md and schemas/PROTOCOL.md in the imgq repository."""
+
+from .client import DEFAULT_BROKER, Client, Event, Job, Outcome, default_progress_endpoint
+from .errors import (Cancelled, Conflict, DeadlineExceeded, ImgqError, Internal, InvalidArgument, InvalidImage,
+                     IoError, JobFailed, NotFound, PermissionDenied, ResourceExhausted, Timeout, TooLarge,
+                     Unavailable, Unsupported)
+from .protocol import ProtocolError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client", "Job", "Event", "Outcome", "DEFAULT_BROKER", "default_progress_endpoint",
+    "ImgqError", "JobFailed", "Timeout", "ProtocolError",
+    "InvalidArgument", "InvalidImage", "Unsupported", "TooLarge", "ResourceExhausted", "Unavailable",
+    "DeadlineExceeded", "NotFound", "Cancelled", "IoError", "Internal", "PermissionDenied", "Conflict",
+]

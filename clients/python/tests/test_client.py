@@ -1,0 +1,174 @@
+"""The Python client against a live broker and worker group: results
+byte-identical to whole-image OpenCV, progress, failures as exceptions,
+cancel, map over a folder, keys, a broker restart."""
+
+import os
+import shutil
+import threading
+
+import pytest
+
+import imgq
+from conftest import SAMPLES, pnm
+
+BLUR = ["gaussian_blur:ksize=5"]
+
+
+def test_submit_path_and_bytes_give_the_reference_result(system, tmp_path):
+    source = os.path.join(SAMPLES, "fruits.jpg")
+    ops = ["grayscale", "gaussian_blur:ksize=5", "canny:low=50,high=150"]
+    with system.client() as c:
+        by_path = c.submit(source, ops=ops, format="pgm")
+        with open(source, "rb") as f:
+            by_bytes = c.submit(f.read(), ops=ops, format="pgm", name="fruits from bytes")
+        expected = system.reference(ops, source, "pgm")
+        assert by_path.result(timeout=60) == expected
+        assert by_bytes.result(timeout=60) == expected
+        assert by_path.state == "done"
+        assert by_path.stats["group"] == "py"
+
+
+@pytest.mark.parametrize("width,height,channels,depth16", [
+    (1, 1, 1, False), (37, 5, 3, False), (64, 129, 1, True), (3, 71, 3, True)])
+def test_odd_sizes_depths_and_channels_are_exact(system, tmp_path, width, height, channels, depth16):
+    ext = "pgm" if channels == 1 else "ppm"
+    source = tmp_path / ("made." + ext)
+    source.write_bytes(pnm(width, height, channels, depth16, seed=width))
+    with system.client() as c:
+        got = c.submit(str(source), ops=BLUR).result(timeout=60)
+    assert got == system.reference(BLUR, source, ext)
+
+
+def test_progress_events_come_in_order_to_the_callback(system):
+    events = []
+    with system.client() as c:
+        job = c.submit(os.path.join(SAMPLES, "baboon.jpg"), ops=["grayscale", "gaussian_blur:ksize=3"])
+        job.on_progress(events.append)
+        job.wait(timeout=60)
+    states = [e.state for e in events]
+    assert states, "no progress event"
+    order = {"queued": 0, "running": 1, "done": 2}
+    assert [order[s] for s in states] == sorted(order[s] for s in states), states
+    assert states[-1] == "done"
+    assert all(e.job == job.id for e in events)
+
+
+def test_a_corrupt_image_is_refused_with_its_own_exception(system, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
+    with system.client() as c:
+        with pytest.raises(imgq.InvalidImage) as refused:
+            c.submit(str(bad), ops=BLUR)
+        assert refused.value.code == 2 and "bad.png" in refused.value.message
+        with pytest.raises(imgq.InvalidArgument):
+            c.submit(str(bad), ops=["no_such_op"])
+        with pytest.raises(imgq.NotFound):
+            c.submit(str(tmp_path / "missing.png"))
+
+
+def test_a_job_that_fails_raises_job_failed_with_code_and_message(system, tmp_path):
+    sixteen = tmp_path / "deep.pgm"
+    sixteen.write_bytes(pnm(20, 10, 1, True, seed=3))
+    with system.client() as c:
+        job = c.submit(str(sixteen), ops=["canny"])  # 8-bit only: fails on the group
+        with pytest.raises(imgq.JobFailed) as failed:
+            job.result(timeout=60)
+    assert failed.value.code == 3 and failed.value.code_name == "unsupported"
+    assert "8-bit" in failed.value.message
+    assert failed.value.job == job.id
+
+
+def test_cancel_of_a_queued_job(tmp_path):
+    from conftest import System
+    s = System(tmp_path)
+    try:
+        s.start_broker()  # no group: the job stays queued
+        with s.client() as c:
+            job = c.submit(os.path.join(SAMPLES, "lena.jpg") if os.path.exists(os.path.join(SAMPLES, "lena.jpg"))
+                           else os.path.join(SAMPLES, "home.jpg"), ops=BLUR)
+            assert c.status(job.id).state == "queued"
+            assert job.cancel().state == "cancelled"
+            with pytest.raises(imgq.JobFailed) as cancelled:
+                job.result(timeout=30)
+            assert cancelled.value.code == 9 and cancelled.value.state == "cancelled"
+            with pytest.raises(imgq.NotFound):
+                c.status("0123456789abcdef")
+    finally:
+        s.stop()
+
+
+def test_map_over_a_folder_writes_every_result_and_reports_failures(system, tmp_path):
+    inbox = tmp_path / "in"
+    (inbox / "sub").mkdir(parents=True)
+    names = ["aloeL.jpg", "home.jpg", "chessboard.png", "box.png", "sub/butterfly.jpg"]
+    for name in names:
+        shutil.copy(os.path.join(SAMPLES, os.path.basename(name)), inbox / name)
+    (inbox / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    seen = []
+    with system.client() as c:
+        outcomes = list(c.map(str(inbox), ops=["grayscale"] + BLUR, out=str(tmp_path / "out"), window=3,
+                              format="png", on_progress=seen.append))
+    assert len(outcomes) == 6
+    failed = [o for o in outcomes if not o.ok]
+    assert [os.path.basename(o.path) for o in failed] == ["broken.jpg"]
+    assert isinstance(failed[0].error, imgq.InvalidImage)
+    for o in outcomes:
+        if o.ok:
+            rel = os.path.relpath(o.path, inbox)
+            assert o.output == str(tmp_path / "out" / (os.path.splitext(rel)[0] + ".png"))
+            assert open(o.output, "rb").read() == system.reference(["grayscale"] + BLUR, o.path, "png")
+    assert seen, "no progress event reached the callback"
+
+
+def test_the_same_key_names_the_same_job_and_its_result(system):
+    source = os.path.join(SAMPLES, "home.jpg")
+    with system.client() as c:
+        first = c.submit(source, ops=BLUR, key="py-key-1")
+        data = first.result(timeout=60, ack=False)
+    with system.client() as other:
+        again = other.submit(source, ops=BLUR, key="py-key-1")
+        assert again.existing and again.id == first.id
+        assert again.result(timeout=30) == data
+        with pytest.raises(imgq.Conflict):
+            other.submit(source, ops=["grayscale"], key="py-key-1")
+
+
+def test_a_broker_restart_loses_no_accepted_job(system, tmp_path):
+    # The group holds every job until the test opens the gate, so the
+    # broker dies with all of them accepted and none finished.
+    gate = tmp_path / "gate"
+    gate.touch()
+    for g in system.groups:
+        g.kill()
+    system.groups.clear()
+    system.start_group("held", env={"IMGQ_FAULT": "hold:compute:*:" + str(gate)})
+    system.await_groups(1)
+    sources = [os.path.join(SAMPLES, n) for n in ("aloeL.jpg", "home.jpg", "box.png", "chessboard.png")]
+    with system.client(timeout=20) as c:
+        jobs = [c.submit(s, ops=BLUR, format="png") for s in sources]
+        system.broker.kill()
+        system.broker.wait()
+        system.start_broker()
+        gate.write_bytes(b"." * 1000)
+        for source, job in zip(sources, jobs):
+            assert job.result(timeout=120) == system.reference(BLUR, source, "png")
+
+
+def test_fetch_from_another_client_and_ack(system):
+    source = os.path.join(SAMPLES, "box.png")
+    with system.client() as c:
+        job = c.submit(source, ops=BLUR)
+        job.wait(timeout=60)
+        job_id = job.id
+    with system.client() as other:
+        assert other.fetch(job_id) == system.reference(BLUR, source, "png")
+        with pytest.raises(imgq.NotFound):
+            other.submit(source, ops=BLUR, key=job.key)  # acknowledged: the key is spent
+
+
+def test_an_unreachable_broker_raises_unavailable_in_bounded_time():
+    import time
+    start = time.monotonic()
+    with pytest.raises(imgq.Unavailable):
+        imgq.Client("tcp://127.0.0.1:1", progress="tcp://127.0.0.1:2", timeout=0.5)
+    assert time.monotonic() - start < 10
