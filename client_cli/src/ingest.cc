@@ -176,34 +176,37 @@ class InboxSource : public ItemSource {
     return static_cast<size_t>(std::max<int64_t>(estimate, static_cast<int64_t>(ready_.size())));
   }
 
+  // The result goes to the staging folder first (unsynced); sync() makes a
+  // batch of them durable with one syncfs, and only then renames each into
+  // place, so a file under its final name is always whole.
   Status place(Item& item, std::string_view bytes) override {
-    fs::path staged = item.output;
-    std::error_code ec;
-    if (!options_.local) {
-      staged = staging() / (item.key.substr(item.key.find(':') + 1) + ".imgq-part" + std::to_string(::getpid()));
-      Status written = write_file(staged, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
-                                  /*durable=*/true);
-      if (!written.ok()) return written;
-    } else if (!fs::exists(staged, ec)) {
-      return Status::Ok();  // put in place before a restart of this ingest
+    if (options_.local) return Status::Ok();  // the group wrote item.output, synced
+    return write_file(staged(item), {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+  }
+
+  std::vector<Status> sync(const std::vector<Item*>& placed) override {
+    std::vector<Status> statuses(placed.size());
+    if (placed.empty()) return statuses;
+    if (Status synced = sync_file_system(out_); !synced.ok()) {
+      std::fill(statuses.begin(), statuses.end(), synced);
+      return statuses;
     }
-    bool already = false;
-    auto placed = place_unique(item.shown, [&](const fs::path& name) -> Status {
-      std::error_code e;
-      if (fs::exists(name, e)) {
-        // The same bytes (this job's result, placed before a crash): done.
-        if (same_contents(staged, name)) {
-          already = true;
-          return Status::Ok();
-        }
-        return Status(StatusCode::kConflict, name.string() + " exists");
-      }
-      return move_no_replace(staged, name);
-    });
-    if (!placed.ok() || already) fs::remove(staged, ec);
-    if (!placed.ok()) return placed.status();
-    item.shown = *placed;
-    return sync_path(placed->parent_path());
+    for (size_t i = 0; i < placed.size(); ++i) statuses[i] = put_in_place(*placed[i]);
+    dirty_ = true;
+    return statuses;
+  }
+
+  Status commit() override {
+    if (!dirty_) return Status::Ok();
+    dirty_ = false;
+    // The renames into --out and out of the inbox: one syncfs per file system.
+    std::set<dev_t> synced;
+    for (const fs::path& dir : {out_, inbox_, done_, failed_}) {
+      struct stat st{};
+      if (dir.empty() || (::stat(dir.c_str(), &st) == 0 && !synced.insert(st.st_dev).second)) continue;
+      if (Status s = sync_file_system(dir); !s.ok()) return s;
+    }
+    return Status::Ok();
   }
 
   void settle(const Item& item, Fate fate, const std::string& message) override {
@@ -229,7 +232,7 @@ class InboxSource : public ItemSource {
                 if (fs::exists(name, e)) return Status(StatusCode::kConflict, name.string() + " exists");
                 fs::path note = name;
                 note += ".error.txt";
-                Status noted = write_file(note, bytes_of(text), /*durable=*/true);
+                Status noted = write_file(note, bytes_of(text));
                 if (!noted.ok()) return noted;
                 return move_no_replace(item.source, name);
               }).status();
@@ -240,8 +243,7 @@ class InboxSource : public ItemSource {
     }
     if (!moved.ok()) return stuck(rel, (where.empty() ? "" : "cannot move it to " + where + ": ") + moved.message());
     known_.erase(rel);
-    // The inbox no longer names it, durably, before its result is acknowledged.
-    (void)sync_path(item.source.parent_path());
+    dirty_ = true;  // commit() makes it durable before the result is acknowledged
   }
 
   std::optional<std::string> rekey(const Item& item) override {
@@ -255,6 +257,38 @@ class InboxSource : public ItemSource {
   }
 
  private:
+  // Where an item's result is staged: named after its key, so a restarted
+  // ingest (and a local-files group) finds it under the same name.
+  fs::path staged(const Item& item) const {
+    const std::string id = item.key.substr(item.key.find(':') + 1);
+    return options_.local ? item.output : staging() / (id + ".imgq-part" + std::to_string(::getpid()));
+  }
+
+  // Renames a staged result to its name under --out, never replacing a
+  // different file; the same bytes already there (placed before a crash)
+  // count as placed.
+  Status put_in_place(Item& item) {
+    const fs::path from = staged(item);
+    std::error_code ec;
+    if (options_.local && !fs::exists(from, ec)) return Status::Ok();  // placed before a restart
+    bool already = false;
+    auto placed = place_unique(item.shown, [&](const fs::path& name) -> Status {
+      std::error_code e;
+      if (fs::exists(name, e)) {
+        if (same_contents(from, name)) {
+          already = true;
+          return Status::Ok();
+        }
+        return Status(StatusCode::kConflict, name.string() + " exists");
+      }
+      return move_no_replace(from, name);
+    });
+    if (!placed.ok() || already) fs::remove(from, ec);
+    if (!placed.ok()) return placed.status();
+    item.shown = *placed;
+    return Status::Ok();
+  }
+
   void stuck(const std::string& rel, const std::string& why) {
     // Left in the inbox and not taken again by this run (the next start retries it).
     stuck_.insert(rel);
@@ -386,6 +420,7 @@ class InboxSource : public ItemSource {
   std::optional<fs::recursive_directory_iterator> walk_;
   bool rescan_ = false;
   bool told_watch_failure_ = false;
+  bool dirty_ = false;  // renames since the last commit()
   SteadyClock::time_point last_walk_{};
   size_t counted_ = 0, taken_ = 0;
   int64_t arrived_ = 0;

@@ -1,6 +1,7 @@
 #include "imgq/client_cli/pump.h"
 
 #include <poll.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -29,8 +30,23 @@ std::string random_session() {
 }
 
 Status ItemSource::place(Item& item, std::string_view bytes) {
-  if (bytes.empty()) return Status::Ok();  // a local-files job: the group wrote it
-  return write_file(item.output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, /*durable=*/true);
+  if (bytes.empty()) return Status::Ok();  // a local-files job: the group wrote it, synced
+  Status written = write_file(item.output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+  if (written.ok()) unsynced_.insert(item.output.has_parent_path() ? item.output.parent_path() : ".");
+  return written;
+}
+
+std::vector<Status> ItemSource::sync(const std::vector<Item*>& placed) {
+  // One syncfs per file system: folders on the same device share it.
+  std::set<dev_t> synced;
+  Status result;
+  for (const std::filesystem::path& dir : unsynced_) {
+    struct stat st{};
+    if (::stat(dir.c_str(), &st) == 0 && !synced.insert(st.st_dev).second) continue;
+    if (Status s = sync_file_system(dir); !s.ok()) result = s;
+  }
+  unsynced_.clear();
+  return std::vector<Status>(placed.size(), result);
 }
 
 namespace {
@@ -65,6 +81,10 @@ class Pump {
   void retry_later(Id id, Millis delay, bool behind);
   void back_off(Id id, const proto::Error& error);
   void acknowledge(BrokerClient& broker, const std::string& job);
+  // Makes what was placed durable, settles it, and acknowledges it: when
+  // `force`, or the oldest waits 50 ms, or 256 wait, or nothing else is in
+  // flight (a group commit: one sync for many results).
+  void flush(BrokerClient& broker, bool force);
   void remember_finished(const std::string& job);
   void list_unfinished();
   void check_broker(BrokerClient& broker);
@@ -93,6 +113,14 @@ class Pump {
   // restart) is acknowledged again. Bounded, for a pump that runs for days.
   std::set<std::string> finished_;
   std::deque<std::string> finished_order_;
+  struct Placed {
+    Id id;
+    std::string job;
+    proto::JobStats stats;
+  };
+  std::vector<Placed> placed_;               // results placed, not yet synced
+  std::vector<std::string> unacknowledged_;  // jobs ended and settled, not yet committed and acknowledged
+  SteadyClock::time_point oldest_unacknowledged_{};
   size_t done_ = 0, failed_ = 0;
   int refusals_ = 0;  // queue-full refusals in a row
   bool told_queue_full_ = false;
@@ -271,15 +299,25 @@ void Pump::send_next(BrokerClient& broker) {
 }
 
 void Pump::on_result(BrokerClient& broker, const proto::JobResult& r, const Frames& frames) {
-  if (finished_.count(r.job) != 0) return acknowledge(broker, r.job);  // again, after a broker restart
+  if (finished_.count(r.job) != 0) {
+    // Again, after a broker restart: acknowledged again (once committed).
+    if (std::find(unacknowledged_.begin(), unacknowledged_.end(), r.job) == unacknowledged_.end()) {
+      acknowledge(broker, r.job);
+    }
+    return;
+  }
   auto it = running_.find(r.job);
   if (it == running_.end() || options_.no_wait) return;  // a --no-wait job's result waits for `imgq fetch`
   const Id id = it->second;
   running_.erase(it);
+  if (unacknowledged_.empty() && placed_.empty()) oldest_unacknowledged_ = SteadyClock::now();
+  remember_finished(r.job);
   if (r.state != proto::kDone) {
     fail(id, r.state, r.message, r.job);
+    unacknowledged_.push_back(r.job);
   } else if (!options_.local && frames.size() != 2) {
     // Not acknowledged: the broker keeps it for `imgq fetch`.
+    finished_.erase(r.job);
     return fail(id, proto::kFailed, "the broker sent no result image (imgq fetch " + r.job + ")", r.job,
                 ItemSource::Fate::kNotPlaced);
   } else {
@@ -287,17 +325,52 @@ void Pump::on_result(BrokerClient& broker, const proto::JobResult& r, const Fram
     const std::string_view bytes = frames.size() == 2 ? std::string_view(frames[1].data(), frames[1].size())
                                                       : std::string_view();
     if (Status placed = source_.place(item, bytes); !placed.ok()) {
+      finished_.erase(r.job);
       return fail(id, proto::kFailed,
                   placed.message() + " (the result stays at the broker: imgq fetch " + r.job + ")", r.job,
                   ItemSource::Fate::kNotPlaced);
     }
-    ++done_;
-    reporter_.succeeded(view(id, r.job), r.stats);
-    source_.settle(item, ItemSource::Fate::kDone, {});
-    live_.erase(id);
+    placed_.push_back({id, r.job, r.stats});
   }
-  remember_finished(r.job);
-  acknowledge(broker, r.job);
+  flush(broker, /*force=*/false);
+}
+
+void Pump::flush(BrokerClient& broker, bool force) {
+  if (unacknowledged_.empty() && placed_.empty() && !force) return;
+  if (!force && SteadyClock::now() - oldest_unacknowledged_ < Millis(50) &&
+      unacknowledged_.size() + placed_.size() < 256 && in_flight() != 0) {
+    return;
+  }
+  // 1. The results placed since the last flush become durable and final.
+  std::vector<Item*> items;
+  for (const Placed& p : placed_) items.push_back(&live_.at(p.id));
+  const std::vector<Status> synced = source_.sync(items);
+  for (size_t i = 0; i < placed_.size(); ++i) {
+    const Placed& p = placed_[i];
+    const Status& status = i < synced.size() ? synced[i] : Status::Ok();
+    if (!status.ok()) {
+      finished_.erase(p.job);
+      fail(p.id, proto::kFailed, status.message() + " (the result stays at the broker: imgq fetch " + p.job + ")",
+           p.job, ItemSource::Fate::kNotPlaced);
+      continue;
+    }
+    ++done_;
+    reporter_.succeeded(view(p.id, p.job), p.stats);
+    // 2. What becomes of each input (ingest: the original moves).
+    source_.settle(live_.at(p.id), ItemSource::Fate::kDone, {});
+    live_.erase(p.id);
+    unacknowledged_.push_back(p.job);
+  }
+  placed_.clear();
+  // 3. That is durable too; only then may the broker forget the results.
+  if (Status committed = source_.commit(); !committed.ok()) {
+    err_ << "imgq: error: " << committed.message() << "; " << unacknowledged_.size()
+         << " result(s) stay at the broker until fetched\n";
+    unacknowledged_.clear();
+    return;
+  }
+  for (const std::string& job : unacknowledged_) acknowledge(broker, job);
+  unacknowledged_.clear();
 }
 
 void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const Frames& frames) {
@@ -430,7 +503,9 @@ int Pump::run(zmq::context_t& context) {
   bool told_draining = false;
   while (true) {
     const int stop = signals();
+    flush(broker, /*force=*/false);
     if (stop != 0 && (!options_.drain_on_interrupt || stop > 1 || in_flight() == 0)) {
+      flush(broker, /*force=*/true);
       reporter_.finish(tally(), seconds());
       if (options_.drain_on_interrupt) return 0;
       err_ << "imgq: interrupted; " << running_.size()
@@ -446,6 +521,7 @@ int Pump::run(zmq::context_t& context) {
     }
     const bool silent = SteadyClock::now() - last_pong_ > options_.timeout;
     if (silent && (!options_.wait_for_broker || stop != 0)) {
+      flush(broker, /*force=*/true);
       reporter_.finish(tally(), seconds());
       err_ << "imgq: error: no answer from the broker at " << options_.broker << " for "
            << std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count() << " s (--timeout); "
@@ -480,6 +556,7 @@ int Pump::run(zmq::context_t& context) {
     source_.tick();
     reporter_.tick(tally());
   }
+  flush(broker, /*force=*/true);
   reporter_.finish(tally(), seconds());
   return failed_ == 0 ? 0 : 1;
 }

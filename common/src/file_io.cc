@@ -84,6 +84,16 @@ Status sync_path(const std::filesystem::path& path) {
   return Status::Ok();
 }
 
+Status sync_file_system(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IoError("cannot open " + path.string() + " to sync it: " + std::strerror(errno));
+  const int rc = ::syncfs(fd);
+  const int error = errno;
+  ::close(fd);
+  if (rc != 0) return Status::IoError("cannot sync the file system of " + path.string() + ": " + std::strerror(error));
+  return Status::Ok();
+}
+
 namespace {
 
 // Copies `from` to a temporary name beside `to`, synced, then links it in

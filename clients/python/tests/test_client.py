@@ -172,3 +172,27 @@ def test_an_unreachable_broker_raises_unavailable_in_bounded_time():
     with pytest.raises(imgq.Unavailable):
         imgq.Client("tcp://127.0.0.1:1", progress="tcp://127.0.0.1:2", timeout=0.5)
     assert time.monotonic() - start < 10
+
+
+def test_curve_admits_a_listed_key_and_refuses_another(tmp_path):
+    from conftest import BIN, System
+    import subprocess
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("broker", "alice", "mallory"):
+        subprocess.run([os.path.join(BIN, "imgq"), "keygen", str(keys / name)], check=True, capture_output=True)
+    (keys / "clients.allow").write_text((keys / "alice.pub").read_text())
+    (keys / "workers.allow").write_text("")
+    s = System(tmp_path)
+    try:
+        s.start_broker("--curve-key", str(keys / "broker.key"), "--allow-clients", str(keys / "clients.allow"),
+                       "--allow-workers", str(keys / "workers.allow"))
+        with s.client(server_key=str(keys / "broker.pub"), key=str(keys / "alice.key"), timeout=10) as c:
+            job = c.submit(os.path.join(SAMPLES, "box.png"), ops=BLUR)  # no group: it waits, queued
+            assert c.status(job.id).state == "queued"
+        with pytest.raises(imgq.PermissionDenied):
+            s.client(server_key=str(keys / "broker.pub"), key=str(keys / "mallory.key"), timeout=10)
+        with pytest.raises(imgq.InvalidArgument):
+            s.client(server_key=str(keys / "broker.pub"), key=str(keys / "mallory.pub"))  # not a secret key
+    finally:
+        s.stop()

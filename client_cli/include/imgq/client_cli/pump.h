@@ -9,8 +9,10 @@
 #include <csignal>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "imgq/client_cli/client.h"
 #include "imgq/client_cli/reporter.h"
@@ -44,21 +46,35 @@ class ItemSource {
   virtual std::optional<size_t> waiting() const { return std::nullopt; }
 
   // A finished job's result image (`bytes`; for a local-files job, empty and
-  // the group wrote `item.output`): put it where it belongs, durably. An
+  // the group wrote `item.output`, synced): put it where it belongs. An
   // error fails the item and leaves the result unacknowledged at the broker.
-  // `shown` may be changed to the name actually used.
+  // By default it writes `item.output` (temporary file and rename) and
+  // leaves syncing to sync().
   virtual Status place(Item& item, std::string_view bytes);
+  // Makes the results placed since the last call durable and final, all in
+  // one go (a group commit: by default one syncfs per file system written,
+  // not one fsync per file); one status per item, in order. `shown` may be
+  // changed to the name a result got. The pump calls it at most every
+  // 50 ms, before it reports the items done and settles them.
+  virtual std::vector<Status> sync(const std::vector<Item*>& placed);
+  // Makes what settle() did since the last call durable; the pump
+  // acknowledges the results after it.
+  virtual Status commit() { return Status::Ok(); }
+
   // What became of an item: its result placed, the job (or the submit)
   // failed, or its result could not be placed (left at the broker).
   enum class Fate { kDone, kFailed, kNotPlaced };
   // After the item's end: what becomes of the input. Its result is
-  // acknowledged after this returns, so whatever it does must be durable by
-  // then. `message` says why for kFailed and kNotPlaced.
+  // acknowledged after the next commit(). `message` says why for kFailed
+  // and kNotPlaced.
   virtual void settle(const Item& /*item*/, Fate /*fate*/, const std::string& /*message*/) {}
   // The broker refused the item's key as used (acknowledged or expired
   // before: `not_found`) or as naming other work (`conflict`). A new key to
   // submit under, or nullopt to fail the item with the broker's message.
   virtual std::optional<std::string> rekey(const Item& /*item*/) { return std::nullopt; }
+
+ private:
+  std::set<std::filesystem::path> unsynced_;  // folders written by place() since sync()
 };
 
 struct PumpOptions {

@@ -30,6 +30,10 @@ Status write_file(const std::filesystem::path& path, std::span<const uint8_t> by
 // fsync of a file or a folder (a folder: so a rename or new name in it lasts).
 Status sync_path(const std::filesystem::path& path);
 
+// syncfs(2) of the file system holding `path`: everything written there so
+// far is on disk, in one journal commit rather than one per file.
+Status sync_file_system(const std::filesystem::path& path);
+
 // Moves `from` to `to` without ever replacing a file at `to` (renameat2
 // RENAME_NOREPLACE; across file systems a copy, fsync and unlink, with the
 // same rule). Creates `to`'s folder. AlreadyExists is kConflict.
