@@ -226,9 +226,12 @@ n=$cores
   echo "| benchmark | time | CPU | iterations |"
   echo "|---|---|---|---|"
   awk '{ printf "| %s | %s %s | %s %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$work/micro.txt"
-  # The journal's section (bench/journal.sh) is kept from the last run of it.
-  [ -f bench/RESULTS.md ] && sed -n '/^<!-- journal:begin -->/,/^<!-- journal:end -->/p' bench/RESULTS.md \
-    | sed '1s/^/\n/'
+  # The sections of bench/journal.sh and bench/ingest.sh are kept from
+  # their last runs.
+  for section in journal ingest; do
+    [ -f bench/RESULTS.md ] && sed -n "/^<!-- $section:begin -->/,/^<!-- $section:end -->/p" bench/RESULTS.md \
+      | sed '1s/^/\n/'
+  done
 } >bench/RESULTS.md.new
 mv bench/RESULTS.md.new bench/RESULTS.md
 echo "wrote bench/RESULTS.md"

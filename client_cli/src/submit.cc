@@ -51,9 +51,13 @@ class ListSource : public ItemSource {
         format_(std::move(format)), session_(std::move(session)), err_(err) {
     std::error_code ec;
     cwd_ = fs::current_path(ec);
-    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    // Non-blocking, so a list that comes slowly never stalls results; the
+    // flags are put back at the end (stdin may be a terminal the shell shares).
+    flags_ = ::fcntl(fd_, F_GETFL);
+    ::fcntl(fd_, F_SETFL, flags_ | O_NONBLOCK);
   }
   ~ListSource() override {
+    ::fcntl(fd_, F_SETFL, flags_);
     if (fd_ != STDIN_FILENO) ::close(fd_);
   }
 
@@ -135,6 +139,7 @@ class ListSource : public ItemSource {
   }
 
   int fd_;
+  int flags_ = 0;
   std::string name_;
   char separator_;
   fs::path out_dir_, cwd_;

@@ -148,6 +148,21 @@ TEST(ImageHeader, BombsAreRefusedFromTheirHeaders) {
     // The decoder path refuses it the same way, before OpenCV allocates.
     EXPECT_EQ(workers::decode_image(bytes).status().code(), StatusCode::kTooLarge) << what;
   }
+  // Declared sizes whose 64-bit product wraps (2^32 x 2^32 = 0, 2^32 x
+  // (2^32 + 1) = 2^32) are refused, not taken for small images.
+  for (const std::string& bomb : {std::string("P6\n4294967296 4294967296\n255\n"),
+                                  std::string("P5\n4294967296 4294967297\n255\n"),
+                                  std::string("P7\nWIDTH 4294967296\nHEIGHT 4294967296\nDEPTH 3\nMAXVAL 255\n"
+                                              "TUPLTYPE RGB\nENDHDR\n"),
+                                  std::string("P6\n9999999999 9999999999\n255\n")}) {
+    auto checked = check_image_header(text(bomb), kDefaultMaxPixels, "wrap.pnm");
+    EXPECT_EQ(checked.status().code(), StatusCode::kTooLarge) << bomb << ": " << checked.status().ToString();
+  }
+  ImageHeader wraps;
+  wraps.width = wraps.height = uint64_t{1} << 32;
+  EXPECT_EQ(wraps.pixels(), UINT64_MAX);
+  wraps.height = 3;
+  EXPECT_EQ(wraps.pixels(), uint64_t{3} << 32);
   // The limit is the operator's: 0 lifts it, a lower one applies.
   EXPECT_TRUE(check_image_header(png_bomb(100'000, 100'000), 0).ok());
   EXPECT_EQ(check_image_header(png_bomb(1000, 1001), 1'000'000).status().code(), StatusCode::kTooLarge);

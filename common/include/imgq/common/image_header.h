@@ -28,7 +28,12 @@ struct ImageHeader {
   std::string format;  // for people: "PNG", "JPEG", "TIFF", "BMP", "WebP", "PNM", "JPEG 2000", "Sun raster"
   uint64_t width = 0;
   uint64_t height = 0;
-  uint64_t pixels() const { return width * height; }
+  // width x height, saturated at UINT64_MAX: declared sizes are untrusted,
+  // and a product that wrapped (2^32 x 2^32 = 0) would pass any limit.
+  uint64_t pixels() const {
+    if (width != 0 && height > UINT64_MAX / width) return UINT64_MAX;
+    return width * height;
+  }
 };
 
 // The default --max-pixels: 250 megapixels (a 16-bit RGBA image of that size
