@@ -737,6 +737,7 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
   pong.instance = instance_;
   pong.max_image_bytes = config_.max_image_bytes;
   pong.durable = journal_.durable();
+  pong.progress = progress_endpoint_;
   outbox_.to_client(identity, {proto::encode(pong)});
   // Lets a client see that its progress subscription is live.
   if (is_session(ping.session)) outbox_.publish(ping.session, proto::encode(pong));

@@ -152,6 +152,7 @@ Status Server::bind() {
                                  e.what());
     }
   }
+  core_->set_progress_endpoint(progress_endpoint());
   return Status::Ok();
 }
 

@@ -15,6 +15,33 @@ std::string default_progress_endpoint(const std::string& broker) {
   return broker.substr(0, scheme + 3) + host + ":5557";
 }
 
+std::string progress_endpoint_from(const std::string& broker, const std::string& announced) {
+  if (announced.empty()) return default_progress_endpoint(broker);
+  const size_t scheme = announced.find("://");
+  const size_t colon = announced.rfind(':');
+  if (scheme == std::string::npos || colon == std::string::npos || colon < scheme + 3) return announced;
+  const std::string host = announced.substr(scheme + 3, colon - scheme - 3);
+  if (host != "0.0.0.0" && host != "*" && host != "[::]" && host != "::") return announced;
+  // The broker's host as this client reaches it.
+  const size_t b_scheme = broker.find("://");
+  const size_t b_colon = broker.rfind(':');
+  if (b_scheme == std::string::npos || b_colon == std::string::npos || b_colon < b_scheme + 3) return announced;
+  std::string broker_host = broker.substr(b_scheme + 3, b_colon - b_scheme - 3);
+  if (broker_host == "*" || broker_host == "0.0.0.0") broker_host = "127.0.0.1";
+  return announced.substr(0, scheme + 3) + broker_host + announced.substr(colon);
+}
+
+Result<std::string> resolve_progress(BrokerClient& broker, const std::string& given, Millis timeout) {
+  if (!given.empty()) return given;
+  proto::Ping ping;
+  ping.req = (uint64_t{1} << 61) + 1;
+  auto reply = broker.call(proto::encode(ping), ping.req, timeout);
+  if (!reply.ok()) return reply.status();
+  auto pong = decode_reply<proto::Pong>(*reply);
+  if (!pong.ok()) return pong.status();
+  return progress_endpoint_from(broker.endpoint(), pong->progress);
+}
+
 zmq::socket_t connect_progress(zmq::context_t& context, const std::string& endpoint, const CurveOptions& curve) {
   zmq::socket_t sub(context, zmq::socket_type::sub);
   sub.set(zmq::sockopt::linger, 0);

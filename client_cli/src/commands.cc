@@ -107,8 +107,14 @@ int run_fetch(const Connection& c, const std::string& job, const std::string& ou
 
 int run_watch(const Connection& c, const std::string& job, const volatile std::sig_atomic_t& stop, std::ostream& out) {
   zmq::context_t context;
-  zmq::socket_t sub =
-      connect_progress(context, c.progress.empty() ? default_progress_endpoint(c.broker) : c.progress, c.curve);
+  std::string endpoint = c.progress;
+  if (endpoint.empty()) {
+    BrokerClient broker(context, c.broker, c.curve);
+    auto announced = resolve_progress(broker, c.progress, c.timeout);
+    // A broker that does not answer: its host, port 5557, as before.
+    endpoint = announced.ok() ? *announced : default_progress_endpoint(c.broker);
+  }
+  zmq::socket_t sub = connect_progress(context, endpoint, c.curve);
   sub.set(zmq::sockopt::subscribe, job);
   Frames frames;
   while (!stop) {

@@ -103,6 +103,7 @@ class Pump {
   // First half of the ids of new jobs, so one subscription made before the
   // first submit sees all their events.
   std::string session_;
+  std::string progress_endpoint_;
 
   Id next_id_ = 1;
   std::map<Id, Item> live_;                                     // every item taken and not finished
@@ -433,8 +434,7 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
   auto deadline = SteadyClock::now() + options_.timeout;
   bool answered = false;
   Frames frames;
-  const std::string progress_endpoint =
-      options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress;
+  const std::string& progress_endpoint = progress_endpoint_;
   auto problem = [&] {
     return answered ? "the broker answers at " + options_.broker + " but its progress endpoint " + progress_endpoint +
                           " does not (give --progress)"
@@ -490,9 +490,35 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
 
 int Pump::run(zmq::context_t& context) {
   BrokerClient broker(context, options_.broker, options_.curve);
-  zmq::socket_t progress = connect_progress(
-      context, options_.progress.empty() ? default_progress_endpoint(options_.broker) : options_.progress,
-      options_.curve);
+  // Without --progress, the endpoint the broker announces in its pong;
+  // asked for in short calls, so a signal ends the wait at once.
+  auto deadline = SteadyClock::now() + options_.timeout;
+  Result<std::string> endpoint = resolve_progress(broker, options_.progress, Millis(200));
+  while (!endpoint.ok()) {
+    if (signals() != 0) {
+      err_ << "imgq: interrupted before anything was submitted\n";
+      return options_.drain_on_interrupt ? 0 : 130;
+    }
+    if (endpoint.status().code() == StatusCode::kPermissionDenied) {
+      err_ << "imgq: error: " << endpoint.status().message() << "\n";
+      return 3;
+    }
+    if (SteadyClock::now() >= deadline) {
+      if (!options_.wait_for_broker) {
+        err_ << "imgq: error: no answer from the broker at " << options_.broker << " within "
+             << options_.timeout.count() << " ms"
+             << (options_.curve.enabled() ? " (CURVE is on: check that --server-key is the broker's public key)" : "")
+             << "\n";
+        return 3;
+      }
+      err_ << "imgq: warning: no answer from the broker at " << options_.broker << " for "
+           << std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count() << " s; still trying\n";
+      deadline = SteadyClock::now() + options_.timeout;
+    }
+    endpoint = resolve_progress(broker, options_.progress, Millis(200));
+  }
+  progress_endpoint_ = *endpoint;
+  zmq::socket_t progress = connect_progress(context, progress_endpoint_, options_.curve);
   progress.set(zmq::sockopt::subscribe, session_);
   if (!subscribed(broker, progress)) return signals() != 0 ? 130 : 3;
 

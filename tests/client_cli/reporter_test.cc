@@ -1,11 +1,21 @@
 #include "imgq/client_cli/reporter.h"
 
+#include "imgq/client_cli/client.h"
+
 #include <sstream>
 
 #include <gtest/gtest.h>
 
 namespace imgq::client {
 namespace {
+
+TEST(ProgressEndpoint, TheAnnouncedOneWithTheBrokersHostForAWildcard) {
+  EXPECT_EQ(progress_endpoint_from("tcp://10.0.0.5:6000", "tcp://0.0.0.0:6002"), "tcp://10.0.0.5:6002");
+  EXPECT_EQ(progress_endpoint_from("tcp://broker.lan:5555", "tcp://*:5557"), "tcp://broker.lan:5557");
+  EXPECT_EQ(progress_endpoint_from("tcp://10.0.0.5:6000", "tcp://10.0.0.7:7000"), "tcp://10.0.0.7:7000");
+  // A broker that announces nothing: its host, port 5557.
+  EXPECT_EQ(progress_endpoint_from("tcp://10.0.0.5:6000", ""), "tcp://10.0.0.5:5557");
+}
 
 TEST(FitColumns, CutsAtTheWidthAndNeverInsideACharacter) {
   EXPECT_EQ(fit_columns("abcdef", 4), "abcd");

@@ -7,7 +7,7 @@
 
 See README.md and schemas/PROTOCOL.md in the imgq repository."""
 
-from .client import DEFAULT_BROKER, Client, Event, Job, Outcome, default_progress_endpoint
+from .client import DEFAULT_BROKER, Client, Event, Job, Outcome, default_progress_endpoint, progress_endpoint_from
 from .errors import (Cancelled, Conflict, DeadlineExceeded, ImgqError, Internal, InvalidArgument, InvalidImage,
                      IoError, JobFailed, NotFound, PermissionDenied, ResourceExhausted, Timeout, TooLarge,
                      Unavailable, Unsupported)
@@ -16,7 +16,7 @@ from .protocol import ProtocolError
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Job", "Event", "Outcome", "DEFAULT_BROKER", "default_progress_endpoint",
+    "Client", "Job", "Event", "Outcome", "DEFAULT_BROKER", "default_progress_endpoint", "progress_endpoint_from",
     "ImgqError", "JobFailed", "Timeout", "ProtocolError",
     "InvalidArgument", "InvalidImage", "Unsupported", "TooLarge", "ResourceExhausted", "Unavailable",
     "DeadlineExceeded", "NotFound", "Cancelled", "IoError", "Internal", "PermissionDenied", "Conflict",

@@ -33,6 +33,21 @@ ImgqError otherwise); ``output`` the file written (None without ``out``, then
 Outcome.ok = property(lambda self: self.error is None)
 
 
+def progress_endpoint_from(broker, announced):
+    """The progress endpoint a broker announced in its pong, its wildcard
+    host replaced by the host ``broker`` names."""
+    if not announced:
+        return default_progress_endpoint(broker)
+    scheme, sep, rest = announced.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or not colon or host not in ("0.0.0.0", "*", "[::]", "::"):
+        return announced
+    broker_host = broker.partition("://")[2].rpartition(":")[0]
+    if broker_host in ("*", "0.0.0.0", ""):
+        broker_host = "127.0.0.1"
+    return "%s://%s:%s" % (scheme, broker_host, port)
+
+
 def default_progress_endpoint(broker):
     """The progress endpoint that goes with ``broker``: same host, port 5557."""
     scheme, sep, rest = broker.partition("://")
@@ -180,7 +195,7 @@ class Client:
     """A connection to an imgq broker.
 
     ``broker`` is its clients endpoint, ``progress`` its progress endpoint
-    (default: the broker's host, port 5557). With CURVE on, ``server_key``
+    (default: the one the broker announces in its pong). With CURVE on, ``server_key``
     is the broker's .pub file and ``key`` this client's .key file (from
     ``imgq keygen``). ``timeout`` is the longest the broker may stay silent
     before a call raises Unavailable. The constructor checks that the
@@ -189,7 +204,7 @@ class Client:
     def __init__(self, broker=DEFAULT_BROKER, progress=None, *, server_key=None, key=None, timeout=60.0,
                  context=None):
         self.broker = broker
-        self.progress = progress or default_progress_endpoint(broker)
+        self.progress = progress
         self.timeout = timeout
         self._context = context or zmq.Context.instance()
         self._session = os.urandom(4).hex()
@@ -202,7 +217,7 @@ class Client:
         self._early_events = {}  # job id -> [Event]: events ahead of it
         self._resubmitted = {}  # req -> Job, submitted again after a broker restart
         self._instance = ""
-        self._last_pong = 0.0
+        self._last_pong = time.monotonic()  # silence is counted from now
         self._last_ping = 0.0
         self.pong = {}
         self._dealer = self._context.socket(zmq.DEALER)
@@ -222,8 +237,16 @@ class Client:
             self._monitor = self._dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         self._sub.setsockopt_string(zmq.SUBSCRIBE, self._session)
         self._dealer.connect(broker)
-        self._sub.connect(self.progress)
         try:
+            if self.progress is None:
+                try:
+                    pong = self._request("ping", timeout=self.timeout)
+                except errors.Timeout:
+                    raise errors.Unavailable("no answer from the broker at %s within %s s%s" % (
+                        broker, self.timeout, " (CURVE is on: is server_key the broker's public key?)"
+                        if self._monitor is not None else "")) from None
+                self.progress = progress_endpoint_from(broker, pong.get("progress", ""))
+            self._sub.connect(self.progress)
             self._subscribe()
         except BaseException:
             self.close()

@@ -196,3 +196,16 @@ def test_curve_admits_a_listed_key_and_refuses_another(tmp_path):
             s.client(server_key=str(keys / "broker.pub"), key=str(keys / "mallory.pub"))  # not a secret key
     finally:
         s.stop()
+
+
+def test_the_progress_endpoint_comes_from_the_brokers_pong(system):
+    # Ephemeral ports: only the broker knows where its progress socket is.
+    with imgq.Client(system.clients, timeout=10) as c:
+        assert c.progress == system.progress
+        events = []
+        job = c.submit(os.path.join(SAMPLES, "box.png"), ops=BLUR)
+        job.on_progress(events.append)
+        job.wait(timeout=60)
+        assert events[-1].state == "done"
+    assert imgq.progress_endpoint_from("tcp://10.1.2.3:6000", "tcp://0.0.0.0:6002") == "tcp://10.1.2.3:6002"
+    assert imgq.progress_endpoint_from("tcp://10.1.2.3:6000", "") == "tcp://10.1.2.3:5557"

@@ -96,6 +96,9 @@ class BrokerCore {
   BrokerCore(BrokerConfig config, Outbox& outbox, Now now = Clock::now,
              monitoring::BrokerMetrics* metrics = nullptr, Journal* journal = nullptr);
 
+  // The progress endpoint as bound, announced in every pong.
+  void set_progress_endpoint(std::string endpoint) { progress_endpoint_ = std::move(endpoint); }
+
   // Takes back what a journal held at start-up (before any message).
   RestoreSummary restore(std::vector<StoredJob> stored);
 
@@ -269,6 +272,7 @@ class BrokerCore {
   BrokerCounters counters_;
   Clock::time_point last_sweep_{};  // of finished jobs past their TTL
   std::string instance_;
+  std::string progress_endpoint_;
 };
 
 }  // namespace imgq::broker

@@ -23,6 +23,11 @@ inline constexpr const char* kDefaultBroker = "tcp://127.0.0.1:5555";
 // The progress endpoint that goes with a broker endpoint: same host, port 5557.
 std::string default_progress_endpoint(const std::string& broker);
 
+// The progress endpoint a broker announced in its pong (`announced`, as it
+// bound it), with a wildcard host (0.0.0.0, *, ::) replaced by the host
+// `broker` names; default_progress_endpoint(broker) when it announced none.
+std::string progress_endpoint_from(const std::string& broker, const std::string& announced);
+
 // A SUB socket connected to the progress endpoint, with CURVE when on.
 zmq::socket_t connect_progress(zmq::context_t& context, const std::string& endpoint, const CurveOptions& curve);
 
@@ -60,6 +65,11 @@ class BrokerClient {
   zmq::socket_t dealer_;
   std::optional<HandshakeMonitor> monitor_;
 };
+
+// The progress endpoint to use: `given` when set, else the one the broker
+// announces (a ping, waiting up to `timeout`). Unavailable when the broker
+// does not answer.
+Result<std::string> resolve_progress(BrokerClient& broker, const std::string& given, Millis timeout);
 
 // Decodes a reply; an `error` reply becomes its Status.
 template <typename T>

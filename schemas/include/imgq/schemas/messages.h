@@ -184,8 +184,12 @@ struct Pong {
   std::string instance;  // random per broker start: a new value means the broker restarted
   uint64_t max_image_bytes = 0;  // larger submits are refused; 0 = unknown
   bool durable = false;          // accepted jobs and kept results survive a broker restart (a journal)
+  // The progress socket as the broker bound it (tcp://0.0.0.0:5557: a
+  // wildcard host means the host the client reached the broker at), so a
+  // client need not be told it; empty = unknown.
+  std::string progress;
   MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version, instance,
-                     max_image_bytes, durable)
+                     max_image_bytes, durable, progress)
 };
 
 // ---- broker -> progress subscribers (PUB; frames: [job id][Event]) ----
