@@ -245,19 +245,17 @@ size_t BrokerCore::total_ranks() const {
 void BrokerCore::on_client(const std::string& identity, Frames frames, const std::string& owner) {
   auto header = frames.empty() ? Result<proto::Header>(Status::InvalidArgument("empty message"))
                                : proto::decode_header(frames[0]);
-  if (!header.ok()) {
-    ++counters_.malformed_client;
-    if (metrics_) metrics_->malformed(monitoring::Peer::kClients);
-    reply_error(identity, 0, header.status());
-    return;
-  }
-  const std::string& type = header->type();
-  const size_t payloads = frames.size() - 1;
+  // A malformed request is answered with its own req and job when they
+  // can be read (PROTOCOL.md section 2), so the client can match the error.
   auto malformed = [&](const Status& status) {
     ++counters_.malformed_client;
     if (metrics_) metrics_->malformed(monitoring::Peer::kClients);
-    reply_error(identity, 0, status);
+    const proto::RequestIds ids = frames.empty() ? proto::RequestIds{} : proto::peek_request_ids(frames[0]);
+    reply_error(identity, ids.req, status, ids.job);
   };
+  if (!header.ok()) return malformed(header.status());
+  const std::string& type = header->type();
+  const size_t payloads = frames.size() - 1;
   if (type == proto::Submit::kType) {
     auto submit = header->as<proto::Submit>({"req", "ops"});
     if (!submit.ok()) return malformed(submit.status());
@@ -405,6 +403,11 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
     }
   }
   const bool local = !submit.path.empty();
+  if (!local && !submit.output.empty()) {
+    return reject(Status::InvalidArgument("submit: \"output\" is set (\"" + submit.output +
+                                          "\") without \"path\"; a local-files job needs both, absolute"),
+                  Rejection::kInvalid);
+  }
   if (local && (submit.path.front() != '/' || submit.output.empty() || submit.output.front() != '/')) {
     return reject(Status::InvalidArgument("submit: a local-files job needs an absolute path and output, got \"" +
                                           submit.path + "\" and \"" + submit.output + "\""),

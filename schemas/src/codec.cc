@@ -1,5 +1,6 @@
 #include "imgq/schemas/codec.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace imgq::proto {
@@ -61,8 +62,10 @@ Result<Header> decode_header(std::string_view bytes) {
     return Status::InvalidArgument("not an imgq message (signature \"sig\" is not \"IMGQ\")");
   }
   const msgpack::object* ver = find_key(root, "ver");
-  if (ver == nullptr || ver->type != msgpack::type::POSITIVE_INTEGER) {
-    return Status::InvalidArgument("missing protocol version \"ver\"");
+  if (ver == nullptr) return Status::InvalidArgument("missing protocol version \"ver\"");
+  if (ver->type != msgpack::type::POSITIVE_INTEGER) {
+    return Status::InvalidArgument("protocol version \"ver\" must be an unsigned integer (1), got " +
+                                   Header::type_text(*ver));
   }
   if (ver->via.u64 != static_cast<uint64_t>(kVersion)) {
     return Status::InvalidArgument("protocol version " + std::to_string(ver->via.u64) +
@@ -71,6 +74,46 @@ Result<Header> decode_header(std::string_view bytes) {
   header.type_ = as_text(find_key(root, "type"));
   if (header.type_.empty()) return Status::InvalidArgument("missing message type \"type\"");
   return header;
+}
+
+std::string Header::key_text(const msgpack::object& key) {
+  if (key.type != msgpack::type::STR) return "(a key that is not a string)";
+  return "\"" + std::string(key.via.str.ptr, std::min<size_t>(key.via.str.size, 64)) + "\"";
+}
+
+std::string Header::type_text(const msgpack::object& value) {
+  switch (value.type) {
+    case msgpack::type::NIL: return "nil";
+    case msgpack::type::BOOLEAN: return "a bool";
+    case msgpack::type::POSITIVE_INTEGER: return "an unsigned integer";
+    case msgpack::type::NEGATIVE_INTEGER: return "a negative integer";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return "a float";
+    case msgpack::type::STR: return "a str";
+    case msgpack::type::BIN: return "bin (strings must be msgpack str)";
+    case msgpack::type::ARRAY: return "an array";
+    case msgpack::type::MAP: return "a map";
+    default: return "an extension type";
+  }
+}
+
+RequestIds peek_request_ids(std::string_view bytes) {
+  RequestIds ids;
+  if (bytes.empty() || bytes.size() > kMaxHeaderBytes) return ids;
+  try {
+    size_t offset = 0;
+    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits());
+    const msgpack::object& root = handle.get();
+    if (root.type != msgpack::type::MAP) return ids;
+    if (const msgpack::object* req = find_key(root, "req"); req && req->type == msgpack::type::POSITIVE_INTEGER) {
+      ids.req = req->via.u64;
+    }
+    const std::string job = as_text(find_key(root, "job"));
+    // Job ids are 16 hex digits; anything else is not echoed.
+    if (job.size() == 16 && job.find_first_not_of("0123456789abcdef") == std::string::npos) ids.job = job;
+  } catch (const std::exception&) {
+  }
+  return ids;
 }
 
 }  // namespace imgq::proto

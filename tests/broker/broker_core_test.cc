@@ -561,6 +561,22 @@ TEST_F(BrokerCoreTest, MalformedClientTrafficIsAnsweredAndCounted) {
     EXPECT_EQ(last_error().code_name, "invalid_argument");
   }
   EXPECT_EQ(core_.counters().malformed_client, garbage.size());
+  // A request that does not decode is answered with its req and job.
+  proto::StatusRequest with_payload;
+  with_payload.req = 77;
+  with_payload.job = "00000000000000ff";
+  core_.on_client("c", {proto::encode(with_payload), "unexpected payload"});
+  EXPECT_EQ(last_error().req, 77u);
+  EXPECT_EQ(last_error().job, "00000000000000ff");
+  // A submit with an output but no path is refused at once, naming both.
+  proto::Submit output_only;
+  output_only.req = 78;
+  output_only.output = "/data/out/x.png";
+  core_.on_client("c", {proto::encode(output_only), "image"});
+  EXPECT_EQ(last_error().req, 78u);
+  EXPECT_NE(last_error().message.find("\"output\" is set (\"/data/out/x.png\") without \"path\""),
+            std::string::npos)
+      << last_error().message;
   proto::Submit missing_ops;
   missing_ops.req = 1;
   msgpack::sbuffer buf;

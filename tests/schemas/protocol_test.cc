@@ -191,7 +191,46 @@ TEST(Protocol, WrongFieldTypesAreErrorsNotCrashes) {
   });
   auto submit = decode_header(bytes)->as<Submit>({"req", "ops"});
   ASSERT_FALSE(submit.ok());
-  EXPECT_NE(submit.status().message().find("submit: a field has the wrong type"), std::string::npos);
+  // The first field that does not convert is named, with what came instead.
+  EXPECT_NE(submit.status().message().find("submit: field \"req\" has the wrong type (got a str"),
+            std::string::npos)
+      << submit.status().message();
+  // A version that is no integer is said to be one of the wrong type, not missing.
+  const std::string string_ver = packed([](auto& pk) {
+    pk.pack_map(3);
+    pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+    pk.pack(std::string("ver")); pk.pack(std::string("1"));
+    pk.pack(std::string("type")); pk.pack(std::string("ping"));
+  });
+  auto header = decode_header(string_ver);
+  ASSERT_FALSE(header.ok());
+  EXPECT_NE(header.status().message().find("\"ver\" must be an unsigned integer (1), got a str"), std::string::npos)
+      << header.status().message();
+}
+
+TEST(Protocol, AnUndecodableRequestStillYieldsItsReqAndJob) {
+  const std::string wrong_version = packed([](auto& pk) {
+    pk.pack_map(5);
+    pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+    pk.pack(std::string("ver")); pk.pack(9);
+    pk.pack(std::string("type")); pk.pack(std::string("status"));
+    pk.pack(std::string("req")); pk.pack(41);
+    pk.pack(std::string("job")); pk.pack(std::string("00000000000000ff"));
+  });
+  EXPECT_FALSE(decode_header(wrong_version).ok());
+  const RequestIds ids = peek_request_ids(wrong_version);
+  EXPECT_EQ(ids.req, 41u);
+  EXPECT_EQ(ids.job, "00000000000000ff");
+  // Not a map, not msgpack, a job that is no job id: nothing to echo.
+  EXPECT_EQ(peek_request_ids("\xc1").req, 0u);
+  EXPECT_EQ(peek_request_ids(encode(Ping{})).req, 0u);
+  const std::string odd_job = packed([](auto& pk) {
+    pk.pack_map(2);
+    pk.pack(std::string("req")); pk.pack(3);
+    pk.pack(std::string("job")); pk.pack(std::string("../../etc"));
+  });
+  EXPECT_EQ(peek_request_ids(odd_job).req, 3u);
+  EXPECT_EQ(peek_request_ids(odd_job).job, "");
 }
 
 TEST(Protocol, RandomBytesNeverCrashTheDecoder) {

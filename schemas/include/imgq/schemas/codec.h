@@ -39,20 +39,61 @@ class Header {
       T message;
       handle_.get().convert(message);
       return message;
-    } catch (const std::exception& e) {
-      return Status::InvalidArgument(std::string(T::kType) + ": a field has the wrong type (" +
-                                     e.what() + ")");
+    } catch (const std::exception&) {
+      return Status::InvalidArgument(std::string(T::kType) + ": " + wrong_field<T>());
     }
   }
 
  private:
   friend Result<Header> decode_header(std::string_view bytes);
+
+// What a request's header says of itself even when it does not decode as a
+// message (wrong version, a field of the wrong type, ...): its `req` (0 when
+// unreadable) and `job` (empty), so an error reply can echo them.
+struct RequestIds {
+  uint64_t req = 0;
+  std::string job;
+};
+RequestIds peek_request_ids(std::string_view bytes);
   Status require(std::initializer_list<const char*> keys) const;
+
+  // Which field did not convert: each key is tried alone. "field "priority"
+  // has the wrong type (got a str)", or a generic text if none alone fails.
+  template <typename T>
+  std::string wrong_field() const {
+    const msgpack::object& map = handle_.get();
+    for (uint32_t i = 0; i < map.via.map.size; ++i) {
+      msgpack::object_kv kv = map.via.map.ptr[i];
+      msgpack::object one;
+      one.type = msgpack::type::MAP;
+      one.via.map.size = 1;
+      one.via.map.ptr = &kv;
+      try {
+        T probe;
+        one.convert(probe);
+      } catch (const std::exception&) {
+        return "field " + key_text(kv.key) + " has the wrong type (got " + type_text(kv.val) +
+               "; schemas/PROTOCOL.md gives each field's type)";
+      }
+    }
+    return "a field has the wrong type";
+  }
+  static std::string key_text(const msgpack::object& key);
+  static std::string type_text(const msgpack::object& value);
 
   msgpack::object_handle handle_;
   std::string type_;
 };
 
 Result<Header> decode_header(std::string_view bytes);
+
+// What a request's header says of itself even when it does not decode as a
+// message (wrong version, a field of the wrong type, ...): its `req` (0 when
+// unreadable) and `job` (empty), so an error reply can echo them.
+struct RequestIds {
+  uint64_t req = 0;
+  std::string job;
+};
+RequestIds peek_request_ids(std::string_view bytes);
 
 }  // namespace imgq::proto
