@@ -116,9 +116,9 @@ int main(int argc, char** argv) {
   auto* watch = app.add_subcommand("watch", "print progress events: of one job, or of all");
   connection_flags(watch);
   watch->add_option("job", job, "job id (default: every job)");
-  bool ops_json = false;
-  auto* ops = app.add_subcommand("ops", "list the ops, their parameters and defaults");
-  ops->add_flag("--json", ops_json, "as JSON");
+  double ops_timeout_s = 2;
+  auto* ops = app.add_subcommand("ops", "list the ops, their parameters and defaults (as the broker has them)");
+  connection_flags(ops, &ops_timeout_s);
   auto* ping = app.add_subcommand("ping", "check that the broker answers; show worker groups and queue");
   connection_flags(ping);
   std::string keygen_base;
@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
     std::cout << keygen_base << ".pub\n" << keygen_base << ".key\n";
     return 0;
   }
-  if (!ops->parsed()) {
+  if (ops->parsed()) c.timeout = Millis(static_cast<int64_t>(ops_timeout_s * 1000));
+  {
     auto curve = imgq::load_curve_options(server_key, key);
     if (!curve.ok()) {
       std::cerr << "imgq: error: " << curve.status().message() << "\n";
@@ -177,6 +178,6 @@ int main(int argc, char** argv) {
   if (cancel->parsed()) return run_cancel(c, job, std::cout, std::cerr);
   if (fetch->parsed()) return run_fetch(c, job, out_dir, std::cout, std::cerr);
   if (watch->parsed()) return run_watch(c, job, g_stop, std::cout);
-  if (ops->parsed()) return run_ops(ops_json, std::cout);
+  if (ops->parsed()) return run_ops(c, std::cout, std::cerr);
   return run_ping(c, std::cout, std::cerr);
 }

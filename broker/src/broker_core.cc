@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "imgq/common/batch_paths.h"
+#include "imgq/schemas/op_catalog.h"
 #include "imgq/common/image_header.h"
 #include "imgq/schemas/codec.h"
 #include "imgq/schemas/op_call.h"
@@ -275,6 +276,16 @@ void BrokerCore::on_client(const std::string& identity, Frames frames, const std
   if (type == proto::Ping::kType) {
     auto ping = header->as<proto::Ping>({"req"});
     return ping.ok() ? handle_ping(identity, *ping) : malformed(ping.status());
+  }
+  if (type == proto::OpsRequest::kType) {
+    auto r = header->as<proto::OpsRequest>({"req"});
+    if (!r.ok()) return malformed(r.status());
+    proto::OpsReply reply;
+    reply.req = r->req;
+    reply.ops = schemas::describe_ops();
+    reply.aliases = schemas::describe_aliases();
+    outbox_.to_client(identity, {proto::encode(reply)});
+    return;
   }
   if (type == proto::StatusRequest::kType) {
     auto r = header->as<proto::StatusRequest>({"req", "job"});

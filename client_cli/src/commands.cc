@@ -135,30 +135,46 @@ int run_watch(const Connection& c, const std::string& job, const volatile std::s
   return 0;
 }
 
-int run_ops(bool json, std::ostream& out) {
-  if (!json) {
-    out << schemas::format_op_table();
+int run_ops(const Connection& c, std::ostream& out, std::ostream& err) {
+  std::vector<proto::OpInfo> ops;
+  std::vector<proto::AliasInfo> aliases;
+  {
+    zmq::context_t context;
+    BrokerClient broker(context, c.broker, c.curve);
+    proto::OpsRequest request;
+    request.req = kReq;
+    auto reply = broker.call(proto::encode(request), kReq, c.timeout);
+    auto decoded = reply.ok() ? decode_reply<proto::OpsReply>(*reply) : Result<proto::OpsReply>(reply.status());
+    if (decoded.ok()) {
+      ops = std::move(decoded->ops);
+      aliases = std::move(decoded->aliases);
+    } else {
+      err << "imgq: " << decoded.status().message() << "; the ops built into this imgq follow\n";
+      ops = schemas::describe_ops();
+      aliases = schemas::describe_aliases();
+    }
+  }
+  if (!c.json) {
+    out << schemas::format_op_table(ops, aliases);
     return 0;
   }
   out << "[";
   bool first_op = true;
-  for (const schemas::OpDef& def : schemas::all_ops()) {
-    out << (first_op ? "" : ",") << "{\"name\":" << json_quote(def.name) << ",\"summary\":" << json_quote(def.summary)
+  for (const proto::OpInfo& op : ops) {
+    out << (first_op ? "" : ",") << "{\"name\":" << json_quote(op.name) << ",\"summary\":" << json_quote(op.summary)
         << ",\"params\":[";
     first_op = false;
     bool first = true;
-    for (const schemas::ParamDef& p : def.params) {
-      static const char* types[] = {"int", "number", "bool", "enum"};
-      out << (first ? "" : ",") << "{\"key\":" << json_quote(p.key)
-          << ",\"type\":\"" << types[static_cast<int>(p.type)] << "\",\"default\":" << json_quote(p.default_value);
-      if (p.type == schemas::ParamType::kInt || p.type == schemas::ParamType::kDouble) {
-        out << ",\"min\":" << p.min << ",\"max\":" << p.max;
-      }
+    for (const proto::ParamInfo& p : op.params) {
+      out << (first ? "" : ",") << "{\"key\":" << json_quote(p.key) << ",\"type\":" << json_quote(p.type)
+          << ",\"default\":" << json_quote(p.default_value);
+      if (p.type == "int" || p.type == "number") out << ",\"min\":" << p.min << ",\"max\":" << p.max;
       if (!p.choices.empty()) {
         out << ",\"choices\":[";
         for (size_t i = 0; i < p.choices.size(); ++i) out << (i ? "," : "") << json_quote(p.choices[i]);
         out << "]";
       }
+      if (p.odd) out << ",\"odd\":true";
       out << "}";
       first = false;
     }

@@ -106,22 +106,22 @@ const std::vector<AliasDef>& alias_table() {
   return table;
 }
 
-std::string describe_param(const ParamDef& p) {
+std::string describe_param(const proto::ParamInfo& p) {
   std::ostringstream out;
   out << p.key << "=";
   if (!p.default_value.empty()) {
     out << p.default_value;
   } else {
-    out << "(" << (p.default_help.empty() ? "unset" : p.default_help) << ")";
+    out << "(" << (p.help.empty() ? "unset" : p.help) << ")";
   }
   if (!p.choices.empty()) {
     out << " {";
     for (size_t i = 0; i < p.choices.size(); ++i) out << (i ? "," : "") << p.choices[i];
     out << "}";
-  } else if (p.type == ParamType::kInt || p.type == ParamType::kDouble) {
+  } else if (p.type == "int" || p.type == "number") {
     out << " [" << p.min << ".." << p.max << (p.odd ? ", odd" : "") << "]";
   }
-  if (!p.default_value.empty() && !p.default_help.empty()) out << " (" << p.default_help << ")";
+  if (!p.default_value.empty() && !p.help.empty()) out << " (" << p.help << ")";
   return out.str();
 }
 
@@ -144,19 +144,50 @@ const OpDef& op_def(OpId id) {
   return ops_table().front();  // unreachable: every OpId is in the table
 }
 
-std::string format_op_table() {
+std::vector<proto::OpInfo> describe_ops() {
+  static const char* const kTypes[] = {"int", "number", "bool", "enum"};
+  std::vector<proto::OpInfo> ops;
+  for (const OpDef& def : all_ops()) {
+    proto::OpInfo op;
+    op.name = def.name;
+    op.summary = def.summary;
+    for (const ParamDef& p : def.params) {
+      proto::ParamInfo param;
+      param.key = p.key;
+      param.type = kTypes[static_cast<int>(p.type)];
+      param.default_value = p.default_value;
+      param.help = p.default_help;
+      param.min = p.min;
+      param.max = p.max;
+      param.choices.assign(p.choices.begin(), p.choices.end());
+      param.odd = p.odd;
+      op.params.push_back(std::move(param));
+    }
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
+std::vector<proto::AliasInfo> describe_aliases() {
+  std::vector<proto::AliasInfo> aliases;
+  for (const AliasDef& a : all_aliases()) aliases.push_back({std::string(a.alias), std::string(a.target), std::string(a.params)});
+  return aliases;
+}
+
+std::string format_op_table(const std::vector<proto::OpInfo>& ops, const std::vector<proto::AliasInfo>& aliases) {
   std::ostringstream out;
   out << "Ops (use as --op name[:key=value,...]; applied in order):\n\n";
-  for (const OpDef& def : all_ops()) {
-    out << "  " << def.name << "\n      " << def.summary << "\n";
-    for (const ParamDef& p : def.params) out << "      " << describe_param(p) << "\n";
+  for (const proto::OpInfo& op : ops) {
+    out << "  " << op.name << "\n      " << op.summary << "\n";
+    for (const proto::ParamInfo& p : op.params) out << "      " << describe_param(p) << "\n";
   }
   out << "\nAliases:\n";
-  for (const AliasDef& a : all_aliases()) {
-    out << "  " << a.alias << " = " << a.target << (a.params.empty() ? "" : ":") << a.params
-        << "\n";
+  for (const proto::AliasInfo& a : aliases) {
+    out << "  " << a.alias << " = " << a.target << (a.params.empty() ? "" : ":") << a.params << "\n";
   }
   return out.str();
 }
+
+std::string format_op_table() { return format_op_table(describe_ops(), describe_aliases()); }
 
 }  // namespace imgq::schemas

@@ -9,6 +9,7 @@
 
 #include "broker/core_test_support.h"
 #include "imgq/schemas/codec.h"
+#include "imgq/schemas/op_catalog.h"
 
 namespace imgq::broker {
 namespace {
@@ -542,6 +543,27 @@ TEST_F(BrokerCoreTest, PingReportsGroupsAndQueue) {
   EXPECT_EQ(pong.queued, 1u);
   EXPECT_EQ(pong.instance, core_.instance());
   EXPECT_EQ(pong.instance.size(), 16u);
+}
+
+TEST_F(BrokerCoreTest, OpsAreListedWithTheirParameters) {
+  proto::OpsRequest request;
+  request.req = 12;
+  core_.on_client("c", {proto::encode(request)});
+  ASSERT_FALSE(out_.clients.empty());
+  const auto reply = decode<proto::OpsReply>(out_.clients.back().frames[0]);
+  EXPECT_EQ(reply.req, 12u);
+  ASSERT_EQ(reply.ops.size(), schemas::all_ops().size());
+  auto blur = std::find_if(reply.ops.begin(), reply.ops.end(), [](const auto& op) { return op.name == "gaussian_blur"; });
+  ASSERT_NE(blur, reply.ops.end());
+  const proto::ParamInfo& ksize = blur->params.at(0);
+  EXPECT_EQ(ksize.key, "ksize");
+  EXPECT_EQ(ksize.type, "int");
+  EXPECT_EQ(ksize.default_value, "5");
+  EXPECT_TRUE(ksize.odd);
+  EXPECT_EQ(ksize.max, 255);
+  EXPECT_FALSE(reply.aliases.empty());
+  // The reply's table is the one built in.
+  EXPECT_EQ(schemas::format_op_table(reply.ops, reply.aliases), schemas::format_op_table());
 }
 
 TEST_F(BrokerCoreTest, MalformedClientTrafficIsAnsweredAndCounted) {

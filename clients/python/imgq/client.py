@@ -337,6 +337,13 @@ class Client:
         self._take_early(job)
         return job
 
+    def ops(self, timeout=None):
+        """The broker's op catalogue: a list of dicts with ``name``,
+        ``summary`` and ``params`` (each ``key``, ``type`` (int, number,
+        bool, enum), ``default``, ``help``, ``min``, ``max``, ``choices``,
+        ``odd``)."""
+        return self._request("ops", timeout=timeout).get("ops", [])
+
     def status(self, job_id, timeout=None):
         """A job's state (an Event); NotFound if the broker has no such job."""
         return _event(self._request("status", job=job_id, timeout=timeout).get("job", {}))

@@ -209,3 +209,12 @@ def test_the_progress_endpoint_comes_from_the_brokers_pong(system):
         assert events[-1].state == "done"
     assert imgq.progress_endpoint_from("tcp://10.1.2.3:6000", "tcp://0.0.0.0:6002") == "tcp://10.1.2.3:6002"
     assert imgq.progress_endpoint_from("tcp://10.1.2.3:6000", "") == "tcp://10.1.2.3:5557"
+
+
+def test_the_op_catalogue_comes_from_the_broker(system):
+    with system.client() as c:
+        ops = {op["name"]: op for op in c.ops()}
+    assert {"grayscale", "gaussian_blur", "canny", "equalize_hist"} <= set(ops)
+    ksize = ops["gaussian_blur"]["params"][0]
+    assert (ksize["key"], ksize["type"], ksize["default"], ksize["odd"]) == ("ksize", "int", "5", True)
+    assert ksize["min"] == 1 and ksize["max"] == 255

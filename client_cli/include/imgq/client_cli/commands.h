@@ -28,7 +28,9 @@ int run_fetch(const Connection& c, const std::string& job, const std::string& ou
 // Prints progress events as they come: of one job until it finishes, or of
 // every job until interrupted (`stop`).
 int run_watch(const Connection& c, const std::string& job, const volatile std::sig_atomic_t& stop, std::ostream& out);
-int run_ops(bool json, std::ostream& out);
+// The op catalogue as the broker gives it (`ops`); when the broker does not
+// answer within the timeout, the one built into this imgq, said on stderr.
+int run_ops(const Connection& c, std::ostream& out, std::ostream& err);
 int run_ping(const Connection& c, std::ostream& out, std::ostream& err);
 
 }  // namespace imgq::client

@@ -99,6 +99,48 @@ struct ResultAck {
   MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
 };
 
+// The op catalogue, so a client in any language can list and check ops
+// without imgq's C++ (PROTOCOL.md: `ops`).
+struct ParamInfo {
+  std::string key;
+  std::string type;           // int, number, bool or enum
+  std::string default_value;  // as a user would write it; empty: no fixed default (see help)
+  std::string help;           // what happens without it, or a note on the default
+  double min = 0;             // int and number: inclusive bounds
+  double max = 0;
+  std::vector<std::string> choices;  // enum: the words; int: the allowed values, when listed
+  bool odd = false;                  // int: must be odd
+  MSGPACK_DEFINE_MAP(key, type, MSGPACK_NVP("default", default_value), help, min, max, choices, odd)
+};
+
+struct OpInfo {
+  std::string name;
+  std::string summary;
+  std::vector<ParamInfo> params;
+  MSGPACK_DEFINE_MAP(name, summary, params)
+};
+
+struct AliasInfo {
+  std::string alias;   // a name kept from the original project
+  std::string target;  // the op it stands for
+  std::string params;  // what it sets, "key=value,..."
+  MSGPACK_DEFINE_MAP(alias, target, params)
+};
+
+struct OpsRequest {
+  IMGQ_MESSAGE("ops");
+  uint64_t req = 0;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req)
+};
+
+struct OpsReply {
+  IMGQ_MESSAGE("ops_reply");
+  uint64_t req = 0;
+  std::vector<OpInfo> ops;
+  std::vector<AliasInfo> aliases;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, aliases)
+};
+
 struct Ping {
   IMGQ_MESSAGE("ping");
   uint64_t req = 0;

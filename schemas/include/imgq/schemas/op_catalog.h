@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "imgq/common/status.h"
+#include "imgq/schemas/messages.h"
 
 namespace imgq::schemas {
 
@@ -81,5 +82,11 @@ const OpDef& op_def(OpId id);
 
 // A human-readable table of ops, parameters and defaults (for --list-ops).
 std::string format_op_table();
+
+// The catalogue as the `ops` reply carries it, and the table `imgq ops`
+// prints from such a reply (the same text as format_op_table()).
+std::vector<proto::OpInfo> describe_ops();
+std::vector<proto::AliasInfo> describe_aliases();
+std::string format_op_table(const std::vector<proto::OpInfo>& ops, const std::vector<proto::AliasInfo>& aliases);
 
 }  // namespace imgq::schemas
