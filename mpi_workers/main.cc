@@ -46,7 +46,7 @@ struct Options {
   std::string log_level = "info";
   bool list_ops = false;
   uint64_t max_pixels = imgq::kDefaultMaxPixels;
-  int heartbeat_ms = 1000;
+  int heartbeat_ms = static_cast<int>(imgq::proto::kHeartbeatInterval.count());
   uint64_t strip_above = imgq::workers::kDefaultStripAbove;
   std::vector<std::string> allow_paths;
   std::string server_key, key;

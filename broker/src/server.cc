@@ -14,13 +14,14 @@ namespace {
 // kept so that the core sees "too many frames", and the rest is drained.
 constexpr size_t kMaxFrames = 4;
 
-// Reads one whole message without blocking; false when none is waiting.
+// The bytes a message holds, all frames together.
 size_t bytes_of(const Frames& frames) {
   size_t n = 0;
   for (const std::string& f : frames) n += f.size();
   return n;
 }
 
+// Reads one whole message without blocking; false when none is waiting.
 bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames, std::string* user_id = nullptr) {
   if (!recv_frames(socket, frames, kMaxFrames, /*dontwait=*/true, nullptr, user_id)) return false;
   identity = std::move(frames.front());

@@ -14,6 +14,8 @@
 
 #include <msgpack.hpp>
 
+#include "imgq/common/text.h"
+
 namespace imgq::broker {
 namespace {
 
@@ -52,22 +54,6 @@ constexpr const char* kStatements[] = {
     // kResult
     "SELECT result, result_file, result_bytes FROM jobs WHERE id = ?",
 };
-
-std::string join_lines(const std::vector<std::string>& ops) {
-  std::string out;
-  for (const std::string& op : ops) {
-    if (!out.empty()) out += '\n';
-    out += op;
-  }
-  return out;
-}
-
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 std::string pack_stats(const proto::JobStats& stats) {
   msgpack::sbuffer buffer;

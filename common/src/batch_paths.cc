@@ -3,17 +3,12 @@
 #include <algorithm>
 #include <map>
 
+#include "imgq/common/text.h"
+
 namespace imgq {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 fs::path output_for(const fs::path& relative, const fs::path& out_dir, const std::string& format) {
   fs::path out = out_dir / relative;
@@ -27,7 +22,7 @@ bool is_image_extension(std::string_view extension) {
   static const std::vector<std::string_view> known = {
       "png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "dib", "webp", "ppm",
       "pgm", "pbm", "pnm",  "jp2", "sr",  "ras",  "exr", "hdr", "pic", "pfm"};
-  return std::find(known.begin(), known.end(), lower(extension)) != known.end();
+  return std::find(known.begin(), known.end(), ascii_lower(extension)) != known.end();
 }
 
 const std::vector<std::string_view>& output_format_names() {
@@ -38,7 +33,7 @@ const std::vector<std::string_view>& output_format_names() {
 
 bool is_output_format(std::string_view format) {
   const auto& names = output_format_names();
-  return std::find(names.begin(), names.end(), lower(format)) != names.end();
+  return std::find(names.begin(), names.end(), ascii_lower(format)) != names.end();
 }
 
 std::string output_formats_text() {
@@ -49,7 +44,7 @@ std::string output_formats_text() {
 
 std::string extension_of(const fs::path& p) {
   std::string ext = p.extension().string();
-  return ext.empty() ? ext : lower(ext.substr(1));
+  return ext.empty() ? ext : ascii_lower(ext.substr(1));
 }
 
 std::vector<BatchItem> plan_batch(const std::vector<std::string>& inputs, const fs::path& out_dir,

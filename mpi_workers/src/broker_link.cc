@@ -51,7 +51,7 @@ void BrokerLink::run() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const auto liveness = options_.heartbeat * options_.liveness;
-  auto backoff = std::chrono::milliseconds(1000);
+  auto backoff = std::chrono::milliseconds(proto::kReconnectBackoff);
   std::optional<zmq::socket_t> dealer;
   std::optional<HandshakeMonitor> monitor;
   SteadyClock::time_point last_heard, last_sent;
@@ -81,7 +81,7 @@ void BrokerLink::run() {
     if (items[0].revents & ZMQ_POLLIN) {
       recv_messages(*dealer, parts, 3, /*dontwait=*/false);
       last_heard = now;
-      backoff = std::chrono::milliseconds(1000);
+      backoff = std::chrono::milliseconds(proto::kReconnectBackoff);
       auto header = header_of();
       if (!header.ok()) {
         spdlog::warn("malformed message from the broker: {}", header.status().message());

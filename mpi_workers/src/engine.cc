@@ -9,6 +9,7 @@
 
 #include <opencv2/core/utility.hpp>
 
+#include "imgq/common/text.h"
 #include "imgq/mpi_workers/faults.h"
 #include "imgq/mpi_workers/split_ops.h"
 #include "imgq/mpi_workers/strip_plan.h"
@@ -78,15 +79,6 @@ std::string join_specs(const Pipeline& pipeline) {
   std::string out;
   for (const std::string& spec : schemas::pipeline_to_specs(pipeline)) out += spec + '\n';
   return out;
-}
-
-std::vector<std::string> split_specs(const std::string& text) {
-  std::vector<std::string> specs;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) specs.push_back(line);
-  }
-  return specs;
 }
 
 // Converts what OpenCV and the allocator throw into a Status.
@@ -206,7 +198,7 @@ void Engine::serve(const IdleWork& idle) {
     files.output = specs.substr(static_cast<size_t>(header.spec_bytes + header.input_path_bytes));
     files.input_layout = {header.rows, header.cols, header.type, header.input_offset};
     specs.resize(static_cast<size_t>(header.spec_bytes));
-    auto pipeline = schemas::parse_pipeline(split_specs(specs));
+    auto pipeline = schemas::parse_pipeline(split_lines(specs));
     if (!agree(pipeline.status()).ok()) continue;
     const ImageInfo info{header.rows, header.cols, CV_MAT_DEPTH(header.type),
                          CV_MAT_CN(header.type)};

@@ -4,6 +4,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "imgq/common/text.h"
 #include "imgq/mpi_workers/ops.h"
 
 namespace imgq::workers {
@@ -34,15 +35,8 @@ const std::vector<FormatCaps>& formats() {
   return caps;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 const FormatCaps* find_format(std::string_view format) {
-  const std::string name = lower(format);
+  const std::string name = ascii_lower(format);
   for (const FormatCaps& f : formats()) {
     if (f.name == name) return &f;
   }
@@ -85,7 +79,7 @@ Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view
   }
   std::vector<uint8_t> bytes;
   try {
-    if (!cv::imencode("." + lower(format), image, bytes)) {
+    if (!cv::imencode("." + ascii_lower(format), image, bytes)) {
       return Status::Internal("OpenCV could not encode the result as " + std::string(format));
     }
   } catch (const cv::Exception& e) {

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "imgq/common/text.h"
 #include "imgq/schemas/op_call.h"
 
 namespace imgq::workers {
@@ -67,15 +68,6 @@ void send_bytes(MPI_Comm comm, int dest, int tag, std::string_view bytes) {
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(200));
   }
-}
-
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  return lines;
 }
 
 }  // namespace

@@ -179,7 +179,8 @@ TEST(Engine, ReportsStagesAndPerRankTimes) {
   EXPECT_EQ(calls, (std::vector<std::pair<int, int>>{{1, 3}, {2, 3}, {3, 3}}));
   EXPECT_EQ(stats.stages, 3);
   ASSERT_EQ(stats.rank_compute_seconds.size(), static_cast<size_t>(g_engine->size()));
-  for (double s : stats.rank_compute_seconds) EXPECT_GE(s, 0.0);
+  // Every rank had rows to blur, so every rank measured some compute time.
+  for (double s : stats.rank_compute_seconds) EXPECT_GT(s, 0.0);
 }
 
 TEST(Engine, EmptyPipelineCopiesTheImage) {

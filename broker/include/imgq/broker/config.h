@@ -5,13 +5,15 @@
 #include <chrono>
 #include <cstddef>
 
+#include "imgq/schemas/messages.h"
+
 namespace imgq::broker {
 
 using Clock = std::chrono::steady_clock;
 using Duration = std::chrono::milliseconds;
 
-inline constexpr Duration kHeartbeatInterval{1000};
-inline constexpr int kLiveness = 5;  // intervals without a message before a peer is dead
+inline constexpr Duration kHeartbeatInterval = proto::kHeartbeatInterval;
+inline constexpr int kLiveness = proto::kLiveness;  // intervals without a message before a peer is dead
 
 struct BrokerConfig {
   size_t max_queued = 100'000;                    // waiting jobs

@@ -28,9 +28,9 @@ struct LinkOptions {
   std::string broker;  // e.g. tcp://127.0.0.1:5556
   proto::Hello hello;
   CurveOptions curve;
-  std::chrono::milliseconds heartbeat{1000};
-  int liveness = 5;
-  std::chrono::milliseconds max_backoff{30'000};
+  std::chrono::milliseconds heartbeat = proto::kHeartbeatInterval;
+  int liveness = proto::kLiveness;
+  std::chrono::milliseconds max_backoff = proto::kMaxReconnectBackoff;
 };
 
 class BrokerLink {

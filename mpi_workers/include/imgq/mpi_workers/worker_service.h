@@ -28,6 +28,7 @@
 #include "imgq/common/image_header.h"
 #include "imgq/mpi_workers/engine.h"
 #include "imgq/mpi_workers/whole_jobs.h"
+#include "imgq/schemas/messages.h"
 
 namespace imgq::workers {
 
@@ -37,7 +38,7 @@ struct ServiceOptions {
   uint64_t max_pixels = kDefaultMaxPixels;  // refused before decode; 0 = no limit
   // Images of more pixels run in strips; 0 = every image in strips, one job at a time.
   uint64_t strip_above = kDefaultStripAbove;
-  std::chrono::milliseconds heartbeat{1000};
+  std::chrono::milliseconds heartbeat = proto::kHeartbeatInterval;
   CurveOptions curve;  // off unless curve.server_public is set
   // Local-files jobs read and write only under these folders (canonical);
   // none: such jobs fail with a reason.

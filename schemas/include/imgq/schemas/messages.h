@@ -8,6 +8,7 @@
 // travel in a frame of their own after the header.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +16,14 @@
 #include <msgpack.hpp>
 
 namespace imgq::proto {
+
+// Liveness (PROTOCOL.md section 6), for both ends: a heartbeat every
+// interval when nothing else was sent; a peer silent for kLiveness intervals
+// is dead; a group reconnects after a backoff doubling up to the maximum.
+inline constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
+inline constexpr int kLiveness = 5;
+inline constexpr std::chrono::milliseconds kReconnectBackoff{1000};
+inline constexpr std::chrono::milliseconds kMaxReconnectBackoff{30'000};
 
 inline constexpr const char* kSignature = "IMGQ";
 inline constexpr int kVersion = 1;
