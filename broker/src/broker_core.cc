@@ -64,9 +64,6 @@ bool is_session(const std::string& s) {
   return s.size() == 8 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-bool finished_state(const std::string& state) {
-  return state == proto::kDone || state == proto::kFailed || state == proto::kCancelled;
-}
 
 // An absolute path without "." and "..", and without a trailing '/' (but "/").
 std::string lexically_normal(const std::string& path) {
@@ -116,7 +113,7 @@ StoredJob BrokerCore::stored(const Job& job) const {
   s.attempts = job.attempts;
   s.image_bytes = job.image_bytes;
   if (finished_state(job.state)) {
-    s.state = job.state;
+    s.state = std::string(state_name(job.state));
     s.code = job.code;
     s.message = job.message;
     s.stats = job.stats;
@@ -161,7 +158,8 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
     job.image_bytes = s.image_bytes;
     if (!job.key.empty()) keys_[scoped_key(job.owner, job.key)] = job.id;
     if (!s.state.empty()) {
-      job.state = s.state;
+      // A name no broker writes (a damaged row) ends the job as failed.
+      job.state = parse_state(s.state).value_or(JobState::kFailed);
       job.code = s.code;
       job.message = s.message;
       job.stats = s.stats;
@@ -180,7 +178,7 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
       jobs_.emplace(job.id, std::move(job));
       continue;
     }
-    job.state = proto::kQueued;
+    job.state = JobState::kQueued;
     queued_bytes_ += job.image_bytes;
     const std::string id = job.id;
     const bool was_running = job.attempts > 0;
@@ -199,7 +197,7 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
     if (job.attempts >= config_.max_attempts) {
       queued_bytes_ -= job.image_bytes;
       ++summary.gave_up;
-      finish(job, proto::kFailed,
+      finish(job, JobState::kFailed,
              Status::Unavailable("the broker stopped while the job ran; gave up after " +
                                  std::to_string(job.attempts) + " attempts"));
       continue;
@@ -239,6 +237,24 @@ size_t BrokerCore::total_ranks() const {
   size_t ranks = 0;
   for (const auto& [id, g] : groups_) ranks += static_cast<size_t>(g.ranks);
   return ranks;
+}
+
+std::string_view state_name(JobState state) {
+  switch (state) {
+    case JobState::kQueued: return proto::kQueued;
+    case JobState::kRunning: return proto::kRunning;
+    case JobState::kDone: return proto::kDone;
+    case JobState::kFailed: return proto::kFailed;
+    case JobState::kCancelled: return proto::kCancelled;
+  }
+  return proto::kFailed;
+}
+
+std::optional<JobState> parse_state(std::string_view name) {
+  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kDone, JobState::kFailed, JobState::kCancelled}) {
+    if (state_name(s) == name) return s;
+  }
+  return std::nullopt;
 }
 
 // ---- clients ----
@@ -486,7 +502,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   job.output = submit.output;
   job.route_path = route_path;
   job.route_output = route_output;
-  job.state = proto::kQueued;
+  job.state = JobState::kQueued;
   job.submitted = now_();
   job.submitted_unix = unix_now();
   // Stored now, answered at the commit that makes it durable.
@@ -659,15 +675,15 @@ void BrokerCore::handle_cancel(const std::string& identity, const std::string& o
   Job* found = find_job(id, owner);
   if (found == nullptr) return reply_error(identity, req, Status::NotFound("no job " + id), id);
   Job& job = *found;
-  if (job.state == proto::kRunning) {
-    abort_running(job, proto::kCancelled, Status::Cancelled("cancelled on request while running on group " +
+  if (job.state == JobState::kRunning) {
+    abort_running(job, JobState::kCancelled, Status::Cancelled("cancelled on request while running on group " +
                                                             job.group_name));
-  } else if (job.state == proto::kQueued) {
+  } else if (job.state == JobState::kQueued) {
     queue_.remove(id);
     queued_bytes_ -= job.image_bytes;
-    finish(job, proto::kCancelled, Status::Cancelled("cancelled on request"));
+    finish(job, JobState::kCancelled, Status::Cancelled("cancelled on request"));
   } else {
-    return reply_error(identity, req, Status::InvalidArgument("job " + id + " is already " + job.state), id);
+    return reply_error(identity, req, Status::InvalidArgument("job " + id + " is already " + std::string(state_name(job.state))), id);
   }
   handle_status(identity, owner, req, id);
 }
@@ -680,7 +696,7 @@ void BrokerCore::handle_fetch(const std::string& identity, const std::string& ow
   }
   if (!finished_state(job->state)) {
     return reply_error(identity, req,
-                       Status::Unavailable("job " + id + " is " + job->state + "; fetch it when it is done"), id);
+                       Status::Unavailable("job " + id + " is " + std::string(state_name(job->state)) + "; fetch it when it is done"), id);
   }
   if (!job->gone.empty()) {
     return reply_error(identity, req,
@@ -715,15 +731,15 @@ bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job
   proto::JobResult result;
   result.req = req;
   result.job = job.id;
-  result.state = job.state;
+  result.state = std::string(state_name(job.state));
   result.code = job.code;
   result.message = job.message;
   result.format = job.format;
   result.name = job.name;
   result.stats = job.stats;
-  if (job.state == proto::kDone) result.output = job.output;
+  if (job.state == JobState::kDone) result.output = job.output;
   Frames frames{proto::encode(result)};
-  if (job.state == proto::kDone && job.path.empty()) {
+  if (job.state == JobState::kDone && job.path.empty()) {
     if (!job.result.empty() || job.result_bytes == 0) {
       frames.push_back(job.result);
     } else {
@@ -859,18 +875,18 @@ void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& fram
   if (done.code == 0 && !job.path.empty()) {
     // The group wrote the result where the client asked.
     if (done.output != job.output) {
-      finish(job, proto::kFailed, Status::Internal("the worker group wrote \"" + done.output + "\", not \"" +
+      finish(job, JobState::kFailed, Status::Internal("the worker group wrote \"" + done.output + "\", not \"" +
                                                    job.output + "\""), /*ran=*/true);
     } else {
-      finish(job, proto::kDone, Status::Ok(), /*ran=*/true);
+      finish(job, JobState::kDone, Status::Ok(), /*ran=*/true);
     }
   } else if (done.code == 0 && frames.size() == 2) {
     job.result = std::move(frames[1]);
-    finish(job, proto::kDone, Status::Ok(), /*ran=*/true);
+    finish(job, JobState::kDone, Status::Ok(), /*ran=*/true);
   } else if (done.code == 0) {
-    finish(job, proto::kFailed, Status::Internal("the worker group sent no result image"), /*ran=*/true);
+    finish(job, JobState::kFailed, Status::Internal("the worker group sent no result image"), /*ran=*/true);
   } else {
-    finish(job, proto::kFailed, Status(static_cast<StatusCode>(done.code), done.message), /*ran=*/true);
+    finish(job, JobState::kFailed, Status(static_cast<StatusCode>(done.code), done.message), /*ran=*/true);
   }
   dispatch();
 }
@@ -925,12 +941,12 @@ void BrokerCore::dispatch() {
       // Restored from the journal: the image is read back when it runs.
       auto image = journal_.image(id);
       if (!image.ok()) {
-        finish(job, proto::kFailed, image.status());
+        finish(job, JobState::kFailed, image.status());
         continue;
       }
       job.image = std::move(*image);
     }
-    job.state = proto::kRunning;
+    job.state = JobState::kRunning;
     job.group = idle->identity;
     job.group_name = idle->name;
     job.dispatched = now_();
@@ -959,7 +975,7 @@ void BrokerCore::dispatch() {
   }
 }
 
-void BrokerCore::finish(Job& job, const std::string& state, const Status& status, bool ran) {
+void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran) {
   job.state = state;
   job.code = static_cast<int>(status.code());
   job.message = status.message();
@@ -968,16 +984,16 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
   job.group.clear();
   job.image.clear();
   job.image.shrink_to_fit();
-  job.result_bytes = state == proto::kDone ? job.result.size() : 0;
+  job.result_bytes = state == JobState::kDone ? job.result.size() : 0;
   kept_bytes_ += job.result_bytes;
   unrecorded(job);
-  if (state == proto::kDone) ++counters_.succeeded;
-  else if (state == proto::kFailed) ++counters_.failed;
+  if (state == JobState::kDone) ++counters_.succeeded;
+  else if (state == JobState::kFailed) ++counters_.failed;
   else ++counters_.cancelled;
   if (metrics_) {
-    if (state == proto::kFailed) metrics_->failed(status.code());
-    const auto outcome = state == proto::kDone     ? monitoring::Outcome::kSucceeded
-                         : state == proto::kFailed ? monitoring::Outcome::kFailed
+    if (state == JobState::kFailed) metrics_->failed(status.code());
+    const auto outcome = state == JobState::kDone     ? monitoring::Outcome::kSucceeded
+                         : state == JobState::kFailed ? monitoring::Outcome::kFailed
                                                    : monitoring::Outcome::kCancelled;
     metrics_->finished(outcome, job.stats.run_seconds, ran ? job.group_name : std::string(),
                        ran ? &job.stats : nullptr);
@@ -994,13 +1010,13 @@ void BrokerCore::finish(Job& job, const std::string& state, const Status& status
 void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
   job.group.clear();
   if (job.attempts >= config_.max_attempts) {
-    finish(job, proto::kFailed,
+    finish(job, JobState::kFailed,
            Status::Unavailable(why + "; gave up after " + std::to_string(job.attempts) + " attempts"));
     return;
   }
   ++counters_.retried;
   if (metrics_) metrics_->retried();
-  job.state = proto::kQueued;
+  job.state = JobState::kQueued;
   job.message = why + "; requeued";
   queue_.push_front(job.id, job.line, job.priority);
   queued_bytes_ += job.image_bytes;
@@ -1016,7 +1032,7 @@ std::vector<BrokerCore::Job*> BrokerCore::unfinished_jobs_of(const Group& group)
   return jobs;
 }
 
-void BrokerCore::abort_running(Job& job, const std::string& state, const Status& why) {
+void BrokerCore::abort_running(Job& job, JobState state, const Status& why) {
   auto group = groups_.find(job.group);
   if (group != groups_.end()) {
     proto::Abort abort;
@@ -1037,7 +1053,7 @@ void BrokerCore::expire_deadlines(Clock::time_point now) {
   }
   for (Job* job : expired) {
     ++counters_.deadlines_exceeded;
-    abort_running(*job, proto::kFailed,
+    abort_running(*job, JobState::kFailed,
                   Status::DeadlineExceeded("the job ran longer than its timeout of " +
                                            seconds_text(job->timeout) + " on group " + job->group_name));
   }
@@ -1119,7 +1135,7 @@ Duration BrokerCore::time_to_next_tick() const {
     next = std::min(next, std::chrono::duration_cast<Duration>(group.expiry - now));
     for (const std::string& job_id : group.jobs) {
       auto job = jobs_.find(job_id);
-      if (job != jobs_.end() && job->second.state == proto::kRunning) {
+      if (job != jobs_.end() && job->second.state == JobState::kRunning) {
         next = std::min(next, std::chrono::duration_cast<Duration>(job->second.deadline - now));
       }
     }
@@ -1132,9 +1148,9 @@ Duration BrokerCore::time_to_next_tick() const {
 proto::JobState BrokerCore::state_of(const Job& job) const {
   proto::JobState s;
   s.job = job.id;
-  s.state = job.state;
-  s.position = job.state == proto::kQueued ? static_cast<uint32_t>(queue_.position(job.id)) : 0;
-  s.group = job.state == proto::kRunning ? job.group_name : std::string();
+  s.state = std::string(state_name(job.state));
+  s.position = job.state == JobState::kQueued ? static_cast<uint32_t>(queue_.position(job.id)) : 0;
+  s.group = job.state == JobState::kRunning ? job.group_name : std::string();
   s.done = job.done_stages;
   s.total = job.total_stages;
   s.attempts = job.attempts;

@@ -28,6 +28,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -86,6 +87,16 @@ struct RestoreSummary {
   size_t results = 0;    // finished jobs whose result can still be fetched
   size_t tombstones = 0; // finished jobs remembered for their keys only
 };
+
+// A job's state in the broker; on the wire and in the journal as its name
+// (proto::kQueued, ...).
+enum class JobState { kQueued, kRunning, kDone, kFailed, kCancelled };
+std::string_view state_name(JobState state);
+// The state a name stands for; nullopt for any other text.
+std::optional<JobState> parse_state(std::string_view name);
+inline bool finished_state(JobState s) {
+  return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled;
+}
 
 class BrokerCore {
  public:
@@ -154,7 +165,7 @@ class BrokerCore {
     std::string output;  // and writes the result here
     // Both lexically normal, compared with the groups' folders when routing.
     std::string route_path, route_output;
-    std::string state;
+    JobState state = JobState::kQueued;
     std::string group;   // identity of the group running it
     std::string group_name;
     int attempts = 0;
@@ -237,11 +248,11 @@ class BrokerCore {
   // files (lexically normal).
   bool any_group_may_use(const std::string& path, const std::string& output) const;
   // `ran`: a group ran the job to this end (its stats count for the group).
-  void finish(Job& job, const std::string& state, const Status& status, bool ran = false);
+  void finish(Job& job, JobState state, const Status& status, bool ran = false);
   void update_gauges();
   void requeue_or_fail(Job& job, const std::string& why);
   // Ends a running job now and tells its group to stop it.
-  void abort_running(Job& job, const std::string& state, const Status& why);
+  void abort_running(Job& job, JobState state, const Status& why);
   // The group's jobs the broker still waits for (not cancelled or expired).
   std::vector<Job*> unfinished_jobs_of(const Group& group);
   void forget_group(const std::string& identity, const std::string& why);
