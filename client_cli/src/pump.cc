@@ -12,6 +12,7 @@
 
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/file_io.h"
+#include "imgq/schemas/op_call.h"
 
 namespace imgq::client {
 
@@ -20,6 +21,17 @@ std::string local_path(const std::filesystem::path& file) {
   std::filesystem::path real = std::filesystem::weakly_canonical(file, ec);
   if (ec) real = std::filesystem::absolute(file).lexically_normal();
   return real.string();
+}
+
+Result<std::vector<std::string>> check_request(const std::vector<std::string>& ops, const std::string& format,
+                                               int priority) {
+  auto pipeline = schemas::parse_pipeline(ops);
+  if (!pipeline.ok()) return pipeline.status();
+  if (!format.empty() && !is_output_format(format)) {
+    return Status::InvalidArgument("--format " + format + " is not one of " + output_formats_text());
+  }
+  if (priority < 0 || priority > 9) return Status::InvalidArgument("--priority must be from 0 to 9");
+  return schemas::pipeline_to_specs(*pipeline);
 }
 
 std::string random_session() {

@@ -11,7 +11,6 @@
 
 #include "imgq/client_cli/pump.h"
 #include "imgq/common/batch_paths.h"
-#include "imgq/schemas/op_call.h"
 
 namespace imgq::client {
 namespace {
@@ -172,17 +171,9 @@ class ChainSource : public ItemSource {
 }  // namespace
 
 int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err) {
-  auto pipeline = schemas::parse_pipeline(options.ops);
-  if (!pipeline.ok()) {
-    err << "imgq: error: " << pipeline.status().message() << "\n";
-    return 2;
-  }
-  if (!options.format.empty() && !is_output_format(options.format)) {
-    err << "imgq: error: --format " << options.format << " is not one of " << output_formats_text() << "\n";
-    return 2;
-  }
-  if (options.priority < 0 || options.priority > 9) {
-    err << "imgq: error: --priority must be from 0 to 9\n";
+  auto specs = check_request(options.ops, options.format, options.priority);
+  if (!specs.ok()) {
+    err << "imgq: error: " << specs.status().message() << "\n";
     return 2;
   }
   if (options.paths.empty() && options.from_file.empty()) {
@@ -201,7 +192,7 @@ int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& er
   PumpOptions pump;
   pump.broker = options.broker;
   pump.progress = options.progress;
-  pump.ops = schemas::pipeline_to_specs(*pipeline);
+  pump.ops = *specs;
   pump.priority = options.priority;
   pump.window = options.window;
   pump.no_wait = options.no_wait;

@@ -445,12 +445,15 @@ class Client:
         try:
             self._dealer.send_multipart(frames, flags=zmq.NOBLOCK, copy=payload is None or len(payload) < 65536)
         except zmq.Again:
-            raise errors.Unavailable("cannot queue a message to the broker at %s (not connected)" % self.broker)
+            # No connection to queue it on: a refused CURVE key leaves none.
+            self._check_refused()
+            raise errors.Unavailable("cannot queue a message to the broker at %s (not connected)"
+                                     % self.broker) from None
 
     def _request(self, type_, payload=None, timeout=None, with_payload=False, **fields):
         req = self._next_req()
-        self._replies[req] = None
         self._send(protocol.encode(type_, req=req, **fields), payload)
+        self._replies[req] = None
         try:
             self._run_until(lambda: self._replies[req] is not None, timeout,
                             "no answer to %s within %s s" % (type_, timeout))
@@ -469,7 +472,10 @@ class Client:
         answered = False
         while time.monotonic() < deadline:
             req = self._next_req()
-            self._send(protocol.encode("ping", req=req, session=self._session))
+            try:
+                self._send(protocol.encode("ping", req=req, session=self._session))
+            except errors.Unavailable:
+                pass  # not connected yet (or refused: the monitor says so below); ping again soon
             until = min(deadline, time.monotonic() + interval)
             while time.monotonic() < until:
                 self._check_refused()

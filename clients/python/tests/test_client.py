@@ -138,8 +138,9 @@ def test_a_broker_restart_loses_no_accepted_job(system, tmp_path):
     # broker dies with all of them accepted and none finished.
     gate = tmp_path / "gate"
     gate.touch()
+    from conftest import _stop
     for g in system.groups:
-        g.kill()
+        _stop(g)  # the whole process group: mpiexec and its ranks
     system.groups.clear()
     system.start_group("held", env={"IMGQ_FAULT": "hold:compute:*:" + str(gate)})
     system.await_groups(1)

@@ -109,6 +109,12 @@ struct PumpOptions {
 int run_pump(const PumpOptions& options, ItemSource& source, Reporter& reporter, std::ostream& out,
              std::ostream& err);
 
+// Checks what every job of a run asks for before anything is sent: the ops
+// as normalised specs, or InvalidArgument naming the op, format or priority
+// that is wrong (a usage error, exit 2).
+Result<std::vector<std::string>> check_request(const std::vector<std::string>& ops, const std::string& format,
+                                               int priority);
+
 // `file` absolute, with the links of its existing part resolved (its lexical
 // form when that fails): how local-files jobs name files.
 std::string local_path(const std::filesystem::path& file);
