@@ -10,14 +10,16 @@
 #include "imgq/common/file_io.h"
 #include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/job_runner.h"
+#include "imgq/mpi_workers/rank_scheduler.h"
 
 namespace imgq::workers {
 namespace fs = std::filesystem;
 
 namespace {
 
-// Feeds the ranks the batch's images in order, as the broker-connected
-// leader does (worker_service.cc) but with the files as the queue.
+// Feeds the ranks the batch's images in order, by the policy of
+// rank_scheduler.h that the broker-connected leader (worker_service.cc)
+// follows too, with the files as the queue.
 class BatchRun {
  public:
   BatchRun(Engine& engine, const Pipeline& pipeline, const std::vector<BatchItem>& items, std::ostream& errors,
@@ -27,132 +29,127 @@ class BatchRun {
         items_(items),
         errors_(errors),
         options_(options),
-        on_rank_(static_cast<size_t>(engine.size())) {
+        ranks_(engine.size()) {
     for (const std::string& spec : schemas::pipeline_to_specs(pipeline)) specs_ += spec + '\n';
   }
 
   BatchSummary run() {
     const auto start = std::chrono::steady_clock::now();
     size_t next = 0;
-    while (next < items_.size() || busy()) {
+    while (next < items_.size() || !ranks_.done()) {
       bool moved = collect();
-      if (next < items_.size() && start_item(items_[next])) {
-        ++next;
+      // One image read ahead, waiting for its rank.
+      if (ranks_.waiting() == 0 && next < items_.size()) {
+        queue(items_[next++]);
         moved = true;
       }
+      moved = schedule() || moved;
+      if (moved) continue;
       // MPI cannot wake a wait on the leader's thread: look again shortly.
-      if (!moved) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      if (own_.valid()) {
+        own_.wait_for(ranks_.poll_interval());
+      } else {
+        std::this_thread::sleep_for(ranks_.poll_interval());
+      }
     }
     summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return summary_;
   }
 
  private:
-  struct Own {
-    const BatchItem* item;
-    std::string image;  // alive until the thread is done with it
-    std::future<JobOutcome> outcome;
+  // An image read, waiting for or on its rank(s).
+  struct Job {
+    const BatchItem* item = nullptr;
+    std::string format;
+    std::string image;
+    std::optional<PnmLayout> rows;  // in strips, each rank reading its rows (then no image)
+    uint64_t ticket() const { return reinterpret_cast<uintptr_t>(item); }
   };
 
-  bool busy() const {
-    if (own_) return true;
-    for (const BatchItem* item : on_rank_) {
-      if (item != nullptr) return true;
+  // Reads `item` and queues it, or finishes it at once when it cannot run.
+  void queue(const BatchItem& item) {
+    Job job{.item = &item, .format = extension_of(item.output)};
+    if (!item.problem.ok()) return finish(item, {.status = item.problem});
+    if (!is_output_format(job.format)) {
+      return finish(item, {.status = Status::InvalidArgument("cannot write format \"" + job.format +
+                                                             "\" (the input's own); give --format, one of " +
+                                                             output_formats_text())});
     }
-    return false;
+    job.rows = rows_from_file(engine_, pipeline_, item.source, options_.strip_above);
+    if (!job.rows) {
+      auto bytes = read_file_string(item.source);
+      if (!bytes.ok()) return finish(item, {.status = bytes.status()});
+      job.image = std::move(bytes).value();
+    }
+    const bool whole = !job.rows && runs_whole(engine_, bytes_of(job.image), options_.strip_above);
+    ranks_.push(std::move(job), whole);
   }
 
-  int idle_follower() const {
-    for (size_t r = 1; r < on_rank_.size(); ++r) {
-      if (on_rank_[r] == nullptr) return static_cast<int>(r);
+  // Starts what has its ranks; true when anything started.
+  bool schedule() {
+    bool any = false;
+    const JobControl control{.max_pixels = options_.max_pixels};
+    while (auto start = ranks_.next(std::chrono::steady_clock::now())) {
+      any = true;
+      const Job& job = start->where == Where::kExpired ? *start->expired : *ranks_.running(start->rank);
+      switch (start->where) {
+        case Where::kExpired:  // no deadlines here
+          finish(*job.item, {.status = Status::DeadlineExceeded("the job waited too long")});
+          break;
+        case Where::kLeader:
+          own_ = std::async(std::launch::async, [this, control, &job] {
+            return run_whole_job(pipeline_, bytes_of(job.image), job.format, 0, control);
+          });
+          break;
+        case Where::kFollower: {
+          WholeJob whole;
+          whole.ticket = job.ticket();
+          whole.specs = specs_;
+          whole.format = job.format;
+          whole.max_pixels = options_.max_pixels;
+          whole.image = job.image;
+          send_whole_job(engine_.comm(), start->rank, whole);
+          break;
+        }
+        case Where::kStrips: {
+          JobOutcome outcome =
+              job.rows ? run_job_files(engine_, pipeline_, job.item->source, *job.rows, job.item->output, job.format,
+                                       {}, control)
+                       : run_job(engine_, pipeline_, bytes_of(job.image), job.format, {}, control);
+          finish(*ranks_.finish(0).item, std::move(outcome));
+          break;
+        }
+      }
     }
-    return -1;
+    return any;
   }
 
   // Finishes what the leader's thread and the followers are done with.
   bool collect() {
     bool any = false;
-    if (own_ && own_->outcome.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-      const BatchItem& item = *own_->item;
-      JobOutcome outcome = own_->outcome.get();
-      own_.reset();
-      finish(item, std::move(outcome));
+    if (own_.valid() && own_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      JobOutcome outcome = own_.get();
+      finish(*ranks_.finish(0).item, std::move(outcome));
       any = true;
     }
     while (auto result = receive_whole_result(engine_.comm())) {
-      const BatchItem* item = on_rank_[static_cast<size_t>(result->rank)];
-      on_rank_[static_cast<size_t>(result->rank)] = nullptr;
       any = true;
-      if (item == nullptr || result->ticket != ticket_of(*item)) {
-        // A bug: count the image it held as failed rather than lose it.
-        spdlog::error("rank {} answered for an image it was not given", result->rank);
-        if (item != nullptr) finish(*item, {.status = Status::Internal("rank " + std::to_string(result->rank) +
-                                                                         " answered for another image")});
+      const Job* job = ranks_.running(result->rank);
+      if (result->rank == 0 || job == nullptr) {
+        spdlog::error("rank {} answered with no image given", result->rank);
         continue;
       }
-      finish(*item, std::move(result->outcome));
+      const BatchItem& item = *ranks_.finish(result->rank).item;
+      if (result->ticket != reinterpret_cast<uintptr_t>(&item)) {
+        // A bug: count the image it held as failed rather than lose it.
+        spdlog::error("rank {} answered for an image it was not given", result->rank);
+        finish(item, {.status = Status::Internal("rank " + std::to_string(result->rank) +
+                                                 " answered for another image")});
+        continue;
+      }
+      finish(item, std::move(result->outcome));
     }
     return any;
-  }
-
-  uint64_t ticket_of(const BatchItem& item) const { return static_cast<uint64_t>(&item - items_.data()); }
-
-  // Starts `item` if there is a rank for it (true), or leaves it for later.
-  bool start_item(const BatchItem& item) {
-    const std::string format = extension_of(item.output);
-    Status refused = item.problem;
-    if (refused.ok() && !is_output_format(format)) {
-      refused = Status::InvalidArgument("cannot write format \"" + format + "\" (the input's own); give --format, one of " +
-                                        output_formats_text());
-    }
-    if (!refused.ok()) {
-      finish(item, {.status = refused});
-      return true;
-    }
-    if (!pending_) {
-      pending_.emplace();
-      pending_->rows = rows_from_file(engine_, pipeline_, item.source, options_.strip_above);
-      if (!pending_->rows) {
-        auto bytes = read_file_string(item.source);
-        if (!bytes.ok()) {
-          pending_.reset();
-          finish(item, {.status = bytes.status()});
-          return true;
-        }
-        pending_->image = std::move(bytes).value();
-        pending_->whole = runs_whole(engine_, bytes_of(pending_->image), options_.strip_above);
-      }
-    }
-    const JobControl control{.max_pixels = options_.max_pixels};
-    if (pending_->whole) {
-      if (!own_) {
-        own_.emplace(Own{&item, std::move(pending_->image), {}});
-        own_->outcome = std::async(std::launch::async, [this, control, format, image = &own_->image] {
-          return run_whole_job(pipeline_, bytes_of(*image), format, 0, control);
-        });
-      } else if (const int rank = idle_follower(); rank > 0) {
-        WholeJob job;
-        job.ticket = ticket_of(item);
-        job.specs = specs_;
-        job.format = format;
-        job.max_pixels = options_.max_pixels;
-        job.image = pending_->image;
-        send_whole_job(engine_.comm(), rank, job);
-        on_rank_[static_cast<size_t>(rank)] = &item;
-      } else {
-        return false;
-      }
-      pending_.reset();
-      return true;
-    }
-    if (busy()) return false;  // strips need every rank
-    JobOutcome outcome = pending_->rows
-                             ? run_job_files(engine_, pipeline_, item.source, *pending_->rows, item.output, format,
-                                             {}, control)
-                             : run_job(engine_, pipeline_, bytes_of(pending_->image), format, {}, control);
-    pending_.reset();
-    finish(item, std::move(outcome));
-    return true;
   }
 
   void finish(const BatchItem& item, JobOutcome outcome) {
@@ -173,22 +170,14 @@ class BatchRun {
     }
   }
 
-  // The next item, read but waiting for a rank.
-  struct Pending {
-    std::string image;
-    std::optional<PnmLayout> rows;  // in strips, each rank reading its rows
-    bool whole = false;
-  };
-
   Engine& engine_;
   const Pipeline& pipeline_;
   const std::vector<BatchItem>& items_;
   std::ostream& errors_;
   const BatchOptions& options_;
   std::string specs_;
-  std::optional<Own> own_;
-  std::vector<const BatchItem*> on_rank_;  // each follower's image (index 0 unused)
-  std::optional<Pending> pending_;
+  RankScheduler<Job> ranks_;
+  std::future<JobOutcome> own_;  // the leader's own whole image, on a thread
   BatchSummary summary_;
 };
 

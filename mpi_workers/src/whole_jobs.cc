@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "imgq/common/text.h"
+#include "imgq/mpi_workers/rank_scheduler.h"
 #include "imgq/schemas/op_call.h"
 
 namespace imgq::workers {
@@ -154,11 +155,7 @@ bool serve_whole_job(MPI_Comm comm) {
 }
 
 bool runs_whole(const Engine& engine, std::span<const uint8_t> image, uint64_t strip_above) {
-  if (strip_above == 0) return false;
-  if (engine.size() == 1) return true;  // strips of one are the whole image
-  if (image.size() > kMaxWholeMessageBytes) return false;
-  auto header = read_image_header(image);
-  return !header.ok() || header->pixels() <= strip_above;
+  return runs_whole(engine.size(), image.size(), read_image_header(image), strip_above, kMaxWholeMessageBytes);
 }
 
 }  // namespace imgq::workers

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <fstream>
@@ -16,6 +15,7 @@
 #include "imgq/mpi_workers/broker_link.h"
 #include "imgq/mpi_workers/job_runner.h"
 #include "imgq/mpi_workers/pnm_io.h"
+#include "imgq/mpi_workers/rank_scheduler.h"
 #include "imgq/mpi_workers/whole_jobs.h"
 #include "imgq/schemas/codec.h"
 #include "imgq/schemas/op_catalog.h"
@@ -154,56 +154,38 @@ class Leader {
  public:
   Leader(Engine& engine, const ServiceOptions& options, zmq::context_t& context, zmq::socket_t& pipe,
          const BrokerLink& link)
-      : engine_(engine),
-        options_(options),
-        pipe_(pipe),
-        link_(link),
-        own_(context),
-        on_rank_(static_cast<size_t>(engine.size())) {}
+      : engine_(engine), options_(options), pipe_(pipe), link_(link), own_(context), ranks_(engine.size()) {}
 
   void run(const std::atomic<bool>& stop) {
     Messages parts;
     while (true) {
       const bool stopping = stop.load();
-      if (stopping && waiting_.empty() && idle()) return;
+      if (stopping && ranks_.done()) return;
       // Taking no new jobs once stopping; the ones in hand finish.
       zmq::pollitem_t items[] = {{pipe_.handle(), 0, static_cast<short>(stopping ? 0 : ZMQ_POLLIN), 0},
                                  {own_.done_socket().handle(), 0, ZMQ_POLLIN, 0}};
-      // MPI cannot wake a zmq poll: while followers work, look for their
-      // results every millisecond.
-      poll_sockets(items, 2, followers_busy() ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100));
+      poll_sockets(items, 2, std::chrono::duration_cast<std::chrono::milliseconds>(ranks_.poll_interval()));
       if (items[0].revents & ZMQ_POLLIN) {
         recv_messages(pipe_, parts, 2, /*dontwait=*/false);
         take(parts);
       }
       if (items[1].revents & ZMQ_POLLIN) {
-        Task task = std::move(*on_leader_);
-        on_leader_.reset();
-        finish(task, own_.finish());
+        JobOutcome outcome = own_.finish();
+        finish(ranks_.finish(0), std::move(outcome));
       }
       while (auto result = receive_whole_result(engine_.comm())) {
-        auto& slot = on_rank_[static_cast<size_t>(result->rank)];
-        if (!slot || slot->ticket != result->ticket) {
+        const Task* task = ranks_.running(result->rank);
+        if (result->rank == 0 || task == nullptr || task->ticket != result->ticket) {
           spdlog::error("rank {} answered for a job it was not given", result->rank);
           continue;
         }
-        Task task = std::move(*slot);
-        slot.reset();
-        finish(task, std::move(result->outcome));
+        finish(ranks_.finish(result->rank), std::move(result->outcome));
       }
       schedule();
     }
   }
 
  private:
-  bool followers_busy() const {
-    for (const auto& slot : on_rank_) {
-      if (slot) return true;
-    }
-    return false;
-  }
-  bool idle() const { return !on_leader_ && !followers_busy(); }
-
   // A job message from the broker: refused at once, or queued.
   void take(Messages& parts) {
     Task task;
@@ -228,7 +210,10 @@ class Leader {
     }
     task.whole = !task.rows_from_file && runs_whole(engine_, task.image(), options_.strip_above);
     task.ticket = ++tickets_;
-    waiting_.push_back(std::move(task));
+    const bool whole = task.whole;
+    std::optional<SteadyClock::time_point> deadline;
+    if (task.request.timeout_ms > 0) deadline = task.received + std::chrono::milliseconds(task.request.timeout_ms);
+    ranks_.push(std::move(task), whole, deadline);
   }
 
   // Checks a local-files job's paths, then reads its image, or only the
@@ -242,47 +227,40 @@ class Leader {
     return Status::Ok();
   }
 
-  // Starts waiting jobs, in order, while there are ranks for them.
+  // Starts waiting jobs, in order, while there are ranks for them (the
+  // policy: rank_scheduler.h); ends those the broker stopped or whose
+  // deadline passed while they waited.
   void schedule() {
-    while (!waiting_.empty()) {
-      Task& next = waiting_.front();
-      if (Status why = stop_reason(link_, next.request, next.received); !why.ok()) {
-        Task task = pop();
-        finish(task, {.status = why});
+    while (const Task* first = ranks_.first_waiting()) {
+      if (link_.aborted(first->request.job)) {
+        finish(ranks_.drop_first(), {.status = Status::Cancelled("stopped on the broker's request")});
         continue;
       }
-      if (next.whole) {
-        if (!own_.busy()) {
-          start_on_leader(pop());
-          continue;
+      auto start = ranks_.next(SteadyClock::now());
+      if (!start) return;
+      switch (start->where) {
+        case Where::kExpired:
+          finish(*start->expired,
+                 {.status = Status::DeadlineExceeded("the job waited longer than its timeout of " +
+                                                     std::to_string(start->expired->request.timeout_ms) + " ms")});
+          break;
+        case Where::kLeader:
+          start_on_leader(*ranks_.running(0));
+          break;
+        case Where::kFollower:
+          start_on_follower(start->rank, *ranks_.running(start->rank));
+          break;
+        case Where::kStrips: {
+          JobOutcome outcome = run_in_strips(*ranks_.running(0));
+          finish(ranks_.finish(0), std::move(outcome));
+          break;
         }
-        const int rank = idle_follower();
-        if (rank < 0) return;
-        start_on_follower(rank, pop());
-        continue;
       }
-      if (!idle()) return;  // strips need every rank
-      Task task = pop();
-      run_in_strips(task);
     }
   }
 
-  Task pop() {
-    Task task = std::move(waiting_.front());
-    waiting_.pop_front();
-    return task;
-  }
-
-  int idle_follower() const {
-    for (size_t r = 1; r < on_rank_.size(); ++r) {
-      if (!on_rank_[r]) return static_cast<int>(r);
-    }
-    return -1;
-  }
-
-  void start_on_leader(Task task) {
-    on_leader_ = std::move(task);
-    const Task& t = *on_leader_;  // stays put until finished
+  // `t` stays put in the scheduler until finished.
+  void start_on_leader(const Task& t) {
     JobControl control;
     control.max_pixels = options_.max_pixels;
     control.interrupt = [&link = link_, &request = t.request, received = t.received] {
@@ -293,7 +271,7 @@ class Leader {
     });
   }
 
-  void start_on_follower(int rank, Task task) {
+  void start_on_follower(int rank, const Task& task) {
     WholeJob job;
     job.ticket = task.ticket;
     for (const std::string& spec : schemas::pipeline_to_specs(task.pipeline)) job.specs += spec + '\n';
@@ -306,10 +284,9 @@ class Leader {
     }
     job.image = {reinterpret_cast<const char*>(task.image().data()), task.image().size()};
     send_whole_job(engine_.comm(), rank, job);
-    on_rank_[static_cast<size_t>(rank)] = std::move(task);
   }
 
-  void run_in_strips(Task& task) {
+  JobOutcome run_in_strips(const Task& task) {
     JobControl control;
     control.max_pixels = options_.max_pixels;
     control.interrupt = [&] { return stop_reason(link_, task.request, task.received); };
@@ -321,11 +298,9 @@ class Leader {
       message.stage = what;
       send_frames(pipe_, {proto::encode(message)});
     };
-    JobOutcome outcome = task.rows_from_file
-                             ? run_job_files(engine_, task.pipeline, task.input_file, *task.rows_from_file,
-                                             task.output_file, format_of(task), progress, control)
-                             : run_job(engine_, task.pipeline, task.image(), format_of(task), progress, control);
-    finish(task, std::move(outcome));
+    return task.rows_from_file ? run_job_files(engine_, task.pipeline, task.input_file, *task.rows_from_file,
+                                               task.output_file, format_of(task), progress, control)
+                               : run_job(engine_, task.pipeline, task.image(), format_of(task), progress, control);
   }
 
   static std::string format_of(const Task& task) {
@@ -376,9 +351,7 @@ class Leader {
   zmq::socket_t& pipe_;
   const BrokerLink& link_;
   LeaderThread own_;
-  std::optional<Task> on_leader_;            // the leader's own whole image
-  std::vector<std::optional<Task>> on_rank_;  // each follower's whole image (index 0 unused)
-  std::deque<Task> waiting_;
+  RankScheduler<Task> ranks_;
   uint64_t tickets_ = 0;
 };
 
@@ -386,9 +359,7 @@ proto::Hello hello_for(const Engine& engine, const ServiceOptions& options) {
   proto::Hello hello;
   hello.name = options.name;
   hello.ranks = engine.size();
-  // One job per rank, and one more waiting at the leader, so that a rank
-  // that finishes starts its next image without a round trip to the broker.
-  hello.slots = options.strip_above == 0 ? 1 : engine.size() + 1;
+  hello.slots = slots_for(engine.size(), options.strip_above);
   for (const schemas::OpDef& def : schemas::all_ops()) hello.ops.emplace_back(def.name);
   hello.version = IMGQ_VERSION;
   for (const std::filesystem::path& root : options.allow_paths) hello.allow_paths.push_back(root.string());

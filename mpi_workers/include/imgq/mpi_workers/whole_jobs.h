@@ -40,9 +40,8 @@ inline constexpr uint64_t kMaxWholeMessageBytes = 0x7fff'ffff;
 // The default --strip-above: 16 megapixels (a 4K frame is 8.3).
 inline constexpr uint64_t kDefaultStripAbove = 16'000'000;
 
-// Whether the encoded `image` runs whole on one rank: on a group of one rank
-// always; else when its header declares at most `strip_above` pixels (0:
-// never) or cannot be read (decoding says why, on whichever rank takes it).
+// Whether the encoded `image` runs whole on one rank of `engine`'s group
+// (the policy: rank_scheduler.h).
 bool runs_whole(const Engine& engine, std::span<const uint8_t> image, uint64_t strip_above);
 
 // Leader: sends `job` to follower `rank`, which must be idle (it answers
