@@ -16,6 +16,7 @@ packages=(
   libsqlite3-dev zlib1g-dev
   python3 python3-zmq python3-msgpack python3-pytest python3-pip python3-setuptools python3-wheel
   prometheus docker-compose curl
+  iproute2
   clang libclang-rt-14-dev
 )
 

@@ -102,9 +102,7 @@ class Durable : public ::testing::Test {
   }
 
   static cv::Mat expected(const std::vector<std::string>& ops, const fs::path& source) {
-    auto result = workers::apply_pipeline(*schemas::parse_pipeline(ops), cv::imread(source.string(), cv::IMREAD_UNCHANGED));
-    EXPECT_TRUE(result.ok()) << result.status().ToString();
-    return result.ok() ? *result : cv::Mat();
+    return reference_result(ops, source);
   }
 
   // "submitted FILE as job ID" lines: file -> job.

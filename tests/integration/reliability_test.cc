@@ -40,9 +40,7 @@ class Reliability : public System {
 
   // The whole-image OpenCV result, for comparison.
   static cv::Mat expected(const std::vector<std::string>& ops, const fs::path& source) {
-    auto result = workers::apply_pipeline(*schemas::parse_pipeline(ops), cv::imread(source.string(), cv::IMREAD_UNCHANGED));
-    EXPECT_TRUE(result.ok()) << result.status().ToString();
-    return result.ok() ? *result : cv::Mat();
+    return reference_result(ops, source);
   }
 
   std::string conn() const {

@@ -208,6 +208,14 @@ class System : public ::testing::Test {
   std::map<std::string, std::unique_ptr<Subprocess>> groups_;
 };
 
+// The whole-image OpenCV result of `ops` on the image file `source`: what
+// every distributed result is compared with.
+inline cv::Mat reference_result(const std::vector<std::string>& ops, const fs::path& source) {
+  auto result = workers::apply_pipeline(*schemas::parse_pipeline(ops), cv::imread(source.string(), cv::IMREAD_UNCHANGED));
+  EXPECT_TRUE(result.ok()) << result.status().ToString();
+  return result.ok() ? *result : cv::Mat();
+}
+
 // Turns the turnstile of IMGQ_FAULT=hold:...:GATE (mpi_workers/faults.h):
 // lets `n` more holds pass on every rank of the group.
 inline void release_holds(const fs::path& gate, int n) {
