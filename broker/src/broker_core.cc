@@ -84,12 +84,123 @@ bool inside_any(const std::vector<std::string>& folders, const std::string& file
 
 }  // namespace
 
+Result<CheckedSubmit> check_submit(const proto::Submit& submit, std::string_view image, const SubmitLimits& limits) {
+  if (!submit.session.empty() && !is_session(submit.session)) {
+    return Status::InvalidArgument("submit: session must be 8 lower-case hex digits, got \"" + submit.session + "\"");
+  }
+  if (submit.priority < 0 || submit.priority > 9) {
+    return Status::InvalidArgument("submit: priority must be from 0 to 9, got " + std::to_string(submit.priority));
+  }
+  IMGQ_ASSIGN_OR_RETURN(const auto pipeline, schemas::parse_pipeline(submit.ops));
+  if (!submit.format.empty() && !is_output_format(submit.format)) {
+    return Status::InvalidArgument("submit: format \"" + submit.format + "\" is not one of " + output_formats_text());
+  }
+  CheckedSubmit checked;
+  checked.ops = schemas::pipeline_to_specs(pipeline);
+  checked.format = submit.format.empty() ? "png" : submit.format;
+  checked.local = !submit.path.empty();
+  if (!checked.local && !submit.output.empty()) {
+    return Status::InvalidArgument("submit: \"output\" is set (\"" + submit.output +
+                                   "\") without \"path\"; a local-files job needs both, absolute");
+  }
+  if (checked.local) {
+    if (submit.path.front() != '/' || submit.output.empty() || submit.output.front() != '/') {
+      return Status::InvalidArgument("submit: a local-files job needs an absolute path and output, got \"" +
+                                     submit.path + "\" and \"" + submit.output + "\"");
+    }
+    checked.route_path = lexically_normal(submit.path);
+    checked.route_output = lexically_normal(submit.output);
+    return checked;  // the group that reads the file checks it
+  }
+  if (image.empty()) {
+    return Status::InvalidImage((submit.name.empty() ? "the image" : submit.name) + " is empty (0 bytes)");
+  }
+  if (image.size() > limits.max_image_bytes) {
+    return Status::TooLarge("the image is " + std::to_string(image.size()) + " bytes; this broker takes at most " +
+                            std::to_string(limits.max_image_bytes));
+  }
+  IMGQ_RETURN_IF_ERROR(check_image_header({reinterpret_cast<const uint8_t*>(image.data()), image.size()},
+                                          limits.max_pixels, submit.name)
+                           .status());
+  return checked;
+}
+
+monitoring::Rejection rejection_of(const Status& refusal) {
+  return refusal.code() == StatusCode::kTooLarge ? monitoring::Rejection::kTooLarge : monitoring::Rejection::kInvalid;
+}
+
+void BrokerEvents::submitted() {
+  ++counters_.submitted;
+  if (metrics_) metrics_->submitted();
+}
+
+void BrokerEvents::rejected(monitoring::Rejection why) {
+  using monitoring::Rejection;
+  ++(why == Rejection::kQueueFull  ? counters_.rejected_queue_full
+     : why == Rejection::kTooLarge ? counters_.rejected_too_large
+     : why == Rejection::kUnstored ? counters_.rejected_unstored
+                                   : counters_.rejected_invalid);
+  if (metrics_) metrics_->rejected(why);
+}
+
+void BrokerEvents::malformed(monitoring::Peer from) {
+  ++(from == monitoring::Peer::kClients ? counters_.malformed_client : counters_.malformed_worker);
+  if (metrics_) metrics_->malformed(from);
+}
+
+void BrokerEvents::committed(double seconds, bool ok) {
+  ++(ok ? counters_.commits : counters_.commit_failures);
+  if (metrics_) metrics_->committed(seconds, ok);
+}
+
+void BrokerEvents::dispatched(double wait_seconds) {
+  if (metrics_) metrics_->dispatched(wait_seconds);
+}
+
+void BrokerEvents::retried() {
+  ++counters_.retried;
+  if (metrics_) metrics_->retried();
+}
+
+void BrokerEvents::stray_result() {
+  ++counters_.stray_results;
+  if (metrics_) metrics_->stray_result();
+}
+
+void BrokerEvents::group_seen(const std::string& group) {
+  if (metrics_) metrics_->group_seen(group);
+}
+
+void BrokerEvents::finished(JobState state, StatusCode code, double run_seconds, const std::string& group,
+                            const proto::JobStats* stats) {
+  using monitoring::Outcome;
+  const Outcome outcome = state == JobState::kDone     ? Outcome::kSucceeded
+                          : state == JobState::kFailed ? Outcome::kFailed
+                                                       : Outcome::kCancelled;
+  ++(outcome == Outcome::kSucceeded ? counters_.succeeded
+     : outcome == Outcome::kFailed  ? counters_.failed
+                                    : counters_.cancelled);
+  if (metrics_ == nullptr) return;
+  if (outcome == Outcome::kFailed) metrics_->failed(code);
+  metrics_->finished(outcome, run_seconds, group, stats);
+}
+
+void BrokerEvents::undelivered_result() { ++counters_.undelivered_results; }
+void BrokerEvents::aborted_running() { ++counters_.aborted_running; }
+void BrokerEvents::deadline_exceeded() { ++counters_.deadlines_exceeded; }
+void BrokerEvents::acknowledged() { ++counters_.acknowledged; }
+void BrokerEvents::expired_result() { ++counters_.expired_results; }
+
+void BrokerEvents::set_state(const monitoring::BrokerMetrics::QueueState& state) {
+  if (metrics_) metrics_->set_state(state);
+}
+
 BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring::BrokerMetrics* metrics,
                        Journal* journal)
     : config_(config),
       outbox_(outbox),
       now_(std::move(now)),
-      metrics_(metrics),
+      events_(metrics),
       random_(std::random_device{}()),
       journal_(journal != nullptr ? *journal : memory_journal_) {
   instance_ = new_job_id({});
@@ -204,7 +315,7 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
     }
     job.message = "the broker restarted while the job ran; requeued";
     queue_.push_front(job.id, job.line, job.priority);
-    ++counters_.retried;
+    events_.retried();
     ++summary.requeued;
   }
   update_gauges();
@@ -265,8 +376,7 @@ void BrokerCore::on_client(const std::string& identity, Frames frames, const std
   // A malformed request is answered with its own req and job when they
   // can be read (PROTOCOL.md section 2), so the client can match the error.
   auto malformed = [&](const Status& status) {
-    ++counters_.malformed_client;
-    if (metrics_) metrics_->malformed(monitoring::Peer::kClients);
+    events_.malformed(monitoring::Peer::kClients);
     const proto::RequestIds ids = frames.empty() ? proto::RequestIds{} : proto::peek_request_ids(frames[0]);
     reply_error(identity, ids.req, status, ids.job);
   };
@@ -392,36 +502,15 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
                                const proto::Submit& submit, std::string image) {
   using monitoring::Rejection;
   auto reject = [&](const Status& status, Rejection why) {
-    ++(why == Rejection::kQueueFull  ? counters_.rejected_queue_full
-       : why == Rejection::kTooLarge ? counters_.rejected_too_large
-       : why == Rejection::kUnstored ? counters_.rejected_unstored
-                                     : counters_.rejected_invalid);
-    if (metrics_) metrics_->rejected(why);
+    events_.rejected(why);
     reply_error(identity, submit.req, status);
   };
   if (stopping_) {
     return reject(Status::Unavailable("the broker is stopping; submit again when it is back"), Rejection::kQueueFull);
   }
-  if (!submit.session.empty() && !is_session(submit.session)) {
-    return reject(Status::InvalidArgument("submit: session must be 8 lower-case hex digits, got \"" +
-                                          submit.session + "\""),
-                  Rejection::kInvalid);
-  }
-  if (submit.priority < 0 || submit.priority > 9) {
-    return reject(Status::InvalidArgument("submit: priority must be from 0 to 9, got " +
-                                          std::to_string(submit.priority)),
-                  Rejection::kInvalid);
-  }
-  auto pipeline = schemas::parse_pipeline(submit.ops);
-  if (!pipeline.ok()) return reject(pipeline.status(), Rejection::kInvalid);
-  if (!submit.format.empty() && !is_output_format(submit.format)) {
-    return reject(Status::InvalidArgument("submit: format \"" + submit.format + "\" is not one of " +
-                                          output_formats_text()),
-                  Rejection::kInvalid);
-  }
-  std::vector<std::string> ops = schemas::pipeline_to_specs(*pipeline);
-  const std::string format = submit.format.empty() ? "png" : submit.format;
-  const std::string digest = digest_of(image, ops, format, submit.path, submit.output);
+  auto checked = check_submit(submit, image, {config_.max_image_bytes, config_.max_pixels});
+  if (!checked.ok()) return reject(checked.status(), rejection_of(checked.status()));
+  const std::string digest = digest_of(image, checked->ops, checked->format, submit.path, submit.output);
   // A known idempotency key names the job already accepted.
   if (!submit.key.empty()) {
     auto known = keys_.find(scoped_key(owner, submit.key));
@@ -429,44 +518,12 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
       return resubmit(identity, submit, digest, jobs_.at(known->second));
     }
   }
-  const bool local = !submit.path.empty();
-  if (!local && !submit.output.empty()) {
-    return reject(Status::InvalidArgument("submit: \"output\" is set (\"" + submit.output +
-                                          "\") without \"path\"; a local-files job needs both, absolute"),
-                  Rejection::kInvalid);
-  }
-  if (local && (submit.path.front() != '/' || submit.output.empty() || submit.output.front() != '/')) {
-    return reject(Status::InvalidArgument("submit: a local-files job needs an absolute path and output, got \"" +
-                                          submit.path + "\" and \"" + submit.output + "\""),
-                  Rejection::kInvalid);
-  }
-  const std::string route_path = local ? lexically_normal(submit.path) : std::string();
-  const std::string route_output = local ? lexically_normal(submit.output) : std::string();
-  if (local && !groups_.empty() && !any_group_may_use(route_path, route_output)) {
+  if (checked->local && !groups_.empty() && !any_group_may_use(checked->route_path, checked->route_output)) {
     return reject(Status::PermissionDenied("no connected worker group may use " + submit.path + " and " +
                                            submit.output +
                                            ": a group reads and writes local files only inside the folders "
                                            "of its --allow-paths"),
                   Rejection::kInvalid);
-  }
-  // A local file is checked by the group that reads it.
-  if (!local && image.empty()) {
-    return reject(Status::InvalidImage((submit.name.empty() ? "the image" : submit.name) +
-                                       " is empty (0 bytes)"),
-                  Rejection::kInvalid);
-  }
-  if (image.size() > config_.max_image_bytes) {
-    return reject(Status::TooLarge("the image is " + std::to_string(image.size()) +
-                                   " bytes; this broker takes at most " +
-                                   std::to_string(config_.max_image_bytes)),
-                  Rejection::kTooLarge);
-  }
-  auto header = local ? Result<ImageHeader>(ImageHeader{})
-                      : check_image_header({reinterpret_cast<const uint8_t*>(image.data()), image.size()},
-                                           config_.max_pixels, submit.name);
-  if (!header.ok()) {
-    return reject(header.status(), header.status().code() == StatusCode::kTooLarge ? Rejection::kTooLarge
-                                                                                   : Rejection::kInvalid);
   }
   const size_t waiting = queue_.size() + pending_.size();
   if (waiting >= config_.max_queued || queued_bytes_ + image.size() > config_.max_queued_bytes) {
@@ -492,16 +549,16 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   job.digest = digest;
   job.req = submit.req;
   job.priority = submit.priority;
-  job.ops = std::move(ops);
-  job.format = format;
+  job.ops = std::move(checked->ops);
+  job.format = checked->format;
   job.name = submit.name;
   job.key = submit.key;
   job.timeout = submit.timeout_ms != 0 ? Duration{submit.timeout_ms} : config_.job_timeout;
   job.image_bytes = image.size();
   job.path = submit.path;
   job.output = submit.output;
-  job.route_path = route_path;
-  job.route_output = route_output;
+  job.route_path = std::move(checked->route_path);
+  job.route_output = std::move(checked->route_output);
   job.state = JobState::kQueued;
   job.submitted = now_();
   job.submitted_unix = unix_now();
@@ -572,11 +629,7 @@ void BrokerCore::commit() {
   const auto started = std::chrono::steady_clock::now();
   const Result<uint64_t> ticket = journal_.commit();
   last_commit_ = now;
-  ++(ticket.ok() ? counters_.commits : counters_.commit_failures);
-  if (metrics_) {
-    metrics_->committed(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                        ticket.ok());
-  }
+  events_.committed(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), ticket.ok());
   // Results written by this commit leave memory; if it failed they stay
   // there (still delivered and fetched) and are staged again.
   for (const std::string& id : std::exchange(unstored_results_, {})) {
@@ -622,8 +675,7 @@ void BrokerCore::accept(const std::string& id) {
   Job& job = jobs_.at(id);
   job.pending = false;
   queue_.push(job.id, job.line, job.priority);
-  ++counters_.submitted;
-  if (metrics_) metrics_->submitted();
+  events_.submitted();
   for (size_t i = 0; i < job.pending_replies.size(); ++i) {
     const auto& [who, req] = job.pending_replies[i];
     send_accepted(who, req, job, /*existing=*/i > 0);
@@ -640,8 +692,7 @@ void BrokerCore::refuse_unstored(const std::string& id, const Status& why_not) {
   const Status why(why_not.code(), "the broker could not store the job, so it was not accepted: " +
                                        why_not.message());
   for (const auto& [who, req] : job.pending_replies) reply_error(who, req, why);
-  ++counters_.rejected_unstored;
-  if (metrics_) metrics_->rejected(monitoring::Rejection::kUnstored);
+  events_.rejected(monitoring::Rejection::kUnstored);
   queued_bytes_ -= job.image_bytes;
   if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
   jobs_.erase(id);
@@ -711,7 +762,7 @@ void BrokerCore::handle_fetch(const std::string& identity, const std::string& ow
 
 void BrokerCore::handle_ack(Job& job) {
   if (!finished_state(job.state) || !job.gone.empty()) return;
-  ++counters_.acknowledged;
+  events_.acknowledged();
   drop_result(job, "acknowledged");
 }
 
@@ -779,14 +830,14 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   auto header = frames.empty() ? Result<proto::Header>(Status::InvalidArgument("empty message"))
                                : proto::decode_header(frames[0]);
   if (!header.ok()) {
-    { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
+    events_.malformed(monitoring::Peer::kWorkers);
     return;
   }
   const std::string& type = header->type();
   if (type == proto::Hello::kType) {
     auto hello = header->as<proto::Hello>({"name", "ranks"});
     if (!hello.ok() || hello->ranks < 1 || frames.size() != 1) {
-      { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
+      events_.malformed(monitoring::Peer::kWorkers);
       return;
     }
     return handle_hello(identity, *hello);
@@ -805,7 +856,7 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   if (type == proto::Progress::kType) {
     auto progress = header->as<proto::Progress>({"job", "done", "total"});
     if (!progress.ok() || group.jobs.count(progress->job) == 0) {
-      { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
+      events_.malformed(monitoring::Peer::kWorkers);
       return;
     }
     auto running = jobs_.find(progress->job);
@@ -819,12 +870,12 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   if (type == proto::Done::kType) {
     auto done = header->as<proto::Done>({"job", "code"});
     if (!done.ok() || frames.size() > 2) {
-      { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
+      events_.malformed(monitoring::Peer::kWorkers);
       return;
     }
     return handle_done(group, *done, frames);
   }
-  { ++counters_.malformed_worker; if (metrics_) metrics_->malformed(monitoring::Peer::kWorkers); }
+  events_.malformed(monitoring::Peer::kWorkers);
 }
 
 void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& hello) {
@@ -848,14 +899,13 @@ void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& h
   group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
   group.last_sent = now_();
   group.idle_since = now_();
-  if (metrics_) metrics_->group_seen(hello.name);
+  events_.group_seen(hello.name);
   dispatch();
 }
 
 void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& frames) {
   if (group.jobs.erase(done.job) == 0) {
-    ++counters_.stray_results;
-    if (metrics_) metrics_->stray_result();
+    events_.stray_result();
     return;
   }
   if (group.jobs.empty()) group.idle_since = now_();
@@ -956,7 +1006,7 @@ void BrokerCore::dispatch() {
     ++job.attempts;
     unrecorded(job);
     idle->jobs.insert(id);
-    if (metrics_) metrics_->dispatched(seconds(job.dispatched - job.submitted));
+    events_.dispatched(seconds(job.dispatched - job.submitted));
 
     proto::JobRequest request;
     request.job = id;
@@ -987,22 +1037,13 @@ void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran
   job.result_bytes = state == JobState::kDone ? job.result.size() : 0;
   kept_bytes_ += job.result_bytes;
   unrecorded(job);
-  if (state == JobState::kDone) ++counters_.succeeded;
-  else if (state == JobState::kFailed) ++counters_.failed;
-  else ++counters_.cancelled;
-  if (metrics_) {
-    if (state == JobState::kFailed) metrics_->failed(status.code());
-    const auto outcome = state == JobState::kDone     ? monitoring::Outcome::kSucceeded
-                         : state == JobState::kFailed ? monitoring::Outcome::kFailed
-                                                   : monitoring::Outcome::kCancelled;
-    metrics_->finished(outcome, job.stats.run_seconds, ran ? job.group_name : std::string(),
-                       ran ? &job.stats : nullptr);
-  }
+  events_.finished(state, status.code(), job.stats.run_seconds, ran ? job.group_name : std::string(),
+                   ran ? &job.stats : nullptr);
 
   if (!send_result(job.client, job.req, job)) {
     // The client is gone: the result waits for `fetch` (as every result
     // waits for its acknowledgement) until the TTL.
-    ++counters_.undelivered_results;
+    events_.undelivered_result();
   }
   publish(job);
 }
@@ -1014,8 +1055,7 @@ void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
            Status::Unavailable(why + "; gave up after " + std::to_string(job.attempts) + " attempts"));
     return;
   }
-  ++counters_.retried;
-  if (metrics_) metrics_->retried();
+  events_.retried();
   job.state = JobState::kQueued;
   job.message = why + "; requeued";
   queue_.push_front(job.id, job.line, job.priority);
@@ -1040,7 +1080,7 @@ void BrokerCore::abort_running(Job& job, JobState state, const Status& why) {
     abort.reason = why.message();
     send_worker(group->second, {proto::encode(abort)});
   }
-  ++counters_.aborted_running;
+  events_.aborted_running();
   finish(job, state, why, /*ran=*/true);
 }
 
@@ -1052,7 +1092,7 @@ void BrokerCore::expire_deadlines(Clock::time_point now) {
     }
   }
   for (Job* job : expired) {
-    ++counters_.deadlines_exceeded;
+    events_.deadline_exceeded();
     abort_running(*job, JobState::kFailed,
                   Status::DeadlineExceeded("the job ran longer than its timeout of " +
                                            seconds_text(job->timeout) + " on group " + job->group_name));
@@ -1093,7 +1133,7 @@ void BrokerCore::tick() {
     if (!finished_state(job.state)) {
       ++it;
     } else if (job.gone.empty() && now - job.finished >= config_.result_ttl) {
-      ++counters_.expired_results;
+      events_.expired_result();
       drop_result(job, "expired");
       ++it;
     } else if (!job.gone.empty() && now - job.gone_since >= config_.result_ttl) {
@@ -1108,7 +1148,7 @@ void BrokerCore::tick() {
 }
 
 void BrokerCore::update_gauges() {
-  if (metrics_ == nullptr) return;
+  if (!events_.wants_state()) return;
   monitoring::BrokerMetrics::QueueState s;
   const auto now = now_();
   s.waiting = queue_.size();
@@ -1121,7 +1161,7 @@ void BrokerCore::update_gauges() {
   s.idle_groups = groups_.size() - s.busy_groups;
   s.ranks = total_ranks();
   s.kept_result_bytes = kept_bytes_;
-  metrics_->set_state(s);
+  events_.set_state(s);
 }
 
 Duration BrokerCore::time_to_next_tick() const {

@@ -624,5 +624,100 @@ TEST_F(BrokerCoreTest, MalformedWorkerTrafficIsDroppedAndCounted) {
   EXPECT_EQ(core_.groups(), 0u);
 }
 
+// check_submit() is pure: each field's refusal, named, without a core.
+TEST(CheckSubmitTest, EachBadFieldIsRefusedByName) {
+  const SubmitLimits limits{.max_image_bytes = 600, .max_pixels = 100};
+  auto refusal = [&](proto::Submit s, const std::string& image = kImg) {
+    auto checked = check_submit(s, image, limits);
+    return checked.ok() ? std::string("accepted") : checked.status().ToString();
+  };
+  proto::Submit good;
+  good.ops = {"gaussian_blur:ksize=3"};
+  ASSERT_EQ(refusal(good), "accepted");
+
+  proto::Submit s = good;
+  s.session = "XYZ";
+  EXPECT_NE(refusal(s).find("session must be 8 lower-case hex digits, got \"XYZ\""), std::string::npos) << refusal(s);
+  s = good;
+  s.priority = 10;
+  EXPECT_NE(refusal(s).find("priority must be from 0 to 9, got 10"), std::string::npos) << refusal(s);
+  s = good;
+  s.ops = {"swirl:ksize=3"};
+  EXPECT_NE(refusal(s).find("swirl"), std::string::npos) << refusal(s);
+  EXPECT_NE(refusal(s).find("invalid_argument"), std::string::npos) << refusal(s);
+  s = good;
+  s.format = "gif";
+  EXPECT_NE(refusal(s).find("format \"gif\" is not one of"), std::string::npos) << refusal(s);
+  s = good;
+  s.output = "/out/x.png";
+  EXPECT_NE(refusal(s).find("\"output\" is set"), std::string::npos) << refusal(s);
+  s = good;
+  s.path = "in/x.png";
+  s.output = "/out/x.png";
+  EXPECT_NE(refusal(s, "").find("absolute path and output"), std::string::npos) << refusal(s, "");
+  EXPECT_NE(refusal(good, "").find("invalid_image"), std::string::npos) << refusal(good, "");
+  EXPECT_NE(refusal(good, png_bytes(601)).find("601 bytes"), std::string::npos);
+  EXPECT_NE(refusal(good, png_bytes(0, 11, 10)).find("too_large"), std::string::npos) << "110 pixels > 100";
+  EXPECT_EQ(refusal(good, png_bytes(0, 10, 10)), "accepted") << "the pixel limit is inclusive";
+}
+
+TEST(CheckSubmitTest, AcceptedFieldsComeOutCanonical) {
+  proto::Submit s;
+  s.ops = {"gaussian_blur: ksize = 5"};
+  auto checked = check_submit(s, kImg, {.max_image_bytes = 600, .max_pixels = 100});
+  ASSERT_TRUE(checked.ok()) << checked.status().ToString();
+  EXPECT_EQ(checked->format, "png") << "the default";
+  EXPECT_FALSE(checked->local);
+  ASSERT_EQ(checked->ops.size(), 1u);
+  EXPECT_EQ(checked->ops[0].find(' '), std::string::npos) << checked->ops[0];
+
+  proto::Submit local;
+  local.path = "/data/in/../in/a.png";
+  local.output = "/data/out/./a.png";
+  auto l = check_submit(local, "", {.max_image_bytes = 600, .max_pixels = 100});
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_TRUE(l->local);
+  EXPECT_EQ(l->route_path, "/data/in/a.png");
+  EXPECT_EQ(l->route_output, "/data/out/a.png");
+}
+
+TEST(CheckSubmitTest, TooLargeIsCountedApartFromInvalid) {
+  EXPECT_EQ(rejection_of(Status::TooLarge("x")), monitoring::Rejection::kTooLarge);
+  EXPECT_EQ(rejection_of(Status::InvalidImage("x")), monitoring::Rejection::kInvalid);
+  EXPECT_EQ(rejection_of(Status::InvalidArgument("x")), monitoring::Rejection::kInvalid);
+}
+
+// Every event counts once in both the counters and the metrics.
+TEST(BrokerEventsTest, EachEventReachesCountersAndMetricsOnce) {
+  monitoring::BrokerMetrics metrics("t");
+  BrokerEvents events(&metrics);
+  events.submitted();
+  events.retried();
+  events.rejected(monitoring::Rejection::kQueueFull);
+  events.malformed(monitoring::Peer::kWorkers);
+  events.finished(JobState::kFailed, StatusCode::kInvalidImage, 0, "", nullptr);
+  events.finished(JobState::kCancelled, StatusCode::kCancelled, 0, "", nullptr);
+  const BrokerCounters& c = events.counters();
+  EXPECT_EQ(c.submitted, 1u);
+  EXPECT_EQ(c.retried, 1u);
+  EXPECT_EQ(c.rejected_queue_full, 1u);
+  EXPECT_EQ(c.malformed_worker, 1u);
+  EXPECT_EQ(c.failed, 1u);
+  EXPECT_EQ(c.cancelled, 1u);
+  const std::string text = metrics.text();
+  for (const char* series : {"imgq_jobs_submitted_total 1", "imgq_jobs_retried_total 1",
+                             "imgq_jobs_rejected_total{reason=\"queue_full\"} 1",
+                             "imgq_messages_rejected_total{socket=\"workers\"} 1",
+                             "imgq_jobs_completed_total{outcome=\"failed\"} 1",
+                             "imgq_jobs_failed_total{code=\"invalid_image\"} 1",
+                             "imgq_jobs_completed_total{outcome=\"cancelled\"} 1"}) {
+    EXPECT_NE(text.find(std::string("\n") + series + "\n"), std::string::npos) << series;
+  }
+  BrokerEvents without(nullptr);
+  without.submitted();
+  EXPECT_EQ(without.counters().submitted, 1u) << "counters need no metrics";
+  EXPECT_FALSE(without.wants_state());
+}
+
 }  // namespace
 }  // namespace imgq::broker

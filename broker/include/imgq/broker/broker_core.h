@@ -98,6 +98,59 @@ inline bool finished_state(JobState s) {
   return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled;
 }
 
+// Everything the broker counts, each event reported here once: into
+// BrokerCounters (pong, the stop log, tests) and, when given, into the
+// Prometheus metrics. The core calls nothing else to count.
+class BrokerEvents {
+ public:
+  explicit BrokerEvents(monitoring::BrokerMetrics* metrics) : metrics_(metrics) {}
+  const BrokerCounters& counters() const { return counters_; }
+  // Whether set_state() is read by anyone (it costs a walk of the queue).
+  bool wants_state() const { return metrics_ != nullptr; }
+
+  void submitted();
+  void rejected(monitoring::Rejection why);
+  void malformed(monitoring::Peer from);
+  void committed(double seconds, bool ok);
+  void dispatched(double wait_seconds);
+  void retried();
+  void stray_result();
+  void group_seen(const std::string& group);
+  // A job ended in `state` (finished) with `code`; `group` and `stats` when
+  // a group ran it.
+  void finished(JobState state, StatusCode code, double run_seconds, const std::string& group,
+                const proto::JobStats* stats);
+  void undelivered_result();
+  void aborted_running();
+  void deadline_exceeded();
+  void acknowledged();
+  void expired_result();
+  void set_state(const monitoring::BrokerMetrics::QueueState& state);
+
+ private:
+  BrokerCounters counters_;
+  monitoring::BrokerMetrics* metrics_;
+};
+
+// A submit's fields checked on their own, before the broker's state is
+// consulted (a pure function; the core then checks keys, groups' folders
+// and room in the queue).
+struct SubmitLimits {
+  uint64_t max_image_bytes = 0;
+  uint64_t max_pixels = 0;
+};
+struct CheckedSubmit {
+  std::vector<std::string> ops;  // canonical specs
+  std::string format;            // "png" when not given
+  bool local = false;            // a local-files job (path and output)
+  std::string route_path, route_output;  // lexically normal, for the groups' --allow-paths
+};
+// The checked submit, or why it is refused: InvalidArgument naming the
+// field, InvalidImage, TooLarge (bytes or declared pixels).
+Result<CheckedSubmit> check_submit(const proto::Submit& submit, std::string_view image, const SubmitLimits& limits);
+// How a refusal of check_submit() is counted.
+monitoring::Rejection rejection_of(const Status& refusal);
+
 class BrokerCore {
  public:
   using Now = std::function<Clock::time_point()>;
@@ -132,7 +185,7 @@ class BrokerCore {
   // tells every group the broker is going (they reconnect to the next one).
   void shutdown();
 
-  const BrokerCounters& counters() const { return counters_; }
+  const BrokerCounters& counters() const { return events_.counters(); }
   // Random per start; clients compare it across pongs to notice a restart.
   const std::string& instance() const { return instance_; }
   size_t queued() const { return queue_.size(); }
@@ -264,7 +317,7 @@ class BrokerCore {
   BrokerConfig config_;
   Outbox& outbox_;
   Now now_;
-  monitoring::BrokerMetrics* metrics_;
+  BrokerEvents events_;
   std::mt19937_64 random_;
   std::unordered_map<std::string, Job> jobs_;
   std::unordered_map<std::string, std::string> keys_;  // owner + key -> job id
@@ -280,7 +333,6 @@ class BrokerCore {
   size_t queued_bytes_ = 0;
   uint64_t kept_bytes_ = 0;
   std::map<std::string, Group> groups_;
-  BrokerCounters counters_;
   Clock::time_point last_sweep_{};  // of finished jobs past their TTL
   std::string instance_;
   std::string progress_endpoint_;
