@@ -27,6 +27,17 @@ Status require_8bit(const OpCall& op, const ImageInfo& in) {
   return unsupported(op, in, "it needs 8-bit input (put --op to_8bit before it)");
 }
 
+// The resize's result width and height in double arithmetic, before any
+// conversion to int: a large image times a large scale must be refused, not
+// wrapped (cvRound of 200,000,000 x 16 overflows an int, and a wrapped size
+// could pass any check). Exact here: both factors are far below 2^53.
+std::pair<double, double> resize_extent(const OpCall& op, const ImageInfo& in) {
+  if (op.has("width")) return {static_cast<double>(op.get_int("width")), static_cast<double>(op.get_int("height"))};
+  const double s = op.get_double("scale");
+  return {std::max(1.0, std::nearbyint(in.cols * s)), std::max(1.0, std::nearbyint(in.rows * s))};
+}
+
+// The result size; only for sizes check_op() accepted.
 cv::Size resize_target(const OpCall& op, const ImageInfo& in) {
   if (op.has("width")) {
     return {static_cast<int>(op.get_int("width")), static_cast<int>(op.get_int("height"))};
@@ -150,6 +161,11 @@ std::string describe(const ImageInfo& info) {
 
 Status check_image(const ImageInfo& info) {
   if (info.rows <= 0 || info.cols <= 0) return Status::InvalidImage("the image has no pixels");
+  const uint64_t pixels = static_cast<uint64_t>(info.rows) * static_cast<uint64_t>(info.cols);  // < 2^62
+  if (pixels > kMaxImagePixels) {
+    return Status::TooLarge("the image is " + std::to_string(info.cols) + " x " + std::to_string(info.rows) + " (" +
+                            std::to_string(pixels) + " pixels); imgq processes at most 2^31 - 1 pixels per image");
+  }
   if (info.depth != CV_8U && info.depth != CV_16U) {
     return Status::Unsupported("pixel depth " + std::to_string(info.depth) +
                                " is not supported; imgq processes 8- and 16-bit images");
@@ -228,11 +244,12 @@ Result<ImageInfo> check_op(const OpCall& op, const ImageInfo& in) {
       if (in.channels == 4) return unsupported(op, in, "it takes 1 or 3 channels");
       break;
     case OpId::kResize: {
-      const cv::Size size = resize_target(op, in);
-      if (static_cast<double>(size.width) * size.height > kMaxResizePixels) {
-        return Status::TooLarge("resize: the result would be " + std::to_string(size.width) + "x" +
-                                std::to_string(size.height) + ", more than 2^30 pixels");
+      const auto [width, height] = resize_extent(op, in);
+      if (width * height > kMaxResizePixels) {
+        return Status::TooLarge("resize: the result would be " + std::to_string(static_cast<uint64_t>(width)) + "x" +
+                                std::to_string(static_cast<uint64_t>(height)) + ", more than 2^30 pixels");
       }
+      const cv::Size size = resize_target(op, in);
       out.cols = size.width;
       out.rows = size.height;
       break;

@@ -189,6 +189,39 @@ TEST(Ops, RefusesUnsupportedImagesClearly) {
   EXPECT_EQ(check_op(op("median_blur:ksize=5"), rgb16).status().code(), StatusCode::kOk);
 }
 
+// Sizes from untrusted input (headers, op parameters) in checked arithmetic:
+// each case here wrapped, or overflowed an int, before it was refused.
+TEST(Ops, ResizeSizesThatWouldOverflowAreRefusedNotWrapped) {
+  // 200,000,000 x 1 (200 megapixels, under the default --max-pixels) times
+  // 16: 3.2e9 columns, past INT_MAX; cvRound wrapped it to a 1-pixel image.
+  const ImageInfo wide{1, 200'000'000, CV_8U, 1};
+  const std::string why = refusal("resize:scale=16", wide);
+  EXPECT_NE(why.find("3200000000x16"), std::string::npos) << why;
+  // 46341^2 > 2^31: the product of two int dimensions would overflow int.
+  EXPECT_NE(refusal("resize:width=46341,height=46341", {10, 10, CV_8U, 3}).find("more than 2^30"), std::string::npos);
+  EXPECT_EQ(check_op(op("resize:scale=16"), {4096, 4096, CV_16U, 4}).status().code(), StatusCode::kTooLarge)
+      << "2^24 x 256 = 2^32 pixels";
+  // At the limit: 2^15 x 2^15 = 2^30 pixels is allowed.
+  auto at_limit = check_op(op("resize:width=32768,height=32768"), {10, 10, CV_8U, 1});
+  ASSERT_TRUE(at_limit.ok()) << at_limit.status().ToString();
+  EXPECT_EQ(*at_limit, (ImageInfo{32768, 32768, CV_8U, 1}));
+  // A down-scale of a large image stays at least 1 x 1.
+  auto tiny = check_op(op("resize:scale=0.000001"), {100, 100, CV_8U, 1});
+  ASSERT_TRUE(tiny.ok());
+  EXPECT_EQ(*tiny, (ImageInfo{1, 1, CV_8U, 1}));
+}
+
+TEST(Ops, ImagesOfMoreThanAnIntOfPixelsAreRefusedWhateverTheLimit) {
+  // 50,000 x 50,000 = 2.5e9 pixels: rows * cols overflows int, the index
+  // type of OpenCV's filters and of the Canny pass over a whole image.
+  const Status refused = check_image({50'000, 50'000, CV_8U, 1});
+  EXPECT_EQ(refused.code(), StatusCode::kTooLarge);
+  EXPECT_NE(refused.message().find("2500000000 pixels"), std::string::npos) << refused.message();
+  EXPECT_TRUE(check_image({46'340, 46'340, CV_8U, 1}).ok()) << "46340^2 < 2^31";
+  auto pipeline = schemas::parse_pipeline({"invert"});
+  EXPECT_EQ(check_pipeline(*pipeline, {65'536, 65'536, CV_8U, 3}).status().code(), StatusCode::kTooLarge);
+}
+
 TEST(Ops, RefusesImagesImgqDoesNotProcess) {
   EXPECT_EQ(check_image({10, 10, CV_32F, 1}).code(), StatusCode::kUnsupported);
   EXPECT_EQ(check_image({10, 10, CV_8U, 2}).code(), StatusCode::kUnsupported);

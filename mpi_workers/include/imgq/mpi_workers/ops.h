@@ -36,8 +36,12 @@ struct ImageInfo {
 // "640x480 16-bit 3-channel"
 std::string describe(const ImageInfo& info);
 
+// The most pixels of one image, whatever --max-pixels says: pixel indices
+// are int in OpenCV's filters and in our own passes over a whole image.
+inline constexpr uint64_t kMaxImagePixels = 0x7fff'ffff;
+
 // Checks that imgq can process an image of this kind at all (8/16-bit, 1/3/4
-// channels, not empty).
+// channels, not empty, at most kMaxImagePixels).
 Status check_image(const ImageInfo& info);
 
 // How an op may be distributed over row strips.
