@@ -239,6 +239,9 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
   return stages.empty() ? current.clone() : current;
 }
 
+// One stage in strips: scatter each rank its rows and halo, compute the
+// stage on them, gather the rows each rank owns; collective, every step
+// agreed by all ranks before the next.
 Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& stage,
                                         const std::vector<ImageInfo>& infos, const cv::Mat& current,
                                         RunStats* stats, const StripFiles* read_from,
@@ -246,97 +249,13 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   const ImageInfo& in = infos[static_cast<size_t>(stage.first_op)];
   const ImageInfo& out = infos[static_cast<size_t>(stage.end_op)];
   const std::vector<Strip> strips = plan_strips(in.rows, size_, stage.halo);
-  const Strip& mine = strips[static_cast<size_t>(rank_)];
-  std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
 
-  // Scatter: each rank gets its rows and their halo. Halos overlap, so some
-  // root rows are sent to two ranks; MPICH's Scatterv sends each rank its
-  // range independently, and the tests check the result at every boundary.
   const double t0 = MPI_Wtime();
-  const RowType in_row(in.cols, in.type());
-  for (size_t i = 0; i < strips.size(); ++i) {
-    counts[i] = strips[i].buf_rows();
-    displs[i] = strips[i].buf_begin;
-  }
-  cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
-  fault_point("scatter", rank_);
-  if (read_from != nullptr) {
-    // Every rank reads its own rows and halo from the file.
-    auto rows = read_pnm_rows(read_from->input, read_from->input_layout, mine.buf_begin, mine.buf_rows());
-    if (rows.ok()) buffer = std::move(rows).value();
-    IMGQ_RETURN_IF_ERROR(agree(rows.status()));
-  } else {
-    MPI_Scatterv(is_leader() ? current.data : nullptr, counts.data(), displs.data(), in_row.get(),
-                 buffer.data, mine.buf_rows(), in_row.get(), 0, comm_);
-  }
+  IMGQ_ASSIGN_OR_RETURN(cv::Mat buffer, scatter_strips(strips, in, current, read_from));
   const double t1 = MPI_Wtime();
-
-  // Compute: the local ops on the whole buffer (a fresh Mat, never a
-  // submatrix), then this strip's part of the stage's global op.
-  cv::Mat own;
-  EqualizeStrip equalize;
-  const int last_local = stage.finish == Distribution::kLocal ? stage.end_op : stage.end_op - 1;
-  fault_point("compute", rank_);
-  Status status = guarded([&]() -> Status {
-    if (mine.rows() == 0) {
-      own = cv::Mat(0, out.cols, out.type());
-      return Status::Ok();
-    }
-    for (int k = stage.first_op; k < last_local; ++k) {
-      IMGQ_ASSIGN_OR_RETURN(buffer, apply_op(pipeline[static_cast<size_t>(k)], buffer));
-    }
-    const cv::Range own_rows(mine.begin - mine.buf_begin, mine.end - mine.buf_begin);
-    switch (stage.finish) {
-      case Distribution::kEqualizeHist:
-        equalize = equalize_prepare(buffer.rowRange(own_rows));
-        break;
-      case Distribution::kCanny:
-        own = canny_classify(buffer, pipeline[static_cast<size_t>(last_local)])
-                  .rowRange(own_rows)
-                  .clone();
-        canny_link(own);
-        break;
-      default:
-        own = buffer.rowRange(own_rows);
-        break;
-    }
-    return Status::Ok();
-  });
-  IMGQ_RETURN_IF_ERROR(agree(status));
-
-  if (stage.finish == Distribution::kEqualizeHist) {
-    const Histogram local = mine.rows() > 0 ? equalize_histogram(equalize) : Histogram{};
-    Histogram whole{};
-    MPI_Allreduce(local.data(), whole.data(), 256, MPI_INT64_T, MPI_SUM, comm_);
-    if (mine.rows() > 0) {
-      status = guarded([&]() -> Status {
-        own = equalize_finish(equalize, whole);
-        return Status::Ok();
-      });
-    }
-    IMGQ_RETURN_IF_ERROR(agree(status));
-  }
+  IMGQ_ASSIGN_OR_RETURN(cv::Mat own, compute_strip(pipeline, stage, strips, out, std::move(buffer)));
   const double t2 = MPI_Wtime();
-
-  // Gather the strips' own rows into the leader's result.
-  const RowType out_row(out.cols, out.type());
-  for (size_t i = 0; i < strips.size(); ++i) {
-    counts[i] = strips[i].rows();
-    displs[i] = strips[i].begin;
-  }
-  if (!own.isContinuous()) own = own.clone();
-  cv::Mat result;
-  fault_point("gather", rank_);
-  if (write_to != nullptr) {
-    // Every rank writes its own rows into the output; nothing is gathered.
-    const Status written = write_pnm_rows(write_to->output, pnm_layout_for(out.rows, out.cols, out.type()),
-                                          mine.begin, own);
-    IMGQ_RETURN_IF_ERROR(agree(written));
-  } else {
-    if (is_leader()) result.create(out.rows, out.cols, out.type());
-    MPI_Gatherv(own.data, mine.rows(), out_row.get(), result.data, counts.data(), displs.data(),
-                out_row.get(), 0, comm_);
-  }
+  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), write_to));
   const double t3 = MPI_Wtime();
 
   if (is_leader() && stage.finish == Distribution::kCanny) {
@@ -355,6 +274,107 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
     stats->gather_seconds += t3 - t2;
     for (size_t i = 0; i < per_rank.size(); ++i) stats->rank_compute_seconds[i] += per_rank[i];
   }
+  return result;
+}
+
+// Scatter: each rank gets its rows and their halo, from the leader's image
+// or read from the file by itself. Halos overlap, so some rows are sent to
+// two ranks; MPICH's Scatterv sends each rank its range independently, and
+// the tests check the result at every boundary.
+Result<cv::Mat> Engine::scatter_strips(const std::vector<Strip>& strips, const ImageInfo& in, const cv::Mat& current,
+                                       const StripFiles* read_from) {
+  const Strip& mine = strips[static_cast<size_t>(rank_)];
+  cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
+  fault_point("scatter", rank_);
+  if (read_from != nullptr) {
+    auto rows = read_pnm_rows(read_from->input, read_from->input_layout, mine.buf_begin, mine.buf_rows());
+    if (rows.ok()) buffer = std::move(rows).value();
+    IMGQ_RETURN_IF_ERROR(agree(rows.status()));
+    return buffer;
+  }
+  std::vector<int> counts(strips.size()), displs(strips.size());
+  for (size_t i = 0; i < strips.size(); ++i) {
+    counts[i] = strips[i].buf_rows();
+    displs[i] = strips[i].buf_begin;
+  }
+  const RowType in_row(in.cols, in.type());
+  MPI_Scatterv(is_leader() ? current.data : nullptr, counts.data(), displs.data(), in_row.get(), buffer.data,
+               mine.buf_rows(), in_row.get(), 0, comm_);
+  return buffer;
+}
+
+// Compute: the stage's local ops on the whole buffer (a fresh Mat, never a
+// submatrix), then this strip's part of the stage's global op (for
+// equalisation, with the histogram of every strip). The rows this rank owns.
+Result<cv::Mat> Engine::compute_strip(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
+                                      const ImageInfo& out, cv::Mat buffer) {
+  const Strip& mine = strips[static_cast<size_t>(rank_)];
+  cv::Mat own;
+  EqualizeStrip equalize;
+  const int last_local = stage.finish == Distribution::kLocal ? stage.end_op : stage.end_op - 1;
+  fault_point("compute", rank_);
+  Status status = guarded([&]() -> Status {
+    if (mine.rows() == 0) {
+      own = cv::Mat(0, out.cols, out.type());
+      return Status::Ok();
+    }
+    for (int k = stage.first_op; k < last_local; ++k) {
+      IMGQ_ASSIGN_OR_RETURN(buffer, apply_op(pipeline[static_cast<size_t>(k)], buffer));
+    }
+    const cv::Range own_rows(mine.begin - mine.buf_begin, mine.end - mine.buf_begin);
+    switch (stage.finish) {
+      case Distribution::kEqualizeHist:
+        equalize = equalize_prepare(buffer.rowRange(own_rows));
+        break;
+      case Distribution::kCanny:
+        own = canny_classify(buffer, pipeline[static_cast<size_t>(last_local)]).rowRange(own_rows).clone();
+        canny_link(own);
+        break;
+      default:
+        own = buffer.rowRange(own_rows);
+        break;
+    }
+    return Status::Ok();
+  });
+  IMGQ_RETURN_IF_ERROR(agree(status));
+  if (stage.finish != Distribution::kEqualizeHist) return own;
+
+  const Histogram local = mine.rows() > 0 ? equalize_histogram(equalize) : Histogram{};
+  Histogram whole{};
+  MPI_Allreduce(local.data(), whole.data(), 256, MPI_INT64_T, MPI_SUM, comm_);
+  if (mine.rows() > 0) {
+    status = guarded([&]() -> Status {
+      own = equalize_finish(equalize, whole);
+      return Status::Ok();
+    });
+  }
+  IMGQ_RETURN_IF_ERROR(agree(status));
+  return own;
+}
+
+// Gather: the strips' own rows into the leader's result, or each rank
+// writing its own rows into the output file (then nothing is gathered).
+Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
+                                      const StripFiles* write_to) {
+  const Strip& mine = strips[static_cast<size_t>(rank_)];
+  if (!own.isContinuous()) own = own.clone();
+  cv::Mat result;
+  fault_point("gather", rank_);
+  if (write_to != nullptr) {
+    const Status written = write_pnm_rows(write_to->output, pnm_layout_for(out.rows, out.cols, out.type()),
+                                          mine.begin, own);
+    IMGQ_RETURN_IF_ERROR(agree(written));
+    return result;
+  }
+  std::vector<int> counts(strips.size()), displs(strips.size());
+  for (size_t i = 0; i < strips.size(); ++i) {
+    counts[i] = strips[i].rows();
+    displs[i] = strips[i].begin;
+  }
+  if (is_leader()) result.create(out.rows, out.cols, out.type());
+  const RowType out_row(out.cols, out.type());
+  MPI_Gatherv(own.data, mine.rows(), out_row.get(), result.data, counts.data(), displs.data(), out_row.get(), 0,
+              comm_);
   return result;
 }
 

@@ -3,6 +3,8 @@
 // links to the broker's host. Every address used exists only inside the
 // namespaces this test creates (10.201.N.0/24), and the namespaces are
 // deleted at the end. Needs root (CAP_NET_ADMIN); tests run as root.
+// Commands enter a namespace with nsenter rather than `ip netns exec`, which
+// remounts / and so fails where / is no mount point (a chroot).
 //
 //         client (10.201.3.2)
 //               |
@@ -32,8 +34,9 @@ class MultiHost : public ::testing::Test {
     fs::create_directories(root_);
     prefix_ = "imgq" + std::to_string(::getpid());
     hub_ = prefix_ + "-hub";
-    ASSERT_EQ(sh("ip netns add " + hub_ + " && ip -n " + hub_ + " link set lo up"), 0);
     namespaces_.push_back(hub_);
+    ASSERT_EQ(sh("ip netns add " + hub_), 0);
+    ASSERT_EQ(sh(in(hub_, "ip link set lo up")), 0);
     for (int n = 1; n <= 3; ++n) ASSERT_NO_FATAL_FAILURE(hosts_.push_back(add_host(n)));
     // A veth link carries traffic once both ends are up, a moment later
     // (MPI's transport skips an interface that is not up yet).
@@ -48,11 +51,13 @@ class MultiHost : public ::testing::Test {
     groups_.clear();
     client_.reset();
     broker_.reset();
-    for (const std::string& ns : namespaces_) {
-      sh("ip netns del " + ns);
-      fs::remove_all("/etc/netns/" + ns);
-    }
+    for (const std::string& ns : namespaces_) run_shell("ip netns del " + ns + " 2>&1");
     fs::remove_all(root_);
+  }
+
+  // `command` (a shell command line) run in namespace `ns`.
+  static std::string in(const std::string& ns, const std::string& command) {
+    return "nsenter --net=/run/netns/" + ns + " " + command;
   }
 
   static int sh(const std::string& command) {
@@ -69,22 +74,22 @@ class MultiHost : public ::testing::Test {
     host.hub = "10.201." + std::to_string(n) + ".1";
     host.interface = "link" + std::to_string(n);
     const std::string hub_side = "hub" + std::to_string(n);
-    EXPECT_EQ(sh("ip netns add " + host.ns), 0);
     namespaces_.push_back(host.ns);
+    EXPECT_EQ(sh("ip netns add " + host.ns), 0);
     // Created in the namespaces directly: no name is ever taken on this host.
     EXPECT_EQ(sh("ip link add " + hub_side + " netns " + hub_ + " type veth peer name " + host.interface +
                  " netns " + host.ns),
               0);
-    EXPECT_EQ(sh("ip -n " + hub_ + " addr add " + host.hub + "/24 dev " + hub_side + " && ip -n " + hub_ +
-                 " link set " + hub_side + " up && ip -n " + host.ns + " addr add " + host.address + "/24 dev " +
-                 host.interface + " && ip -n " + host.ns + " link set " + host.interface + " up && ip -n " + host.ns +
-                 " link set lo up"),
-              0);
+    EXPECT_EQ(sh(in(hub_, "ip addr add " + host.hub + "/24 dev " + hub_side)), 0);
+    EXPECT_EQ(sh(in(hub_, "ip link set " + hub_side + " up")), 0);
+    EXPECT_EQ(sh(in(host.ns, "ip addr add " + host.address + "/24 dev " + host.interface)), 0);
+    EXPECT_EQ(sh(in(host.ns, "ip link set " + host.interface + " up")), 0);
+    EXPECT_EQ(sh(in(host.ns, "ip link set lo up")), 0);
     return host;
   }
 
   static std::vector<std::string> on(const std::string& ns, std::vector<std::string> argv) {
-    argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
+    argv.insert(argv.begin(), {"nsenter", "--net=/run/netns/" + ns});
     return argv;
   }
 
@@ -184,30 +189,37 @@ class MultiHost : public ::testing::Test {
     return paths;
   }
 
-  // Lets hosts 1 and 2 reach each other through the hub, each knowing the
-  // other by its namespace's name (`ip netns exec` reads
-  // /etc/netns/NAME/hosts as /etc/hosts).
+  // Lets hosts 1 and 2 reach each other through the hub.
   void route_between_group_hosts() {
-    ASSERT_EQ(sh("ip netns exec " + hub_ + " sysctl -qw net.ipv4.ip_forward=1"), 0);
-    std::string hosts = "127.0.0.1 localhost\n";
-    for (int i = 0; i < 2; ++i) hosts += group_host(i).address + " " + group_host(i).ns + "\n";
+    ASSERT_EQ(sh(in(hub_, "sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'")), 0);
     for (int i = 0; i < 2; ++i) {
       const Host& h = group_host(i);
-      ASSERT_EQ(sh("ip -n " + h.ns + " route add default via " + h.hub), 0);
-      fs::create_directories("/etc/netns/" + h.ns);
-      std::ofstream("/etc/netns/" + h.ns + "/hosts") << hosts;
+      ASSERT_EQ(sh(in(h.ns, "ip route add default via " + h.hub)), 0);
     }
   }
 
   static bool link_up(const Host& h) {
-    return run_shell("ip netns exec " + h.ns + " cat /sys/class/net/" + h.interface + "/operstate").second == "up\n";
+    const auto [code, out] = run_shell(in(h.ns, "ip -o link show dev " + h.interface));
+    return code == 0 && out.find("state UP") != std::string::npos;
   }
 
-  // Bytes host `h` has received on its link.
+  // Bytes host `h` has received on its link (/proc/net/dev is the reader's
+  // namespace's).
   uint64_t received(const Host& h) const {
-    const auto [code, out] =
-        run_shell("ip netns exec " + h.ns + " cat /sys/class/net/" + h.interface + "/statistics/rx_bytes");
-    return code == 0 ? std::stoull(out) : 0;
+    const auto [code, out] = run_shell(in(h.ns, "cat /proc/net/dev"));
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+      const size_t colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::istringstream name(line.substr(0, colon));
+      std::string word;
+      name >> word;
+      if (word != h.interface) continue;
+      uint64_t bytes = 0;
+      std::istringstream(line.substr(colon + 1)) >> bytes;
+      return bytes;
+    }
+    return 0;
   }
 
   const Host& group_host(int i) const { return hosts_[static_cast<size_t>(i)]; }  // 0 or 1
@@ -231,7 +243,7 @@ TEST_F(MultiHost, AClientOnItsOwnHostGetsExactResultsFromGroupsOnTwoOtherHosts) 
   start_group("g2", group_host(1), {"IMGQ_FAULT=hold:compute:*:" + gate.string()});
   ASSERT_NO_FATAL_FAILURE(await_groups(2));
   // The client's host cannot reach the groups' hosts: only the broker's.
-  EXPECT_NE(run_shell("ip -n " + client().ns + " route get " + group_host(0).address + " 2>&1").first, 0);
+  EXPECT_NE(run_shell(in(client().ns, "ip route get " + group_host(0).address) + " 2>&1").first, 0);
 
   const std::vector<std::string> ops = {"to_8bit", "gaussian_blur:ksize=5", "canny:low=40,high=120"};
   const auto sources = make_images("in", 12);
@@ -264,7 +276,7 @@ TEST_F(MultiHost, AGroupWhoseHostLosesItsLinkHasItsJobRequeuedAndRejoinsWhenTheL
 
   // g1's host loses its link for 10 s: the broker stops hearing it, requeues
   // its job, and g2 finishes it.
-  ASSERT_EQ(sh("ip -n " + group_host(0).ns + " link set " + group_host(0).interface + " down"), 0);
+  ASSERT_EQ(sh(in(group_host(0).ns, "ip link set " + group_host(0).interface + " down")), 0);
   const auto down_at = std::chrono::steady_clock::now();
   const auto code = client_->wait(seconds(60));
   ASSERT_TRUE(code.has_value()) << client_->output();
@@ -280,7 +292,7 @@ TEST_F(MultiHost, AGroupWhoseHostLosesItsLinkHasItsJobRequeuedAndRejoinsWhenTheL
   // Cut off, g1 finishes the job it held; its answer must not count twice.
   open_gate(gate);
   std::this_thread::sleep_until(down_at + seconds(10));  // the outage itself is the scenario: 10 s
-  ASSERT_EQ(sh("ip -n " + group_host(0).ns + " link set " + group_host(0).interface + " up"), 0);
+  ASSERT_EQ(sh(in(group_host(0).ns, "ip link set " + group_host(0).interface + " up")), 0);
   ASSERT_NO_FATAL_FAILURE(await_groups(2));
 
   // g1 is back for work: with g2 gone, the next jobs run on g1.
@@ -296,23 +308,35 @@ TEST_F(MultiHost, AGroupWhoseHostLosesItsLinkHasItsJobRequeuedAndRejoinsWhenTheL
 TEST_F(MultiHost, OneGroupWhoseRanksAreOnTwoHostsRunsStripsAcrossTheLink) {
   ASSERT_NO_FATAL_FAILURE(route_between_group_hosts());
   ASSERT_NO_FATAL_FAILURE(start_broker());
-  // MPICH's launcher starts each rank through a command given the host's
-  // name, as it would ssh: here `ip netns exec HOST`. UCX is kept to TCP, as
-  // between real hosts (these namespaces share one kernel's memory).
-  const fs::path launcher = root_ / "netns-launcher.sh";
-  std::ofstream(launcher) << "#!/bin/sh\n"
-                             "# MPICH hydra launcher: [-options] HOST COMMAND... runs COMMAND on netns HOST\n"
-                             "while [ \"${1#-}\" != \"$1\" ]; do shift; done\n"
-                             "host=$1; shift\n"
-                             "exec ip netns exec \"$host\" sh -c \"$*\"\n";
-  fs::permissions(launcher, fs::perms::owner_all);
+  // MPICH's launcher starts each rank through a command given the host, as
+  // it would ssh: here one that enters the namespace of the host's address.
+  // UCX is kept to TCP, as between real hosts (these namespaces share one
+  // kernel's memory).
   const Host& a = group_host(0);
   const Host& b = group_host(1);
+  const fs::path launcher = root_ / "netns-launcher.sh";
+  std::ofstream(launcher) << "#!/bin/sh\n"
+                             "# MPICH hydra launcher: [-options] HOST COMMAND... runs COMMAND on HOST\n"
+                             "while [ \"${1#-}\" != \"$1\" ]; do shift; done\n"
+                             "case $1 in\n"
+                          << "  " << a.address << ") ns=" << a.ns << " ;;\n"
+                          << "  " << b.address << ") ns=" << b.ns << " ;;\n"
+                          << "  *) echo \"no host $1\" >&2; exit 1 ;;\n"
+                             "esac\n"
+                             "shift\n"
+                             // A sysfs of the namespace's own (as `ip netns exec` mounts), in a
+                             // mount namespace of the rank's own: UCX finds its interfaces there.
+                             "exec nsenter --net=/run/netns/$ns unshare --mount --propagation unchanged sh -c \""
+                             "mount --make-rslave /sys && mount -t sysfs sysfs /sys && exec $*\"\n";
+  fs::permissions(launcher, fs::perms::owner_all);
+  // mpiexec itself runs on host a through the same command: it starts the
+  // rank of its own host (given as -localhost) directly.
   groups_["span"] = std::make_unique<Subprocess>(
-      on(a.ns, {IMGQ_MPIEXEC, "-genv", "UCX_TLS", "tcp,self", "-launcher", "ssh", "-launcher-exec", launcher.string(),
-                "-localhost", a.ns, "-hosts", a.ns + "," + b.ns, "-n", "2", kBin + "/imgq-worker", "--broker",
+      std::vector<std::string>{launcher.string(), a.address, IMGQ_MPIEXEC, "-genv", "UCX_TLS", "tcp,self", "-launcher", "ssh", "-launcher-exec", launcher.string(),
+                "-localhost", a.address, "-hosts", a.address + "," + b.address, "-n", "2", kBin + "/imgq-worker",
+                "--broker",
                 "tcp://" + a.hub + ":" + workers_port_, "--name", "span", "--heartbeat-ms", "200",
-                "--strip-above", "0"}),
+                "--strip-above", "0"},
       (root_ / "span.log").string());
   ASSERT_NO_FATAL_FAILURE(await_groups(1));
 

@@ -104,6 +104,13 @@ class Engine {
   Result<cv::Mat> run_strip_stage(const Pipeline& pipeline, const Stage& stage,
                                   const std::vector<ImageInfo>& infos, const cv::Mat& current,
                                   RunStats* stats, const StripFiles* read_from, const StripFiles* write_to);
+  // Its three steps, each collective.
+  Result<cv::Mat> scatter_strips(const std::vector<Strip>& strips, const ImageInfo& in, const cv::Mat& current,
+                                 const StripFiles* read_from);
+  Result<cv::Mat> compute_strip(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
+                                const ImageInfo& out, cv::Mat buffer);
+  Result<cv::Mat> gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
+                                const StripFiles* write_to);
   // Collective: OK when `local` is OK on every rank, else the first failing
   // rank's status, on every rank.
   Status agree(const Status& local);
