@@ -69,6 +69,35 @@ Bytes tiff_bomb() {
   return b;
 }
 
+// BigTIFF: width and height as LONG8, so up to 2^64 - 1 each.
+Bytes bigtiff_bomb(uint64_t w, uint64_t h) {
+  Bytes b = text(std::string("II+\0", 4));
+  put_le(b, 8, 2);   // offset size
+  put_le(b, 0, 2);
+  put_le(b, 16, 8);  // first directory
+  put_le(b, 2, 8);   // entries
+  for (const auto& [tag, value] : {std::pair<uint16_t, uint64_t>{256, w}, {257, h}}) {
+    put_le(b, tag, 2);
+    put_le(b, 16, 2);  // LONG8
+    put_le(b, 1, 8);
+    put_le(b, value, 8);
+  }
+  put_le(b, 0, 8);
+  return b;
+}
+
+Bytes bmp_of(uint32_t w, uint32_t h) {
+  Bytes b = text("BM");
+  put_le(b, 0, 4 + 4 + 4);
+  put_le(b, 40, 4);
+  put_le(b, w, 4);
+  put_le(b, h, 4);
+  put_le(b, 1, 2);
+  put_le(b, 24, 2);
+  b.resize(54, 0);
+  return b;
+}
+
 Bytes bmp_bomb() {
   Bytes b = text("BM");
   put_le(b, 0, 4 + 4 + 4);
@@ -157,6 +186,20 @@ TEST(ImageHeader, BombsAreRefusedFromTheirHeaders) {
                                   std::string("P6\n9999999999 9999999999\n255\n")}) {
     auto checked = check_image_header(text(bomb), kDefaultMaxPixels, "wrap.pnm");
     EXPECT_EQ(checked.status().code(), StatusCode::kTooLarge) << bomb << ": " << checked.status().ToString();
+  }
+  // The largest sizes each format can declare, and BigTIFF's 64-bit ones
+  // whose product wraps: each is too large, none is taken for a small image.
+  const std::vector<std::pair<std::string, Bytes>> largest = {
+      {"PNG 2^32-1 x 2^32-1", png_bomb(0xffff'ffffu, 0xffff'ffffu)},
+      {"BigTIFF 2^32 x 2^32 (wraps to 0)", bigtiff_bomb(uint64_t{1} << 32, uint64_t{1} << 32)},
+      {"BigTIFF 2^63 x 2 (wraps to 0)", bigtiff_bomb(uint64_t{1} << 63, 2)},
+      {"BigTIFF 2^64-1 x 2^64-1 (wraps to 1)", bigtiff_bomb(UINT64_MAX, UINT64_MAX)},
+      {"BMP 2^31-1 x -2^31 (top-down)", bmp_of(0x7fff'ffffu, 0x8000'0000u)},
+      {"WebP VP8X 16384 x 16384", webp_bomb()},
+  };
+  for (const auto& [what, bytes] : largest) {
+    auto checked = check_image_header(bytes, kDefaultMaxPixels, "wrap.img");
+    EXPECT_EQ(checked.status().code(), StatusCode::kTooLarge) << what << ": " << checked.status().ToString();
   }
   ImageHeader wraps;
   wraps.width = wraps.height = uint64_t{1} << 32;
