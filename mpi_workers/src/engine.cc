@@ -11,6 +11,7 @@
 
 #include "imgq/common/text.h"
 #include "imgq/mpi_workers/faults.h"
+#include "imgq/mpi_workers/png_strips.h"
 #include "imgq/mpi_workers/split_ops.h"
 #include "imgq/mpi_workers/strip_plan.h"
 
@@ -31,6 +32,7 @@ struct JobHeader {
   int64_t input_path_bytes = 0;
   int64_t output_path_bytes = 0;
   uint64_t input_offset = 0;
+  int32_t png = 0;  // StripFiles::png: the last stage encodes PNG on every rank
 };
 
 // One image row as an MPI datatype: counts are in rows, so images of more
@@ -162,8 +164,13 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
                              : ImageInfo{in.rows, in.cols, CV_MAT_DEPTH(in.type), CV_MAT_CN(in.type)};
   IMGQ_RETURN_IF_ERROR(check_pipeline(pipeline, info).status());
   const FilesFit fit = files_fit(pipeline);
-  if ((!files.input.empty() && !fit.input) || (!files.output.empty() && !fit.output)) {
+  if ((!files.input.empty() && !fit.input) || (!files.output.empty() && !fit.output) ||
+      (files.png != nullptr && (!fit.output || !files.output.empty()))) {
     return Status::Internal("Engine::run: this pipeline cannot read or write its rows in files");
+  }
+  if (files.png != nullptr) {
+    IMGQ_ASSIGN_OR_RETURN(const ImageInfo result, check_pipeline(pipeline, info));
+    if (!png_can_store(result.type())) return Status::Internal("Engine::run: PNG cannot hold this result");
   }
 
   std::string specs = join_specs(pipeline);
@@ -174,7 +181,8 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
                    static_cast<int64_t>(specs.size()),
                    static_cast<int64_t>(files.input.size()),
                    static_cast<int64_t>(files.output.size()),
-                   in.data_offset};
+                   in.data_offset,
+                   files.png != nullptr ? 1 : 0};
   broadcast_header(header, comm_, true);
   specs += files.input + files.output;
   MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
@@ -197,6 +205,8 @@ void Engine::serve(const IdleWork& idle) {
     files.input = specs.substr(static_cast<size_t>(header.spec_bytes), static_cast<size_t>(header.input_path_bytes));
     files.output = specs.substr(static_cast<size_t>(header.spec_bytes + header.input_path_bytes));
     files.input_layout = {header.rows, header.cols, header.type, header.input_offset};
+    std::vector<uint8_t> unused;  // a follower's segment goes to the leader
+    if (header.png != 0) files.png = &unused;
     specs.resize(static_cast<size_t>(header.spec_bytes));
     auto pipeline = schemas::parse_pipeline(split_lines(specs));
     if (!agree(pipeline.status()).ok()) continue;
@@ -229,7 +239,8 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
       IMGQ_RETURN_IF_ERROR(agree(status));
     } else {
       const StripFiles* read_from = s == 0 && !files.input.empty() ? &files : nullptr;
-      const StripFiles* write_to = s + 1 == stages.size() && !files.output.empty() ? &files : nullptr;
+      const bool last = s + 1 == stages.size();
+      const StripFiles* write_to = last && (!files.output.empty() || files.png != nullptr) ? &files : nullptr;
       IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats, read_from, write_to));
     }
     if (stats != nullptr) stats->stages = static_cast<int>(s + 1);
@@ -255,7 +266,7 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   const double t1 = MPI_Wtime();
   IMGQ_ASSIGN_OR_RETURN(cv::Mat own, compute_strip(pipeline, stage, strips, out, std::move(buffer)));
   const double t2 = MPI_Wtime();
-  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), write_to));
+  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), write_to, stats));
   const double t3 = MPI_Wtime();
 
   if (is_leader() && stage.finish == Distribution::kCanny) {
@@ -355,11 +366,15 @@ Result<cv::Mat> Engine::compute_strip(const Pipeline& pipeline, const Stage& sta
 // Gather: the strips' own rows into the leader's result, or each rank
 // writing its own rows into the output file (then nothing is gathered).
 Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
-                                      const StripFiles* write_to) {
+                                      const StripFiles* write_to, RunStats* stats) {
   const Strip& mine = strips[static_cast<size_t>(rank_)];
-  if (!own.isContinuous()) own = own.clone();
   cv::Mat result;
   fault_point("gather", rank_);
+  if (write_to != nullptr && write_to->png != nullptr) {
+    IMGQ_RETURN_IF_ERROR(encode_png_strips(out, own, *write_to, stats));
+    return result;
+  }
+  if (!own.isContinuous()) own = own.clone();
   if (write_to != nullptr) {
     const Status written = write_pnm_rows(write_to->output, pnm_layout_for(out.rows, out.cols, out.type()),
                                           mine.begin, own);
@@ -376,6 +391,51 @@ Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const Im
   MPI_Gatherv(own.data, mine.rows(), out_row.get(), result.data, counts.data(), displs.data(), out_row.get(), 0,
               comm_);
   return result;
+}
+
+// Each rank deflates its own rows into one segment of the stream (the
+// last rank's ends it); the leader receives the segments in rank order,
+// point to point and in pieces (a segment may pass MPI's int counts), and
+// stitches the file.
+Status Engine::encode_png_strips(const ImageInfo& out, const cv::Mat& own, const StripFiles& files,
+                                 RunStats* stats) {
+  const double t0 = MPI_Wtime();
+  fault_point("encode", rank_);
+  Result<PngSegment> segment = Status::Internal("not encoded");
+  const Status deflated = guarded([&]() -> Status {
+    segment = deflate_png_rows(own, rank_ == size_ - 1);
+    return segment.status();
+  });
+  IMGQ_RETURN_IF_ERROR(agree(deflated));
+  constexpr int kSegmentTag = 201;  // apart from whole_jobs.h's tags
+  constexpr size_t kPiece = size_t{1} << 30;
+  uint64_t meta[3] = {segment->deflated.size(), segment->adler, segment->raw_bytes};
+  std::vector<uint64_t> all(is_leader() ? 3 * static_cast<size_t>(size_) : 0);
+  MPI_Gather(meta, 3, MPI_UINT64_T, all.data(), 3, MPI_UINT64_T, 0, comm_);
+  if (!is_leader()) {
+    const std::string& bytes = segment->deflated;
+    for (size_t at = 0; at < bytes.size(); at += kPiece) {
+      MPI_Send(bytes.data() + at, static_cast<int>(std::min(kPiece, bytes.size() - at)), MPI_BYTE, 0, kSegmentTag,
+               comm_);
+    }
+    return Status::Ok();
+  }
+  std::vector<PngSegment> segments(static_cast<size_t>(size_));
+  segments[0] = std::move(segment).value();
+  for (int r = 1; r < size_; ++r) {
+    PngSegment& s = segments[static_cast<size_t>(r)];
+    const size_t i = 3 * static_cast<size_t>(r);
+    s.deflated.resize(all[i]);
+    s.adler = static_cast<uint32_t>(all[i + 1]);
+    s.raw_bytes = all[i + 2];
+    for (size_t at = 0; at < s.deflated.size(); at += kPiece) {
+      MPI_Recv(s.deflated.data() + at, static_cast<int>(std::min(kPiece, s.deflated.size() - at)), MPI_BYTE, r,
+               kSegmentTag, comm_, MPI_STATUS_IGNORE);
+    }
+  }
+  *files.png = assemble_png(out.rows, out.cols, out.type(), segments);
+  if (stats != nullptr) stats->encode_seconds += MPI_Wtime() - t0;
+  return Status::Ok();
 }
 
 }  // namespace imgq::workers

@@ -11,8 +11,10 @@
 #include <numeric>
 
 #include "imgq/common/file_io.h"
+#include "imgq/common/text.h"
 #include "imgq/mpi_workers/faults.h"
 #include "imgq/mpi_workers/image_io.h"
+#include "imgq/mpi_workers/png_strips.h"
 #include "imgq/mpi_workers/strip_plan.h"
 
 namespace imgq::workers {
@@ -28,6 +30,15 @@ double imbalance(const std::vector<double>& per_rank) {
   const double mean = std::accumulate(per_rank.begin(), per_rank.end(), 0.0) / static_cast<double>(per_rank.size());
   const double slowest = *std::max_element(per_rank.begin(), per_rank.end());
   return mean > 0 ? slowest / mean - 1 : 0;
+}
+
+// Whether the result of `pipeline` on an image like `in` is PNG-encoded by
+// every rank (its last stage ends on every rank, PNG holds its type), rather
+// than gathered and encoded by the leader alone.
+bool png_on_every_rank(const Engine& engine, const Pipeline& pipeline, const ImageInfo& in, const std::string& format) {
+  if (engine.size() == 1 || ascii_lower(format) != "png" || !files_fit(pipeline).output) return false;
+  auto result = check_pipeline(pipeline, in);
+  return result.ok() && png_can_store(result->type());
 }
 
 JobOutcome run_whole_job_unguarded(const Pipeline& pipeline, std::span<const uint8_t> image,
@@ -109,10 +120,13 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
   report(1, "decode");
 
   RunStats run;
+  StripFiles files;
+  std::vector<uint8_t> png;
+  if (png_on_every_rank(engine, pipeline, ImageInfo::of(*decoded), format)) files.png = &png;
   auto result = engine.run(
       pipeline, *decoded,
       [&](int done, int stages) { report(1 + done, "stage " + std::to_string(done) + "/" + std::to_string(stages)); },
-      &run, control.interrupt);
+      &run, control.interrupt, files);
   out.stats.scatter_seconds = run.scatter_seconds;
   out.stats.compute_seconds = run.compute_seconds;
   out.stats.gather_seconds = run.gather_seconds;
@@ -124,6 +138,12 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
   }
 
   if (interrupted()) return out;
+  if (files.png != nullptr) {
+    out.stats.encode_seconds = run.encode_seconds;
+    out.encoded = std::move(png);
+    report(total, "encode");
+    return out;
+  }
   fault_point("encode", engine.rank());
   start = std::chrono::steady_clock::now();
   auto encoded = encode_image(*result, format);
@@ -193,6 +213,8 @@ JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::fi
     if (ec) return fail(Status::IoError("cannot size " + part.string() + ": " + ec.message()));
     files.output = part.string();
   }
+  std::vector<uint8_t> png;
+  if (files.output.empty() && png_on_every_rank(engine, pipeline, info, format)) files.png = &png;
 
   RunStats run;
   auto result = engine.run(
@@ -226,11 +248,16 @@ JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::fi
     if (control.interrupt) {
       if (Status why = control.interrupt(); !why.ok()) return fail(why);
     }
-    const auto start = std::chrono::steady_clock::now();
-    auto encoded = encode_image(*result, format);
-    out.stats.encode_seconds = since(start);
-    if (!encoded.ok()) return fail(encoded.status());
-    out.encoded = std::move(encoded).value();
+    if (files.png != nullptr) {
+      out.stats.encode_seconds = run.encode_seconds;
+      out.encoded = std::move(png);
+    } else {
+      const auto start = std::chrono::steady_clock::now();
+      auto encoded = encode_image(*result, format);
+      out.stats.encode_seconds = since(start);
+      if (!encoded.ok()) return fail(encoded.status());
+      out.encoded = std::move(encoded).value();
+    }
   }
   report(total, "encode");
   return out;

@@ -159,6 +159,56 @@ TEST(EngineExact, RowsReadAndWrittenInFilesByEveryRank) {
   fs::remove_all(dir);
 }
 
+// PNG encoded by every rank (each deflating its own rows, the leader only
+// stitching): the file decodes to the whole-image reference, for every
+// depth, channel count, odd and tiny sizes, and pipelines whose last stage
+// is local, global (equalize_hist) or after a leader op.
+TEST(Engine, PngEncodedOnEveryRankDecodesToTheReference) {
+  const std::vector<std::vector<std::string>> lists = {
+      {"invert"}, {"gaussian_blur:ksize=7"}, {"to_8bit", "equalize_hist"}, {"median_blur:ksize=3", "sharpen"},
+      {"resize:scale=0.7", "box_blur"}, {"grayscale", "dilate:ksize=5"}, {"threshold:value=100"}};
+  int encoded = 0;
+  for (int depth : {CV_8U, CV_16U}) {
+    for (int channels : {1, 3, 4}) {
+      for (auto [rows, cols] : {std::pair{1, 1}, {3, 5}, {97, 61}, {256, 131}}) {
+        const cv::Mat image =
+            imgq::testing::make_image(rows, cols, depth, channels, imgq::testing::Pattern::kShapes);
+        for (const auto& specs : lists) {
+          const Pipeline p = pipeline(specs);
+          auto expected = apply_pipeline(p, image);
+          if (!expected.ok() || !files_fit(p).output) continue;
+          std::string label = std::to_string(rows) + "x" + std::to_string(cols) + " d" + std::to_string(depth) +
+                              " c" + std::to_string(channels) + " |";
+          for (const auto& spec : specs) label += " " + spec;
+          std::vector<uint8_t> png;
+          StripFiles files;
+          files.png = &png;
+          RunStats stats;
+          auto actual = g_engine->run(p, image, {}, &stats, {}, files);
+          ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
+          EXPECT_TRUE(actual->empty()) << label;
+          const cv::Mat decoded = cv::imdecode(png, cv::IMREAD_UNCHANGED);
+          EXPECT_TRUE(SameImage(*expected, decoded)) << label << " on " << g_engine->size() << " ranks";
+          EXPECT_GT(stats.encode_seconds, 0.0) << label;
+          ++encoded;
+        }
+      }
+    }
+  }
+  EXPECT_GT(encoded, 50);
+}
+
+TEST(Engine, PngOnEveryRankIsRefusedWhereItCannotBe) {
+  const cv::Mat image = imgq::testing::make_image(20, 20, CV_8U, 3, imgq::testing::Pattern::kNoise);
+  std::vector<uint8_t> png;
+  StripFiles files;
+  files.png = &png;
+  // Canny's last pass runs on the leader's whole image: nothing to encode per rank.
+  EXPECT_EQ(g_engine->run(pipeline({"canny"}), image, {}, nullptr, {}, files).status().code(), StatusCode::kInternal);
+  // The group is not left waiting.
+  ExpectExact({"invert"}, image, "after a refused PNG run");
+}
+
 TEST(Engine, RefusesUnsupportedImagesAndStaysUsable) {
   const cv::Mat deep = imgq::testing::make_image(20, 20, CV_16U, 3, imgq::testing::Pattern::kNoise);
   auto refused = g_engine->run(pipeline({"canny"}), deep);

@@ -32,6 +32,7 @@ struct RunStats {
   double scatter_seconds = 0;
   double compute_seconds = 0;  // the leader's own strip work plus leader-only ops
   double gather_seconds = 0;
+  double encode_seconds = 0;  // PNG on every rank: the leader's own part and the stitching
   std::vector<double> rank_compute_seconds;  // per rank, summed over stages
   int stages = 0;
 };
@@ -52,6 +53,11 @@ struct StripFiles {
   PnmLayout input_layout;
   std::string output;  // empty: the result is gathered; else a file of the
                        // result's full size with its header written
+  // Leader: set (and no `output`), the last stage's rows are PNG-encoded on
+  // every rank, each its own (png_strips.h), and the file's bytes land
+  // here; run() then returns an empty Mat. Needs files_fit().output and a
+  // result PNG can hold.
+  std::vector<uint8_t>* png = nullptr;
 };
 
 // Whether `pipeline` can read its input from a file (its first stage runs on
@@ -110,7 +116,10 @@ class Engine {
   Result<cv::Mat> compute_strip(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
                                 const ImageInfo& out, cv::Mat buffer);
   Result<cv::Mat> gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
-                                const StripFiles* write_to);
+                                const StripFiles* write_to, RunStats* stats);
+  // Instead of the gather: every rank deflates its rows, the leader
+  // stitches the segments into `files.png`.
+  Status encode_png_strips(const ImageInfo& out, const cv::Mat& own, const StripFiles& files, RunStats* stats);
   // Collective: OK when `local` is OK on every rank, else the first failing
   // rank's status, on every rank.
   Status agree(const Status& local);
