@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Big compressed images, side by side in one run: one 8000x8000 (64
+# megapixel) 8-bit BGR image as PNG and as JPEG -> gaussian_blur:ksize=5 ->
+# PNG, through
+#   - sequential OpenCV (imgq-bench-baseline --threads 1: decode, blur, encode);
+#   - libvips (`vips gaussblur` sigma 1.1, PNG out at compression 1, as OpenCV's);
+#   - the system: a durable broker and one group of one rank per core, the
+#     image sent by `imgq submit` (the client's time, file in to file out).
+# Every system result is checked against the sequential one: both decoded
+# to PPM by the baseline tool and compared byte for byte. The group's log
+# gives the leader's stage breakdown. Baselines get our glibc malloc tuning.
+# Writes its section of bench/RESULTS.md (between the big markers).
+#   bash bench/big.sh            (IMGQ_BENCH_PORT moves the ports)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+dpkg-query -W -f='${Status}' libvips-tools 2>/dev/null | grep -q "install ok installed" \
+  || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libvips-tools >/dev/null
+bash scripts/build.sh imgq-broker imgq-worker imgq imgq-bench-baseline imgq-bench-make-images >/dev/null
+
+bin=build/bin
+cores=$(nproc)
+port="${IMGQ_BENCH_PORT:-28555}"
+clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress="tcp://127.0.0.1:$((port + 2))"
+work=$(mktemp -d /tmp/imgq-big-bench.XXXXXX)
+export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+median3() {
+  local a b c
+  a=$("$@"); b=$("$@"); c=$("$@")
+  printf '%s\n' "$a" "$b" "$c" | sort -n | sed -n 2p
+}
+
+mkdir -p "$work/in"
+"$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" png
+"$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" jpg
+png_in="$work/in/gen0.png" jpg_in="$work/in/gen0.jpg"
+
+setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" --metrics "" \
+  --data-dir "$work/data" >"$work/broker.log" 2>&1 &
+pids+=($!)
+setsid mpiexec -n "$cores" "$bin/imgq-worker" --broker "$workers" --name big >"$work/group.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do
+  "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":1' && break
+  sleep 0.1
+done
+
+baseline() {  # baseline IN OUTDIR: seconds of sequential OpenCV
+  "$bin/imgq-bench-baseline" --threads 1 --op gaussian_blur:ksize=5 --format png --out "$2" "$1" | field seconds
+}
+vips_png() {  # vips_png IN: seconds
+  local t0; t0=$(now)
+  vips gaussblur "$1" "$work/vips.png[compression=1]" 1.1
+  since "$t0"
+}
+system() {  # system IN OUTDIR: seconds of one imgq submit
+  rm -rf "$2"
+  local t0; t0=$(now)
+  "$bin/imgq" submit --broker "$clients" --progress "$progress" -o "$2" --op gaussian_blur:ksize=5 --format png "$1" \
+    >/dev/null
+  since "$t0"
+}
+# exact A B: "yes" when the two images decode to the same pixels.
+exact() {
+  rm -rf "$work/ppm_a" "$work/ppm_b"
+  "$bin/imgq-bench-baseline" --threads 1 --format ppm --out "$work/ppm_a" "$1" >/dev/null
+  "$bin/imgq-bench-baseline" --threads 1 --format ppm --out "$work/ppm_b" "$2" >/dev/null
+  cmp -s "$work"/ppm_a/*.ppm "$work"/ppm_b/*.ppm && echo yes || echo NO
+}
+# The leader's breakdown of the last job, from the group's log.
+stages() {
+  tail -1 "$work/group.log" | sed -n 's/.*(\(strips\|whole\); \(.*\))$/\1: \2/p'
+}
+
+rows=()
+for kind in png jpg; do
+  input=$png_in
+  [ "$kind" = jpg ] && input=$jpg_in
+  seq_s=$(median3 baseline "$input" "$work/base_$kind")
+  sys_s=$(median3 system "$input" "$work/sys_$kind")
+  breakdown=$(stages)
+  ok=$(exact "$work/base_$kind/gen0.png" "$work/sys_$kind/gen0.png")
+  vips_s="-"
+  vips_ratio="-"
+  if [ "$kind" = png ]; then
+    vips_s=$(median3 vips_png "$input")
+    vips_ratio="$(ratio "$vips_s" "$sys_s")x"
+  fi
+  rows+=("| ${kind^^} $(du -m "$input" | cut -f1) MB -> blur -> PNG | $seq_s s | $vips_s s | $sys_s s | $(ratio "$seq_s" "$sys_s")x | $vips_ratio | $ok | $breakdown |")
+  echo "${rows[-1]}"
+done
+
+section="$work/section.md"
+{
+  echo "<!-- big:begin -->"
+  echo "### Big compressed images ($(date -u +%Y-%m-%d), $cores cores, \`bash bench/big.sh\`)"
+  echo
+  echo "One 8000x8000 8-bit BGR image (64 megapixels), \`gaussian_blur:ksize=5\`, PNG out; median of 3 runs each. The system is a durable broker and one group of $cores ranks, timed by the client from file in to file written; its PNG is encoded on every rank (each deflating its own rows) and stitched by the leader. Speedup = baseline seconds / system seconds. Exact = the system's PNG decodes to the same pixels as sequential OpenCV's."
+  echo
+  echo "| work | sequential OpenCV | libvips | system | vs OpenCV | vs libvips | exact | leader's stages (last run) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo "<!-- big:end -->"
+} >"$section"
+results=bench/RESULTS.md
+if grep -q "<!-- big:begin -->" "$results"; then
+  awk -v f="$section" '
+    /<!-- big:begin -->/ { while ((getline line < f) > 0) print line; skip = 1; next }
+    /<!-- big:end -->/ { skip = 0; next }
+    !skip { print }' "$results" >"$work/results.md"
+  cp "$work/results.md" "$results"
+else
+  { echo; cat "$section"; } >>"$results"
+fi
+cat "$section"
