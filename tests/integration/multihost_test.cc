@@ -32,6 +32,7 @@ class MultiHost : public ::testing::Test {
     root_ = fs::temp_directory_path() / ("imgq_multihost_" + std::to_string(::getpid()));
     fs::remove_all(root_);
     fs::create_directories(root_);
+    run_netns_was_mounted_ = run_netns_mounted();
     prefix_ = "imgq" + std::to_string(::getpid());
     hub_ = prefix_ + "-hub";
     namespaces_.push_back(hub_);
@@ -52,7 +53,22 @@ class MultiHost : public ::testing::Test {
     client_.reset();
     broker_.reset();
     for (const std::string& ns : namespaces_) run_shell("ip netns del " + ns + " 2>&1");
+    // `ip netns add` makes /run/netns a mount point; undo it when it was
+    // not one before and nothing else uses it (a chroot cannot be removed
+    // while it stays).
+    std::error_code ec;
+    if (!run_netns_was_mounted_ && run_netns_mounted() && fs::is_empty("/run/netns", ec)) {
+      run_shell("umount /run/netns 2>&1");
+    }
     fs::remove_all(root_);
+  }
+
+  static bool run_netns_mounted() {
+    std::ifstream mounts("/proc/self/mountinfo");
+    for (std::string line; std::getline(mounts, line);) {
+      if (line.find(" /run/netns ") != std::string::npos) return true;
+    }
+    return false;
   }
 
   // `command` (a shell command line) run in namespace `ns`.
@@ -226,6 +242,7 @@ class MultiHost : public ::testing::Test {
   const Host& client() const { return hosts_[2]; }
 
   fs::path root_;
+  bool run_netns_was_mounted_ = false;
   std::string prefix_, hub_;
   std::vector<std::string> namespaces_;
   std::vector<Host> hosts_;
