@@ -266,8 +266,11 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   const double t1 = MPI_Wtime();
   IMGQ_ASSIGN_OR_RETURN(cv::Mat own, compute_strip(pipeline, stage, strips, out, std::move(buffer)));
   const double t2 = MPI_Wtime();
+  const double encoded_before = stats != nullptr ? stats->encode_seconds : 0;
   IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), write_to, stats));
   const double t3 = MPI_Wtime();
+  // PNG on every rank: the encoding is counted as encode, not gather.
+  const double encoding = stats != nullptr ? stats->encode_seconds - encoded_before : 0;
 
   if (is_leader() && stage.finish == Distribution::kCanny) {
     std::vector<int> boundaries;
@@ -282,7 +285,7 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   if (stats != nullptr) {
     stats->scatter_seconds += t1 - t0;
     stats->compute_seconds += compute + (MPI_Wtime() - t3);
-    stats->gather_seconds += t3 - t2;
+    stats->gather_seconds += t3 - t2 - encoding;
     for (size_t i = 0; i < per_rank.size(); ++i) stats->rank_compute_seconds[i] += per_rank[i];
   }
   return result;
