@@ -238,10 +238,9 @@ class BrokerCore {
     // Submits of this job's key waiting, like the job, for the commit.
     std::vector<std::pair<std::string, uint64_t>> pending_replies;
     bool pending = false;  // accepted but not yet durable
-    // A dispatch or an end not yet staged in the journal (record_due), and
-    // when it happened.
+    // A dispatch or an end not yet staged in the journal (record_due; when
+    // it first happened: unrecorded_).
     bool unrecorded = false;
-    Clock::time_point changed;
     proto::JobStats stats;
     Clock::time_point submitted, dispatched, finished;
   };
@@ -325,7 +324,9 @@ class BrokerCore {
   Journal& journal_;
   std::vector<std::string> pending_;  // job ids accepted, waiting for the commit
   std::vector<std::string> unstored_results_;  // results in memory until a commit stores them
-  std::vector<std::string> unrecorded_;        // jobs with a dispatch or end not yet staged, oldest first
+  // Jobs with a dispatch or end not yet staged, with the time of the first
+  // such change, oldest first.
+  std::deque<std::pair<std::string, Clock::time_point>> unrecorded_;
   std::deque<std::pair<uint64_t, std::vector<std::string>>> awaiting_sync_;  // ticket -> submits
   Clock::time_point last_commit_{};
   bool stopping_ = false;
