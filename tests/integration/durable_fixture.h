@@ -42,17 +42,11 @@ class Durable : public ::testing::Test {
     argv.insert(argv.end(), extra.begin(), extra.end());
     broker_.reset();
     broker_ = std::make_unique<Subprocess>(argv, (root_ / ("broker" + std::to_string(starts_++) + ".log")).string());
-    std::smatch m;
-    static const std::regex bound(R"(clients (tcp://[0-9.:]+), workers (tcp://[0-9.:]+), progress (tcp://[0-9.:]+))");
-    std::string log;
-    ASSERT_TRUE(eventually([&] {
-      log = broker_->output();
-      return std::regex_search(log, m, bound) || broker_->wait(milliseconds(0)).has_value();
-    }, seconds(30))) << log;
-    ASSERT_TRUE(std::regex_search(log, m, bound)) << log;
-    clients_ = m[1];
-    workers_ = m[2];
-    progress_ = m[3];
+    const BoundEndpoints bound = await_bound_endpoints(*broker_);
+    ASSERT_FALSE(bound.clients.empty());
+    clients_ = bound.clients;
+    workers_ = bound.workers;
+    progress_ = bound.progress;
   }
 
   void start_group(const std::string& name, const std::vector<std::string>& env = {}) {

@@ -208,6 +208,27 @@ class System : public ::testing::Test {
   std::map<std::string, std::unique_ptr<Subprocess>> groups_;
 };
 
+// The endpoints an imgq-broker process logs once bound ("clients tcp://...,
+// workers tcp://..., progress tcp://..."), read from its output; empty
+// (and a test failure) if it exits or does not say within 30 s.
+struct BoundEndpoints {
+  std::string clients, workers, progress;
+};
+inline BoundEndpoints await_bound_endpoints(Subprocess& broker) {
+  static const std::regex bound(R"(clients (tcp://[0-9.:]+), workers (tcp://[0-9.:]+), progress (tcp://[0-9.:]+))");
+  std::smatch m;
+  std::string log;
+  const bool said = eventually([&] {
+    log = broker.output();
+    return std::regex_search(log, m, bound) || broker.wait(milliseconds(0)).has_value();
+  }, seconds(30));
+  if (!said || !std::regex_search(log, m, bound)) {
+    ADD_FAILURE() << "the broker did not say where it listens:\n" << log;
+    return {};
+  }
+  return {m[1], m[2], m[3]};
+}
+
 // The whole-image OpenCV result of `ops` on the image file `source`: what
 // every distributed result is compared with.
 inline cv::Mat reference_result(const std::vector<std::string>& ops, const fs::path& source) {
