@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <memory>
 #include <cstdint>
 #include <thread>
 #include <sstream>
@@ -33,7 +35,12 @@ struct JobHeader {
   int64_t output_path_bytes = 0;
   uint64_t input_offset = 0;
   int32_t png = 0;  // StripFiles::png: the last stage encodes PNG on every rank
+  int32_t streamed = 0;  // StripFiles::decoder: the first stage's rows come as the leader decodes them
+  double decode_ratio = 0;
+  uint64_t band_bytes = 0;
 };
+
+constexpr int kStreamTag = 202;  // apart from whole_jobs.h's tags and the PNG segments
 
 // One image row as an MPI datatype: counts are in rows, so images of more
 // than 2^31 bytes still fit MPI's int counts.
@@ -159,12 +166,14 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
                             const StripFiles& files) {
   if (!is_leader() || shut_down_) return Status::Internal("Engine::run called off the leader");
   const PnmLayout& in = files.input_layout;
-  const ImageInfo info = files.input.empty()
+  const ImageInfo info = files.decoder != nullptr ? files.decoder->info()
+                         : files.input.empty()
                              ? ImageInfo::of(image)
                              : ImageInfo{in.rows, in.cols, CV_MAT_DEPTH(in.type), CV_MAT_CN(in.type)};
   IMGQ_RETURN_IF_ERROR(check_pipeline(pipeline, info).status());
   const FilesFit fit = files_fit(pipeline);
   if ((!files.input.empty() && !fit.input) || (!files.output.empty() && !fit.output) ||
+      (files.decoder != nullptr && (!fit.input || !files.input.empty())) ||
       (files.png != nullptr && (!fit.output || !files.output.empty()))) {
     return Status::Internal("Engine::run: this pipeline cannot read or write its rows in files");
   }
@@ -182,7 +191,10 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
                    static_cast<int64_t>(files.input.size()),
                    static_cast<int64_t>(files.output.size()),
                    in.data_offset,
-                   files.png != nullptr ? 1 : 0};
+                   files.png != nullptr ? 1 : 0,
+                   files.decoder != nullptr ? 1 : 0,
+                   files.decode_ratio,
+                   files.band_bytes};
   broadcast_header(header, comm_, true);
   specs += files.input + files.output;
   MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
@@ -190,7 +202,14 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
 
   const cv::Mat input = image.isContinuous() ? image : image.clone();
   if (stats != nullptr) *stats = RunStats{.rank_compute_seconds = std::vector<double>(size_, 0.0)};
-  return execute(pipeline, info, input, on_stage, stats, interrupt, files);
+  streaming_ = files.decoder != nullptr;
+  decode_ratio_ = files.decode_ratio;
+  band_bytes_ = files.band_bytes;
+  decoder_ = files.decoder;
+  auto result = execute(pipeline, info, input, on_stage, stats, interrupt, files);
+  streaming_ = false;
+  decoder_ = nullptr;
+  return result;
 }
 
 void Engine::serve(const IdleWork& idle) {
@@ -212,7 +231,11 @@ void Engine::serve(const IdleWork& idle) {
     if (!agree(pipeline.status()).ok()) continue;
     const ImageInfo info{header.rows, header.cols, CV_MAT_DEPTH(header.type),
                          CV_MAT_CN(header.type)};
+    streaming_ = header.streamed != 0;
+    decode_ratio_ = header.decode_ratio;
+    band_bytes_ = header.band_bytes;
     (void)execute(*pipeline, info, cv::Mat(), {}, nullptr, {}, files);
+    streaming_ = false;
   }
 }
 
@@ -238,7 +261,7 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
       }
       IMGQ_RETURN_IF_ERROR(agree(status));
     } else {
-      const StripFiles* read_from = s == 0 && !files.input.empty() ? &files : nullptr;
+      const StripFiles* read_from = s == 0 && (!files.input.empty() || streaming_) ? &files : nullptr;
       const bool last = s + 1 == stages.size();
       const StripFiles* write_to = last && (!files.output.empty() || files.png != nullptr) ? &files : nullptr;
       IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats, read_from, write_to));
@@ -259,31 +282,51 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
                                         const StripFiles* write_to) {
   const ImageInfo& in = infos[static_cast<size_t>(stage.first_op)];
   const ImageInfo& out = infos[static_cast<size_t>(stage.end_op)];
-  const std::vector<Strip> strips = plan_strips(in.rows, size_, stage.halo);
+  const bool streamed = read_from != nullptr && streaming_;
+  const std::vector<Strip> strips = streamed ? plan_streamed_strips(in.rows, size_, stage.halo, decode_ratio_)
+                                             : plan_strips(in.rows, size_, stage.halo);
 
   const double t0 = MPI_Wtime();
-  IMGQ_ASSIGN_OR_RETURN(cv::Mat buffer, scatter_strips(strips, in, current, read_from));
-  const double t1 = MPI_Wtime();
-  IMGQ_ASSIGN_OR_RETURN(cv::Mat own, compute_strip(pipeline, stage, strips, out, std::move(buffer)));
+  const double decoded_before = stats != nullptr ? stats->decode_seconds : 0;
+  Status pending;
+  cv::Mat own;
+  std::unique_ptr<PngDeflater> deflater;
+  double t1 = 0, compute = 0;
+  const bool pipelined = streamed && stage.finish == Distribution::kLocal;
+  if (pipelined) {
+    // Scatter and compute at once, a chunk at a time.
+    if (write_to != nullptr && write_to->png != nullptr) deflater = std::make_unique<PngDeflater>();
+    const Status computed =
+        stream_local_stage(pipeline, stage, strips, in, out, deflater.get(), own, pending, compute, stats);
+    t1 = MPI_Wtime();
+    IMGQ_RETURN_IF_ERROR(agree(pending.ok() ? computed : pending));
+  } else {
+    IMGQ_ASSIGN_OR_RETURN(cv::Mat buffer, scatter_strips(strips, in, current, read_from, pending, stats));
+    t1 = MPI_Wtime();
+    IMGQ_ASSIGN_OR_RETURN(own, compute_strip(pipeline, stage, strips, out, std::move(buffer), pending));
+    compute = MPI_Wtime() - t1;
+  }
+  const double decoding = stats != nullptr ? stats->decode_seconds - decoded_before : 0;
   const double t2 = MPI_Wtime();
   const double encoded_before = stats != nullptr ? stats->encode_seconds : 0;
-  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), write_to, stats));
+  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), write_to, stats, deflater.get()));
   const double t3 = MPI_Wtime();
   // PNG on every rank: the encoding is counted as encode, not gather.
   const double encoding = stats != nullptr ? stats->encode_seconds - encoded_before : 0;
 
   if (is_leader() && stage.finish == Distribution::kCanny) {
     std::vector<int> boundaries;
-    for (size_t i = 1; i < strips.size(); ++i) boundaries.push_back(strips[i].begin);
+    for (const int r : row_order(strips)) boundaries.push_back(strips[static_cast<size_t>(r)].begin);
+    boundaries.erase(boundaries.begin());  // row 0
     canny_link_across(result, boundaries);
     canny_finish(result);
   }
 
-  double compute = t2 - t1;
   std::vector<double> per_rank(is_leader() ? strips.size() : 0);
   MPI_Gather(&compute, 1, MPI_DOUBLE, per_rank.data(), 1, MPI_DOUBLE, 0, comm_);
   if (stats != nullptr) {
-    stats->scatter_seconds += t1 - t0;
+    // Pipelined, the leader's compute falls within the scatter's time.
+    stats->scatter_seconds += std::max(0.0, t1 - t0 - decoding - (pipelined ? compute : 0));
     stats->compute_seconds += compute + (MPI_Wtime() - t3);
     stats->gather_seconds += t3 - t2 - encoding;
     for (size_t i = 0; i < per_rank.size(); ++i) stats->rank_compute_seconds[i] += per_rank[i];
@@ -296,10 +339,15 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
 // two ranks; MPICH's Scatterv sends each rank its range independently, and
 // the tests check the result at every boundary.
 Result<cv::Mat> Engine::scatter_strips(const std::vector<Strip>& strips, const ImageInfo& in, const cv::Mat& current,
-                                       const StripFiles* read_from) {
+                                       const StripFiles* read_from, Status& pending, RunStats* stats) {
   const Strip& mine = strips[static_cast<size_t>(rank_)];
-  cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
   fault_point("scatter", rank_);
+  if (read_from != nullptr && streaming_) {
+    cv::Mat buffer;
+    stream_rows(strips, in, buffer, pending, stats, {});
+    return buffer;
+  }
+  cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
   if (read_from != nullptr) {
     auto rows = read_pnm_rows(read_from->input, read_from->input_layout, mine.buf_begin, mine.buf_rows());
     if (rows.ok()) buffer = std::move(rows).value();
@@ -317,17 +365,150 @@ Result<cv::Mat> Engine::scatter_strips(const std::vector<Strip>& strips, const I
   return buffer;
 }
 
+// A streamed first stage's rows: the leader decodes band after band and
+// sends each follower the rows of its buffer within the band (followers
+// hold the first rows, plan_streamed_strips()). Every rank knows the bands
+// from the image's size alone. Followers post every band's receive at once
+// and the leader's sends do not wait, so the leader never stops decoding
+// for a follower busy with its rows; `on_rows(to)` runs on each rank as its
+// buffer's rows up to `to` (exclusive, in image rows) arrive. After a decode
+// error the leader stops decoding but still sends every band, so no rank
+// waits for rows that never come; `pending` holds the error, to be agreed
+// after the compute.
+void Engine::stream_rows(const std::vector<Strip>& strips, const ImageInfo& in, cv::Mat& buffer, Status& pending,
+                         RunStats* stats, const std::function<void(int)>& on_rows) {
+  const Strip& mine = strips[static_cast<size_t>(rank_)];
+  buffer.create(mine.buf_rows(), in.cols, in.type());
+  const size_t row_bytes = static_cast<size_t>(in.cols) * CV_ELEM_SIZE(in.type());
+  const int band = static_cast<int>(std::clamp<size_t>(band_bytes_ / std::max<size_t>(row_bytes, 1), 1,
+                                                       static_cast<size_t>(std::max(in.rows, 1))));
+  const RowType row(in.cols, in.type());
+  // The rows [y, y + n) of the band that rank r's buffer holds.
+  auto overlap = [&](int r, int y, int n) {
+    const Strip& s = strips[static_cast<size_t>(r)];
+    return std::make_pair(std::max(y, s.buf_begin), std::min(y + n, s.buf_end));
+  };
+  if (!is_leader()) {
+    std::vector<MPI_Request> requests;
+    std::vector<int> ends;
+    for (int y = 0; y < in.rows; y += band) {
+      const auto [lo, hi] = overlap(rank_, y, std::min(band, in.rows - y));
+      if (lo >= hi) continue;
+      requests.emplace_back();
+      ends.push_back(hi);
+      MPI_Irecv(buffer.ptr(lo - mine.buf_begin), hi - lo, row.get(), 0, kStreamTag, comm_, &requests.back());
+    }
+    for (size_t i = 0; i < requests.size(); ++i) {
+      MPI_Wait(&requests[i], MPI_STATUS_IGNORE);
+      if (on_rows) on_rows(ends[i]);
+    }
+    if (requests.empty() && on_rows) on_rows(mine.buf_end);
+    return;
+  }
+  // Bands on their way to followers, kept until MPI is done with them.
+  struct InFlight {
+    cv::Mat rows;
+    std::vector<MPI_Request> requests;
+  };
+  std::deque<InFlight> in_flight;
+  double decoding = 0;
+  for (int y = 0; y < in.rows; y += band) {
+    const int n = std::min(band, in.rows - y);
+    // Straight into the leader's own buffer when the band lies within it.
+    const bool inside = y >= mine.buf_begin && y + n <= mine.buf_end;
+    InFlight sending;
+    sending.rows = inside ? buffer.rowRange(y - mine.buf_begin, y - mine.buf_begin + n)
+                          : cv::Mat(n, in.cols, in.type());
+    if (pending.ok()) {
+      const double t0 = MPI_Wtime();
+      pending = guarded([&] { return decoder_->read(sending.rows); });
+      decoding += MPI_Wtime() - t0;
+    }
+    for (int r = 1; r < size_; ++r) {
+      const auto [lo, hi] = overlap(r, y, n);
+      if (lo >= hi) continue;
+      sending.requests.emplace_back();
+      MPI_Isend(sending.rows.ptr(lo - y), hi - lo, row.get(), r, kStreamTag, comm_, &sending.requests.back());
+    }
+    if (!inside) {
+      const auto [lo, hi] = overlap(0, y, n);
+      if (lo < hi) {
+        sending.rows.rowRange(lo - y, hi - y).copyTo(buffer.rowRange(lo - mine.buf_begin, hi - mine.buf_begin));
+      }
+    }
+    if (!sending.requests.empty()) in_flight.push_back(std::move(sending));
+    while (!in_flight.empty()) {
+      int sent = 0;
+      auto& front = in_flight.front().requests;
+      MPI_Testall(static_cast<int>(front.size()), front.data(), &sent, MPI_STATUSES_IGNORE);
+      if (sent == 0) break;
+      in_flight.pop_front();
+    }
+    if (on_rows && y + n > mine.buf_begin) on_rows(std::min(y + n, mine.buf_end));
+  }
+  for (InFlight& f : in_flight) {
+    MPI_Waitall(static_cast<int>(f.requests.size()), f.requests.data(), MPI_STATUSES_IGNORE);
+  }
+  if (mine.buf_rows() == 0 && on_rows) on_rows(mine.buf_end);
+  if (stats != nullptr) stats->decode_seconds += decoding;
+}
+
+// A streamed first stage of local ops only, pipelined: each rank computes
+// its rows a chunk at a time, as soon as the chunk's input (its rows and
+// `halo` rows each side, within the strip's buffer) has arrived, so a
+// follower works while the leader still decodes the rows after its own.
+// Chunks are cut where the rows run out, and each is computed on a copy of
+// its input (never a submatrix, whose parent OpenCV would read past the
+// border): a chunk is a strip, and gives the rows the whole image gives.
+// The rows go into `own`, or with `deflater` straight into this rank's PNG
+// segment. Returns this rank's compute status (not yet agreed).
+Status Engine::stream_local_stage(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
+                                  const ImageInfo& in, const ImageInfo& out, PngDeflater* deflater, cv::Mat& own,
+                                  Status& pending, double& computing, RunStats* stats) {
+  const Strip& mine = strips[static_cast<size_t>(rank_)];
+  if (deflater == nullptr) own = cv::Mat(mine.rows(), out.cols, out.type());
+  fault_point("scatter", rank_);
+  fault_point("compute", rank_);
+  cv::Mat buffer;
+  int done = mine.begin;  // own rows computed so far
+  Status status;
+  auto compute_ready = [&](int ready_to) {
+    while (status.ok() && pending.ok() && done < mine.end) {
+      const int end = ready_to >= mine.buf_end ? mine.end : std::min(mine.end, ready_to - stage.halo);
+      if (end <= done) return;
+      const double t0 = MPI_Wtime();
+      status = guarded([&]() -> Status {
+        const int from = std::max(mine.buf_begin, done - stage.halo);
+        const int to = std::min(mine.buf_end, end + stage.halo);
+        cv::Mat chunk = buffer.rowRange(from - mine.buf_begin, to - mine.buf_begin).clone();
+        for (int k = stage.first_op; k < stage.end_op; ++k) {
+          IMGQ_ASSIGN_OR_RETURN(chunk, apply_op(pipeline[static_cast<size_t>(k)], chunk));
+        }
+        const cv::Mat rows = chunk.rowRange(done - from, end - from);
+        if (deflater != nullptr) return deflater->add(rows);
+        rows.copyTo(own.rowRange(done - mine.begin, end - mine.begin));
+        return Status::Ok();
+      });
+      computing += MPI_Wtime() - t0;
+      done = end;
+    }
+  };
+  stream_rows(strips, in, buffer, pending, stats, compute_ready);
+  return status;
+}
+
 // Compute: the stage's local ops on the whole buffer (a fresh Mat, never a
 // submatrix), then this strip's part of the stage's global op (for
 // equalisation, with the histogram of every strip). The rows this rank owns.
 Result<cv::Mat> Engine::compute_strip(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
-                                      const ImageInfo& out, cv::Mat buffer) {
+                                      const ImageInfo& out, cv::Mat buffer, const Status& pending) {
   const Strip& mine = strips[static_cast<size_t>(rank_)];
   cv::Mat own;
   EqualizeStrip equalize;
   const int last_local = stage.finish == Distribution::kLocal ? stage.end_op : stage.end_op - 1;
   fault_point("compute", rank_);
   Status status = guarded([&]() -> Status {
+    if (!pending.ok()) return pending;  // the leader's decode failed: nothing to compute
     if (mine.rows() == 0) {
       own = cv::Mat(0, out.cols, out.type());
       return Status::Ok();
@@ -369,12 +550,12 @@ Result<cv::Mat> Engine::compute_strip(const Pipeline& pipeline, const Stage& sta
 // Gather: the strips' own rows into the leader's result, or each rank
 // writing its own rows into the output file (then nothing is gathered).
 Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
-                                      const StripFiles* write_to, RunStats* stats) {
+                                      const StripFiles* write_to, RunStats* stats, PngDeflater* fed) {
   const Strip& mine = strips[static_cast<size_t>(rank_)];
   cv::Mat result;
   fault_point("gather", rank_);
   if (write_to != nullptr && write_to->png != nullptr) {
-    IMGQ_RETURN_IF_ERROR(encode_png_strips(out, own, *write_to, stats));
+    IMGQ_RETURN_IF_ERROR(encode_png_strips(strips, out, own, *write_to, stats, fed));
     return result;
   }
   if (!own.isContinuous()) own = own.clone();
@@ -400,13 +581,14 @@ Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const Im
 // last rank's ends it); the leader receives the segments in rank order,
 // point to point and in pieces (a segment may pass MPI's int counts), and
 // stitches the file.
-Status Engine::encode_png_strips(const ImageInfo& out, const cv::Mat& own, const StripFiles& files,
-                                 RunStats* stats) {
+Status Engine::encode_png_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
+                                 const StripFiles& files, RunStats* stats, PngDeflater* fed) {
   const double t0 = MPI_Wtime();
+  const std::vector<int> order = row_order(strips);  // the segments' order in the stream
   fault_point("encode", rank_);
   Result<PngSegment> segment = Status::Internal("not encoded");
   const Status deflated = guarded([&]() -> Status {
-    segment = deflate_png_rows(own, rank_ == size_ - 1);
+    segment = fed != nullptr ? fed->finish(rank_ == order.back()) : deflate_png_rows(own, rank_ == order.back());
     return segment.status();
   });
   IMGQ_RETURN_IF_ERROR(agree(deflated));
@@ -436,7 +618,9 @@ Status Engine::encode_png_strips(const ImageInfo& out, const cv::Mat& own, const
                kSegmentTag, comm_, MPI_STATUS_IGNORE);
     }
   }
-  *files.png = assemble_png(out.rows, out.cols, out.type(), segments);
+  std::vector<PngSegment> in_order;
+  for (const int r : order) in_order.push_back(std::move(segments[static_cast<size_t>(r)]));
+  *files.png = assemble_png(out.rows, out.cols, out.type(), in_order);
   if (stats != nullptr) stats->encode_seconds += MPI_Wtime() - t0;
   return Status::Ok();
 }

@@ -80,18 +80,17 @@ bool png_can_store(int type) {
   return (depth == CV_8U || depth == CV_16U) && (channels == 1 || channels == 3 || channels == 4);
 }
 
-Result<PngSegment> deflate_png_rows(const cv::Mat& rows, bool last) {
-  if (!png_can_store(rows.type())) return Status::Unsupported("PNG cannot store this image type");
+struct PngDeflater::State {
   z_stream z{};
-  // Raw deflate (negative window bits): the zlib header and checksum are
-  // the leader's, once for the whole stream.
-  if (deflateInit2(&z, kLevel, Z_DEFLATED, -15, 8, kStrategy) != Z_OK) {
-    return Status::Internal("zlib: deflateInit2 failed");
-  }
+  bool initialised = false;
+  bool ok = true;
+  bool finished = false;
   PngSegment segment;
   std::vector<uint8_t> line;
-  std::string& out = segment.deflated;
-  auto pump = [&](const uint8_t* data, size_t size, int flush) -> bool {
+
+  // Feeds `size` bytes to deflate with `flush`, growing the output.
+  bool pump(const uint8_t* data, size_t size, int flush) {
+    std::string& out = segment.deflated;
     z.next_in = const_cast<Bytef*>(data);
     z.avail_in = static_cast<uInt>(size);
     do {
@@ -106,18 +105,47 @@ Result<PngSegment> deflate_png_rows(const cv::Mat& rows, bool last) {
       if (flush == Z_FINISH && rc == Z_STREAM_END) return true;
     } while (z.avail_in > 0 || z.avail_out == 0);
     return flush != Z_FINISH;
-  };
-  bool ok = true;
-  for (int y = 0; y < rows.rows && ok; ++y) {
-    filter_row(rows, y, line);
-    segment.adler = static_cast<uint32_t>(adler32(segment.adler, line.data(), static_cast<uInt>(line.size())));
-    segment.raw_bytes += line.size();
-    ok = pump(line.data(), line.size(), Z_NO_FLUSH);
   }
-  if (ok) ok = pump(nullptr, 0, last ? Z_FINISH : Z_SYNC_FLUSH);
-  deflateEnd(&z);
-  if (!ok) return Status::Internal("zlib: deflate failed");
-  return segment;
+};
+
+PngDeflater::PngDeflater() : state_(std::make_unique<State>()) {
+  // Raw deflate (negative window bits): the zlib header and checksum are
+  // the leader's, once for the whole stream.
+  state_->initialised = deflateInit2(&state_->z, kLevel, Z_DEFLATED, -15, 8, kStrategy) == Z_OK;
+  state_->ok = state_->initialised;
+}
+
+PngDeflater::~PngDeflater() {
+  if (state_->initialised) deflateEnd(&state_->z);
+}
+
+Status PngDeflater::add(const cv::Mat& rows) {
+  if (!png_can_store(rows.type())) return Status::Unsupported("PNG cannot store this image type");
+  State& st = *state_;
+  if (st.finished) return Status::Internal("PngDeflater::add after finish");
+  for (int y = 0; y < rows.rows && st.ok; ++y) {
+    filter_row(rows, y, st.line);
+    st.segment.adler = static_cast<uint32_t>(adler32(st.segment.adler, st.line.data(), static_cast<uInt>(st.line.size())));
+    st.segment.raw_bytes += st.line.size();
+    st.ok = st.pump(st.line.data(), st.line.size(), Z_NO_FLUSH);
+  }
+  return st.ok ? Status::Ok() : Status::Internal("zlib: deflate failed");
+}
+
+Result<PngSegment> PngDeflater::finish(bool last) {
+  State& st = *state_;
+  if (st.finished) return Status::Internal("PngDeflater::finish called twice");
+  st.finished = true;
+  if (st.ok) st.ok = st.pump(nullptr, 0, last ? Z_FINISH : Z_SYNC_FLUSH);
+  if (!st.ok) return Status::Internal(st.initialised ? "zlib: deflate failed" : "zlib: deflateInit2 failed");
+  return std::move(st.segment);
+}
+
+Result<PngSegment> deflate_png_rows(const cv::Mat& rows, bool last) {
+  if (!png_can_store(rows.type())) return Status::Unsupported("PNG cannot store this image type");
+  PngDeflater deflater;
+  IMGQ_RETURN_IF_ERROR(deflater.add(rows));
+  return deflater.finish(last);
 }
 
 std::vector<uint8_t> assemble_png(int rows, int cols, int type, const std::vector<PngSegment>& segments) {

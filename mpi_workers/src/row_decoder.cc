@@ -43,6 +43,7 @@ class PngRowDecoder final : public RowDecoder {
   }
 
   ImageInfo info() const override { return info_; }
+  const char* format() const override { return "PNG"; }
   int rows_read() const override { return rows_read_; }
 
   Status read(cv::Mat& rows) override {
@@ -170,6 +171,7 @@ class JpegRowDecoder final : public RowDecoder {
   }
 
   ImageInfo info() const override { return info_; }
+  const char* format() const override { return "JPEG"; }
   int rows_read() const override { return rows_read_; }
 
   Status read(cv::Mat& rows) override {

@@ -14,6 +14,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "common/test_images.h"
+#include "imgq/mpi_workers/row_decoder.h"
 
 namespace imgq::workers {
 namespace {
@@ -196,6 +197,126 @@ TEST(Engine, PngEncodedOnEveryRankDecodesToTheReference) {
     }
   }
   EXPECT_GT(encoded, 50);
+}
+
+
+// Rows decoded while the first stage runs (StripFiles::decoder): the leader
+// decodes PNG or JPEG a band at a time and sends each rank its rows as they
+// come, followers holding the first rows; a first stage of local ops is
+// computed a chunk at a time as its rows arrive. The result equals the
+// reference on the whole decoded image, for every op and pipeline, with
+// bands of one row, of a few rows and of the whole image, and with strips
+// shaped by several decode costs.
+struct Encoded {
+  std::string name;
+  std::vector<uint8_t> bytes;
+};
+
+const std::vector<Encoded>& encoded_images() {
+  static const std::vector<Encoded> images = [] {
+    std::vector<Encoded> out;
+    for (const auto& [name, image] : imgq::testing::generated_images()) {
+      std::vector<uint8_t> bytes;
+      if (cv::imencode(".png", image, bytes)) out.push_back({name + ".png", bytes});
+      if (image.depth() == CV_8U && image.channels() != 4 && cv::imencode(".jpg", image, bytes)) {
+        out.push_back({name + ".jpg", bytes});
+      }
+    }
+    return out;
+  }();
+  return images;
+}
+
+constexpr double kRatios[] = {0.0, 0.4, 6.0};
+constexpr size_t kBands[] = {1, 700, size_t{4} << 20};
+
+Result<cv::Mat> run_streamed(const Pipeline& p, const std::vector<uint8_t>& bytes, int variant,
+                             std::vector<uint8_t>* png = nullptr, RunStats* stats = nullptr) {
+  auto decoder = open_row_decoder(bytes);
+  if (decoder == nullptr) return Status::Internal("the test image does not stream");
+  StripFiles files;
+  files.decoder = decoder.get();
+  files.decode_ratio = kRatios[variant % 3];
+  files.band_bytes = kBands[(variant / 3) % 3];
+  files.png = png;
+  return g_engine->run(p, cv::Mat(), {}, stats, {}, files);
+}
+
+void ExpectStreamedExact(const std::vector<std::string>& specs, const Encoded& encoded, int variant) {
+  const Pipeline p = pipeline(specs);
+  if (!files_fit(p).input) return;
+  const cv::Mat image = cv::imdecode(encoded.bytes, cv::IMREAD_UNCHANGED);
+  std::string label = encoded.name + " variant " + std::to_string(variant) + " |";
+  for (const auto& spec : specs) label += " " + spec;
+  auto expected = apply_pipeline(p, image);
+  auto actual = run_streamed(p, encoded.bytes, variant);
+  if (!expected.ok()) {
+    ASSERT_FALSE(actual.ok()) << label << " should fail: " << expected.status().ToString();
+    EXPECT_EQ(expected.status().ToString(), actual.status().ToString()) << label;
+    return;
+  }
+  ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
+  EXPECT_TRUE(SameImage(*expected, *actual)) << label << " on " << g_engine->size() << " ranks";
+}
+
+TEST(EngineStreamed, EveryOpOnRowsAsTheyAreDecoded) {
+  int variant = 0;
+  for (const Encoded& encoded : encoded_images()) {
+    for (const std::string& op : single_ops()) ExpectStreamedExact({op}, encoded, variant++);
+  }
+  EXPECT_GT(variant, 500);
+}
+
+TEST(EngineStreamed, PipelinesOnRowsAsTheyAreDecoded) {
+  int variant = 0;
+  for (const Encoded& encoded : encoded_images()) {
+    for (const auto& specs : pipelines()) ExpectStreamedExact(specs, encoded, variant++);
+  }
+}
+
+TEST(EngineStreamed, PhotographsDecodedAndPngEncodedOnEveryRank) {
+  for (const auto& [name, image] : imgq::testing::sample_photographs(3)) {
+    for (const char* ext : {".png", ".jpg"}) {
+      std::vector<uint8_t> bytes;
+      if (image.depth() != CV_8U || image.channels() == 4 || !cv::imencode(ext, image, bytes)) continue;
+      const cv::Mat decoded = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+      for (const auto& specs : std::vector<std::vector<std::string>>{
+               {"gaussian_blur:ksize=5"}, {"median_blur:ksize=5", "sharpen"}, {"to_8bit", "equalize_hist"}}) {
+        const Pipeline p = pipeline(specs);
+        auto expected = apply_pipeline(p, decoded);
+        ASSERT_TRUE(expected.ok());
+        for (int variant : {0, 4, 8}) {
+          std::vector<uint8_t> png;
+          RunStats stats;
+          auto actual = run_streamed(p, bytes, variant, &png, &stats);
+          ASSERT_TRUE(actual.ok()) << name << ext << ": " << actual.status().ToString();
+          EXPECT_TRUE(SameImage(*expected, cv::imdecode(png, cv::IMREAD_UNCHANGED)))
+              << name << ext << " " << specs.front() << " variant " << variant << " on " << g_engine->size()
+              << " ranks";
+          EXPECT_GT(stats.decode_seconds, 0.0);
+        }
+      }
+    }
+  }
+}
+
+// Damage halfway through the rows: every rank stops with the leader's
+// decode error, none waits for rows, and the group takes the next job.
+TEST(EngineStreamed, CorruptRowsFailEveryRankAndTheGroupGoesOn) {
+  const cv::Mat image = imgq::testing::make_image(300, 200, CV_8U, 3, imgq::testing::Pattern::kNoise);
+  std::vector<uint8_t> bytes;
+  ASSERT_TRUE(cv::imencode(".png", image, bytes));
+  bytes[bytes.size() / 2] ^= 0x55;
+  for (const auto& specs : std::vector<std::vector<std::string>>{{"gaussian_blur"}, {"canny"}, {"equalize_hist"}}) {
+    for (int variant : {0, 3, 5}) {
+      auto result = run_streamed(pipeline(specs), bytes, variant);
+      ASSERT_FALSE(result.ok()) << specs.front();
+      EXPECT_EQ(result.status().code(), StatusCode::kInvalidImage) << result.status().ToString();
+      EXPECT_NE(result.status().message().find("PNG: the image data is corrupt"), std::string::npos)
+          << result.status().ToString();
+    }
+  }
+  ExpectExact({"gaussian_blur", "canny"}, image, "after corrupt rows");
 }
 
 TEST(Engine, PngOnEveryRankIsRefusedWhereItCannotBe) {

@@ -94,5 +94,30 @@ TEST(PngStripsTest, RefusesTypesPngCannotHold) {
   EXPECT_EQ(deflate_png_rows(cv::Mat(2, 2, CV_32FC1), true).status().code(), StatusCode::kUnsupported);
 }
 
+// A segment fed a few rows at a time (as a streamed stage deflates each
+// chunk it finishes) decodes the same as one fed all at once.
+TEST(PngStripsTest, SegmentsFedInPiecesDecodeToTheImage) {
+  for (int depth : {CV_8U, CV_16U}) {
+    for (int channels : {1, 3, 4}) {
+      const cv::Mat image = make_image(53, 29, depth, channels, Pattern::kShapes);
+      std::vector<PngSegment> segments;
+      for (auto [begin, end] : {std::pair{0, 20}, {20, 53}}) {
+        PngDeflater deflater;
+        for (int y = begin; y < end; y += 7) {
+          ASSERT_TRUE(deflater.add(image.rowRange(y, std::min(y + 7, end))).ok());
+        }
+        auto segment = deflater.finish(end == image.rows);
+        ASSERT_TRUE(segment.ok()) << segment.status().ToString();
+        segments.push_back(std::move(segment).value());
+      }
+      const auto png = assemble_png(image.rows, image.cols, image.type(), segments);
+      EXPECT_TRUE(SameImage(image, cv::imdecode(png, cv::IMREAD_UNCHANGED))) << depth << " " << channels;
+    }
+  }
+  PngDeflater spent;
+  ASSERT_TRUE(spent.finish(true).ok());
+  EXPECT_FALSE(spent.finish(true).ok());
+}
+
 }  // namespace
 }  // namespace imgq::workers

@@ -90,5 +90,57 @@ TEST(PlanStages, GlobalOpsCloseAStage) {
 
 TEST(PlanStages, EmptyPipelineHasNoStages) { EXPECT_TRUE(plan_stages({}).empty()); }
 
+// Followers first in rank order, the leader last; every row once; halos as
+// plan_strips() gives them.
+TEST(PlanStreamedStrips, FollowersFirstLeaderLastComplete) {
+  for (int rows : {1, 2, 3, 5, 7, 64, 101, 1000}) {
+    for (int parts : {1, 2, 3, 4, 7}) {
+      for (double ratio : {0.0, 0.3, 1.0, 4.4, 50.0}) {
+        const auto strips = plan_streamed_strips(rows, parts, 2, ratio);
+        ASSERT_EQ(strips.size(), static_cast<size_t>(parts));
+        int next = 0;
+        for (int k = 0; k < parts; ++k) {
+          const Strip& s = strips[static_cast<size_t>(k + 1 < parts ? k + 1 : 0)];
+          EXPECT_EQ(s.begin, next) << rows << " rows, " << parts << " parts, ratio " << ratio;
+          EXPECT_GE(s.end, s.begin);
+          next = s.end;
+          if (s.rows() > 0) {
+            EXPECT_EQ(s.buf_begin, std::max(0, s.begin - 2));
+            EXPECT_EQ(s.buf_end, std::min(rows, s.end + 2));
+          } else {
+            EXPECT_EQ(s.buf_rows(), 0);
+          }
+        }
+        EXPECT_EQ(next, rows);
+        const auto order = row_order(strips);
+        for (size_t i = 1; i < order.size(); ++i) {
+          EXPECT_LE(strips[static_cast<size_t>(order[i - 1])].end, strips[static_cast<size_t>(order[i])].begin + 0)
+              << "row_order sorts by rows";
+        }
+      }
+    }
+  }
+}
+
+TEST(PlanStreamedStrips, SharesFollowTheDecodeCost) {
+  // No decode cost: equal strips (in the rotated order).
+  auto even = plan_streamed_strips(1000, 4, 0, 0.0);
+  for (const Strip& s : even) EXPECT_EQ(s.rows(), 250);
+  // Decoding a row costs as much as the rest of the stage on it, 2 ranks:
+  // the follower takes rows until both end together, d*f1 + f1 = d + f0,
+  // so f1 = 2/3.
+  auto two = plan_streamed_strips(3000, 2, 0, 1.0);
+  EXPECT_EQ(two[1].rows(), 2000);
+  EXPECT_EQ(two[0].rows(), 1000);
+  // The leader takes less the dearer decoding is; each follower less than
+  // the one before it.
+  auto dear = plan_streamed_strips(10000, 4, 0, 3.0);
+  EXPECT_GT(dear[1].rows(), dear[2].rows());
+  EXPECT_GT(dear[2].rows(), dear[3].rows());
+  EXPECT_GT(dear[3].rows(), dear[0].rows());
+  // d = 8, 2 ranks: f1 = T / 9 and f0 = T - 8 sum to 1 at T = 8.1.
+  EXPECT_EQ(plan_streamed_strips(10000, 2, 0, 8.0)[0].rows(), 1000);
+}
+
 }  // namespace
 }  // namespace imgq::workers

@@ -22,13 +22,16 @@
 
 #include "imgq/common/status.h"
 #include "imgq/mpi_workers/ops.h"
+#include "imgq/mpi_workers/png_strips.h"
 #include "imgq/mpi_workers/pnm_io.h"
+#include "imgq/mpi_workers/row_decoder.h"
 #include "imgq/mpi_workers/strip_plan.h"
 
 namespace imgq::workers {
 
 // Where a run spent its time, as the leader saw it.
 struct RunStats {
+  double decode_seconds = 0;  // StripFiles::decoder: the leader's time in the decoder
   double scatter_seconds = 0;
   double compute_seconds = 0;  // the leader's own strip work plus leader-only ops
   double gather_seconds = 0;
@@ -58,6 +61,18 @@ struct StripFiles {
   // here; run() then returns an empty Mat. Needs files_fit().output and a
   // result PNG can hold.
   std::vector<uint8_t>* png = nullptr;
+  // Leader: set (and `image` and `input` empty), the leader decodes the
+  // image here band by band while the first stage runs, sending each rank
+  // its rows as soon as they are decoded (followers take the first rows,
+  // the leader the last; plan_streamed_strips() with `decode_ratio`, the
+  // cost of decoding a row over the stage's work on it). Needs
+  // files_fit().input.
+  RowDecoder* decoder = nullptr;
+  double decode_ratio = 0;
+  // The rows decoded and sent at a time, in bytes (at least one row): small
+  // enough that a follower's rows follow their decode closely, large enough
+  // that MPI's cost per message is noise. Tests make it tiny.
+  size_t band_bytes = size_t{4} << 20;
 };
 
 // Whether `pipeline` can read its input from a file (its first stage runs on
@@ -111,15 +126,24 @@ class Engine {
                                   const std::vector<ImageInfo>& infos, const cv::Mat& current,
                                   RunStats* stats, const StripFiles* read_from, const StripFiles* write_to);
   // Its three steps, each collective.
+  // A streamed scatter leaves the leader's decode status in `pending`, to
+  // be agreed after the compute, so no rank waits for the whole decode.
   Result<cv::Mat> scatter_strips(const std::vector<Strip>& strips, const ImageInfo& in, const cv::Mat& current,
-                                 const StripFiles* read_from);
+                                 const StripFiles* read_from, Status& pending, RunStats* stats);
+  void stream_rows(const std::vector<Strip>& strips, const ImageInfo& in, cv::Mat& buffer, Status& pending,
+                   RunStats* stats, const std::function<void(int)>& on_rows);
+  Status stream_local_stage(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
+                            const ImageInfo& in, const ImageInfo& out, PngDeflater* deflater, cv::Mat& own,
+                            Status& pending, double& computing, RunStats* stats);
   Result<cv::Mat> compute_strip(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
-                                const ImageInfo& out, cv::Mat buffer);
+                                const ImageInfo& out, cv::Mat buffer, const Status& pending);
+  // `fed`: this rank's rows already went into a PNG segment.
   Result<cv::Mat> gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
-                                const StripFiles* write_to, RunStats* stats);
+                                const StripFiles* write_to, RunStats* stats, PngDeflater* fed = nullptr);
   // Instead of the gather: every rank deflates its rows, the leader
   // stitches the segments into `files.png`.
-  Status encode_png_strips(const ImageInfo& out, const cv::Mat& own, const StripFiles& files, RunStats* stats);
+  Status encode_png_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
+                           const StripFiles& files, RunStats* stats, PngDeflater* fed);
   // Collective: OK when `local` is OK on every rank, else the first failing
   // rank's status, on every rank.
   Status agree(const Status& local);
@@ -128,6 +152,12 @@ class Engine {
   int rank_ = 0;
   int size_ = 1;
   bool shut_down_ = false;
+  // The current run's first stage is decoded as it is scattered
+  // (StripFiles::decoder; on followers, from the job header).
+  bool streaming_ = false;
+  double decode_ratio_ = 0;
+  size_t band_bytes_ = 0;
+  RowDecoder* decoder_ = nullptr;  // leader
 };
 
 }  // namespace imgq::workers

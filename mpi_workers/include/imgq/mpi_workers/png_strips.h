@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,23 @@ bool png_can_store(int type);
 // holds them, filtered and deflated as one segment; `last` for the segment
 // that ends the image.
 Result<PngSegment> deflate_png_rows(const cv::Mat& rows, bool last);
+
+// The same, a few rows at a time: add() rows in order, then finish() once.
+// The segment decodes to the rows added, however they were cut.
+class PngDeflater {
+ public:
+  PngDeflater();
+  ~PngDeflater();
+  PngDeflater(const PngDeflater&) = delete;
+  PngDeflater& operator=(const PngDeflater&) = delete;
+
+  Status add(const cv::Mat& rows);
+  Result<PngSegment> finish(bool last);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // The PNG file of a `cols` x `rows` image of `type` whose rows are the
 // `segments`, in order.

@@ -39,6 +39,9 @@ class RowDecoder {
   // The decoded image's size and pixel kind.
   virtual ImageInfo info() const = 0;
 
+  // "PNG" or "JPEG", as check_image_header() names it.
+  virtual const char* format() const = 0;
+
   // Decodes the next `rows.rows` rows into `rows`, a continuous Mat of
   // info().cols columns and info().type(). After the last row the rest of
   // the stream is checked. InvalidImage names the format and what was wrong;

@@ -29,6 +29,20 @@ struct Strip {
 // row is dropped; with fewer rows than parts, the last strips are empty.
 std::vector<Strip> plan_strips(int rows, int parts, int halo);
 
+// Strips for a stage whose rows the leader (rank 0) decodes top to bottom
+// while the others wait for theirs: ranks 1, 2, ... take the first rows in
+// that order and the leader the last, so a follower starts as soon as its
+// rows are decoded and the leader's own rows come last. Sizes are chosen
+// so every rank ends together when decoding a row costs `decode_ratio`
+// times the stage's own work on it: the leader, which decodes every row,
+// takes fewer; each follower fewer than the one before, whose rows were
+// ready sooner. 0 gives equal strips. Indexed by rank, like plan_strips().
+std::vector<Strip> plan_streamed_strips(int rows, int parts, int halo, double decode_ratio);
+
+// The ranks in the order of their strips' rows (ties, from empty strips,
+// by end then rank).
+std::vector<int> row_order(const std::vector<Strip>& strips);
+
 // A run of ops executed one way. A strip stage runs its local ops on every
 // rank's strip and may end with one global op (equalize_hist or canny); a
 // leader stage runs one geometry op (resize, rotate, flip v) on the leader.
