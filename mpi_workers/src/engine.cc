@@ -283,8 +283,11 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   const ImageInfo& in = infos[static_cast<size_t>(stage.first_op)];
   const ImageInfo& out = infos[static_cast<size_t>(stage.end_op)];
   const bool streamed = read_from != nullptr && streaming_;
-  const std::vector<Strip> strips = streamed ? plan_streamed_strips(in.rows, size_, stage.halo, decode_ratio_)
-                                             : plan_strips(in.rows, size_, stage.halo);
+  // Streamed, a stage of local ops is computed as its rows arrive.
+  const bool pipelined = streamed && stage.finish == Distribution::kLocal;
+  const std::vector<Strip> strips = streamed
+                                        ? plan_streamed_strips(in.rows, size_, stage.halo, decode_ratio_, pipelined)
+                                        : plan_strips(in.rows, size_, stage.halo);
 
   const double t0 = MPI_Wtime();
   const double decoded_before = stats != nullptr ? stats->decode_seconds : 0;
@@ -292,7 +295,6 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   cv::Mat own;
   std::unique_ptr<PngDeflater> deflater;
   double t1 = 0, compute = 0;
-  const bool pipelined = streamed && stage.finish == Distribution::kLocal;
   if (pipelined) {
     // Scatter and compute at once, a chunk at a time.
     if (write_to != nullptr && write_to->png != nullptr) deflater = std::make_unique<PngDeflater>();

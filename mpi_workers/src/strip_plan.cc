@@ -34,16 +34,19 @@ std::vector<Strip> plan_strips(int rows, int parts, int halo) {
   return strips;
 }
 
-std::vector<Strip> plan_streamed_strips(int rows, int parts, int halo, double decode_ratio) {
+std::vector<Strip> plan_streamed_strips(int rows, int parts, int halo, double decode_ratio, bool pipelined) {
   const int n = std::max(parts, 1);
   const double d = std::isfinite(decode_ratio) ? std::clamp(decode_ratio, 0.0, 1e6) : 0.0;
   // With the stage's work on the whole image as 1 and decoding it as d,
-  // follower k (in row order) finishes at d * (rows before and in it) + its
-  // share, the leader at d + its share. The shares that end everyone at T:
+  // follower k (in row order) finishes at d * (the rows before it) plus its
+  // share times d + 1 (it waits for all its rows, then works) or, pipelined,
+  // times max(1, d) (it works as they come); the leader at d + its share.
+  // The shares that end everyone at T:
+  const double per_share = pipelined ? std::max(1.0, d) : d + 1;
   auto shares_for = [&](double t, std::vector<double>& shares) {
     double before = 0, sum = 0;
     for (int k = 0; k + 1 < n; ++k) {
-      const double share = std::max(0.0, (t - d * before) / (d + 1));
+      const double share = std::max(0.0, (t - d * before) / per_share);
       shares[static_cast<size_t>(k)] = share;
       before += share;
       sum += share;

@@ -96,7 +96,8 @@ TEST(PlanStreamedStrips, FollowersFirstLeaderLastComplete) {
   for (int rows : {1, 2, 3, 5, 7, 64, 101, 1000}) {
     for (int parts : {1, 2, 3, 4, 7}) {
       for (double ratio : {0.0, 0.3, 1.0, 4.4, 50.0}) {
-        const auto strips = plan_streamed_strips(rows, parts, 2, ratio);
+       for (bool pipelined : {false, true}) {
+        const auto strips = plan_streamed_strips(rows, parts, 2, ratio, pipelined);
         ASSERT_EQ(strips.size(), static_cast<size_t>(parts));
         int next = 0;
         for (int k = 0; k < parts; ++k) {
@@ -117,6 +118,7 @@ TEST(PlanStreamedStrips, FollowersFirstLeaderLastComplete) {
           EXPECT_LE(strips[static_cast<size_t>(order[i - 1])].end, strips[static_cast<size_t>(order[i])].begin + 0)
               << "row_order sorts by rows";
         }
+       }
       }
     }
   }
@@ -124,22 +126,29 @@ TEST(PlanStreamedStrips, FollowersFirstLeaderLastComplete) {
 
 TEST(PlanStreamedStrips, SharesFollowTheDecodeCost) {
   // No decode cost: equal strips (in the rotated order).
-  auto even = plan_streamed_strips(1000, 4, 0, 0.0);
+  auto even = plan_streamed_strips(1000, 4, 0, 0.0, false);
   for (const Strip& s : even) EXPECT_EQ(s.rows(), 250);
   // Decoding a row costs as much as the rest of the stage on it, 2 ranks:
   // the follower takes rows until both end together, d*f1 + f1 = d + f0,
   // so f1 = 2/3.
-  auto two = plan_streamed_strips(3000, 2, 0, 1.0);
+  auto two = plan_streamed_strips(3000, 2, 0, 1.0, false);
   EXPECT_EQ(two[1].rows(), 2000);
   EXPECT_EQ(two[0].rows(), 1000);
   // The leader takes less the dearer decoding is; each follower less than
   // the one before it.
-  auto dear = plan_streamed_strips(10000, 4, 0, 3.0);
+  auto dear = plan_streamed_strips(10000, 4, 0, 3.0, false);
   EXPECT_GT(dear[1].rows(), dear[2].rows());
   EXPECT_GT(dear[2].rows(), dear[3].rows());
   EXPECT_GT(dear[3].rows(), dear[0].rows());
   // d = 8, 2 ranks: f1 = T / 9 and f0 = T - 8 sum to 1 at T = 8.1.
-  EXPECT_EQ(plan_streamed_strips(10000, 2, 0, 8.0)[0].rows(), 1000);
+  EXPECT_EQ(plan_streamed_strips(10000, 2, 0, 8.0, false)[0].rows(), 1000);
+  // Pipelined, a follower keeps pace with the decoding when its work is
+  // the slower: d = 0.36, 2 ranks: f1 = T and f0 = T - 0.36, so T = 0.68.
+  EXPECT_EQ(plan_streamed_strips(10000, 2, 0, 0.36, true)[0].rows(), 3200);
+  // Where decoding is the slower, it sets the pace: d = 3: f1 = T / 3 and
+  // f0 = T - 3 sum to 1 at T = 3.
+  EXPECT_EQ(plan_streamed_strips(10000, 2, 0, 3.0, true)[0].rows(), 0);
+  EXPECT_EQ(plan_streamed_strips(10000, 4, 0, 0.0, true)[0].rows(), 2500);
 }
 
 }  // namespace

@@ -36,8 +36,11 @@ std::vector<Strip> plan_strips(int rows, int parts, int halo);
 // so every rank ends together when decoding a row costs `decode_ratio`
 // times the stage's own work on it: the leader, which decodes every row,
 // takes fewer; each follower fewer than the one before, whose rows were
-// ready sooner. 0 gives equal strips. Indexed by rank, like plan_strips().
-std::vector<Strip> plan_streamed_strips(int rows, int parts, int halo, double decode_ratio);
+// ready sooner. `pipelined`: a follower works on its rows as they arrive
+// (a stage of local ops), so it is held up only where decoding is the
+// slower of the two; else it starts once all its rows are there. 0 gives
+// equal strips. Indexed by rank, like plan_strips().
+std::vector<Strip> plan_streamed_strips(int rows, int parts, int halo, double decode_ratio, bool pipelined);
 
 // The ranks in the order of their strips' rows (ties, from empty strips,
 // by end then rank).
