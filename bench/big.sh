@@ -79,10 +79,13 @@ exact() {
   "$bin/imgq-bench-baseline" --threads 1 --format ppm --out "$work/ppm_b" "$2" >/dev/null
   cmp -s "$work"/ppm_a/*.ppm "$work"/ppm_b/*.ppm && echo yes || echo NO
 }
-# The leader's breakdown of the last job, from the group's log.
+# The leader's breakdown of the last job, from the group's log (without
+# the ranks' compute and the peak memory, reported apart).
 stages() {
-  tail -1 "$work/group.log" | sed -n 's/.*(\(strips\|whole\); \(.*\))$/\1: \2/p'
+  tail -1 "${1:-$work/group.log}" | sed -n 's/.*(\(strips\|whole\); \(.*\))$/\1: \2/p' | sed 's/; ranks.*//; s/; peak.*//'
 }
+ranks_compute() { tail -1 "$1" | sed -n "s/.*ranks' compute \([0-9. ]*\);.*/\1/p"; }
+peak_mb() { tail -1 "$1" | sed -n 's/.*peak \([0-9]*\) MB.*/\1/p'; }
 
 rows=()
 for kind in png jpg; do
@@ -90,6 +93,7 @@ for kind in png jpg; do
   [ "$kind" = jpg ] && input=$jpg_in
   seq_s=$(median3 baseline "$input" "$work/base_$kind")
   seq_s=$(printf '%.2f' "$seq_s")
+  [ "$kind" = png ] && seq_png=$seq_s
   sys_s=$(median3 system "$input" "$work/sys_$kind")
   ok=$(exact "$work/base_$kind/gen0.png" "$work/sys_$kind/gen0.png")
   local_s=$(median3 system "$input" "$work/local_$kind" --local)
@@ -107,16 +111,51 @@ for kind in png jpg; do
   echo "${rows[-1]}"
 done
 
+
+# Scaling: the PNG as a local-files job on groups of 1, 2 and 4 ranks (4 is
+# more ranks than this machine's cores when it has 2), one group at a time;
+# each rank's compute and the leader's peak memory from the group's log.
+kill -TERM -- "-${pids[1]}" 2>/dev/null || true
+wait "${pids[1]}" 2>/dev/null || true
+raw_mb=$((8000 * 8000 * 3 / 1048576))
+scaling_rows=()
+for n in 1 2 4; do
+  setsid mpiexec -n "$n" "$bin/imgq-worker" --broker "$workers" --name "big$n" --allow-paths "$work" \
+    >"$work/group$n.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do
+    "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":1' && break
+    sleep 0.1
+  done
+  scale_s=$(median3 system "$png_in" "$work/scale_$n" --local)
+  ok=$(exact "$work/base_png/gen0.png" "$work/scale_$n/gen0.png")
+  peak=$(peak_mb "$work/group$n.log")
+  scaling_rows+=("| $n | $scale_s s | $(ratio "$seq_png" "$scale_s")x | $(stages "$work/group$n.log") | $(ranks_compute "$work/group$n.log") | $peak MB ($(ratio "$peak" "$raw_mb")x) | $ok |")
+  echo "${scaling_rows[-1]}"
+  kill -TERM -- "-${pids[-1]}" 2>/dev/null || true
+  wait "${pids[-1]}" 2>/dev/null || true
+  for _ in $(seq 100); do
+    "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":0' && break
+    sleep 0.1
+  done
+done
+
 section="$work/section.md"
 {
   echo "<!-- big:begin -->"
   echo "### Big compressed images ($(date -u +%Y-%m-%d), $cores cores, \`bash bench/big.sh\`)"
   echo
-  echo "One 8000x8000 8-bit BGR image (64 megapixels), \`gaussian_blur:ksize=5\`, PNG out; median of 3 runs each. The system is a durable broker and one group of $cores ranks, timed by the client from file in to file written: the image sent through the broker (bytes), or as a local-files job (\`--local\`: the group reads and writes the files). Its PNG is encoded on every rank (each deflating its own rows) and stitched by the leader. Speedup = baseline seconds / system seconds (bytes / local). Exact = both system PNGs decode to the same pixels as sequential OpenCV's. The stages are the leader's, of the last local run: decode is the leader's alone (one PNG or JPEG stream), encode each rank's own half."
+  echo "One 8000x8000 8-bit BGR image (64 megapixels), \`gaussian_blur:ksize=5\`, PNG out; median of 3 runs each. The system is a durable broker and one group of $cores ranks, timed by the client from file in to file written: the image sent through the broker (bytes), or as a local-files job (\`--local\`: the group reads and writes the files). Its PNG is encoded on every rank (each deflating its own rows) and stitched by the leader. Speedup = baseline seconds / system seconds (bytes / local). Exact = both system PNGs decode to the same pixels as sequential OpenCV's. The stages are the leader's, of the last local run: the leader decodes the one PNG or JPEG stream band by band, sending the other ranks their rows first, which they blur and deflate as they arrive; its own rows come last (compute: its blur and deflate; encode: stitching the segments)."
   echo
   echo "| work | sequential OpenCV | libvips | system, bytes | system, local | vs OpenCV | vs libvips | exact | leader's stages |"
   echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
+  echo
+  echo "Scaling, the PNG as a local-files job (median of 3) on a group of 1, 2 and 4 ranks on $cores cores. One rank decodes and encodes whole, as sequential OpenCV does; from 2 ranks on, the leader decodes while the others compute their rows as they arrive, and every rank deflates its own. Stages are the leader's; each rank's compute (its rows' blur and deflate, leader first) and the leader's peak resident memory (the raw image is $raw_mb MB) are from the group's log."
+  echo
+  echo "| ranks | system, local | vs OpenCV | leader's stages | each rank's compute (s) | leader's peak memory | exact |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${scaling_rows[@]}"
   echo "<!-- big:end -->"
 } >"$section"
 results=bench/RESULTS.md

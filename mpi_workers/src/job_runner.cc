@@ -180,6 +180,7 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
   out.stats.compute_seconds = run.compute_seconds;
   out.stats.gather_seconds = run.gather_seconds;
   out.stats.imbalance = imbalance(run.rank_compute_seconds);
+  out.rank_compute_seconds = run.rank_compute_seconds;
   out.stats.ranks = engine.size();
   if (!result.ok()) {
     out.status = result.status();
@@ -274,6 +275,7 @@ JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::fi
   out.stats.compute_seconds = run.compute_seconds;
   out.stats.gather_seconds = run.gather_seconds;    // writing them, when each rank writes its own
   out.stats.imbalance = imbalance(run.rank_compute_seconds);
+  out.rank_compute_seconds = run.rank_compute_seconds;
   out.stats.ranks = engine.size();
   if (!result.ok()) {
     if (!files.output.empty()) std::filesystem::remove(part, ec);

@@ -1,5 +1,7 @@
 #include "imgq/mpi_workers/worker_service.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
@@ -338,12 +340,19 @@ class Leader {
     if (with_image) reply.push_back(message_of(std::move(outcome.encoded)));
     send_messages(pipe_, reply);
     const proto::JobStats& t = done.stats;
+    // Each rank's compute (in strips) and the leader's peak memory so far,
+    // for whoever tunes the group.
+    std::string ranks;
+    for (double seconds : outcome.rank_compute_seconds) ranks += fmt::format("{}{:.3f}", ranks.empty() ? "" : " ", seconds);
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
     spdlog::info("job {} ({}): {} in {:.3f} s ({}; decode {:.3f}, scatter {:.3f}, compute {:.3f}, gather {:.3f}, "
-                 "encode {:.3f})",
+                 "encode {:.3f}{}; peak {} MB)",
                  request.job, request.name, outcome.status.ok() ? "done" : outcome.status.ToString(),
                  t.decode_seconds + t.scatter_seconds + t.compute_seconds + t.gather_seconds + t.encode_seconds,
                  task.whole ? "whole" : "strips", t.decode_seconds, t.scatter_seconds, t.compute_seconds,
-                 t.gather_seconds, t.encode_seconds);
+                 t.gather_seconds, t.encode_seconds, ranks.empty() ? "" : "; ranks' compute " + ranks,
+                 usage.ru_maxrss / 1024);
   }
 
   Engine& engine_;

@@ -27,6 +27,7 @@ struct JobOutcome {
   std::vector<uint8_t> encoded;  // the result, when status is OK and not written
   bool written = false;          // run_job_files wrote the result to its output already
   proto::JobStats stats;         // decode/scatter/compute/gather/encode, pixels, imbalance
+  std::vector<double> rank_compute_seconds;  // in strips: each rank's compute, summed over stages
 };
 
 // Limits and stopping.
