@@ -525,7 +525,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
                                            "of its --allow-paths"),
                   Rejection::kInvalid);
   }
-  const size_t waiting = queue_.size() + pending_.size();
+  const size_t waiting = queue_.size();
   if (waiting >= config_.max_queued || queued_bytes_ + image.size() > config_.max_queued_bytes) {
     return reject(Status::ResourceExhausted("the queue is full (" + std::to_string(waiting) + " jobs, " +
                                             std::to_string(queued_bytes_) + " bytes waiting); retry later"),
@@ -574,7 +574,15 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   queued_bytes_ += job.image_bytes;
   if (!job.key.empty()) keys_[scoped_key(owner, job.key)] = job.id;
   pending_.push_back(job.id);
-  jobs_.emplace(job.id, std::move(job));
+  // Queued, and possibly running, before its commit is on disk: a big
+  // image's sync overlaps its work instead of delaying it. Nobody hears of
+  // the job (accepted, events, result) until the sync; if the commit fails
+  // the job is refused and stopped where it runs (refuse_unstored), and a
+  // crash before the sync leaves nothing to answer for.
+  queue_.push(job.id, job.line, job.priority);
+  const std::string id = job.id;
+  jobs_.emplace(id, std::move(job));
+  dispatch();
 }
 
 void BrokerCore::unrecorded(Job& job) {
@@ -667,7 +675,6 @@ void BrokerCore::release_synced() {
 void BrokerCore::accept(const std::string& id) {
   Job& job = jobs_.at(id);
   job.pending = false;
-  queue_.push(job.id, job.line, job.priority);
   events_.submitted();
   for (size_t i = 0; i < job.pending_replies.size(); ++i) {
     const auto& [who, req] = job.pending_replies[i];
@@ -676,6 +683,9 @@ void BrokerCore::accept(const std::string& id) {
     job.req = req;
   }
   job.pending_replies.clear();
+  // It may have run, even finished, while its commit was syncing; what its
+  // client was not told then, it is told now, after `accepted`.
+  if (finished_state(job.state) && !send_result(job.client, job.req, job)) events_.undelivered_result();
   publish(job);
 }
 
@@ -686,7 +696,22 @@ void BrokerCore::refuse_unstored(const std::string& id, const Status& why_not) {
                                        why_not.message());
   for (const auto& [who, req] : job.pending_replies) reply_error(who, req, why);
   events_.rejected(monitoring::Rejection::kUnstored);
-  queued_bytes_ -= job.image_bytes;
+  if (job.state == JobState::kQueued) {
+    queue_.remove(id);
+    queued_bytes_ -= job.image_bytes;
+  } else if (job.state == JobState::kRunning) {
+    // Its group stops it; the slot frees when the group answers (a stray
+    // answer then, for a job no longer known).
+    auto group = groups_.find(job.group);
+    if (group != groups_.end()) {
+      proto::Abort abort;
+      abort.job = job.id;
+      abort.reason = why.message();
+      send_worker(group->second, {proto::encode(abort)});
+    }
+  } else {
+    kept_bytes_ -= job.result_bytes;
+  }
   if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
   jobs_.erase(id);
 }
@@ -1033,7 +1058,8 @@ void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran
   events_.finished(state, status.code(), job.stats.run_seconds, ran ? job.group_name : std::string(),
                    ran ? &job.stats : nullptr);
 
-  if (!send_result(job.client, job.req, job)) {
+  // Not yet durable: accept() sends it with `accepted`.
+  if (!job.pending && !send_result(job.client, job.req, job)) {
     // The client is gone: the result waits for `fetch` (as every result
     // waits for its acknowledgement) until the TTL.
     events_.undelivered_result();
@@ -1194,6 +1220,7 @@ proto::JobState BrokerCore::state_of(const Job& job) const {
 }
 
 void BrokerCore::publish(const Job& job) {
+  if (job.pending) return;  // nobody knows of it yet (accept() publishes)
   proto::Event event;
   event.job = state_of(job);
   event.time = unix_now();

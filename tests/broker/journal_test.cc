@@ -160,6 +160,35 @@ TEST_F(JournalTest, WithTheLogSyncedInTheBackgroundASubmitWaitsForItsSync) {
   EXPECT_EQ(r.queued, 1u);
 }
 
+// A submit is queued and dispatched at once, its commit syncing meanwhile;
+// its client hears nothing of it (no accepted, event or result, even if it
+// finished) until the commit is on disk, then `accepted` and its result.
+TEST_F(JournalTest, AJobRunsWhileItsCommitSyncsAndIsAnsweredOnlyAfter) {
+  hello("g");
+  send("c", {proto::encode(submit_message(1)), kImg});
+  const std::string id = job_sent_to("g");
+  ASSERT_FALSE(id.empty()) << "dispatched before its commit";
+  EXPECT_TRUE(out_->clients.empty());
+  request<proto::StatusRequest>("c", id, 5);
+  EXPECT_EQ(last_error().code_name, "not_found") << "unknown to clients before the commit";
+  const size_t before = out_->clients.size();
+  done("g", id, "RESULT");
+  EXPECT_EQ(out_->clients.size(), before) << "no result before the commit";
+  for (const auto& [topic, event] : out_->events) EXPECT_NE(topic, id) << "no event before the commit";
+  core_->commit();
+  ASSERT_EQ(out_->clients.size(), before + 2);
+  EXPECT_EQ(out_->clients[before].type, "accepted");
+  EXPECT_EQ(decode<proto::Accepted>(out_->clients[before].frames[0]).job, id);
+  EXPECT_EQ(out_->clients[before + 1].type, "result");
+  EXPECT_EQ(out_->clients[before + 1].frames.back(), "RESULT");
+  ASSERT_FALSE(out_->events.empty());
+  EXPECT_EQ(out_->events.back().second.job.state, "done");
+  // Stored: a crash now loses nothing (the job's end was not yet written,
+  // so it runs again: once in effect).
+  const RestoreSummary r = crash_and_restart();
+  EXPECT_EQ(r.queued + r.requeued + r.results, 1u);
+}
+
 TEST_F(JournalTest, UncommittedSubmitsWereNeverAcknowledgedAndAreGoneAfterACrash) {
   send("c", {proto::encode(submit_message(1)), png_bytes(400'000)});  // a payload file of its own
   EXPECT_TRUE(out_->clients.empty());
@@ -218,6 +247,39 @@ TEST_F(JournalTest, WhatCannotBeStoredIsRefusedNeverAcknowledged) {
   EXPECT_EQ(error.req, 2u);
   EXPECT_EQ(error.code_name, "unavailable");
   EXPECT_NE(error.message.find("Permission denied"), std::string::npos);
+}
+
+// A job dispatched while its commit was syncing, whose commit then failed:
+// refused to its client, stopped on its group, and the group's answer is a
+// stray that frees the slot for the next job.
+TEST_F(JournalTest, AJobWhoseCommitFailsIsStoppedWhereItRuns) {
+  FailingJournal failing;
+  RecordingOutbox out;
+  BrokerCore core(config(), out, [this] { return now_; }, nullptr, &failing);
+  proto::Hello h;
+  h.name = "g";
+  h.ranks = 1;
+  h.slots = 1;
+  core.on_worker("g", {proto::encode(h)});
+  core.on_client("c", {proto::encode(submit_message(1)), kImg});
+  ASSERT_FALSE(out.workers.empty());
+  ASSERT_EQ(out.workers.back().type, "job");
+  const std::string id = decode<proto::JobRequest>(out.workers.back().frames[0]).job;
+  core.commit();
+  ASSERT_EQ(out.clients.size(), 1u);
+  EXPECT_EQ(out.clients[0].type, "error");
+  EXPECT_NE(decode<proto::Error>(out.clients[0].frames[0]).message.find("not accepted"), std::string::npos);
+  ASSERT_EQ(out.workers.back().type, "abort");
+  EXPECT_EQ(decode<proto::Abort>(out.workers.back().frames[0]).job, id);
+  EXPECT_EQ(core.jobs(), 0u);
+  // The group answers the aborted job; the next submit runs on it.
+  proto::Done d;
+  d.job = id;
+  d.code = static_cast<int>(StatusCode::kCancelled);
+  core.on_worker("g", {proto::encode(d)});
+  core.on_client("c", {proto::encode(submit_message(2)), kImg});
+  EXPECT_EQ(out.workers.back().type, "job");
+  EXPECT_NE(decode<proto::JobRequest>(out.workers.back().frames[0]).job, id);
 }
 
 TEST_F(JournalTest, AResultStaysUntilAcknowledgedAndItsKeyAnswersAfterwards) {

@@ -8,15 +8,16 @@
 // broker runs it on its one thread.
 //
 // Durability (journal.h): every change is staged in the journal as it
-// happens; a submit is held back (`pending_`) until commit() has made it
-// durable, and only then queued and answered `accepted` (group commit: the
-// server calls commit() once per poll-loop round). A result stays until its
+// happens; a submit is queued and may run at once, but nobody hears of it
+// (`accepted`, events, its result) until commit() has made it durable
+// (`pending_`; group commit: the server calls commit() once per poll-loop
+// round). A commit that fails refuses its jobs and stops those running. A result stays until its
 // client acknowledges it (`result_ack`, or a fetch's ack) or the result TTL
 // passes; then the job stays as a tombstone for its key one more TTL.
 //
 // Data model (fits on a screen, as in majordomo):
 //   jobs_     id -> Job {client, req, ops, image, state, group, attempts, ...}
-//   pending_  accepted jobs not yet durable (answered at the next commit)
+//   pending_  submitted jobs not yet durable (answered once their commit syncs)
 //   queue_    waiting job ids (priority lanes, fair between clients)
 //   groups_   identity -> Group {name, ranks, slots, allow_paths, jobs, expiry}
 #pragma once
@@ -237,7 +238,7 @@ class BrokerCore {
     double submitted_unix = 0, finished_unix = 0;
     // Submits of this job's key waiting, like the job, for the commit.
     std::vector<std::pair<std::string, uint64_t>> pending_replies;
-    bool pending = false;  // accepted but not yet durable
+    bool pending = false;  // submitted, not yet durable: unknown to clients
     // A dispatch or an end not yet staged in the journal (record_due; when
     // it first happened: unrecorded_).
     bool unrecorded = false;
