@@ -1,0 +1,176 @@
+// TIFF in strips without MPI: rows read from any strips equal
+// cv::imdecode's, for every depth and channel count, compression and strip
+// height; what the reader does not take it declines; the strips of rows
+// encoded apart and laid out into one file decode as OpenCV's own file of
+// the image does.
+#include "imgq/mpi_workers/tiff_strips.h"
+
+#include <tiffio.h>
+
+#include <fstream>
+#include <iterator>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+
+#include "common/test_images.h"
+
+namespace imgq::workers {
+namespace {
+
+using imgq::testing::make_image;
+using imgq::testing::Pattern;
+using imgq::testing::SameImage;
+
+cv::Mat decode(const std::vector<uint8_t>& bytes) { return cv::imdecode(bytes, cv::IMREAD_UNCHANGED); }
+
+// Reads the whole image through read_tiff_rows in pieces of `piece` rows.
+cv::Mat read_in_pieces(const std::vector<uint8_t>& bytes, const TiffLayout& layout, int piece) {
+  cv::Mat image(layout.rows, layout.cols, layout.type);
+  for (int y = 0; y < layout.rows; y += piece) {
+    const int n = std::min(piece, layout.rows - y);
+    auto rows = read_tiff_rows(bytes, layout, y, n);
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    if (!rows.ok()) return {};
+    rows->copyTo(image.rowRange(y, y + n));
+  }
+  return image;
+}
+
+TEST(TiffStrips, RowsReadAsOpenCvDecodesThem) {
+  const std::vector<std::vector<int>> settings = {
+      {},                                          // LZW, OpenCV's strips
+      {cv::IMWRITE_TIFF_COMPRESSION, 1},           // none
+      {cv::IMWRITE_TIFF_COMPRESSION, 8},           // Adobe deflate
+      {cv::IMWRITE_TIFF_COMPRESSION, 32773},       // PackBits
+      {cv::IMWRITE_TIFF_COMPRESSION, 8, TIFFTAG_ROWSPERSTRIP, 1},
+      {cv::IMWRITE_TIFF_COMPRESSION, 5, TIFFTAG_ROWSPERSTRIP, 7},
+      {TIFFTAG_ROWSPERSTRIP, 100000},              // one strip
+  };
+  int read = 0;
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    for (size_t s = 0; s < settings.size(); ++s) {
+      std::vector<uint8_t> bytes;
+      ASSERT_TRUE(cv::imencode(".tif", image, bytes, settings[s])) << name;
+      const cv::Mat expected = decode(bytes);
+      auto layout = tiff_layout(bytes);
+      ASSERT_TRUE(layout.has_value()) << name << " setting " << s;
+      EXPECT_EQ(layout->type, expected.type()) << name;
+      for (int piece : {1, 5, 1 << 20}) {
+        EXPECT_TRUE(SameImage(expected, read_in_pieces(bytes, *layout, piece)))
+            << name << " setting " << s << " in pieces of " << piece;
+      }
+      // Rows from the middle alone.
+      if (layout->rows >= 3) {
+        auto middle = read_tiff_rows(bytes, *layout, 1, layout->rows - 2);
+        ASSERT_TRUE(middle.ok());
+        EXPECT_TRUE(SameImage(expected.rowRange(1, layout->rows - 1), *middle)) << name;
+      }
+      ++read;
+    }
+  }
+  EXPECT_GT(read, 50);
+}
+
+TEST(TiffStrips, PhotographsReadAsOpenCvDecodesThem) {
+  for (const auto& [name, image] : imgq::testing::sample_photographs(4)) {
+    std::vector<uint8_t> bytes;
+    ASSERT_TRUE(cv::imencode(".tif", image, bytes, {cv::IMWRITE_TIFF_COMPRESSION, 8}));
+    auto layout = tiff_layout(bytes);
+    ASSERT_TRUE(layout.has_value()) << name;
+    EXPECT_TRUE(SameImage(decode(bytes), read_in_pieces(bytes, *layout, 97))) << name;
+  }
+}
+
+// A TIFF written by libtiff itself with `tiled` or planes apart.
+std::vector<uint8_t> libtiff_file(bool tiled, bool planar_separate) {
+  const std::string path = ::testing::TempDir() + "/imgq_tiff_strips_test.tif";
+  TIFF* tif = TIFFOpen(path.c_str(), "w");
+  const uint32_t size = 32;
+  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, size);
+  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, size);
+  TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 8);
+  TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 3);
+  TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
+  TIFFSetField(tif, TIFFTAG_PLANARCONFIG, planar_separate ? PLANARCONFIG_SEPARATE : PLANARCONFIG_CONTIG);
+  std::vector<uint8_t> data(size * size * 3, 77);
+  if (tiled) {
+    TIFFSetField(tif, TIFFTAG_TILEWIDTH, 16);
+    TIFFSetField(tif, TIFFTAG_TILELENGTH, 16);
+    for (uint32_t t = 0; t < TIFFNumberOfTiles(tif); ++t) TIFFWriteEncodedTile(tif, t, data.data(), 16 * 16 * 3);
+  } else {
+    TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, size);
+    for (uint32_t s = 0; s < TIFFNumberOfStrips(tif); ++s) {
+      TIFFWriteEncodedStrip(tif, s, data.data(), static_cast<tmsize_t>(TIFFStripSize(tif)));
+    }
+  }
+  TIFFClose(tif);
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST(TiffStrips, WhatTheReaderDoesNotTakeItDeclines) {
+  EXPECT_FALSE(tiff_layout(libtiff_file(true, false)).has_value()) << "tiled";
+  EXPECT_FALSE(tiff_layout(libtiff_file(false, true)).has_value()) << "planes apart";
+  EXPECT_TRUE(tiff_layout(libtiff_file(false, false)).has_value()) << "the same image in strips";
+  std::vector<uint8_t> bytes;
+  ASSERT_TRUE(cv::imencode(".tif", cv::Mat(8, 8, CV_32FC1, cv::Scalar(0.5)), bytes));
+  EXPECT_FALSE(tiff_layout(bytes).has_value()) << "float samples";
+  ASSERT_TRUE(cv::imencode(".png", make_image(8, 8, CV_8U, 3, Pattern::kNoise), bytes));
+  EXPECT_FALSE(tiff_layout(bytes).has_value()) << "not a TIFF";
+  EXPECT_FALSE(tiff_layout(std::vector<uint8_t>{'I', 'I', 42, 0, 8, 0, 0, 0}).has_value()) << "no directory";
+  EXPECT_FALSE(tiff_layout({}).has_value());
+}
+
+TEST(TiffStrips, ACorruptStripIsRefusedByName) {
+  const cv::Mat image = make_image(64, 64, CV_16U, 3, Pattern::kNoise);
+  std::vector<uint8_t> bytes;
+  ASSERT_TRUE(cv::imencode(".tif", image, bytes, {cv::IMWRITE_TIFF_COMPRESSION, 8}));
+  auto layout = tiff_layout(bytes);
+  ASSERT_TRUE(layout.has_value());
+  // OpenCV writes the strips first, after the 8-byte header: damage the first.
+  for (size_t i = 10; i < 40; ++i) bytes[i] ^= 0xA5;
+  auto rows = read_tiff_rows(bytes, *layout, 0, layout->rows);
+  ASSERT_FALSE(rows.ok());
+  EXPECT_EQ(rows.status().code(), StatusCode::kInvalidImage);
+  EXPECT_NE(rows.status().message().find("TIFF: the image data is corrupt (strip 0"), std::string::npos)
+      << rows.status().message();
+}
+
+// Strips encoded by "ranks" apart, cut at multiples of the strip height,
+// laid out into one file: it decodes as OpenCV's own file of the image.
+TEST(TiffStrips, StripsEncodedApartMakeOneFile) {
+  int files = 0;
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    if (!tiff_can_store(image.type())) continue;
+    const int per_strip = tiff_rows_per_strip(image.rows, image.cols, image.type());
+    std::vector<uint8_t> opencv;
+    ASSERT_TRUE(cv::imencode(".tif", image, opencv));
+    for (int parts : {1, 2, 3}) {
+      std::vector<TiffStrips> pieces;
+      const int strips = (image.rows + per_strip - 1) / per_strip;
+      int next = 0;
+      for (int p = 0; p < parts; ++p) {
+        const int end = p + 1 == parts ? image.rows : std::min(image.rows, strips * (p + 1) / parts * per_strip);
+        auto encoded = encode_tiff_rows(image.rowRange(next, end).clone(), per_strip);
+        ASSERT_TRUE(encoded.ok()) << encoded.status().ToString();
+        pieces.push_back(std::move(encoded).value());
+        next = end;
+      }
+      auto file = assemble_tiff(image.rows, image.cols, image.type(), per_strip, pieces);
+      ASSERT_TRUE(file.ok()) << name << ": " << file.status().ToString();
+      EXPECT_TRUE(SameImage(decode(opencv), decode(*file))) << name << " in " << parts << " parts";
+      if (image.channels() != 4) EXPECT_TRUE(SameImage(image, decode(*file))) << name;
+      // About OpenCV's size: the same LZW and predictor.
+      EXPECT_LT(static_cast<double>(file->size()), static_cast<double>(opencv.size()) * 1.05 + 512) << name;
+      ++files;
+    }
+  }
+  EXPECT_GT(files, 20);
+  // Too few strips for the image is an error, not a short file.
+  auto short_file = assemble_tiff(100, 10, CV_8UC1, 10, {});
+  EXPECT_FALSE(short_file.ok());
+}
+
+}  // namespace
+}  // namespace imgq::workers
