@@ -38,6 +38,9 @@ struct JobHeader {
   int32_t streamed = 0;  // StripFiles::decoder: the first stage's rows come as the leader decodes them
   double decode_ratio = 0;
   uint64_t band_bytes = 0;
+  uint64_t tiff_input_bytes = 0;  // StripFiles::tiff_input: broadcast after the specs
+  int32_t tiff_rows_per_strip = 0;
+  int32_t tiff = 0;  // StripFiles::tiff: the last stage encodes TIFF on every rank
 };
 
 constexpr int kStreamTag = 202;  // apart from whole_jobs.h's tags and the PNG segments
@@ -93,6 +96,17 @@ std::string join_specs(const Pipeline& pipeline) {
 // Converts what OpenCV and the allocator throw into a Status.
 template <typename F>
 Status guarded(F&& f) {
+  try {
+    return f();
+  } catch (const cv::Exception& e) {
+    return Status::Internal(std::string("OpenCV failed: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("out of memory");
+  }
+}
+
+template <typename F>
+auto guarded_result(F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const cv::Exception& e) {
@@ -167,6 +181,9 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
   if (!is_leader() || shut_down_) return Status::Internal("Engine::run called off the leader");
   const PnmLayout& in = files.input_layout;
   const ImageInfo info = files.decoder != nullptr ? files.decoder->info()
+                         : !files.tiff_input.empty()
+                             ? ImageInfo{files.tiff_layout.rows, files.tiff_layout.cols,
+                                         CV_MAT_DEPTH(files.tiff_layout.type), CV_MAT_CN(files.tiff_layout.type)}
                          : files.input.empty()
                              ? ImageInfo::of(image)
                              : ImageInfo{in.rows, in.cols, CV_MAT_DEPTH(in.type), CV_MAT_CN(in.type)};
@@ -174,12 +191,18 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
   const FilesFit fit = files_fit(pipeline);
   if ((!files.input.empty() && !fit.input) || (!files.output.empty() && !fit.output) ||
       (files.decoder != nullptr && (!fit.input || !files.input.empty())) ||
+      (!files.tiff_input.empty() && (!fit.input || !files.input.empty() || files.decoder != nullptr)) ||
+      (files.tiff != nullptr && (!fit.output || !files.output.empty() || files.png != nullptr)) ||
       (files.png != nullptr && (!fit.output || !files.output.empty()))) {
     return Status::Internal("Engine::run: this pipeline cannot read or write its rows in files");
   }
   if (files.png != nullptr) {
     IMGQ_ASSIGN_OR_RETURN(const ImageInfo result, check_pipeline(pipeline, info));
     if (!png_can_store(result.type())) return Status::Internal("Engine::run: PNG cannot hold this result");
+  }
+  if (files.tiff != nullptr) {
+    IMGQ_ASSIGN_OR_RETURN(const ImageInfo result, check_pipeline(pipeline, info));
+    if (!tiff_can_store(result.type())) return Status::Internal("Engine::run: TIFF cannot hold this result");
   }
 
   std::string specs = join_specs(pipeline);
@@ -194,11 +217,17 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
                    files.png != nullptr ? 1 : 0,
                    files.decoder != nullptr ? 1 : 0,
                    files.decode_ratio,
-                   files.band_bytes};
+                   files.band_bytes,
+                   files.tiff_input.size(),
+                   files.tiff_layout.rows_per_strip,
+                   files.tiff != nullptr ? 1 : 0};
   broadcast_header(header, comm_, true);
   specs += files.input + files.output;
   MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
   IMGQ_RETURN_IF_ERROR(agree(Status::Ok()));  // every follower parsed the pipeline
+  tiff_bytes_ = files.tiff_input;
+  tiff_layout_ = files.tiff_layout;
+  if (!tiff_bytes_.empty()) broadcast_bytes(const_cast<uint8_t*>(tiff_bytes_.data()), tiff_bytes_.size());
 
   const cv::Mat input = image.isContinuous() ? image : image.clone();
   if (stats != nullptr) *stats = RunStats{.rank_compute_seconds = std::vector<double>(size_, 0.0)};
@@ -209,6 +238,7 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
   auto result = execute(pipeline, info, input, on_stage, stats, interrupt, files);
   streaming_ = false;
   decoder_ = nullptr;
+  tiff_bytes_ = {};
   return result;
 }
 
@@ -224,18 +254,30 @@ void Engine::serve(const IdleWork& idle) {
     files.input = specs.substr(static_cast<size_t>(header.spec_bytes), static_cast<size_t>(header.input_path_bytes));
     files.output = specs.substr(static_cast<size_t>(header.spec_bytes + header.input_path_bytes));
     files.input_layout = {header.rows, header.cols, header.type, header.input_offset};
-    std::vector<uint8_t> unused;  // a follower's segment goes to the leader
+    std::vector<uint8_t> unused;  // a follower's segment or strips go to the leader
     if (header.png != 0) files.png = &unused;
+    if (header.tiff != 0) files.tiff = &unused;
     specs.resize(static_cast<size_t>(header.spec_bytes));
     auto pipeline = schemas::parse_pipeline(split_lines(specs));
     if (!agree(pipeline.status()).ok()) continue;
     const ImageInfo info{header.rows, header.cols, CV_MAT_DEPTH(header.type),
                          CV_MAT_CN(header.type)};
+    if (header.tiff_input_bytes > 0) {
+      tiff_copy_.resize(header.tiff_input_bytes);
+      broadcast_bytes(tiff_copy_.data(), tiff_copy_.size());
+      tiff_bytes_ = tiff_copy_;
+      tiff_layout_ = {header.rows, header.cols, header.type, header.tiff_rows_per_strip};
+      files.tiff_input = tiff_bytes_;
+      files.tiff_layout = tiff_layout_;
+    }
     streaming_ = header.streamed != 0;
     decode_ratio_ = header.decode_ratio;
     band_bytes_ = header.band_bytes;
     (void)execute(*pipeline, info, cv::Mat(), {}, nullptr, {}, files);
     streaming_ = false;
+    tiff_bytes_ = {};
+    tiff_copy_ = {};
+    tiff_copy_.shrink_to_fit();
   }
 }
 
@@ -261,9 +303,11 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
       }
       IMGQ_RETURN_IF_ERROR(agree(status));
     } else {
-      const StripFiles* read_from = s == 0 && (!files.input.empty() || streaming_) ? &files : nullptr;
+      const StripFiles* read_from =
+          s == 0 && (!files.input.empty() || streaming_ || !tiff_bytes_.empty()) ? &files : nullptr;
       const bool last = s + 1 == stages.size();
-      const StripFiles* write_to = last && (!files.output.empty() || files.png != nullptr) ? &files : nullptr;
+      const StripFiles* write_to =
+          last && (!files.output.empty() || files.png != nullptr || files.tiff != nullptr) ? &files : nullptr;
       IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats, read_from, write_to));
     }
     if (stats != nullptr) stats->stages = static_cast<int>(s + 1);
@@ -285,9 +329,12 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   const bool streamed = read_from != nullptr && streaming_;
   // Streamed, a stage of local ops is computed as its rows arrive.
   const bool pipelined = streamed && stage.finish == Distribution::kLocal;
-  const std::vector<Strip> strips = streamed
-                                        ? plan_streamed_strips(in.rows, size_, stage.halo, decode_ratio_, pipelined)
-                                        : plan_strips(in.rows, size_, stage.halo);
+  std::vector<Strip> strips = streamed ? plan_streamed_strips(in.rows, size_, stage.halo, decode_ratio_, pipelined)
+                                       : plan_strips(in.rows, size_, stage.halo);
+  // TIFF on every rank: each rank's rows are whole strips of the file.
+  if (write_to != nullptr && write_to->tiff != nullptr) {
+    align_strips(strips, in.rows, stage.halo, tiff_rows_per_strip(out.rows, out.cols, out.type()));
+  }
 
   const double t0 = MPI_Wtime();
   const double decoded_before = stats != nullptr ? stats->decode_seconds : 0;
@@ -350,6 +397,13 @@ Result<cv::Mat> Engine::scatter_strips(const std::vector<Strip>& strips, const I
     return buffer;
   }
   cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
+  if (read_from != nullptr && !tiff_bytes_.empty()) {
+    // Each rank decodes the strips holding its rows (and halo).
+    auto rows = guarded_result([&] { return read_tiff_rows(tiff_bytes_, tiff_layout_, mine.buf_begin, mine.buf_rows()); });
+    if (rows.ok()) buffer = std::move(rows).value();
+    IMGQ_RETURN_IF_ERROR(agree(rows.status()));
+    return buffer;
+  }
   if (read_from != nullptr) {
     auto rows = read_pnm_rows(read_from->input, read_from->input_layout, mine.buf_begin, mine.buf_rows());
     if (rows.ok()) buffer = std::move(rows).value();
@@ -556,6 +610,10 @@ Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const Im
   const Strip& mine = strips[static_cast<size_t>(rank_)];
   cv::Mat result;
   fault_point("gather", rank_);
+  if (write_to != nullptr && write_to->tiff != nullptr) {
+    IMGQ_RETURN_IF_ERROR(encode_tiff_strips(strips, out, own, *write_to, stats));
+    return result;
+  }
   if (write_to != nullptr && write_to->png != nullptr) {
     IMGQ_RETURN_IF_ERROR(encode_png_strips(strips, out, own, *write_to, stats, fed));
     return result;
@@ -623,6 +681,65 @@ Status Engine::encode_png_strips(const std::vector<Strip>& strips, const ImageIn
   std::vector<PngSegment> in_order;
   for (const int r : order) in_order.push_back(std::move(segments[static_cast<size_t>(r)]));
   *files.png = assemble_png(out.rows, out.cols, out.type(), in_order);
+  if (stats != nullptr) stats->encode_seconds += MPI_Wtime() - t0;
+  return Status::Ok();
+}
+
+}  // namespace imgq::workers
+
+namespace imgq::workers {
+
+void Engine::broadcast_bytes(uint8_t* data, uint64_t size) {
+  constexpr uint64_t kPiece = uint64_t{1} << 30;
+  for (uint64_t at = 0; at < size; at += kPiece) {
+    MPI_Bcast(data + at, static_cast<int>(std::min(kPiece, size - at)), MPI_BYTE, 0, comm_);
+  }
+}
+
+// Each rank encodes its rows (whole strips of the file, align_strips()) as
+// TIFF strips; the leader receives each rank's strips in the rows' order,
+// point to point and in pieces, and lays out the file.
+Status Engine::encode_tiff_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
+                                  const StripFiles& files, RunStats* stats) {
+  const double t0 = MPI_Wtime();
+  fault_point("encode", rank_);
+  const int per_strip = tiff_rows_per_strip(out.rows, out.cols, out.type());
+  Result<TiffStrips> mine = Status::Internal("not encoded");
+  const Status encoded = guarded([&]() -> Status {
+    mine = encode_tiff_rows(own.isContinuous() ? own : own.clone(), per_strip);
+    return mine.status();
+  });
+  IMGQ_RETURN_IF_ERROR(agree(encoded));
+  constexpr int kStripsTag = 203;  // apart from whole_jobs.h's tags and the PNG segments
+  constexpr size_t kPiece = size_t{1} << 30;
+  uint64_t meta[2] = {mine->sizes.size(), mine->data.size()};
+  std::vector<uint64_t> all(is_leader() ? 2 * static_cast<size_t>(size_) : 0);
+  MPI_Gather(meta, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, 0, comm_);
+  if (!is_leader()) {
+    MPI_Send(mine->sizes.data(), static_cast<int>(mine->sizes.size()), MPI_UINT64_T, 0, kStripsTag, comm_);
+    for (size_t at = 0; at < mine->data.size(); at += kPiece) {
+      MPI_Send(mine->data.data() + at, static_cast<int>(std::min(kPiece, mine->data.size() - at)), MPI_BYTE, 0,
+               kStripsTag, comm_);
+    }
+    return Status::Ok();
+  }
+  std::vector<TiffStrips> parts(static_cast<size_t>(size_));
+  parts[0] = std::move(mine).value();
+  for (int r = 1; r < size_; ++r) {
+    TiffStrips& p = parts[static_cast<size_t>(r)];
+    p.sizes.resize(all[2 * static_cast<size_t>(r)]);
+    p.data.resize(all[2 * static_cast<size_t>(r) + 1]);
+    MPI_Recv(p.sizes.data(), static_cast<int>(p.sizes.size()), MPI_UINT64_T, r, kStripsTag, comm_, MPI_STATUS_IGNORE);
+    for (size_t at = 0; at < p.data.size(); at += kPiece) {
+      MPI_Recv(p.data.data() + at, static_cast<int>(std::min(kPiece, p.data.size() - at)), MPI_BYTE, r, kStripsTag,
+               comm_, MPI_STATUS_IGNORE);
+    }
+  }
+  std::vector<TiffStrips> in_order;
+  for (const int r : row_order(strips)) in_order.push_back(std::move(parts[static_cast<size_t>(r)]));
+  auto file = assemble_tiff(out.rows, out.cols, out.type(), per_strip, in_order);
+  if (!file.ok()) return file.status();
+  *files.tiff = std::move(file).value();
   if (stats != nullptr) stats->encode_seconds += MPI_Wtime() - t0;
   return Status::Ok();
 }

@@ -16,6 +16,7 @@
 #include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/png_strips.h"
 #include "imgq/mpi_workers/row_decoder.h"
+#include "imgq/mpi_workers/tiff_strips.h"
 #include "imgq/mpi_workers/strip_plan.h"
 
 namespace imgq::workers {
@@ -67,6 +68,28 @@ double decode_ratio(const RowDecoder& decoder, const Pipeline& pipeline, bool pn
   double work = 2.0 * (stages.front().end_op - stages.front().first_op);
   if (png_on_every_rank && stages.size() == 1) work += 20.0;
   return decode / std::max(work, 1.0);
+}
+
+// The same for TIFF: strips encoded by every rank, laid out by the leader.
+bool tiff_on_every_rank(const Engine& engine, const Pipeline& pipeline, const ImageInfo& in, const std::string& format) {
+  const std::string f = ascii_lower(format);
+  if (engine.size() == 1 || (f != "tif" && f != "tiff") || !files_fit(pipeline).output) return false;
+  auto result = check_pipeline(pipeline, in);
+  return result.ok() && tiff_can_store(result->type());
+}
+
+// A TIFF every rank can read its own rows of, when the group can use that:
+// several ranks and a first stage in strips; the limits decode_image()
+// applies are checked first.
+Result<std::optional<TiffLayout>> open_tiff_rows(const Engine& engine, const Pipeline& pipeline,
+                                                 std::span<const uint8_t> image, uint64_t max_pixels) {
+  if (engine.size() == 1 || !files_fit(pipeline).input) return std::optional<TiffLayout>();
+  std::optional<TiffLayout> layout = tiff_layout(image);
+  if (!layout) return layout;
+  IMGQ_RETURN_IF_ERROR(check_image_header(image, max_pixels).status());
+  IMGQ_RETURN_IF_ERROR(
+      check_image(ImageInfo{layout->rows, layout->cols, CV_MAT_DEPTH(layout->type), CV_MAT_CN(layout->type)}));
+  return layout;
 }
 
 JobOutcome run_whole_job_unguarded(const Pipeline& pipeline, std::span<const uint8_t> image,
@@ -138,16 +161,25 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
 
   auto start = std::chrono::steady_clock::now();
   fault_point("decode", engine.rank());
-  // Decoded while the first stage runs when the format streams; else whole,
-  // here, before any rank works.
-  auto streamed = open_streamed(engine, pipeline, image, control.max_pixels);
-  if (!streamed.ok()) {
-    out.status = streamed.status();
+  // A TIFF is decoded by every rank, its own strips; a PNG or JPEG while
+  // the first stage runs; anything else whole, here, before any rank works.
+  auto tiff = open_tiff_rows(engine, pipeline, image, control.max_pixels);
+  if (!tiff.ok()) {
+    out.status = tiff.status();
     return out;
   }
-  std::unique_ptr<RowDecoder> decoder = std::move(streamed).value();
+  std::unique_ptr<RowDecoder> decoder;
+  if (!tiff->has_value()) {
+    auto streamed = open_streamed(engine, pipeline, image, control.max_pixels);
+    if (!streamed.ok()) {
+      out.status = streamed.status();
+      return out;
+    }
+    decoder = std::move(streamed).value();
+  }
+  const bool in_strips = decoder != nullptr || tiff->has_value();
   cv::Mat decoded;
-  if (decoder == nullptr) {
+  if (!in_strips) {
     auto whole = decode_image(image, control.max_pixels);
     if (!whole.ok()) {
       out.status = whole.status();
@@ -157,21 +189,29 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
     report(1, "decode");
   }
   out.stats.decode_seconds = since(start);
-  const ImageInfo info = decoder != nullptr ? decoder->info() : ImageInfo::of(decoded);
+  const ImageInfo info = decoder != nullptr  ? decoder->info()
+                         : tiff->has_value() ? ImageInfo{(*tiff)->rows, (*tiff)->cols, CV_MAT_DEPTH((*tiff)->type),
+                                                         CV_MAT_CN((*tiff)->type)}
+                                             : ImageInfo::of(decoded);
   out.stats.pixels = static_cast<uint64_t>(info.rows) * static_cast<uint64_t>(info.cols);
 
   RunStats run;
   StripFiles files;
-  std::vector<uint8_t> png;
-  if (png_on_every_rank(engine, pipeline, info, format)) files.png = &png;
+  std::vector<uint8_t> by_ranks;  // PNG or TIFF encoded on every rank
+  if (png_on_every_rank(engine, pipeline, info, format)) files.png = &by_ranks;
+  if (tiff_on_every_rank(engine, pipeline, info, format)) files.tiff = &by_ranks;
   if (decoder != nullptr) {
     files.decoder = decoder.get();
-    files.decode_ratio = decode_ratio(*decoder, pipeline, files.png != nullptr);
+    files.decode_ratio = decode_ratio(*decoder, pipeline, files.png != nullptr || files.tiff != nullptr);
+  }
+  if (tiff->has_value()) {
+    files.tiff_input = image;
+    files.tiff_layout = **tiff;
   }
   auto result = engine.run(
       pipeline, decoded,
       [&](int done, int stages) {
-        if (done == 1 && decoder != nullptr) report(1, "decode");  // it ended within the first stage
+        if (done == 1 && in_strips) report(1, "decode");  // it ended within the first stage
         report(1 + done, "stage " + std::to_string(done) + "/" + std::to_string(stages));
       },
       &run, control.interrupt, files);
@@ -188,9 +228,9 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uin
   }
 
   if (interrupted()) return out;
-  if (files.png != nullptr) {
+  if (files.png != nullptr || files.tiff != nullptr) {
     out.stats.encode_seconds = run.encode_seconds;
-    out.encoded = std::move(png);
+    out.encoded = std::move(by_ranks);
     report(total, "encode");
     return out;
   }
@@ -263,8 +303,9 @@ JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::fi
     if (ec) return fail(Status::IoError("cannot size " + part.string() + ": " + ec.message()));
     files.output = part.string();
   }
-  std::vector<uint8_t> png;
-  if (files.output.empty() && png_on_every_rank(engine, pipeline, info, format)) files.png = &png;
+  std::vector<uint8_t> by_ranks;  // PNG or TIFF encoded on every rank
+  if (files.output.empty() && png_on_every_rank(engine, pipeline, info, format)) files.png = &by_ranks;
+  if (files.output.empty() && tiff_on_every_rank(engine, pipeline, info, format)) files.tiff = &by_ranks;
 
   RunStats run;
   auto result = engine.run(
@@ -299,9 +340,9 @@ JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::fi
     if (control.interrupt) {
       if (Status why = control.interrupt(); !why.ok()) return fail(why);
     }
-    if (files.png != nullptr) {
+    if (files.png != nullptr || files.tiff != nullptr) {
       out.stats.encode_seconds = run.encode_seconds;
-      out.encoded = std::move(png);
+      out.encoded = std::move(by_ranks);
     } else {
       const auto start = std::chrono::steady_clock::now();
       auto encoded = encode_image(*result, format);

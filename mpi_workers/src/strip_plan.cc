@@ -77,6 +77,23 @@ std::vector<Strip> plan_streamed_strips(int rows, int parts, int halo, double de
   return strips;
 }
 
+void align_strips(std::vector<Strip>& strips, int rows, int halo, int align) {
+  if (align <= 1 || strips.empty()) return;
+  const std::vector<int> order = row_order(strips);
+  int previous = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    Strip& s = strips[static_cast<size_t>(order[k])];
+    s.begin = previous;
+    if (k + 1 == order.size()) {
+      s.end = rows;
+    } else {
+      s.end = std::max(previous, s.end / align * align);
+    }
+    previous = s.end;
+    set_buffer(s, rows, halo);
+  }
+}
+
 std::vector<int> row_order(const std::vector<Strip>& strips) {
   std::vector<int> order(strips.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);

@@ -151,5 +151,36 @@ TEST(PlanStreamedStrips, SharesFollowTheDecodeCost) {
   EXPECT_EQ(plan_streamed_strips(10000, 4, 0, 0.0, true)[0].rows(), 2500);
 }
 
+TEST(AlignStrips, BoundariesAtMultiplesOfTheUnit) {
+  for (int rows : {1, 7, 64, 1000}) {
+    for (int parts : {1, 2, 3, 4}) {
+      for (int align : {1, 3, 16, 5000}) {
+        for (bool streamed : {false, true}) {
+          auto strips = streamed ? plan_streamed_strips(rows, parts, 2, 0.5, true) : plan_strips(rows, parts, 2);
+          align_strips(strips, rows, 2, align);
+          const auto order = row_order(strips);
+          int next = 0;
+          for (size_t k = 0; k < order.size(); ++k) {
+            const Strip& s = strips[static_cast<size_t>(order[k])];
+            EXPECT_EQ(s.begin, next);
+            if (k + 1 < order.size()) EXPECT_EQ(s.end % align, 0) << rows << " " << parts << " " << align;
+            if (s.rows() > 0) {
+              EXPECT_EQ(s.buf_begin, std::max(0, s.begin - 2));
+              EXPECT_EQ(s.buf_end, std::min(rows, s.end + 2));
+            }
+            next = s.end;
+          }
+          EXPECT_EQ(next, rows);
+        }
+      }
+    }
+  }
+  // Followers first, leader last, still.
+  auto strips = plan_streamed_strips(100, 2, 0, 0.0, true);
+  align_strips(strips, 100, 0, 16);
+  EXPECT_EQ(strips[1], (Strip{0, 48, 0, 48}));
+  EXPECT_EQ(strips[0], (Strip{48, 100, 48, 100}));
+}
+
 }  // namespace
 }  // namespace imgq::workers

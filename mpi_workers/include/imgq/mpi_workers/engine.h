@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "imgq/mpi_workers/pnm_io.h"
 #include "imgq/mpi_workers/row_decoder.h"
 #include "imgq/mpi_workers/strip_plan.h"
+#include "imgq/mpi_workers/tiff_strips.h"
 
 namespace imgq::workers {
 
@@ -73,6 +75,18 @@ struct StripFiles {
   // enough that a follower's rows follow their decode closely, large enough
   // that MPI's cost per message is noise. Tests make it tiny.
   size_t band_bytes = size_t{4} << 20;
+  // Leader: set (and `image`, `input` and `decoder` empty), the first
+  // stage's rows come from this TIFF (tiff_strips.h): every rank gets its
+  // bytes and decodes the strips holding its own rows. Needs
+  // files_fit().input and a `tiff_layout`.
+  std::span<const uint8_t> tiff_input;
+  TiffLayout tiff_layout;
+  // Leader: set (and no `output` or `png`), the last stage's rows are
+  // TIFF-encoded on every rank, as whole strips (the strips are cut at
+  // multiples of the file's strip height), and the file lands here; run()
+  // then returns an empty Mat. Needs files_fit().output and a result TIFF
+  // can hold.
+  std::vector<uint8_t>* tiff = nullptr;
 };
 
 // Whether `pipeline` can read its input from a file (its first stage runs on
@@ -144,6 +158,12 @@ class Engine {
   // stitches the segments into `files.png`.
   Status encode_png_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
                            const StripFiles& files, RunStats* stats, PngDeflater* fed);
+  // Instead of the gather: every rank encodes its rows as TIFF strips, the
+  // leader lays them out into `files.tiff`.
+  Status encode_tiff_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
+                            const StripFiles& files, RunStats* stats);
+  // Leader to all, in pieces MPI's int counts hold.
+  void broadcast_bytes(uint8_t* data, uint64_t size);
   // Collective: OK when `local` is OK on every rank, else the first failing
   // rank's status, on every rank.
   Status agree(const Status& local);
@@ -158,6 +178,10 @@ class Engine {
   double decode_ratio_ = 0;
   size_t band_bytes_ = 0;
   RowDecoder* decoder_ = nullptr;  // leader
+  // The current run's TIFF input: the leader's bytes, or a follower's copy.
+  std::span<const uint8_t> tiff_bytes_;
+  std::vector<uint8_t> tiff_copy_;
+  TiffLayout tiff_layout_;
 };
 
 }  // namespace imgq::workers

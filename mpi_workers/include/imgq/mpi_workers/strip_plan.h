@@ -42,6 +42,11 @@ std::vector<Strip> plan_strips(int rows, int parts, int halo);
 // equal strips. Indexed by rank, like plan_strips().
 std::vector<Strip> plan_streamed_strips(int rows, int parts, int halo, double decode_ratio, bool pipelined);
 
+// Moves the boundaries between `strips` (any order, complete) down to
+// multiples of `align` rows, so that each strip but the last in row order
+// holds whole units of `align` rows (TIFF strips); halos recomputed.
+void align_strips(std::vector<Strip>& strips, int rows, int halo, int align);
+
 // The ranks in the order of their strips' rows (ties, from empty strips,
 // by end then rank).
 std::vector<int> row_order(const std::vector<Strip>& strips);
