@@ -44,7 +44,8 @@ median3() {
 mkdir -p "$work/in"
 "$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" png
 "$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" jpg
-png_in="$work/in/gen0.png" jpg_in="$work/in/gen0.jpg"
+"$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" tif deflate
+png_in="$work/in/gen0.png" jpg_in="$work/in/gen0.jpg" tif_in="$work/in/gen0.tif"
 
 setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" --metrics "" \
   --data-dir "$work/data" >"$work/broker.log" 2>&1 &
@@ -57,19 +58,23 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 
+out_format=png  # what the runs below write
 baseline() {  # baseline IN OUTDIR: seconds of sequential OpenCV
-  "$bin/imgq-bench-baseline" --threads 1 --op gaussian_blur:ksize=5 --format png --out "$2" "$1" | field seconds
+  "$bin/imgq-bench-baseline" --threads 1 --op gaussian_blur:ksize=5 --format "$out_format" --out "$2" "$1" \
+    | field seconds
 }
-vips_png() {  # vips_png IN: seconds
-  local t0; t0=$(now)
-  vips gaussblur "$1" "$work/vips.png[compression=1]" 1.1
+vips_out() {  # vips_out IN: seconds (OpenCV's settings: PNG level 1; TIFF LZW with the predictor)
+  local t0 out="$work/vips.png[compression=1]"
+  [ "$out_format" = tif ] && out="$work/vips.tif[compression=lzw,predictor=horizontal]"
+  t0=$(now)
+  vips gaussblur "$1" "$out" 1.1
   since "$t0"
 }
 system() {  # system IN OUTDIR [--local]: seconds of one imgq submit
   rm -rf "$2"
   local t0; t0=$(now)
-  "$bin/imgq" submit --broker "$clients" --progress "$progress" -o "$2" --op gaussian_blur:ksize=5 --format png \
-    "${@:3}" "$1" >/dev/null
+  "$bin/imgq" submit --broker "$clients" --progress "$progress" -o "$2" --op gaussian_blur:ksize=5 \
+    --format "$out_format" "${@:3}" "$1" >/dev/null
   since "$t0"
 }
 # exact A B: "yes" when the two images decode to the same pixels.
@@ -88,29 +93,29 @@ ranks_compute() { tail -1 "$1" | sed -n "s/.*ranks' compute \([0-9. ]*\);.*/\1/p
 peak_mb() { tail -1 "$1" | sed -n 's/.*peak \([0-9]*\) MB.*/\1/p'; }
 
 rows=()
-for kind in png jpg; do
-  input=$png_in
+for kind in png jpg tif; do
+  input=$png_in out_format=png
   [ "$kind" = jpg ] && input=$jpg_in
+  [ "$kind" = tif ] && input=$tif_in out_format=tif
   seq_s=$(median3 baseline "$input" "$work/base_$kind")
   seq_s=$(printf '%.2f' "$seq_s")
   [ "$kind" = png ] && seq_png=$seq_s
   sys_s=$(median3 system "$input" "$work/sys_$kind")
-  ok=$(exact "$work/base_$kind/gen0.png" "$work/sys_$kind/gen0.png")
+  ok=$(exact "$work/base_$kind/gen0.$out_format" "$work/sys_$kind/gen0.$out_format")
   local_s=$(median3 system "$input" "$work/local_$kind" --local)
   breakdown=$(stages)
-  ok_local=$(exact "$work/base_$kind/gen0.png" "$work/local_$kind/gen0.png")
+  ok_local=$(exact "$work/base_$kind/gen0.$out_format" "$work/local_$kind/gen0.$out_format")
   [ "$ok_local" = yes ] || ok=NO
   vips_s="-"
   vips_ratio="-"
-  if [ "$kind" = png ]; then
-    vips_s=$(median3 vips_png "$input")
-    vips_ratio="$(ratio "$vips_s" "$sys_s")x"
+  if [ "$kind" != jpg ]; then
+    vips_s=$(median3 vips_out "$input")
+    vips_ratio="$(ratio "$vips_s" "$sys_s")x / $(ratio "$vips_s" "$local_s")x"
   fi
-  [ "$kind" = png ] && vips_ratio="$(ratio "$vips_s" "$sys_s")x / $(ratio "$vips_s" "$local_s")x"
-  rows+=("| ${kind^^} $(du -m "$input" | cut -f1) MB -> blur -> PNG | $seq_s s | $vips_s s | $sys_s s | $local_s s | $(ratio "$seq_s" "$sys_s")x / $(ratio "$seq_s" "$local_s")x | $vips_ratio | $ok | $breakdown |")
+  rows+=("| ${kind^^} $(du -m "$input" | cut -f1) MB -> blur -> ${out_format^^} | $seq_s s | $vips_s s | $sys_s s | $local_s s | $(ratio "$seq_s" "$sys_s")x / $(ratio "$seq_s" "$local_s")x | $vips_ratio | $ok | $breakdown |")
   echo "${rows[-1]}"
 done
-
+out_format=png
 
 # Scaling: the PNG as a local-files job on groups of 1, 2 and 4 ranks (4 is
 # more ranks than this machine's cores when it has 2), one group at a time;
@@ -145,7 +150,7 @@ section="$work/section.md"
   echo "<!-- big:begin -->"
   echo "### Big compressed images ($(date -u +%Y-%m-%d), $cores cores, \`bash bench/big.sh\`)"
   echo
-  echo "One 8000x8000 8-bit BGR image (64 megapixels), \`gaussian_blur:ksize=5\`, PNG out; median of 3 runs each. The system is a durable broker and one group of $cores ranks, timed by the client from file in to file written: the image sent through the broker (bytes), or as a local-files job (\`--local\`: the group reads and writes the files). Its PNG is encoded on every rank (each deflating its own rows) and stitched by the leader. Speedup = baseline seconds / system seconds (bytes / local). Exact = both system PNGs decode to the same pixels as sequential OpenCV's. The stages are the leader's, of the last local run: the leader decodes the one PNG or JPEG stream band by band, sending the other ranks their rows first, which they blur and deflate as they arrive; its own rows come last (compute: its blur and deflate; encode: stitching the segments)."
+  echo "One 8000x8000 8-bit BGR image (64 megapixels) as PNG, JPEG and deflate TIFF, \`gaussian_blur:ksize=5\`, PNG out (TIFF out for the TIFF, OpenCV's LZW); median of 3 runs each. The system is a durable broker and one group of $cores ranks, timed by the client from file in to file written: the image sent through the broker (bytes), or as a local-files job (\`--local\`: the group reads and writes the files). Its PNG or TIFF is encoded on every rank (each its own rows) and laid out by the leader. Speedup = baseline seconds / system seconds (bytes / local). Exact = both system outputs decode to the same pixels as sequential OpenCV's. The stages are the leader's, of the last local run: the leader decodes the one PNG or JPEG stream band by band, sending the other ranks their rows first, which they blur and deflate as they arrive, its own rows last (compute: its blur and deflate; encode: stitching the segments); a TIFF's strips are decoded by every rank, its own (scatter: the bytes broadcast and the leader's strips decoded)."
   echo
   echo "| work | sequential OpenCV | libvips | system, bytes | system, local | vs OpenCV | vs libvips | exact | leader's stages |"
   echo "|---|---|---|---|---|---|---|---|---|"
