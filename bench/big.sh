@@ -50,13 +50,16 @@ png_in="$work/in/gen0.png" jpg_in="$work/in/gen0.jpg" tif_in="$work/in/gen0.tif"
 setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" --metrics "" \
   --data-dir "$work/data" >"$work/broker.log" 2>&1 &
 pids+=($!)
-setsid mpiexec -n "$cores" "$bin/imgq-worker" --broker "$workers" --name big --allow-paths "$work" \
-  >"$work/group.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do
-  "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":1' && break
-  sleep 0.1
-done
+# start_group RANKS NAME LOG: a group, awaited until the broker has it.
+start_group() {
+  setsid mpiexec -n "$1" "$bin/imgq-worker" --broker "$workers" --name "$2" --allow-paths "$work" >"$3" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do
+    "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":1' && return
+    sleep 0.1
+  done
+}
+start_group "$cores" big "$work/group.log"
 
 out_format=png  # what the runs below write
 baseline() {  # baseline IN OUTDIR: seconds of sequential OpenCV
@@ -125,13 +128,7 @@ wait "${pids[1]}" 2>/dev/null || true
 raw_mb=$((8000 * 8000 * 3 / 1048576))
 scaling_rows=()
 for n in 1 2 4; do
-  setsid mpiexec -n "$n" "$bin/imgq-worker" --broker "$workers" --name "big$n" --allow-paths "$work" \
-    >"$work/group$n.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 300); do
-    "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":1' && break
-    sleep 0.1
-  done
+  start_group "$n" "big$n" "$work/group$n.log"
   scale_s=$(median3 system "$png_in" "$work/scale_$n" --local)
   ok=$(exact "$work/base_png/gen0.png" "$work/scale_$n/gen0.png")
   peak=$(peak_mb "$work/group$n.log")

@@ -702,13 +702,7 @@ void BrokerCore::refuse_unstored(const std::string& id, const Status& why_not) {
   } else if (job.state == JobState::kRunning) {
     // Its group stops it; the slot frees when the group answers (a stray
     // answer then, for a job no longer known).
-    auto group = groups_.find(job.group);
-    if (group != groups_.end()) {
-      proto::Abort abort;
-      abort.job = job.id;
-      abort.reason = why.message();
-      send_worker(group->second, {proto::encode(abort)});
-    }
+    send_abort(job, why.message());
   } else {
     kept_bytes_ -= job.result_bytes;
   }
@@ -1091,14 +1085,17 @@ std::vector<BrokerCore::Job*> BrokerCore::unfinished_jobs_of(const Group& group)
   return jobs;
 }
 
-void BrokerCore::abort_running(Job& job, JobState state, const Status& why) {
+void BrokerCore::send_abort(const Job& job, const std::string& reason) {
   auto group = groups_.find(job.group);
-  if (group != groups_.end()) {
-    proto::Abort abort;
-    abort.job = job.id;
-    abort.reason = why.message();
-    send_worker(group->second, {proto::encode(abort)});
-  }
+  if (group == groups_.end()) return;
+  proto::Abort abort;
+  abort.job = job.id;
+  abort.reason = reason;
+  send_worker(group->second, {proto::encode(abort)});
+}
+
+void BrokerCore::abort_running(Job& job, JobState state, const Status& why) {
+  send_abort(job, why.message());
   events_.aborted_running();
   finish(job, state, why, /*ran=*/true);
 }

@@ -93,20 +93,10 @@ std::string join_specs(const Pipeline& pipeline) {
   return out;
 }
 
-// Converts what OpenCV and the allocator throw into a Status.
+// Converts what OpenCV and the allocator throw into a Status (or a Result
+// holding one, as `f` returns).
 template <typename F>
-Status guarded(F&& f) {
-  try {
-    return f();
-  } catch (const cv::Exception& e) {
-    return Status::Internal(std::string("OpenCV failed: ") + e.what());
-  } catch (const std::bad_alloc&) {
-    return Status::ResourceExhausted("out of memory");
-  }
-}
-
-template <typename F>
-auto guarded_result(F&& f) -> decltype(f()) {
+auto guarded(F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const cv::Exception& e) {
@@ -399,7 +389,7 @@ Result<cv::Mat> Engine::scatter_strips(const std::vector<Strip>& strips, const I
   cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
   if (read_from != nullptr && !tiff_bytes_.empty()) {
     // Each rank decodes the strips holding its rows (and halo).
-    auto rows = guarded_result([&] { return read_tiff_rows(tiff_bytes_, tiff_layout_, mine.buf_begin, mine.buf_rows()); });
+    auto rows = guarded([&] { return read_tiff_rows(tiff_bytes_, tiff_layout_, mine.buf_begin, mine.buf_rows()); });
     if (rows.ok()) buffer = std::move(rows).value();
     IMGQ_RETURN_IF_ERROR(agree(rows.status()));
     return buffer;

@@ -29,14 +29,9 @@ Pipeline pipeline(const std::vector<std::string>& specs) {
   return p.ok() ? *p : Pipeline{};
 }
 
-// Runs `specs` on `image` both ways; a pipeline the image does not support
-// must fail the same way on both.
-void ExpectExact(const std::vector<std::string>& specs, const cv::Mat& image, const std::string& what) {
-  const Pipeline p = pipeline(specs);
-  auto expected = apply_pipeline(p, image);
-  auto actual = g_engine->run(p, image);
-  std::string label = what + " |";
-  for (const auto& s : specs) label += " " + s;
+// The engine's outcome against the reference's: the same pixels, or the
+// same error.
+void ExpectSameOutcome(const Result<cv::Mat>& expected, const Result<cv::Mat>& actual, const std::string& label) {
   if (!expected.ok()) {
     ASSERT_FALSE(actual.ok()) << label << " should fail: " << expected.status().ToString();
     EXPECT_EQ(expected.status().ToString(), actual.status().ToString()) << label;
@@ -44,6 +39,15 @@ void ExpectExact(const std::vector<std::string>& specs, const cv::Mat& image, co
   }
   ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
   EXPECT_TRUE(SameImage(*expected, *actual)) << label << " on " << g_engine->size() << " ranks";
+}
+
+// Runs `specs` on `image` both ways; a pipeline the image does not support
+// must fail the same way on both.
+void ExpectExact(const std::vector<std::string>& specs, const cv::Mat& image, const std::string& what) {
+  const Pipeline p = pipeline(specs);
+  std::string label = what + " |";
+  for (const auto& s : specs) label += " " + s;
+  ExpectSameOutcome(apply_pipeline(p, image), g_engine->run(p, image), label);
 }
 
 const std::vector<std::string>& single_ops() {
@@ -248,15 +252,7 @@ void ExpectStreamedExact(const std::vector<std::string>& specs, const Encoded& e
   const cv::Mat image = cv::imdecode(encoded.bytes, cv::IMREAD_UNCHANGED);
   std::string label = encoded.name + " variant " + std::to_string(variant) + " |";
   for (const auto& spec : specs) label += " " + spec;
-  auto expected = apply_pipeline(p, image);
-  auto actual = run_streamed(p, encoded.bytes, variant);
-  if (!expected.ok()) {
-    ASSERT_FALSE(actual.ok()) << label << " should fail: " << expected.status().ToString();
-    EXPECT_EQ(expected.status().ToString(), actual.status().ToString()) << label;
-    return;
-  }
-  ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
-  EXPECT_TRUE(SameImage(*expected, *actual)) << label << " on " << g_engine->size() << " ranks";
+  ExpectSameOutcome(apply_pipeline(p, image), run_streamed(p, encoded.bytes, variant), label);
 }
 
 // Every op on every other image (alternating, so each op meets every kind

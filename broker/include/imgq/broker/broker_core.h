@@ -305,6 +305,8 @@ class BrokerCore {
   void update_gauges();
   void requeue_or_fail(Job& job, const std::string& why);
   // Ends a running job now and tells its group to stop it.
+  // Tells the job's group to stop it (when the group is still here).
+  void send_abort(const Job& job, const std::string& reason);
   void abort_running(Job& job, JobState state, const Status& why);
   // The group's jobs the broker still waits for (not cancelled or expired).
   std::vector<Job*> unfinished_jobs_of(const Group& group);
