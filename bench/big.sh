@@ -24,14 +24,7 @@ port="${IMGQ_BENCH_PORT:-28555}"
 clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress="tcp://127.0.0.1:$((port + 2))"
 work=$(mktemp -d /tmp/imgq-big-bench.XXXXXX)
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
+source bench/common.sh  # pids, cleanup on exit, now()
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }

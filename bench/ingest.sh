@@ -22,14 +22,7 @@ clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress
 sample=/usr/share/doc/opencv-doc/examples/data/HappyFish.jpg
 ops=(--op grayscale --op gaussian_blur:ksize=5 --format png)
 work=$(mktemp -d /tmp/imgq-ingest-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
+source bench/common.sh  # pids, cleanup on exit, now()
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 fill() {  # fill DIR COUNT: COUNT copies of the sample, 1,000 per subfolder

@@ -20,19 +20,12 @@ port="${IMGQ_BENCH_PORT:-26555}"
 clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress="tcp://127.0.0.1:$((port + 2))"
 metrics_port=$((port + 3))
 work=$(mktemp -d /tmp/imgq-journal-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/common.sh  # pids, cleanup on exit, now()
 
 mkdir -p "$work/large"
 "$bin/imgq-bench-make-images" 8000 8000 1 "$work/large" ppm >/dev/null
 large_mb=$(awk -v b="$(stat -c %s "$work/large/gen0.ppm")" 'BEGIN { printf "%.0f", b / 1048576 }')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
-now() { date +%s.%N; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 commits() {
   curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^imgq_journal_commit_seconds_count/ { print $2 }'

@@ -16,13 +16,7 @@ cores=$(nproc)
 port="${IMGQ_BENCH_PORT:-25555}"
 clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress="tcp://127.0.0.1:$((port + 2))"
 work=$(mktemp -d /tmp/imgq-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/common.sh  # pids, cleanup on exit, now()
 
 # ---- inputs ----
 mkdir -p "$work/batch" "$work/large"
@@ -38,7 +32,6 @@ blur=(--op gaussian_blur:ksize=5)
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", (s > 0 ? n / s : 0) }'; }
-now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }   # KiB -> MiB
 
