@@ -48,10 +48,7 @@ class PngRowDecoder final : public RowDecoder {
 
   Status read(cv::Mat& rows) override {
     if (failed_) return corrupt("PNG", rows_read_, info_.rows, error_);
-    if (rows_read_ + rows.rows > info_.rows || rows.cols != info_.cols || rows.type() != info_.type() ||
-        !rows.isContinuous()) {
-      return Status::Internal("PngRowDecoder::read: rows past the image or of the wrong kind");
-    }
+    IMGQ_RETURN_IF_ERROR(check_request(rows));
     pointers_.resize(static_cast<size_t>(rows.rows));
     for (int y = 0; y < rows.rows; ++y) pointers_[static_cast<size_t>(y)] = rows.ptr(y);
     const bool last = rows_read_ + rows.rows == info_.rows;
@@ -165,10 +162,7 @@ class JpegRowDecoder final : public RowDecoder {
     if (created_) jpeg_destroy_decompress(&cinfo_);
   }
 
-  bool open() {
-    if (!start()) return false;
-    return true;
-  }
+  bool open() { return start(); }
 
   ImageInfo info() const override { return info_; }
   const char* format() const override { return "JPEG"; }
@@ -176,10 +170,7 @@ class JpegRowDecoder final : public RowDecoder {
 
   Status read(cv::Mat& rows) override {
     if (failed_) return corrupt("JPEG", rows_read_, info_.rows, error_);
-    if (rows_read_ + rows.rows > info_.rows || rows.cols != info_.cols || rows.type() != info_.type() ||
-        !rows.isContinuous()) {
-      return Status::Internal("JpegRowDecoder::read: rows past the image or of the wrong kind");
-    }
+    IMGQ_RETURN_IF_ERROR(check_request(rows));
     const bool last = rows_read_ + rows.rows == info_.rows;
     if (!read_rows(rows, last) || ran_out_) {
       failed_ = true;
@@ -264,6 +255,15 @@ class JpegRowDecoder final : public RowDecoder {
 };
 
 }  // namespace
+
+Status RowDecoder::check_request(const cv::Mat& rows) const {
+  const ImageInfo image = info();
+  if (rows_read() + rows.rows > image.rows || rows.cols != image.cols || rows.type() != image.type() ||
+      !rows.isContinuous()) {
+    return Status::Internal(std::string(format()) + " row decoder: rows past the image or of the wrong kind");
+  }
+  return Status::Ok();
+}
 
 std::unique_ptr<RowDecoder> open_row_decoder(std::span<const uint8_t> bytes) {
   static constexpr uint8_t kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};

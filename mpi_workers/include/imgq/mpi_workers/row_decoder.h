@@ -50,6 +50,11 @@ class RowDecoder {
 
   // Rows decoded so far.
   virtual int rows_read() const = 0;
+
+ protected:
+  // Internal unless `rows` are continuous, of the image's kind, and within
+  // its rows from rows_read() on.
+  Status check_request(const cv::Mat& rows) const;
 };
 
 // A decoder positioned at the first row, or nullptr when the bytes are not
