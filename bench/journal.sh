@@ -5,14 +5,17 @@
 #     2 worker groups of 1 rank: jobs/s, the broker's CPU per job (from
 #     /proc/PID/stat), and fsyncs (journal commits) per second;
 #   - a 64-megapixel PPM (192 MB) blurred through the sockets: seconds, and
-#     the journal's cost per MB.
+#     the journal's cost per MB;
+#   - the floor under the broker's cost per tiny job: the same clients and
+#     groups through imgq-bench-relay (bench/relay.cc), which carries the
+#     same messages with the same codec and does nothing else.
 # Writes its section of bench/RESULTS.md (between the journal markers; the
 # rest is bench/run.sh's). A few minutes on 2 cores.
 #   bash bench/journal.sh            (IMGQ_BENCH_PORT moves the broker's ports)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh imgq-broker imgq-worker imgq imgq-bench-make-images imgq-bench-tiny-jobs >/dev/null
+bash scripts/build.sh imgq-broker imgq-worker imgq imgq-bench-make-images imgq-bench-tiny-jobs imgq-bench-relay >/dev/null
 
 bin=build/bin
 cores=$(nproc)
@@ -28,14 +31,19 @@ large_mb=$(awk -v b="$(stat -c %s "$work/large/gen0.ppm")" 'BEGIN { printf "%.0f
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 commits() {
-  curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^imgq_journal_commit_seconds_count/ { print $2 }'
+  curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^imgq_journal_commit_seconds_count/ { print $2 }' || true
 }
 
-start_system() {  # start_system memory|durable
-  local mode=$1 flags=()
-  if [ "$mode" = memory ]; then flags=(--memory-only); else rm -rf "$work/data"; flags=(--data-dir "$work/data"); fi
-  setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" \
-    --metrics "127.0.0.1:$metrics_port" "${flags[@]}" >"$work/broker-$mode.log" 2>&1 &
+start_system() {  # start_system memory|durable|relay
+  local mode=$1 broker
+  if [ "$mode" = relay ]; then
+    broker=("$bin/imgq-bench-relay" --clients "$clients" --workers "$workers")
+  else
+    broker=("$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress"
+      --metrics "127.0.0.1:$metrics_port")
+    if [ "$mode" = memory ]; then broker+=(--memory-only); else rm -rf "$work/data"; broker+=(--data-dir "$work/data"); fi
+  fi
+  setsid "${broker[@]}" >"$work/broker-$mode.log" 2>&1 &
   pids+=($!)
   broker_pid=$!
   for g in 1 2; do
@@ -56,8 +64,9 @@ stop_system() {
 
 declare -A rate cpu_us fsyncs large_s
 hz=$(getconf CLK_TCK)
-for mode in memory durable; do
-  start_system "$mode"
+# tiny_jobs MODE: jobs/s and the broker's CPU per job (and commits/s).
+tiny_jobs() {
+  local mode=$1 c0 c1 t0 t1 s0 s1 line jobs
   "$bin/imgq-bench-tiny-jobs" --broker "$clients" --clients 8 --jobs 50 --window 4 >/dev/null  # warm-up
   c0=$(commits); t0=$(cpu_ticks "$broker_pid"); s0=$(now)
   line=$("$bin/imgq-bench-tiny-jobs" --broker "$clients" --clients 8 --jobs 500 --window 4)
@@ -66,6 +75,16 @@ for mode in memory durable; do
   rate[$mode]=$(field jobs_per_second <<<"$line")
   cpu_us[$mode]=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v n="$jobs" 'BEGIN { printf "%.0f", (b - a) / hz * 1e6 / n }')
   fsyncs[$mode]=$(awk -v a="${c0:-0}" -v b="${c1:-0}" -v s0="$s0" -v s1="$s1" 'BEGIN { printf "%.0f", (b - a) / (s1 - s0) }')
+}
+# The floor: the same clients and groups through a bare relay of the same
+# messages (bench/relay.cc).
+start_system relay
+tiny_jobs relay
+echo "relay: ${rate[relay]} tiny jobs/s, ${cpu_us[relay]} us CPU per job"
+stop_system
+for mode in memory durable; do
+  start_system "$mode"
+  tiny_jobs "$mode"
   runs=()
   for _ in 1 2 3; do
     rm -rf "$work/out"
@@ -96,6 +115,13 @@ acknowledged) and with \`--memory-only\`.
 | broker CPU per tiny job (us, /proc) | ${cpu_us[memory]} | ${cpu_us[durable]} | |
 | journal commits per second | - | ${fsyncs[durable]} | group commit: one commit (and one fsync) takes every change made while the previous one was being synced, not one per job |
 | 64 MP PPM (${large_mb} MB) blurred through the sockets, s (median of 3) | ${large_s[memory]} | ${large_s[durable]} | ${cost} ms per MB journaled |
+
+The floor: the same 8 clients and 2 groups through \`imgq-bench-relay\`
+(bench/relay.cc), a bare relay of a tiny job's six messages (submit,
+accepted, job, done, result, result_ack) over the same ROUTER sockets and
+codec, with no checks, queue policy, journal, metrics or events:
+${rate[relay]} jobs/s, ${cpu_us[relay]} us of CPU per job. The memory-only
+broker costs $(awk -v a="${cpu_us[memory]}" -v b="${cpu_us[relay]}" 'BEGIN { printf "%.2f", a / b }')x the relay's CPU per job.
 
 The large image is written once to a payload file of its own (fsynced before
 the commit that names it) and its result once more; small images and

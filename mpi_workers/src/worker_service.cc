@@ -268,6 +268,12 @@ class Leader {
     control.interrupt = [&link = link_, &request = t.request, received = t.received] {
       return stop_reason(link, request, received);
     };
+    if (engine_.size() == 1) {
+      // No follower to feed: the job runs here, without two thread hand-offs.
+      JobOutcome outcome = run_whole_job(t.pipeline, t.image(), format_of(t), 0, control);
+      finish(ranks_.finish(0), std::move(outcome));
+      return;
+    }
     own_.start([&t, control, format = format_of(t)] {
       return run_whole_job(t.pipeline, t.image(), format, 0, control);
     });
