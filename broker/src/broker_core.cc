@@ -393,7 +393,7 @@ void BrokerCore::on_client(const std::string& identity, Frames frames, const std
                                : "submit: a local-files submit (path) takes no image frame, got " +
                                      std::to_string(payloads)));
     }
-    return handle_submit(identity, owner, *submit, expected == 1 ? std::move(frames[1]) : std::string());
+    return handle_submit(identity, owner, *submit, expected == 1 ? std::move(frames[1]) : SharedBytes());
   }
   if (payloads != 0) {
     return malformed(Status::InvalidArgument(type + ": expected no frame after the header, got " +
@@ -499,7 +499,7 @@ void BrokerCore::resubmit(const std::string& identity, const proto::Submit& subm
 }
 
 void BrokerCore::handle_submit(const std::string& identity, const std::string& owner,
-                               const proto::Submit& submit, std::string image) {
+                               const proto::Submit& submit, SharedBytes image) {
   using monitoring::Rejection;
   auto reject = [&](const Status& status, Rejection why) {
     events_.rejected(why);
@@ -608,7 +608,7 @@ void BrokerCore::record_due(bool all) {
     } else {
       // One row update for the whole end: outcome, attempts, the result (in
       // memory until this commit stores it) or its acknowledgement.
-      journal_.finish(stored(job), job.gone.empty() ? std::string_view(job.result) : std::string_view());
+      journal_.finish(stored(job), job.gone.empty() ? job.result.view() : std::string_view());
       if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(id);
     }
   }
@@ -638,8 +638,7 @@ void BrokerCore::commit() {
     if (it == jobs_.end() || !it->second.gone.empty()) continue;
     Job& job = it->second;
     if (ticket.ok()) {
-      job.result.clear();
-      job.result.shrink_to_fit();
+      job.result.reset();
     } else {
       journal_.finish(stored(job), job.result);
       unstored_results_.push_back(id);
@@ -780,8 +779,7 @@ void BrokerCore::handle_ack(Job& job) {
 
 void BrokerCore::drop_result(Job& job, const std::string& why) {
   kept_bytes_ -= job.gone.empty() ? job.result_bytes : 0;
-  job.result.clear();
-  job.result.shrink_to_fit();
+  job.result.reset();
   job.ops.clear();
   job.gone = why;
   job.gone_at = unix_now();
@@ -1006,7 +1004,7 @@ void BrokerCore::dispatch() {
         finish(job, JobState::kFailed, image.status());
         continue;
       }
-      job.image = std::move(*image);
+      job.image = SharedBytes(std::move(*image));
     }
     job.state = JobState::kRunning;
     job.group = idle->identity;
@@ -1044,8 +1042,7 @@ void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran
   job.finished = now_();
   job.finished_unix = unix_now();
   job.group.clear();
-  job.image.clear();
-  job.image.shrink_to_fit();
+  job.image.reset();
   job.result_bytes = state == JobState::kDone ? job.result.size() : 0;
   kept_bytes_ += job.result_bytes;
   unrecorded(job);

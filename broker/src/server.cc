@@ -17,15 +17,25 @@ constexpr size_t kMaxFrames = 4;
 // The bytes a message holds, all frames together.
 size_t bytes_of(const Frames& frames) {
   size_t n = 0;
-  for (const std::string& f : frames) n += f.size();
+  for (const SharedBytes& f : frames) n += f.size();
   return n;
 }
 
 // Reads one whole message without blocking; false when none is waiting.
+// The frames keep the buffers they arrived in (an image is not copied).
+// `user_id`: the peer's ZAP user id (its CURVE key), on the frames it sent.
 bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames, std::string* user_id = nullptr) {
-  if (!recv_frames(socket, frames, kMaxFrames, /*dontwait=*/true, nullptr, user_id)) return false;
-  identity = std::move(frames.front());
-  frames.erase(frames.begin());
+  Messages parts;
+  if (!recv_messages(socket, parts, kMaxFrames, /*dontwait=*/true)) return false;
+  identity = parts.front().to_string();
+  frames.clear();
+  if (user_id != nullptr) user_id->clear();
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (user_id != nullptr && user_id->empty()) {
+      if (const char* user = zmq_msg_gets(parts[i].handle(), "User-Id")) user_id->assign(user);
+    }
+    frames.emplace_back(std::move(parts[i]));
+  }
   return true;
 }
 
@@ -61,7 +71,7 @@ class Server::SocketOutbox : public Outbox {
   }
 
  private:
-  // Sends and empties `frames` (moved into the messages, not copied).
+  // Sends and empties `frames` (large ones as references, not copied).
   static bool send(zmq::socket_t& socket, const std::string& identity, Frames& frames) {
     try {
       // ROUTER_MANDATORY: an unknown identity fails here, before any frame.
@@ -69,7 +79,7 @@ class Server::SocketOutbox : public Outbox {
         return false;
       }
       for (size_t i = 0; i < frames.size(); ++i) {
-        zmq::message_t message = message_of(std::move(frames[i]));
+        zmq::message_t message = frames[i].message();
         const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
         (void)socket.send(message, flags);
       }

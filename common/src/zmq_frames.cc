@@ -54,6 +54,32 @@ zmq::message_t owning_message(Bytes&& bytes) {
 }  // namespace
 
 zmq::message_t message_of(std::string&& frame) { return owning_message(std::move(frame)); }
+
+SharedBytes::SharedBytes(std::string bytes) {
+  if (bytes.empty()) return;
+  auto owned = std::make_shared<const std::string>(std::move(bytes));
+  data_ = owned->data();
+  size_ = owned->size();
+  owner_ = std::move(owned);
+}
+
+SharedBytes::SharedBytes(zmq::message_t message) {
+  if (message.size() == 0) return;
+  auto owned = std::make_shared<const zmq::message_t>(std::move(message));
+  data_ = static_cast<const char*>(owned->data());
+  size_ = owned->size();
+  owner_ = std::move(owned);
+}
+
+zmq::message_t SharedBytes::message() const {
+  if (size_ < kZeroCopyBytes) return zmq::message_t(data_, size_);
+  // The message holds a reference until ZeroMQ has sent it (its I/O thread
+  // may drop it: shared_ptr counts atomically).
+  auto* reference = new std::shared_ptr<const void>(owner_);
+  return zmq::message_t(
+      const_cast<char*>(data_), size_,
+      [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, reference);
+}
 zmq::message_t message_of(std::vector<uint8_t>&& frame) { return owning_message(std::move(frame)); }
 
 void send_frames(zmq::socket_t& socket, Frames&& frames) {

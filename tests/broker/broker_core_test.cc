@@ -388,6 +388,34 @@ TEST_F(BrokerCoreTest, ByeRequeuesAtOnce) {
   EXPECT_EQ(job_sent_to("g2"), job);
 }
 
+// An image goes to its group, and again to the next after a retry, in the
+// buffer it arrived in; a result goes to its client in the group's buffer.
+TEST_F(BrokerCoreTest, ImagesAndResultsPassByReferenceNotCopy) {
+  const SharedBytes image(png_bytes(500));
+  proto::Submit s;
+  s.req = 1;
+  s.ops = {"invert"};
+  core_.on_client("c", {proto::encode(s), image});
+  core_.commit();
+  ASSERT_EQ(out_.clients.back().type, "accepted");
+  const std::string job = decode<proto::Accepted>(out_.clients.back().frames[0]).job;
+  hello("g1", "one");
+  ASSERT_EQ(job_sent_to("g1"), job);
+  EXPECT_EQ(out_.workers.back().frames[1].data(), image.data());
+  core_.on_worker("g1", {proto::encode(proto::Bye{})});
+  hello("g2", "two");
+  ASSERT_EQ(job_sent_to("g2"), job);
+  EXPECT_EQ(out_.workers.back().frames[1].data(), image.data());
+
+  const SharedBytes result(std::string(500, 'r'));
+  proto::Done d;
+  d.job = job;
+  core_.on_worker("g2", {proto::encode(d), result});
+  ASSERT_EQ(out_.clients.back().type, "result");
+  EXPECT_EQ(out_.clients.back().frames[1].data(), result.data());
+  EXPECT_EQ(out_.clients.back().frames[1], result);
+}
+
 TEST_F(BrokerCoreTest, FailureFromTheGroupReachesTheClient) {
   const std::string job = submit("c", 1);
   hello("g", "G");

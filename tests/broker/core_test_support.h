@@ -32,7 +32,7 @@ class RecordingOutbox : public Outbox {
   void publish(const std::string& topic, std::string event) override {
     events.push_back({topic, *proto::decode_header(event)->as<proto::Event>()});
   }
-  static std::string type_of(const std::string& header) { return proto::decode_header(header)->type(); }
+  static std::string type_of(std::string_view header) { return proto::decode_header(header)->type(); }
 
   std::vector<Sent> clients, workers;
   std::vector<std::pair<std::string, proto::Event>> events;
@@ -59,7 +59,7 @@ inline std::string png_bytes(size_t total = 0, uint32_t width = 2, uint32_t heig
 inline const std::string kImg = png_bytes();
 
 template <typename T>
-T decode(const std::string& header) {
+T decode(std::string_view header) {
   auto h = proto::decode_header(header);
   EXPECT_TRUE(h.ok()) << h.status().ToString();
   auto m = h->as<T>();

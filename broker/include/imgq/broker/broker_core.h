@@ -44,7 +44,10 @@
 namespace imgq::broker {
 
 // Frames of one message after the ROUTER identity: header, then payload.
-using imgq::Frames;
+// Shared, not copied: an image goes from the client's socket to a group's,
+// and a result back, in the buffer it arrived in, and a job keeps a
+// reference for a retry.
+using Frames = std::vector<SharedBytes>;
 
 // Where the core's messages go. Implemented over sockets by the server and
 // by a recorder in tests.
@@ -213,7 +216,7 @@ class BrokerCore {
     std::string format;
     std::string name;
     std::string key;
-    std::string image;   // kept until the job is done, for requeues (empty after a restart: in the journal)
+    SharedBytes image;   // kept until the job is done, for requeues (empty after a restart: in the journal)
     uint64_t image_bytes = 0;
     std::string path;    // a local-files job: the group reads the image here
     std::string output;  // and writes the result here
@@ -229,7 +232,7 @@ class BrokerCore {
     int total_stages = 0;
     int code = 0;
     std::string message;
-    std::string result;  // in memory until acknowledged (without a durable journal)
+    SharedBytes result;  // in memory until acknowledged (without a durable journal)
     uint64_t result_bytes = 0;
     // "acknowledged" or "expired" once the result is gone, and when (Unix s).
     std::string gone;
@@ -262,7 +265,7 @@ class BrokerCore {
   };
 
   void handle_submit(const std::string& identity, const std::string& owner, const proto::Submit& submit,
-                     std::string image);
+                     SharedBytes image);
   // A submit whose key names a known job: answered with that job.
   void resubmit(const std::string& identity, const proto::Submit& submit, const std::string& digest, Job& job);
   void handle_status(const std::string& identity, const std::string& owner, uint64_t req, const std::string& job);

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <zmq.hpp>
@@ -37,6 +39,41 @@ using Messages = std::vector<zmq::message_t>;
 bool recv_messages(zmq::socket_t& socket, Messages& parts, size_t max_frames, bool dontwait);
 // Sends `parts` as one message (they are empty afterwards).
 void send_messages(zmq::socket_t& socket, Messages& parts);
+
+// Bytes that several owners share and nobody changes: an image the broker
+// keeps for a retry while the same buffer is on its way to a group, the
+// frame a message arrived in. Copying one is taking a reference; the bytes
+// are never copied, from the socket they came in on to the one they leave by.
+class SharedBytes {
+ public:
+  SharedBytes() = default;
+  // Takes the string (moved in: no copy of the bytes).
+  SharedBytes(std::string bytes);  // NOLINT(google-explicit-constructor): frames are written as strings
+  SharedBytes(const char* text) : SharedBytes(std::string(text)) {}  // NOLINT(google-explicit-constructor)
+  // Takes the message's buffer as it is.
+  explicit SharedBytes(zmq::message_t message);
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  std::string_view view() const { return {data_, size_}; }
+  operator std::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
+  std::string str() const { return std::string(view()); }
+  // Drops this owner's reference (the bytes go with the last one).
+  void reset() { *this = SharedBytes(); }
+  // A message of these bytes: a reference when large, a copy when small.
+  zmq::message_t message() const;
+
+  friend bool operator==(const SharedBytes& a, std::string_view b) { return a.view() == b; }
+  friend bool operator==(const SharedBytes& a, const std::string& b) { return a.view() == b; }
+  friend bool operator==(const SharedBytes& a, const char* b) { return a.view() == b; }
+  friend bool operator==(const SharedBytes& a, const SharedBytes& b) { return a.view() == b.view(); }
+
+ private:
+  std::shared_ptr<const void> owner_;
+  const char* data_ = "";
+  size_t size_ = 0;
+};
 
 // zmq::poll that returns 0 (nothing ready) when a signal interrupts it, so
 // a SIGTERM or SIGINT handler's flag is seen instead of an exception.
