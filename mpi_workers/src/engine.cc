@@ -39,8 +39,9 @@ struct JobHeader {
   double decode_ratio = 0;
   uint64_t band_bytes = 0;
   uint64_t tiff_input_bytes = 0;  // StripFiles::tiff_input: broadcast after the specs
-  int32_t tiff_rows_per_strip = 0;
+  int32_t tiff_rows_per_strip = 0;  // or the tiles' height
   int32_t tiff = 0;  // StripFiles::tiff: the last stage encodes TIFF on every rank
+  int32_t tiff_tile_cols = 0;  // StripFiles::tiff_layout.tile_cols: a tiled input
 };
 
 constexpr int kStreamTag = 202;  // apart from whole_jobs.h's tags and the PNG segments
@@ -210,7 +211,8 @@ Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
                    files.band_bytes,
                    files.tiff_input.size(),
                    files.tiff_layout.rows_per_strip,
-                   files.tiff != nullptr ? 1 : 0};
+                   files.tiff != nullptr ? 1 : 0,
+                   files.tiff_layout.tile_cols};
   broadcast_header(header, comm_, true);
   specs += files.input + files.output;
   MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
@@ -256,7 +258,7 @@ void Engine::serve(const IdleWork& idle) {
       tiff_copy_.resize(header.tiff_input_bytes);
       broadcast_bytes(tiff_copy_.data(), tiff_copy_.size());
       tiff_bytes_ = tiff_copy_;
-      tiff_layout_ = {header.rows, header.cols, header.type, header.tiff_rows_per_strip};
+      tiff_layout_ = {header.rows, header.cols, header.type, header.tiff_rows_per_strip, header.tiff_tile_cols};
       files.tiff_input = tiff_bytes_;
       files.tiff_layout = tiff_layout_;
     }

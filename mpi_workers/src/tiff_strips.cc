@@ -118,20 +118,36 @@ std::optional<TiffLayout> tiff_layout(std::span<const uint8_t> bytes) {
   TIFFGetField(tif.get(), TIFFTAG_PLANARCONFIG, &planar);
   TIFFGetField(tif.get(), TIFFTAG_SAMPLEFORMAT, &format);
   TIFFGetField(tif.get(), TIFFTAG_ORIENTATION, &orientation);
-  if (TIFFGetField(tif.get(), TIFFTAG_ROWSPERSTRIP, &rows_per_strip) == 0 || rows_per_strip > height) {
+  const bool tiled = TIFFIsTiled(tif.get()) != 0;
+  uint32_t tile_width = width;
+  if (tiled) {
+    uint16_t compression = COMPRESSION_NONE;
+    TIFFGetField(tif.get(), TIFFTAG_COMPRESSION, &compression);
+    // Declined, to fail whole as they fail in OpenCV: uncompressed 8-bit
+    // tiles whose size is not a multiple of 1 KiB. libtiff 4.5's
+    // TIFFReadRGBATile compares the tile's size with its read buffer's,
+    // which it rounds up to 1 KiB, and refuses them ("Invalid tile byte
+    // count").
+    if (TIFFGetField(tif.get(), TIFFTAG_TILEWIDTH, &tile_width) == 0 ||
+        TIFFGetField(tif.get(), TIFFTAG_TILELENGTH, &rows_per_strip) == 0 ||
+        (compression == COMPRESSION_NONE && bps == 8 && uint64_t{tile_width} * rows_per_strip * spp % 1024 != 0)) {
+      return std::nullopt;
+    }
+  } else if (TIFFGetField(tif.get(), TIFFTAG_ROWSPERSTRIP, &rows_per_strip) == 0 || rows_per_strip > height) {
     rows_per_strip = height;
   }
   const bool gray = photometric == PHOTOMETRIC_MINISBLACK && spp == 1;
   const bool rgb = photometric == PHOTOMETRIC_RGB && (spp == 3 || spp == 4);
-  if (TIFFIsTiled(tif.get()) || (!gray && !rgb) || (bps != 8 && bps != 16) || format != SAMPLEFORMAT_UINT ||
-      planar != PLANARCONFIG_CONTIG || orientation != ORIENTATION_TOPLEFT || width == 0 || height == 0 ||
-      width > INT32_MAX || height > INT32_MAX || rows_per_strip == 0) {
+  if ((!gray && !rgb) || (bps != 8 && bps != 16) || format != SAMPLEFORMAT_UINT || planar != PLANARCONFIG_CONTIG ||
+      orientation != ORIENTATION_TOPLEFT || width == 0 || height == 0 || width > INT32_MAX ||
+      height > INT32_MAX || rows_per_strip == 0 || tile_width == 0 || tile_width > INT32_MAX ||
+      rows_per_strip > INT32_MAX) {
     return std::nullopt;
   }
-  // OpenCV refuses strips of 1 GB or more; so do we, by declining.
-  if (uint64_t{width} * rows_per_strip * 4 * (bps / 8) >= (uint64_t{1} << 30)) return std::nullopt;
+  // OpenCV refuses strips or tiles of 1 GB or more; so do we, by declining.
+  if (uint64_t{tile_width} * rows_per_strip * 4 * (bps / 8) >= (uint64_t{1} << 30)) return std::nullopt;
   return TiffLayout{static_cast<int>(height), static_cast<int>(width), CV_MAKETYPE(bps == 16 ? CV_16U : CV_8U, spp),
-                    static_cast<int>(rows_per_strip)};
+                    static_cast<int>(rows_per_strip), tiled ? static_cast<int>(tile_width) : 0};
 }
 
 Result<cv::Mat> read_tiff_rows(std::span<const uint8_t> bytes, const TiffLayout& layout, int begin, int count) {
@@ -141,58 +157,83 @@ Result<cv::Mat> read_tiff_rows(std::span<const uint8_t> bytes, const TiffLayout&
   MemoryFile file{.in = bytes};
   TiffPtr tif = open_memory(file, "r");
   if (!tif) return Status::InvalidImage("TIFF: cannot be opened (" + file.error + ")");
-  const int per_strip = layout.rows_per_strip;
+  const bool tiled = layout.tile_cols > 0;
+  const int per_strip = layout.rows_per_strip;  // a strip's or a tile's height
+  const size_t tile_cols = static_cast<size_t>(tiled ? layout.tile_cols : layout.cols);
   const int channels = CV_MAT_CN(layout.type);
   const bool wide = CV_MAT_DEPTH(layout.type) == CV_16U;
-  const size_t cols = static_cast<size_t>(layout.cols);
   std::vector<uint32_t> raster;
   std::vector<uint16_t> samples;
   for (int first = begin / per_strip * per_strip; first < begin + count; first += per_strip) {
     const int strip_rows = std::min(per_strip, layout.rows - first);
-    const uint32_t strip = static_cast<uint32_t>(first / per_strip);
-    auto corrupt = [&] {
-      return Status::InvalidImage("TIFF: the image data is corrupt (strip " + std::to_string(strip) + " of rows " +
-                                  std::to_string(first) + " to " + std::to_string(first + strip_rows - 1) +
-                                  (file.error.empty() ? "" : ": " + file.error) + ")");
-    };
     const int lo = std::max(first, begin), hi = std::min(first + strip_rows, begin + count);
-    if (!wide) {
-      // OpenCV: TIFFReadRGBAStrip, whose raster starts at the strip's last row.
-      raster.resize(cols * static_cast<size_t>(per_strip));
-      if (TIFFReadRGBAStrip(tif.get(), static_cast<uint32_t>(first), raster.data()) == 0) return corrupt();
-      for (int y = lo; y < hi; ++y) {
-        const auto* src = reinterpret_cast<const uint8_t*>(raster.data() + cols * static_cast<size_t>(strip_rows - 1 - (y - first)));
-        uint8_t* dst = rows.ptr<uint8_t>(y - begin);
-        for (size_t x = 0; x < cols; ++x, src += 4) {
+    for (int x0 = 0; x0 < layout.cols; x0 += static_cast<int>(tile_cols)) {
+      const size_t cols = std::min(tile_cols, static_cast<size_t>(layout.cols - x0));
+      auto corrupt = [&] {
+        const uint32_t unit = tiled ? TIFFComputeTile(tif.get(), static_cast<uint32_t>(x0),
+                                                      static_cast<uint32_t>(first), 0, 0)
+                                    : static_cast<uint32_t>(first / per_strip);
+        return Status::InvalidImage(
+            "TIFF: the image data is corrupt (" + std::string(tiled ? "tile " : "strip ") + std::to_string(unit) +
+            " of rows " + std::to_string(first) + " to " + std::to_string(first + strip_rows - 1) +
+            (tiled ? ", columns " + std::to_string(x0) + " to " + std::to_string(x0 + cols - 1) : std::string()) +
+            (file.error.empty() ? "" : ": " + file.error) + ")");
+      };
+      if (!wide) {
+        // OpenCV: TIFFReadRGBAStrip or TIFFReadRGBATile. The raster is
+        // bottom-up: a strip's rows end at its last row, a tile's at the
+        // tile's full height (an edge tile is padded below).
+        raster.resize(tile_cols * static_cast<size_t>(per_strip));
+        const int ok = tiled ? TIFFReadRGBATile(tif.get(), static_cast<uint32_t>(x0), static_cast<uint32_t>(first),
+                                                raster.data())
+                             : TIFFReadRGBAStrip(tif.get(), static_cast<uint32_t>(first), raster.data());
+        // These read on past a decoding error (libtiff's stop_on_error is
+        // off), leaving what was in the raster; OpenCV takes that as the
+        // image. A corrupt strip or tile is refused here instead, by name.
+        if (ok == 0 || !file.error.empty()) return corrupt();
+        const int bottom = tiled ? per_strip : strip_rows;
+        for (int y = lo; y < hi; ++y) {
+          const auto* src =
+              reinterpret_cast<const uint8_t*>(raster.data() + tile_cols * static_cast<size_t>(bottom - 1 - (y - first)));
+          uint8_t* dst = rows.ptr<uint8_t>(y - begin) + static_cast<size_t>(x0) * static_cast<size_t>(channels);
+          for (size_t x = 0; x < cols; ++x, src += 4) {
+            if (channels == 1) {
+              dst[x] = gray_of(src);
+            } else {
+              dst[0] = src[2];  // RGBA -> BGR(A)
+              dst[1] = src[1];
+              dst[2] = src[0];
+              if (channels == 4) dst[3] = src[3];
+              dst += channels;
+            }
+          }
+        }
+      } else {
+        // OpenCV: TIFFReadEncodedStrip or TIFFReadEncodedTile, R and B swapped.
+        const size_t row_samples = tile_cols * static_cast<size_t>(channels);
+        samples.resize(row_samples * static_cast<size_t>(per_strip));
+        const tmsize_t want =
+            static_cast<tmsize_t>(row_samples * static_cast<size_t>(tiled ? per_strip : strip_rows) * 2);
+        const tmsize_t got =
+            tiled ? TIFFReadEncodedTile(tif.get(),
+                                        TIFFComputeTile(tif.get(), static_cast<uint32_t>(x0),
+                                                        static_cast<uint32_t>(first), 0, 0),
+                                        samples.data(), want)
+                  : TIFFReadEncodedStrip(tif.get(), static_cast<uint32_t>(first / per_strip), samples.data(), want);
+        if (got < want) return corrupt();
+        for (int y = lo; y < hi; ++y) {
+          const uint16_t* src = samples.data() + row_samples * static_cast<size_t>(y - first);
+          uint16_t* dst = rows.ptr<uint16_t>(y - begin) + static_cast<size_t>(x0) * static_cast<size_t>(channels);
           if (channels == 1) {
-            dst[x] = gray_of(src);
-          } else {
-            dst[0] = src[2];  // RGBA -> BGR(A)
+            std::memcpy(dst, src, cols * 2);
+            continue;
+          }
+          for (size_t x = 0; x < cols; ++x, src += channels, dst += channels) {
+            dst[0] = src[2];
             dst[1] = src[1];
             dst[2] = src[0];
             if (channels == 4) dst[3] = src[3];
-            dst += channels;
           }
-        }
-      }
-    } else {
-      // OpenCV: TIFFReadEncodedStrip, R and B swapped.
-      const size_t row_samples = cols * static_cast<size_t>(channels);
-      samples.resize(row_samples * static_cast<size_t>(per_strip));
-      const tmsize_t want = static_cast<tmsize_t>(row_samples * static_cast<size_t>(strip_rows) * 2);
-      if (TIFFReadEncodedStrip(tif.get(), strip, samples.data(), want) < want) return corrupt();
-      for (int y = lo; y < hi; ++y) {
-        const uint16_t* src = samples.data() + row_samples * static_cast<size_t>(y - first);
-        uint16_t* dst = rows.ptr<uint16_t>(y - begin);
-        if (channels == 1) {
-          std::memcpy(dst, src, row_samples * 2);
-          continue;
-        }
-        for (size_t x = 0; x < cols; ++x, src += channels, dst += channels) {
-          dst[0] = src[2];
-          dst[1] = src[1];
-          dst[2] = src[0];
-          if (channels == 4) dst[3] = src[3];
         }
       }
     }

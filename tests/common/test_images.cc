@@ -1,6 +1,12 @@
 #include "common/test_images.h"
 
+#include <tiffio.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <algorithm>
 
 #include <opencv2/imgcodecs.hpp>
@@ -108,6 +114,49 @@ std::vector<NamedImage> sample_photographs(size_t max_count) {
            << expected.cols << "x" << expected.rows;
   }
   return ::testing::AssertionSuccess();
+}
+
+std::vector<uint8_t> tiled_tiff(const cv::Mat& image, int tile_cols, int tile_rows, uint16_t compression) {
+  // One file per process: test binaries run side by side.
+  const std::string path = ::testing::TempDir() + "/imgq_tiled_" + std::to_string(::getpid()) + ".tif";
+  TIFF* tif = TIFFOpen(path.c_str(), "w");
+  const int channels = image.channels();
+  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(image.cols));
+  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(image.rows));
+  TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, static_cast<uint16_t>(image.depth() == CV_16U ? 16 : 8));
+  TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, static_cast<uint16_t>(channels));
+  TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, channels == 1 ? PHOTOMETRIC_MINISBLACK : PHOTOMETRIC_RGB);
+  TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+  TIFFSetField(tif, TIFFTAG_COMPRESSION, compression);
+  if (compression != COMPRESSION_NONE) TIFFSetField(tif, TIFFTAG_PREDICTOR, PREDICTOR_HORIZONTAL);
+  if (channels == 4) {
+    const uint16_t extra = EXTRASAMPLE_UNASSALPHA;
+    TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, 1, &extra);
+  }
+  TIFFSetField(tif, TIFFTAG_TILEWIDTH, static_cast<uint32_t>(tile_cols));
+  TIFFSetField(tif, TIFFTAG_TILELENGTH, static_cast<uint32_t>(tile_rows));
+  cv::Mat rgb;
+  if (channels == 3) cv::cvtColor(image, rgb, cv::COLOR_BGR2RGB);
+  if (channels == 4) cv::cvtColor(image, rgb, cv::COLOR_BGRA2RGBA);
+  if (channels == 1) rgb = image;
+  const size_t pixel = rgb.elemSize();
+  std::vector<uint8_t> tile(static_cast<size_t>(tile_cols * tile_rows) * pixel);
+  for (int y0 = 0; y0 < image.rows; y0 += tile_rows) {
+    for (int x0 = 0; x0 < image.cols; x0 += tile_cols) {
+      std::fill(tile.begin(), tile.end(), 0);
+      for (int y = 0; y < tile_rows && y0 + y < image.rows; ++y) {
+        const int n = std::min(tile_cols, image.cols - x0);
+        std::memcpy(tile.data() + static_cast<size_t>(y * tile_cols) * pixel, rgb.ptr(y0 + y) + x0 * pixel,
+                    static_cast<size_t>(n) * pixel);
+      }
+      TIFFWriteEncodedTile(tif, TIFFComputeTile(tif, x0, y0, 0, 0), tile.data(), static_cast<tmsize_t>(tile.size()));
+    }
+  }
+  TIFFClose(tif);
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> bytes{std::istreambuf_iterator<char>(in), {}};
+  std::filesystem::remove(path);
+  return bytes;
 }
 
 }  // namespace imgq::testing

@@ -2,6 +2,7 @@
 // byte-for-byte comparison that says where two images first differ.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,12 @@ std::vector<NamedImage> generated_images();
 // Debian's opencv-doc sample photographs (IMGQ_SAMPLE_DATA_DIR), decoded
 // unchanged; empty when the package is not installed.
 std::vector<NamedImage> sample_photographs(size_t max_count = 6);
+
+// `image` (BGR(A) as OpenCV holds it) as a tiled TIFF written by libtiff
+// itself: tiles of `tile_cols` x `tile_rows` (multiples of 16), edge tiles
+// padded with zeros; `compression` a libtiff COMPRESSION_* (with the
+// horizontal predictor unless none); 4 channels as unassociated alpha.
+std::vector<uint8_t> tiled_tiff(const cv::Mat& image, int tile_cols, int tile_rows, uint16_t compression);
 
 // Success when `actual` equals `expected` byte for byte (type, size, every
 // sample); otherwise names the first differing row and column.

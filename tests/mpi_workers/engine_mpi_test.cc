@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <tiffio.h>
 #include <opencv2/imgcodecs.hpp>
 
 #include "common/test_images.h"
@@ -359,6 +360,38 @@ TEST(EngineTiff, EveryOpOnRowsEachRankReads) {
     }
     ++runs;
   }
+}
+
+// Tiled TIFFs (as satellite and slide images come): every rank decodes the
+// rows of tiles holding its rows. Every third op per image, in turn.
+TEST(EngineTiff, TiledRowsEachRankReads) {
+  int runs = 0;
+  const std::vector<std::pair<int, int>> tiles = {{16, 16}, {32, 48}};
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    const auto& [tile_cols, tile_rows] = tiles[static_cast<size_t>(runs) % tiles.size()];
+    const std::vector<uint8_t> bytes =
+        imgq::testing::tiled_tiff(image, tile_cols, tile_rows, runs % 2 == 0 ? COMPRESSION_LZW : COMPRESSION_ADOBE_DEFLATE);
+    const cv::Mat decoded = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(decoded.empty()) << name;
+    ASSERT_TRUE(tiff_layout(bytes).has_value()) << name;
+    const auto& ops = single_ops();
+    for (size_t i = static_cast<size_t>(runs % 3); i < ops.size(); i += 3) {
+      const Pipeline p = pipeline({ops[i]});
+      if (!files_fit(p).input) continue;
+      auto expected = apply_pipeline(p, decoded);
+      auto actual = run_tiff(p, bytes, nullptr);
+      if (!expected.ok()) {
+        ASSERT_FALSE(actual.ok()) << name << " " << ops[i];
+        continue;
+      }
+      ASSERT_TRUE(actual.ok()) << name << " " << ops[i] << ": " << actual.status().ToString();
+      EXPECT_TRUE(SameImage(*expected, *actual))
+          << name << " in tiles of " << tile_cols << "x" << tile_rows << ", " << ops[i] << " on "
+          << g_engine->size() << " ranks";
+    }
+    ++runs;
+  }
+  EXPECT_GT(runs, 10);
 }
 
 TEST(EngineTiff, TiffInTiffOutEncodedOnEveryRank) {

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "common/test_images.h"
 
@@ -109,8 +110,46 @@ std::vector<uint8_t> libtiff_file(bool tiled, bool planar_separate) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+// Tiled TIFFs, 8 and 16 bits, 1, 3 and 4 channels, odd sizes, edge tiles
+// cut at the right and the bottom: rows read in any pieces are OpenCV's.
+TEST(TiffStrips, TiledRowsReadAsOpenCvDecodesThem) {
+  using imgq::testing::tiled_tiff;
+  // Tiles wider or taller than some images, too.
+  const std::vector<std::pair<int, int>> tiles = {{16, 16}, {32, 48}, {48, 16}, {256, 256}};
+  int read = 0, declined = 0;
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    for (const auto& [tile_cols, tile_rows] : tiles) {
+      for (int scheme : {COMPRESSION_NONE, COMPRESSION_LZW, COMPRESSION_ADOBE_DEFLATE}) {
+        const auto compression = static_cast<uint16_t>(scheme);
+        const std::vector<uint8_t> bytes = tiled_tiff(image, tile_cols, tile_rows, compression);
+        const cv::Mat expected = decode(bytes);
+        auto layout = tiff_layout(bytes);
+        const std::string what = name + " in tiles of " + std::to_string(tile_cols) + "x" +
+                                 std::to_string(tile_rows) + ", compression " + std::to_string(compression);
+        // What OpenCV cannot decode goes the whole way, to fail as it does
+        // there: uncompressed 8-bit tiles not a multiple of 1 KiB (libtiff
+        // 4.5's TIFFReadRGBATile refuses them).
+        if (expected.empty()) {
+          EXPECT_FALSE(layout.has_value()) << what << ": OpenCV cannot decode it";
+          ++declined;
+          continue;
+        }
+        ASSERT_TRUE(layout.has_value()) << what;
+        EXPECT_EQ(layout->tile_cols, tile_cols);
+        EXPECT_EQ(layout->rows_per_strip, tile_rows);
+        for (int piece : {1, 7, 1 << 20}) {
+          EXPECT_TRUE(SameImage(expected, read_in_pieces(bytes, *layout, piece))) << what << " in pieces of " << piece;
+        }
+        ++read;
+      }
+    }
+  }
+  EXPECT_GT(read, 30);
+  EXPECT_GT(declined, 0);
+}
+
 TEST(TiffStrips, WhatTheReaderDoesNotTakeItDeclines) {
-  EXPECT_FALSE(tiff_layout(libtiff_file(true, false)).has_value()) << "tiled";
+  EXPECT_FALSE(tiff_layout(libtiff_file(true, false)).has_value()) << "uncompressed 8-bit RGB tiles of 768 bytes";
   EXPECT_FALSE(tiff_layout(libtiff_file(false, true)).has_value()) << "planes apart";
   EXPECT_TRUE(tiff_layout(libtiff_file(false, false)).has_value()) << "the same image in strips";
   std::vector<uint8_t> bytes;
@@ -123,18 +162,41 @@ TEST(TiffStrips, WhatTheReaderDoesNotTakeItDeclines) {
 }
 
 TEST(TiffStrips, ACorruptStripIsRefusedByName) {
-  const cv::Mat image = make_image(64, 64, CV_16U, 3, Pattern::kNoise);
-  std::vector<uint8_t> bytes;
-  ASSERT_TRUE(cv::imencode(".tif", image, bytes, {cv::IMWRITE_TIFF_COMPRESSION, 8}));
-  auto layout = tiff_layout(bytes);
-  ASSERT_TRUE(layout.has_value());
-  // OpenCV writes the strips first, after the 8-byte header: damage the first.
-  for (size_t i = 10; i < 40; ++i) bytes[i] ^= 0xA5;
-  auto rows = read_tiff_rows(bytes, *layout, 0, layout->rows);
-  ASSERT_FALSE(rows.ok());
-  EXPECT_EQ(rows.status().code(), StatusCode::kInvalidImage);
-  EXPECT_NE(rows.status().message().find("TIFF: the image data is corrupt (strip 0"), std::string::npos)
-      << rows.status().message();
+  for (int depth : {CV_8U, CV_16U}) {
+    const cv::Mat image = make_image(64, 64, depth, 3, Pattern::kNoise);
+    std::vector<uint8_t> bytes;
+    ASSERT_TRUE(cv::imencode(".tif", image, bytes, {cv::IMWRITE_TIFF_COMPRESSION, 8}));
+    auto layout = tiff_layout(bytes);
+    ASSERT_TRUE(layout.has_value());
+    // OpenCV writes the strips first, after the 8-byte header: damage the first.
+    for (size_t i = 10; i < 40; ++i) bytes[i] ^= 0xA5;
+    auto rows = read_tiff_rows(bytes, *layout, 0, layout->rows);
+    ASSERT_FALSE(rows.ok());
+    EXPECT_EQ(rows.status().code(), StatusCode::kInvalidImage);
+    EXPECT_NE(rows.status().message().find("TIFF: the image data is corrupt (strip 0"), std::string::npos)
+        << rows.status().message();
+  }
+}
+
+// Also 8-bit, where OpenCV's TIFFReadRGBATile reads on past the error and
+// returns whatever its buffer held: refused instead.
+TEST(TiffStrips, ACorruptTileIsRefusedByName) {
+  for (int depth : {CV_8U, CV_16U}) {
+    std::vector<uint8_t> bytes =
+        imgq::testing::tiled_tiff(make_image(64, 64, depth, 3, Pattern::kNoise), 32, 32, COMPRESSION_ADOBE_DEFLATE);
+    auto layout = tiff_layout(bytes);
+    ASSERT_TRUE(layout.has_value());
+    // libtiff writes the tiles first, after the 8-byte header: damage the first.
+    for (size_t i = 10; i < 40; ++i) bytes[i] ^= 0xA5;
+    auto rows = read_tiff_rows(bytes, *layout, 0, 10);
+    ASSERT_FALSE(rows.ok()) << depth;
+    EXPECT_EQ(rows.status().code(), StatusCode::kInvalidImage);
+    EXPECT_NE(rows.status().message().find("TIFF: the image data is corrupt (tile 0 of rows 0 to 31, columns 0 to 31"),
+              std::string::npos)
+        << rows.status().message();
+    // The rows of other tiles read on.
+    EXPECT_TRUE(read_tiff_rows(bytes, *layout, 32, 32).ok()) << depth;
+  }
 }
 
 // Strips encoded by "ranks" apart, cut at multiples of the strip height,
@@ -160,7 +222,9 @@ TEST(TiffStrips, StripsEncodedApartMakeOneFile) {
       auto file = assemble_tiff(image.rows, image.cols, image.type(), per_strip, pieces);
       ASSERT_TRUE(file.ok()) << name << ": " << file.status().ToString();
       EXPECT_TRUE(SameImage(decode(opencv), decode(*file))) << name << " in " << parts << " parts";
-      if (image.channels() != 4) EXPECT_TRUE(SameImage(image, decode(*file))) << name;
+      if (image.channels() != 4) {
+        EXPECT_TRUE(SameImage(image, decode(*file))) << name;
+      }
       // About OpenCV's size: the same LZW and predictor.
       EXPECT_LT(static_cast<double>(file->size()), static_cast<double>(opencv.size()) * 1.05 + 512) << name;
       ++files;

@@ -5,11 +5,15 @@
 //
 // Reading gives what cv::imdecode(IMREAD_UNCHANGED) gives, byte for byte,
 // by OpenCV 4.6's own path through libtiff: 8-bit images through
-// TIFFReadRGBAStrip (each strip bottom-up) and its BGRA conversions, 16-bit
-// through TIFFReadEncodedStrip with R and B swapped. tiff_layout() takes
-// only what that path handles plainly: stripped (not tiled), contiguous
-// samples, unsigned 8 or 16 bits, gray (1 sample) or RGB (3 or 4), top-left
-// orientation; anything else is decoded whole by OpenCV as before.
+// TIFFReadRGBAStrip or TIFFReadRGBATile (each strip or tile bottom-up) and
+// its BGRA conversions, 16-bit through TIFFReadEncodedStrip or
+// TIFFReadEncodedTile with R and B swapped. A tiled TIFF (as satellite and
+// slide images often are) is read a row of tiles at a time: a rank decodes
+// the rows of tiles holding its rows. tiff_layout() takes only what that
+// path handles plainly: strips or tiles (but not the uncompressed 8-bit
+// tiles libtiff 4.5 fails to read there), contiguous samples, unsigned 8 or 16 bits, gray (1 sample) or RGB (3 or
+// 4), top-left orientation; anything else is decoded whole by OpenCV as
+// before.
 //
 // Writing uses OpenCV 4.6's settings for imencode(".tif") with no
 // parameters: LZW with horizontal differencing, (8 KiB / row bytes) rows per
@@ -34,15 +38,17 @@ struct TiffLayout {
   int rows = 0;
   int cols = 0;
   int type = 0;  // as OpenCV decodes it
-  int rows_per_strip = 0;
+  int rows_per_strip = 0;  // in a tiled TIFF: the tiles' height
+  int tile_cols = 0;       // in a tiled TIFF: the tiles' width; 0: strips
 };
 
 // The layout of TIFF `bytes` when every rank can read its rows of it (see
 // above); nothing when it is not a TIFF or not of that kind.
 std::optional<TiffLayout> tiff_layout(std::span<const uint8_t> bytes);
 
-// Rows [begin, begin + count) of the image, decoded from the strips that
-// hold them. InvalidImage names the strip when one is corrupt.
+// Rows [begin, begin + count) of the image, decoded from the strips (or
+// rows of tiles) that hold them. InvalidImage names the strip or tile when
+// one is corrupt.
 Result<cv::Mat> read_tiff_rows(std::span<const uint8_t> bytes, const TiffLayout& layout, int begin, int count);
 
 // Whether TIFF holds `type` as imgq writes it (8 or 16 bits, 1, 3 or 4
