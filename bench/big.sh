@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Big compressed images, side by side in one run: one 8000x8000 (64
 # megapixel) 8-bit BGR image as PNG and as JPEG -> gaussian_blur:ksize=5 ->
-# PNG, through
+# PNG, and as a deflate TIFF in strips and in tiles -> the same -> TIFF,
+# through
 #   - sequential OpenCV (imgq-bench-baseline --threads 1: decode, blur, encode);
 #   - libvips (`vips gaussblur` sigma 1.1, PNG out at compression 1, as OpenCV's);
 #   - the system: a durable broker and one group of one rank per core, the
@@ -38,7 +39,8 @@ mkdir -p "$work/in"
 "$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" png
 "$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" jpg
 "$bin/imgq-bench-make-images" 8000 8000 1 "$work/in" tif deflate
-png_in="$work/in/gen0.png" jpg_in="$work/in/gen0.jpg" tif_in="$work/in/gen0.tif"
+"$bin/imgq-bench-make-images" 8000 8000 1 "$work/tiled" tif tiled
+png_in="$work/in/gen0.png" jpg_in="$work/in/gen0.jpg" tif_in="$work/in/gen0.tif" tiled_in="$work/tiled/gen0.tif"
 
 setsid "$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress" --metrics "" \
   --data-dir "$work/data" >"$work/broker.log" 2>&1 &
@@ -89,10 +91,11 @@ ranks_compute() { tail -1 "$1" | sed -n "s/.*ranks' compute \([0-9. ]*\);.*/\1/p
 peak_mb() { tail -1 "$1" | sed -n 's/.*peak \([0-9]*\) MB.*/\1/p'; }
 
 rows=()
-for kind in png jpg tif; do
-  input=$png_in out_format=png
+for kind in png jpg tif tiled; do
+  input=$png_in out_format=png label=${kind^^}
   [ "$kind" = jpg ] && input=$jpg_in
   [ "$kind" = tif ] && input=$tif_in out_format=tif
+  [ "$kind" = tiled ] && input=$tiled_in out_format=tif label="TIF (256x256 tiles)"
   seq_s=$(median3 baseline "$input" "$work/base_$kind")
   seq_s=$(printf '%.2f' "$seq_s")
   [ "$kind" = png ] && seq_png=$seq_s
@@ -108,7 +111,7 @@ for kind in png jpg tif; do
     vips_s=$(median3 vips_out "$input")
     vips_ratio="$(ratio "$vips_s" "$sys_s")x / $(ratio "$vips_s" "$local_s")x"
   fi
-  rows+=("| ${kind^^} $(du -m "$input" | cut -f1) MB -> blur -> ${out_format^^} | $seq_s s | $vips_s s | $sys_s s | $local_s s | $(ratio "$seq_s" "$sys_s")x / $(ratio "$seq_s" "$local_s")x | $vips_ratio | $ok | $breakdown |")
+  rows+=("| $label $(du -m "$input" | cut -f1) MB -> blur -> ${out_format^^} | $seq_s s | $vips_s s | $sys_s s | $local_s s | $(ratio "$seq_s" "$sys_s")x / $(ratio "$seq_s" "$local_s")x | $vips_ratio | $ok | $breakdown |")
   echo "${rows[-1]}"
 done
 out_format=png
@@ -140,7 +143,7 @@ section="$work/section.md"
   echo "<!-- big:begin -->"
   echo "### Big compressed images ($(date -u +%Y-%m-%d), $cores cores, \`bash bench/big.sh\`)"
   echo
-  echo "One 8000x8000 8-bit BGR image (64 megapixels) as PNG, JPEG and deflate TIFF, \`gaussian_blur:ksize=5\`, PNG out (TIFF out for the TIFF, OpenCV's LZW); median of 3 runs each. The system is a durable broker and one group of $cores ranks, timed by the client from file in to file written: the image sent through the broker (bytes), or as a local-files job (\`--local\`: the group reads and writes the files). Its PNG or TIFF is encoded on every rank (each its own rows) and laid out by the leader. Speedup = baseline seconds / system seconds (bytes / local). Exact = both system outputs decode to the same pixels as sequential OpenCV's. The stages are the leader's, of the last local run: the leader decodes the one PNG or JPEG stream band by band, sending the other ranks their rows first, which they blur and deflate as they arrive, its own rows last (compute: its blur and deflate; encode: stitching the segments); a TIFF's strips are decoded by every rank, its own (scatter: the bytes broadcast and the leader's strips decoded)."
+  echo "One 8000x8000 8-bit BGR image (64 megapixels) as PNG, JPEG, deflate TIFF in strips (OpenCV's) and deflate TIFF in 256x256 tiles (libtiff's), \`gaussian_blur:ksize=5\`, PNG out (TIFF out for the TIFFs, OpenCV's LZW); median of 3 runs each. The system is a durable broker and one group of $cores ranks, timed by the client from file in to file written: the image sent through the broker (bytes), or as a local-files job (\`--local\`: the group reads and writes the files). Its PNG or TIFF is encoded on every rank (each its own rows) and laid out by the leader. Speedup = baseline seconds / system seconds (bytes / local). Exact = both system outputs decode to the same pixels as sequential OpenCV's. The stages are the leader's, of the last local run: the leader decodes the one PNG or JPEG stream band by band, sending the other ranks their rows first, which they blur and deflate as they arrive, its own rows last (compute: its blur and deflate; encode: stitching the segments); a TIFF's strips or rows of tiles are decoded by every rank, its own (scatter: the bytes broadcast and the leader's strips decoded)."
   echo
   echo "| work | sequential OpenCV | libvips | system, bytes | system, local | vs OpenCV | vs libvips | exact | leader's stages |"
   echo "|---|---|---|---|---|---|---|---|---|"
