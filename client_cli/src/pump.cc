@@ -104,8 +104,9 @@ class Pump {
   // The item failed (`job` may be empty: never accepted); its source settles it.
   void fail(Id id, const std::string& state, const std::string& message, const std::string& job = {},
             ItemSource::Fate fate = ItemSource::Fate::kFailed);
-  void handle(BrokerClient& broker, zmq::socket_t& progress, const Frames& frames);
-  void on_result(BrokerClient& broker, const proto::JobResult& r, const Frames& frames);
+  // A message from the broker, its frames as they arrived (not copied).
+  void handle(BrokerClient& broker, zmq::socket_t& progress, const std::vector<SharedBytes>& frames);
+  void on_result(BrokerClient& broker, const proto::JobResult& r, const std::vector<SharedBytes>& frames);
 
   const PumpOptions& options_;
   ItemSource& source_;
@@ -311,7 +312,7 @@ void Pump::send_next(BrokerClient& broker) {
   }
 }
 
-void Pump::on_result(BrokerClient& broker, const proto::JobResult& r, const Frames& frames) {
+void Pump::on_result(BrokerClient& broker, const proto::JobResult& r, const std::vector<SharedBytes>& frames) {
   if (finished_.count(r.job) != 0) {
     // Again, after a broker restart: acknowledged again (once committed).
     if (std::find(unacknowledged_.begin(), unacknowledged_.end(), r.job) == unacknowledged_.end()) {
@@ -386,7 +387,7 @@ void Pump::flush(BrokerClient& broker, bool force) {
   unacknowledged_.clear();
 }
 
-void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const Frames& frames) {
+void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vector<SharedBytes>& frames) {
   auto header = proto::decode_header(frames.at(0));
   if (!header.ok()) return;
   const std::string& type = header->type();
@@ -535,7 +536,8 @@ int Pump::run(zmq::context_t& context) {
   if (!subscribed(broker, progress)) return signals() != 0 ? 130 : 3;
 
   start_ = SteadyClock::now();
-  Frames frames;
+  Frames frames;                      // from the progress socket
+  std::vector<SharedBytes> replies;  // from the broker
   // Acknowledgements still queued go out when the client closes.
   broker.linger_on_close(Millis(500));
   bool told_draining = false;
@@ -578,7 +580,7 @@ int Pump::run(zmq::context_t& context) {
     const bool want_source = source_fd >= 0 && in_flight() + retry_.size() < options_.window;
     poll_sockets(items, want_source ? 3 : 2, Millis(100));
     if (items[0].revents & ZMQ_POLLIN) {
-      while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) handle(broker, progress, frames);
+      while (recv_shared(broker.socket(), replies, 2, /*dontwait=*/true)) handle(broker, progress, replies);
     }
     if (items[1].revents & ZMQ_POLLIN) {
       while (recv_frames(progress, frames, 2, /*dontwait=*/true)) {

@@ -112,6 +112,14 @@ void send_messages(zmq::socket_t& socket, Messages& parts) {
   parts.clear();
 }
 
+bool recv_shared(zmq::socket_t& socket, std::vector<SharedBytes>& frames, size_t max_frames, bool dontwait) {
+  Messages parts;
+  frames.clear();
+  if (!recv_messages(socket, parts, max_frames, dontwait)) return false;
+  for (zmq::message_t& part : parts) frames.emplace_back(std::move(part));
+  return true;
+}
+
 int poll_sockets(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout) {
   try {
     return zmq::poll(items, count, timeout);

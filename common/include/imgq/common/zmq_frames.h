@@ -75,6 +75,10 @@ class SharedBytes {
   size_t size_ = 0;
 };
 
+// recv_frames without copying: each frame stays in the buffer ZeroMQ
+// received it into (a result image of 80 MB is not copied again).
+bool recv_shared(zmq::socket_t& socket, std::vector<SharedBytes>& frames, size_t max_frames, bool dontwait);
+
 // zmq::poll that returns 0 (nothing ready) when a signal interrupts it, so
 // a SIGTERM or SIGINT handler's flag is seen instead of an exception.
 int poll_sockets(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout);
