@@ -43,6 +43,30 @@ TEST(SharedBytesTest, LargeMessagesReferSmallOnesCopy) {
   EXPECT_EQ(copy.to_string_view(), "header");
 }
 
+// recv_shared takes whole messages, as recv_frames does, capped and drained.
+TEST(SharedBytesTest, RecvSharedTakesWholeMessagesCapped) {
+  zmq::context_t context;
+  zmq::socket_t a(context, zmq::socket_type::pair), b(context, zmq::socket_type::pair);
+  a.bind("inproc://shared-bytes-test");
+  b.connect("inproc://shared-bytes-test");
+  send_frames(a, Frames{"header", std::string(200'000, 'p')});
+  send_frames(a, Frames{"one", "two", "three", "four"});
+  send_frames(a, Frames{"next"});
+  std::vector<SharedBytes> frames;
+  ASSERT_TRUE(recv_shared(b, frames, 3, /*dontwait=*/false));
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0], "header");
+  EXPECT_EQ(frames[1], std::string(200'000, 'p'));
+  ASSERT_TRUE(recv_shared(b, frames, 3, /*dontwait=*/false));
+  ASSERT_EQ(frames.size(), 3u);  // the fourth frame read and dropped
+  EXPECT_EQ(frames[2], "three");
+  ASSERT_TRUE(recv_shared(b, frames, 3, /*dontwait=*/false));
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0], "next");
+  EXPECT_FALSE(recv_shared(b, frames, 3, /*dontwait=*/true));
+  EXPECT_TRUE(frames.empty());
+}
+
 TEST(SharedBytesTest, EmptyIsEmpty) {
   EXPECT_TRUE(SharedBytes().empty());
   EXPECT_TRUE(SharedBytes(std::string()).empty());
