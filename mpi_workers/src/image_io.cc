@@ -6,6 +6,7 @@
 
 #include "imgq/common/text.h"
 #include "imgq/mpi_workers/ops.h"
+#include "imgq/mpi_workers/tiff_strips.h"
 
 namespace imgq::workers {
 namespace {
@@ -49,6 +50,15 @@ Result<cv::Mat> decode_image(std::span<const uint8_t> bytes, uint64_t max_pixels
   // Before OpenCV sees the bytes: its own limits (OPENCV_IO_MAX_IMAGE_*) are
   // read once at load time and allow a gigapixel.
   IMGQ_ASSIGN_OR_RETURN(const ImageHeader header, check_image_header(bytes, max_pixels));
+  // A TIFF the ranks read in strips or tiles is read here the same way (the
+  // pixels are imdecode's): so a corrupt strip or tile is refused by name on
+  // one rank as on several, where OpenCV's 8-bit path returns what its
+  // buffer held.
+  if (const std::optional<TiffLayout> layout = tiff_layout(bytes)) {
+    IMGQ_ASSIGN_OR_RETURN(cv::Mat rows, read_tiff_rows(bytes, *layout, 0, layout->rows));
+    IMGQ_RETURN_IF_ERROR(check_image(ImageInfo::of(rows)));
+    return rows;
+  }
   cv::Mat image;
   try {
     const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data()));

@@ -54,6 +54,25 @@ TEST(Decode, BadBytesAreInvalidImages) {
   EXPECT_EQ(truncated.status().code(), StatusCode::kInvalidImage) << truncated.status().ToString();
 }
 
+// A TIFF is decoded as the ranks read it, to imdecode's pixels, and a
+// corrupt strip is refused by name even where OpenCV's 8-bit path would
+// return whatever its buffer held.
+TEST(Decode, TiffAsTheRanksReadIt) {
+  for (int depth : {CV_8U, CV_16U}) {
+    const cv::Mat m = make_image(40, 33, depth, 3, Pattern::kNoise);
+    std::vector<uint8_t> tiff;
+    ASSERT_TRUE(cv::imencode(".tif", m, tiff, {cv::IMWRITE_TIFF_COMPRESSION, 8}));
+    auto d = decode_image(tiff);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_TRUE(SameImage(cv::imdecode(tiff, cv::IMREAD_UNCHANGED), *d));
+    for (size_t i = 10; i < 40; ++i) tiff[i] ^= 0xA5;  // the first strip
+    auto corrupt = decode_image(tiff);
+    ASSERT_FALSE(corrupt.ok()) << depth;
+    EXPECT_EQ(corrupt.status().code(), StatusCode::kInvalidImage);
+    EXPECT_NE(corrupt.status().message().find("(strip 0 of rows"), std::string::npos) << corrupt.status().message();
+  }
+}
+
 TEST(Decode, RefusesPixelKindsImgqDoesNotProcess) {
   cv::Mat f(4, 4, CV_32FC1, cv::Scalar(0.5));
   std::vector<uint8_t> tiff;
