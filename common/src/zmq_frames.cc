@@ -54,6 +54,7 @@ zmq::message_t owning_message(Bytes&& bytes) {
 }  // namespace
 
 zmq::message_t message_of(std::string&& frame) { return owning_message(std::move(frame)); }
+zmq::message_t message_of(std::vector<uint8_t>&& frame) { return owning_message(std::move(frame)); }
 
 SharedBytes::SharedBytes(std::string bytes) {
   if (bytes.empty()) return;
@@ -80,7 +81,6 @@ zmq::message_t SharedBytes::message() const {
       const_cast<char*>(data_), size_,
       [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, reference);
 }
-zmq::message_t message_of(std::vector<uint8_t>&& frame) { return owning_message(std::move(frame)); }
 
 void send_frames(zmq::socket_t& socket, Frames&& frames) {
   Messages parts;
