@@ -89,10 +89,12 @@ class Relay {
       queue_.push_back(std::move(job));
       dispatch();
     } else if (header->type() == proto::ResultAck::kType) {
-      (void)header->as<proto::ResultAck>();
+      (void)header->as<proto::ResultAck>();  // decoded, as the broker does, and dropped
     } else if (header->type() == proto::Ping::kType) {
+      auto ping = header->as<proto::Ping>();
+      if (!ping.ok()) return;
       proto::Pong pong;
-      pong.req = header->as<proto::Ping>()->req;
+      pong.req = ping->req;
       pong.groups = static_cast<uint32_t>(groups_.size());
       send_frames(clients_, Frames{frames[0], proto::encode(pong)});
     }
@@ -104,6 +106,7 @@ class Relay {
     if (!header.ok()) return;
     if (header->type() == proto::Hello::kType) {
       auto hello = header->as<proto::Hello>();
+      if (!hello.ok()) return;
       Group& group = groups_[frames[0]];
       group.slots = std::max(1, hello->slots);
       group.running = 0;
@@ -111,8 +114,9 @@ class Relay {
       dispatch();
     } else if (header->type() == proto::Done::kType) {
       auto done = header->as<proto::Done>();
+      if (!done.ok()) return;
       auto it = running_.find(done->job);
-      if (!done.ok() || it == running_.end()) return;
+      if (it == running_.end()) return;
       proto::JobResult result;
       result.req = it->second.req;
       result.job = done->job;
