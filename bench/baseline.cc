@@ -1,6 +1,7 @@
 // What a user would do instead of imgq: one process looping over the files,
-// the same decode, pipeline (apply_pipeline, the exact reference) and encode,
-// with OpenCV limited to one thread (--threads 1) or using its own (0).
+// OpenCV's own decode (cv::imdecode), the pipeline (apply_pipeline, the exact
+// reference) and OpenCV's own encode (cv::imencode), with OpenCV limited to
+// one thread (--threads 1) or using its own (0).
 //   imgq-bench-baseline --threads 1 --op gaussian_blur --format png --out DIR FILE...
 // Prints: images=N megapixels=M seconds=S
 #include <chrono>
@@ -9,9 +10,9 @@
 
 #include <CLI/CLI.hpp>
 #include <opencv2/core/utility.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "imgq/common/file_io.h"
-#include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/ops.h"
 
 int main(int argc, char** argv) {
@@ -36,15 +37,16 @@ int main(int argc, char** argv) {
   int images = 0;
   for (const std::string& file : files) {
     auto bytes = imgq::read_file(file);
-    auto image = bytes.ok() ? imgq::workers::decode_image(*bytes) : imgq::Result<cv::Mat>(bytes.status());
-    if (!image.ok()) continue;
-    megapixels += static_cast<double>(image->total()) / 1e6;
-    auto result = imgq::workers::apply_pipeline(*pipeline, *image);
+    if (!bytes.ok()) continue;
+    const cv::Mat image = cv::imdecode(*bytes, cv::IMREAD_UNCHANGED);
+    if (image.empty()) continue;
+    megapixels += static_cast<double>(image.total()) / 1e6;
+    auto result = imgq::workers::apply_pipeline(*pipeline, image);
     if (!result.ok()) continue;
-    auto encoded = imgq::workers::encode_image(*result, format);
-    if (!encoded.ok()) continue;
+    std::vector<uint8_t> encoded;
+    if (!cv::imencode("." + format, *result, encoded)) continue;
     if (!out.empty()) {
-      (void)imgq::write_file(std::filesystem::path(out) / std::filesystem::path(file).filename().replace_extension(format), *encoded);
+      (void)imgq::write_file(std::filesystem::path(out) / std::filesystem::path(file).filename().replace_extension(format), encoded);
     }
     ++images;
   }

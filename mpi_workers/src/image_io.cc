@@ -87,6 +87,14 @@ Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view
                                describe(ImageInfo::of(image)) + " result; " +
                                std::string(caps->advice));
   }
+  // TIFF as the ranks write their rows (tiff_lzw.h: OpenCV's settings, a
+  // faster LZW), so a file is the same on any group size.
+  if (caps->name == "tif" || caps->name == "tiff") {
+    const int per_strip = tiff_rows_per_strip(image.rows, image.cols, image.type());
+    std::vector<TiffStrips> strips(1);
+    IMGQ_ASSIGN_OR_RETURN(strips[0], encode_tiff_rows(image, per_strip));
+    return assemble_tiff(image.rows, image.cols, image.type(), per_strip, strips);
+  }
   std::vector<uint8_t> bytes;
   try {
     if (!cv::imencode("." + ascii_lower(format), image, bytes)) {

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <memory>
 
+#include "imgq/mpi_workers/tiff_lzw.h"
+
 namespace imgq::workers {
 namespace {
 
@@ -276,63 +278,19 @@ Result<TiffStrips> encode_tiff_rows(const cv::Mat& rows, int rows_per_strip) {
   if (!tiff_can_store(rows.type())) return Status::Unsupported("TIFF cannot store this image type");
   TiffStrips strips;
   if (rows.rows == 0) return strips;
-  // The rows as a TIFF of their own, then its strips' compressed bytes.
-  std::vector<uint8_t> buffer;
-  MemoryFile out{.out = &buffer};
-  const bool big = static_cast<uint64_t>(rows.total()) * rows.elemSize() > (uint64_t{3} << 30);
-  {
-    TiffPtr tif = open_memory(out, big ? "w8" : "w");
-    if (!tif) return Status::Internal("libtiff: cannot start a TIFF in memory (" + out.error + ")");
-    set_tags(tif.get(), rows.rows, rows.cols, rows.type(), rows_per_strip);
-    const int channels = rows.channels();
-    const bool wide = rows.depth() == CV_16U;
-    const size_t row_bytes = static_cast<size_t>(rows.cols) * rows.elemSize();
-    std::vector<uint8_t> strip_bytes;
-    for (int first = 0, strip = 0; first < rows.rows; first += rows_per_strip, ++strip) {
-      const int n = std::min(rows_per_strip, rows.rows - first);
-      strip_bytes.resize(row_bytes * static_cast<size_t>(n));
-      for (int y = 0; y < n; ++y) {
-        uint8_t* dst = strip_bytes.data() + row_bytes * static_cast<size_t>(y);
-        if (channels == 1) {
-          std::memcpy(dst, rows.ptr(first + y), row_bytes);
-        } else if (!wide) {
-          const uint8_t* src = rows.ptr<uint8_t>(first + y);
-          for (int x = 0; x < rows.cols; ++x, src += channels, dst += channels) {
-            dst[0] = src[2];  // BGR(A) -> RGB(A)
-            dst[1] = src[1];
-            dst[2] = src[0];
-            if (channels == 4) dst[3] = src[3];
-          }
-        } else {
-          const uint16_t* src = rows.ptr<uint16_t>(first + y);
-          auto* d16 = reinterpret_cast<uint16_t*>(dst);
-          for (int x = 0; x < rows.cols; ++x, src += channels, d16 += channels) {
-            d16[0] = src[2];
-            d16[1] = src[1];
-            d16[2] = src[0];
-            if (channels == 4) d16[3] = src[3];
-          }
-        }
-      }
-      if (TIFFWriteEncodedStrip(tif.get(), static_cast<uint32_t>(strip), strip_bytes.data(),
-                                static_cast<tmsize_t>(strip_bytes.size())) < 0) {
-        return Status::Internal("libtiff: cannot encode a strip (" + out.error + ")");
-      }
-    }
-  }  // closed: the directory is written
-  MemoryFile in{.in = buffer};
-  TiffPtr tif = open_memory(in, "r");
-  if (!tif) return Status::Internal("libtiff: cannot read back the strips (" + in.error + ")");
-  const uint32_t count = TIFFNumberOfStrips(tif.get());
-  for (uint32_t s = 0; s < count; ++s) {
-    const uint64_t size = TIFFGetStrileByteCount(tif.get(), s);
+  // Each strip's rows predicted (in RGB(A) order), then its LZW stream
+  // (tiff_lzw.h): what libtiff would write for the tags set_tags() sets.
+  const size_t row_bytes = static_cast<size_t>(rows.cols) * rows.elemSize();
+  const int strip_count = (rows.rows + rows_per_strip - 1) / rows_per_strip;
+  strips.sizes.reserve(static_cast<size_t>(strip_count));
+  strips.data.reserve(row_bytes * static_cast<size_t>(rows.rows) / 2);
+  std::vector<uint8_t> strip_bytes(row_bytes * static_cast<size_t>(std::min(rows_per_strip, rows.rows)));
+  for (int first = 0; first < rows.rows; first += rows_per_strip) {
+    const int n = std::min(rows_per_strip, rows.rows - first);
+    for (int y = 0; y < n; ++y) tiff_predict_row(rows, first + y, strip_bytes.data() + row_bytes * static_cast<size_t>(y));
     const size_t at = strips.data.size();
-    strips.data.resize(at + size);
-    if (TIFFReadRawStrip(tif.get(), s, strips.data.data() + at, static_cast<tmsize_t>(size)) !=
-        static_cast<tmsize_t>(size)) {
-      return Status::Internal("libtiff: cannot read back strip " + std::to_string(s) + " (" + in.error + ")");
-    }
-    strips.sizes.push_back(size);
+    tiff_lzw_encode({strip_bytes.data(), row_bytes * static_cast<size_t>(n)}, strips.data);
+    strips.sizes.push_back(strips.data.size() - at);
   }
   return strips;
 }

@@ -91,6 +91,23 @@ TEST(Encode, RoundTripsLosslessFormats) {
   }
 }
 
+// TIFF is written by our LZW (tiff_lzw.h): OpenCV reads every depth and
+// channel count back as it reads its own file of the image.
+TEST(Encode, TiffDecodesAsOpenCvsOwn) {
+  int files = 0;
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    if (image.depth() != CV_8U && image.depth() != CV_16U) continue;
+    auto ours = encode_image(image, "tiff");
+    ASSERT_TRUE(ours.ok()) << name << ": " << ours.status().ToString();
+    std::vector<uint8_t> opencv;
+    ASSERT_TRUE(cv::imencode(".tif", image, opencv));
+    EXPECT_TRUE(SameImage(cv::imdecode(opencv, cv::IMREAD_UNCHANGED), cv::imdecode(*ours, cv::IMREAD_UNCHANGED)))
+        << name;
+    ++files;
+  }
+  EXPECT_GT(files, 10);
+}
+
 TEST(Encode, RefusesWhatAFormatCannotStore) {
   const cv::Mat deep = make_image(7, 5, CV_16U, 3, Pattern::kNoise);
   auto jpg = encode_image(deep, "jpg");

