@@ -608,7 +608,7 @@ void BrokerCore::record_due(bool all) {
     } else {
       // One row update for the whole end: outcome, attempts, the result (in
       // memory until this commit stores it) or its acknowledgement.
-      journal_.finish(stored(job), job.gone.empty() ? job.result.view() : std::string_view());
+      journal_.finish(stored(job), job.gone.empty() ? job.result : SharedBytes());
       if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(id);
     }
   }
@@ -623,9 +623,11 @@ void BrokerCore::commit() {
   const bool due = !unrecorded_.empty() && (stopping_ || now - unrecorded_.front().second >= kLazyCommit);
   const bool lazy_due = (journal_.dirty() || due) && (stopping_ || now - last_commit_ >= kLazyCommit);
   if (pending_.empty() && !lazy_due) return release_synced();
-  // While the last commit is being synced, the next round's changes join
-  // this one's: the commit waits for the sync, and then takes them all.
-  if (!stopping_ && journal_.syncing()) return release_synced();
+  // While the last commit is being synced (or payloads written), the next
+  // round's changes join this one's: the commit waits for the sync, and
+  // then takes them all; up to kMaxCommitDelay for the oldest submit.
+  const bool overdue = !pending_.empty() && now - oldest_pending() >= kMaxCommitDelay;
+  if (!stopping_ && !overdue && journal_.syncing()) return release_synced();
   record_due(stopping_);
   const auto started = std::chrono::steady_clock::now();
   const Result<uint64_t> ticket = journal_.commit();
@@ -651,6 +653,11 @@ void BrokerCore::commit() {
     awaiting_sync_.emplace_back(*ticket, std::move(batch));
   }
   release_synced();
+}
+
+Clock::time_point BrokerCore::oldest_pending() const {
+  auto it = pending_.empty() ? jobs_.end() : jobs_.find(pending_.front());
+  return it == jobs_.end() ? Clock::time_point{} : it->second.submitted;
 }
 
 void BrokerCore::release_synced() {
@@ -1182,6 +1189,9 @@ Duration BrokerCore::time_to_next_tick() const {
   const auto now = now_();
   if (journal_.dirty() || !unrecorded_.empty()) {
     next = std::min(next, std::chrono::duration_cast<Duration>(last_commit_ + kLazyCommit - now));
+  }
+  if (!pending_.empty()) {
+    next = std::min(next, std::chrono::duration_cast<Duration>(oldest_pending() + kMaxCommitDelay - now));
   }
   for (const auto& [id, group] : groups_) {
     next = std::min(next, std::chrono::duration_cast<Duration>(group.last_sent + config_.heartbeat_interval - now));

@@ -114,14 +114,16 @@ std::string utc_stamp() {
 }  // namespace
 
 SqliteJournal::~SqliteJournal() {
-  if (syncer_.joinable()) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    syncer_.join();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
   }
+  cv_.notify_all();
+  if (syncer_.joinable()) syncer_.join();
+  // Payloads not yet written belong to commits never made: their files go
+  // at the next open, as orphans.
+  if (writer_.joinable()) writer_.join();
+  for (PayloadWrite& w : to_write_) ::close(w.fd);
   if (log_fd_ >= 0) ::close(log_fd_);
   if (event_fd_ >= 0) ::close(event_fd_);
   for (auto& [fd, name] : unsynced_) ::close(fd);
@@ -289,10 +291,20 @@ void SqliteJournal::run_staged(sqlite3_stmt* stmt) {
   sqlite3_clear_bindings(stmt);
 }
 
-Status SqliteJournal::write_payload(const std::string& file, std::string_view bytes) {
+Status SqliteJournal::write_payload(const std::string& file, const SharedBytes& bytes) {
   const fs::path path = payload_path(file);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return write_error("cannot create " + path.string(), errno);
+  if (writer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      to_write_.push_back({fd, file, bytes});
+      ++payloads_unsynced_;
+    }
+    written_apart_.push_back(file);
+    cv_.notify_all();
+    return Status::Ok();
+  }
   size_t written = 0;
   while (written < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
@@ -309,10 +321,12 @@ Status SqliteJournal::write_payload(const std::string& file, std::string_view by
   return Status::Ok();
 }
 
-Status SqliteJournal::add(const StoredJob& job, std::string_view image) {
+Status SqliteJournal::add(const StoredJob& job, const SharedBytes& image) {
   IMGQ_RETURN_IF_ERROR(begin());
   const bool in_file = image.size() > kInlineBytes;
   if (in_file) IMGQ_RETURN_IF_ERROR(write_payload(job.id + ".image", image));
+  // (A failed insert below leaves the file to the commit's rollback, or to
+  // the next open as an orphan.)
   sqlite3_stmt* s = stmts_[kInsert];
   bind_text(s, 1, job.id);
   bind_text(s, 2, job.line);
@@ -331,7 +345,7 @@ Status SqliteJournal::add(const StoredJob& job, std::string_view image) {
   if (in_file) {
     sqlite3_bind_null(s, 15);
   } else {
-    bind_blob(s, 15, image);
+    bind_blob(s, 15, image.view());
   }
   sqlite3_bind_int(s, 16, in_file ? 1 : 0);
   sqlite3_bind_int64(s, 17, static_cast<int64_t>(image.size()));
@@ -350,7 +364,7 @@ void SqliteJournal::dispatched(const std::string& id, int attempts) {
   run_staged(s);
 }
 
-void SqliteJournal::finish(const StoredJob& job, std::string_view result) {
+void SqliteJournal::finish(const StoredJob& job, const SharedBytes& result) {
   if (!begin().ok()) return;
   const bool in_file = result.size() > kInlineBytes;
   if (in_file) {
@@ -366,7 +380,7 @@ void SqliteJournal::finish(const StoredJob& job, std::string_view result) {
   if (in_file || result.empty()) {
     sqlite3_bind_null(s, 6);
   } else {
-    bind_blob(s, 6, result);
+    bind_blob(s, 6, result.view());
   }
   sqlite3_bind_int(s, 7, in_file ? 1 : 0);
   sqlite3_bind_int64(s, 8, static_cast<int64_t>(result.size()));
@@ -401,7 +415,15 @@ Result<uint64_t> SqliteJournal::commit() {
   if (!in_transaction_) return committed_;
   Status status = staged_error_;
   // The payloads first: a committed row must never refer to a file that a
-  // crash could leave half-written.
+  // crash could leave half-written. Those on the writer thread: all written
+  // and fsynced, with their folder (the core commits once syncing() says
+  // so, or when stopping: then this waits).
+  if (!written_apart_.empty()) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return payloads_unsynced_ == 0; });
+    if (status.ok()) status = payload_error_;
+    payload_error_ = Status::Ok();
+  }
   for (auto& [fd, name] : unsynced_) {
     if (status.ok() && ::fsync(fd) != 0) status = write_error("cannot sync " + payload_path(name).string(), errno);
     ::close(fd);
@@ -415,8 +437,10 @@ Result<uint64_t> SqliteJournal::commit() {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     std::error_code ec;
     for (auto& [fd, name] : unsynced_) fs::remove(payload_path(name), ec);
+    for (const std::string& name : written_apart_) fs::remove(payload_path(name), ec);
   }
   unsynced_.clear();
+  written_apart_.clear();
   std::vector<std::string> unlink = std::move(unlink_after_commit_);
   unlink_after_commit_.clear();
   in_transaction_ = false;
@@ -473,7 +497,15 @@ Result<uint64_t> SqliteJournal::synced() {
 
 bool SqliteJournal::syncing() {
   std::lock_guard<std::mutex> lock(mutex_);
-  return sync_error_.ok() && synced_ < committed_;
+  return (sync_error_.ok() && synced_ < committed_) || payloads_unsynced_ > 0;
+}
+
+void SqliteJournal::hold_payload_writes_for_testing(bool hold) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    payloads_held_ = hold;
+  }
+  cv_.notify_all();
 }
 
 Status SqliteJournal::wait_synced(uint64_t ticket) {
@@ -486,7 +518,48 @@ Status SqliteJournal::start_background_sync() {
   event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) return Status::Internal(std::string("eventfd: ") + errno_text(errno));
   syncer_ = std::thread([this] { sync_loop(); });
+  writer_ = std::thread([this] { write_loop(); });
   return Status::Ok();
+}
+
+void SqliteJournal::write_loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    cv_.wait(lock, [&] { return stop_ || (!to_write_.empty() && !payloads_held_); });
+    if (stop_) return;
+    PayloadWrite w = std::move(to_write_.front());
+    to_write_.pop_front();
+    lock.unlock();
+    const fs::path path = payload_path(w.file);
+    Status status;
+    const std::string_view bytes = w.bytes.view();
+    for (size_t written = 0; written < bytes.size();) {
+      const ssize_t n = ::write(w.fd, bytes.data() + written, bytes.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        status = write_error("cannot write " + path.string(), n < 0 ? errno : ENOSPC);
+        break;
+      }
+      written += static_cast<size_t>(n);
+    }
+    if (status.ok() && ::fsync(w.fd) != 0) status = write_error("cannot sync " + path.string(), errno);
+    ::close(w.fd);
+    ++syncs_;
+    w.bytes.reset();
+    lock.lock();
+    // The last of a batch: its folder too, so the new names last.
+    if (to_write_.empty() && status.ok()) {
+      lock.unlock();
+      status = fsync_path(dir_ / "payloads", O_RDONLY | O_DIRECTORY);
+      lock.lock();
+    }
+    if (!status.ok() && payload_error_.ok()) payload_error_ = status;
+    if (--payloads_unsynced_ == 0) {
+      const uint64_t one = 1;
+      (void)!::write(event_fd_, &one, sizeof one);
+    }
+    cv_.notify_all();
+  }
 }
 
 void SqliteJournal::sync_loop() {

@@ -3,6 +3,7 @@
 // keys that answer, conflict and owner scoping, and recovery after a broker
 // that stopped at any point, damaged files included. No sockets, no sleeps.
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -160,6 +161,42 @@ TEST_F(JournalTest, WithTheLogSyncedInTheBackgroundASubmitWaitsForItsSync) {
   EXPECT_EQ(r.queued, 1u);
 }
 
+// A big image (in a file of its own) is written and fsynced on the journal's
+// writer thread: the job is dispatched while it is, and accepted only at the
+// first commit after the file is on disk. The writes are held with a gate.
+TEST_F(JournalTest, ABigImageIsWrittenOffTheLoopAndAcceptedOnceOnDisk) {
+  ASSERT_TRUE(journal_->start_background_sync().ok());
+  journal_->hold_payload_writes_for_testing(true);
+  hello("g");
+  const std::string big = png_bytes(SqliteJournal::kInlineBytes + 4096);
+  send("c", {proto::encode(submit_message(1)), big});
+  const std::string id = job_sent_to("g");
+  EXPECT_FALSE(id.empty()) << "dispatched while its image is written";
+  core_->commit();
+  EXPECT_TRUE(journal_->syncing());
+  EXPECT_TRUE(journal_->dirty()) << "committed before its image was on disk";
+  EXPECT_EQ(fs::file_size(dir_ / "payloads" / (id + ".image")), 0u) << "written on the loop";
+  EXPECT_TRUE(out_->clients.empty()) << "accepted before its image was on disk";
+  journal_->hold_payload_writes_for_testing(false);
+  // The writer says it is done on the eventfd; then the commit, then its sync.
+  for (int round = 0; round < 200 && out_->clients.empty(); ++round) {
+    pollfd ready{journal_->notify_fd(), POLLIN, 0};
+    ASSERT_GE(::poll(&ready, 1, 50), 0);
+    uint64_t count;
+    (void)!::read(journal_->notify_fd(), &count, sizeof count);
+    core_->commit();
+  }
+  ASSERT_EQ(out_->clients.size(), 1u);
+  EXPECT_EQ(out_->clients[0].type, "accepted");
+  EXPECT_EQ(decode<proto::Accepted>(out_->clients[0].frames[0]).job, id);
+  // On disk whole: a crash now restores the job with its image.
+  const RestoreSummary r = crash_and_restart();
+  EXPECT_EQ(r.queued, 1u);
+  auto image = journal_->image(id);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  EXPECT_TRUE(*image == big);
+}
+
 // A submit is queued and dispatched at once, its commit syncing meanwhile;
 // its client hears nothing of it (no accepted, event or result, even if it
 // finished) until the commit is on disk, then `accepted` and its result.
@@ -201,12 +238,12 @@ TEST_F(JournalTest, UncommittedSubmitsWereNeverAcknowledgedAndAreGoneAfterACrash
 class FailingJournal final : public Journal {
  public:
   bool durable() const override { return true; }
-  Status add(const StoredJob&, std::string_view) override {
+  Status add(const StoredJob&, const SharedBytes&) override {
     staged = true;
     return add_error;
   }
   void dispatched(const std::string&, int) override { staged = true; }
-  void finish(const StoredJob&, std::string_view) override { staged = true; }
+  void finish(const StoredJob&, const SharedBytes&) override { staged = true; }
   void drop_result(const std::string&, const std::string&, double) override { staged = true; }
   void forget(const std::string&) override { staged = true; }
   Result<uint64_t> commit() override {

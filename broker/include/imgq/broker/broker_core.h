@@ -185,6 +185,11 @@ class BrokerCore {
   // them if making it durable failed. Call when the journal's sync advances.
   void release_synced();
   static constexpr Duration kLazyCommit{50};
+  // A commit waits for the journal's sync and payload writes (so that one
+  // takes all that came meanwhile) until its oldest submit has waited this
+  // long; then it commits, waiting for the payloads written so far. So big
+  // images arriving without pause cannot hold acceptance back for ever.
+  static constexpr Duration kMaxCommitDelay{100};
   // For a clean stop: refuses submits from now on, commits everything, and
   // tells every group the broker is going (they reconnect to the next one).
   void shutdown();
@@ -283,6 +288,9 @@ class BrokerCore {
   void drop_result(Job& job, const std::string& why);
   // Marks a dispatch or an end to be staged in the journal by record_due().
   void unrecorded(Job& job);
+  // When the first submit still waiting for its commit came (the epoch
+  // when none, or it is gone).
+  Clock::time_point oldest_pending() const;
   // Stages the marked changes at least kLazyCommit old (all: every one).
   void record_due(bool all);
   StoredJob stored(const Job& job) const;

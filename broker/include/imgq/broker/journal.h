@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "imgq/common/status.h"
+#include "imgq/common/zmq_frames.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::broker {
@@ -63,12 +64,14 @@ class Journal {
 
   // Stages a new job with its image (empty for a local-files job). An error
   // (the disk is full, the folder is not writable) means nothing was staged.
-  virtual Status add(const StoredJob& job, std::string_view image) = 0;
+  // The journal may hold on to `image` (a reference, not a copy) and write
+  // it after add() returns, before the commit that stores the job.
+  virtual Status add(const StoredJob& job, const SharedBytes& image) = 0;
   virtual void dispatched(const std::string& id, int attempts) = 0;
   // Stages a finished job (state, code, message, stats, finished, attempts,
   // and gone/gone_at if its result is already acknowledged) and its result
-  // image (empty when there is none, or it is gone).
-  virtual void finish(const StoredJob& job, std::string_view result) = 0;
+  // image (empty when there is none, or it is gone), held on to as `add`'s.
+  virtual void finish(const StoredJob& job, const SharedBytes& result) = 0;
   // Stages the end of a result: acknowledged or expired (job.gone, gone_at);
   // the row stays as a tombstone for the key until forget().
   virtual void drop_result(const std::string& id, const std::string& gone, double gone_at) = 0;
@@ -83,8 +86,9 @@ class Journal {
   virtual Result<uint64_t> synced() = 0;
   // Waits until `ticket` is durable (or that failed).
   virtual Status wait_synced(uint64_t ticket) = 0;
-  // Whether a commit is still being made durable: the caller may stage
-  // more and commit once it is, so that one commit and one fsync take all.
+  // Whether a commit is still being made durable, or images and results
+  // staged are still being written: the caller may stage more and commit
+  // once not, so that one commit and one fsync take all.
   virtual bool syncing() = 0;
   // Whether something is staged and not yet committed.
   virtual bool dirty() const = 0;
@@ -98,9 +102,9 @@ class Journal {
 class MemoryJournal final : public Journal {
  public:
   bool durable() const override { return false; }
-  Status add(const StoredJob&, std::string_view) override { return Status::Ok(); }
+  Status add(const StoredJob&, const SharedBytes&) override { return Status::Ok(); }
   void dispatched(const std::string&, int) override {}
-  void finish(const StoredJob&, std::string_view) override {}
+  void finish(const StoredJob&, const SharedBytes&) override {}
   void drop_result(const std::string&, const std::string&, double) override {}
   void forget(const std::string&) override {}
   Result<uint64_t> commit() override { return ++ticket_; }
