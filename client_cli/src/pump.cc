@@ -494,7 +494,11 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
           last_pong_ = SteadyClock::now();
         }
       }
-      if (recv_frames(progress, frames, 2, /*dontwait=*/true) && frames.front() == session_) return true;
+      if (recv_frames(progress, frames, 2, /*dontwait=*/true) && frames.front() == session_) {
+        // Our pong, published: the broker answers, whichever copy came first.
+        last_pong_ = SteadyClock::now();
+        return true;
+      }
     }
   }
   err_ << "imgq: error: " << problem() << "\n";
