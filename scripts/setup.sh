@@ -13,7 +13,7 @@ packages=(
   prometheus-cpp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev
-  libsqlite3-dev zlib1g-dev libpng-dev libjpeg-dev libtiff-dev
+  libsqlite3-dev zlib1g-dev libpng-dev libjpeg-dev libtiff-dev libisal-dev
   python3 python3-zmq python3-msgpack python3-pytest python3-pip python3-setuptools python3-wheel
   prometheus docker-compose curl
   iproute2

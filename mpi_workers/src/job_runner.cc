@@ -58,13 +58,14 @@ Result<std::unique_ptr<RowDecoder>> open_streamed(const Engine& engine, const Pi
 // What decoding a row costs over the first stage's work on it, for
 // plan_streamed_strips(). Rough single-core costs in ns per decoded byte,
 // measured with OpenCV 4.6 on bench/big.sh's 64 MP image on this project's
-// 2-core VM: PNG decode 8, JPEG decode 3, a local op about 2 (gaussian 5x5:
-// 1.9), PNG encode 20, TIFF (LZW) encode 12. They only balance the strips;
-// no pixel depends on them. `encoded_by_ranks`: "png", "tif" or empty.
+// 2-core VM: PNG decode 8 (4 with ISA-L inflating, row_decoder.cc: 3 to 5
+// gave the same times, 8 left the leader idle 0.3 s), JPEG decode 3, a
+// local op about 2 (gaussian 5x5: 1.9), PNG encode 20, TIFF (LZW) encode
+// 12. They only balance the strips; no pixel depends on them. `encoded_by_ranks`: "png", "tif" or empty.
 double decode_ratio(const RowDecoder& decoder, const Pipeline& pipeline, std::string_view encoded_by_ranks) {
   const std::vector<Stage> stages = plan_stages(pipeline);
   if (stages.empty()) return 0;
-  const double decode = std::string_view(decoder.format()) == "PNG" ? 8.0 : 3.0;
+  const double decode = std::string_view(decoder.format()) == "PNG" ? 4.0 : 3.0;
   double work = 2.0 * (stages.front().end_op - stages.front().first_op);
   if (stages.size() == 1) work += encoded_by_ranks == "png" ? 20.0 : encoded_by_ranks == "tif" ? 12.0 : 0.0;
   return decode / std::max(work, 1.0);

@@ -73,6 +73,26 @@ TEST(Decode, TiffAsTheRanksReadIt) {
   }
 }
 
+// A PNG is decoded by the row decoder (ISA-L's inflate), to imdecode's
+// pixels, and a corrupt one is refused naming the row.
+TEST(Decode, PngAsTheRowDecoderReadsIt) {
+  for (const auto& [name, image] : imgq::testing::generated_images()) {
+    if (image.depth() != CV_8U && image.depth() != CV_16U) continue;
+    std::vector<uint8_t> png;
+    ASSERT_TRUE(cv::imencode(".png", image, png));
+    auto d = decode_image(png);
+    ASSERT_TRUE(d.ok()) << name << ": " << d.status().ToString();
+    EXPECT_TRUE(SameImage(cv::imdecode(png, cv::IMREAD_UNCHANGED), *d)) << name;
+  }
+  std::vector<uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", make_image(60, 50, CV_8U, 3, Pattern::kNoise), png));
+  png[png.size() / 2] ^= 0x55;
+  auto corrupt = decode_image(png);
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_EQ(corrupt.status().code(), StatusCode::kInvalidImage);
+  EXPECT_NE(corrupt.status().message().find("at row"), std::string::npos) << corrupt.status().message();
+}
+
 TEST(Decode, RefusesPixelKindsImgqDoesNotProcess) {
   cv::Mat f(4, 4, CV_32FC1, cv::Scalar(0.5));
   std::vector<uint8_t> tiff;

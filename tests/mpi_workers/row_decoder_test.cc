@@ -6,6 +6,7 @@
 #include "imgq/mpi_workers/row_decoder.h"
 
 #include <png.h>
+#include <zlib.h>
 
 #include <cstring>
 #include <string>
@@ -212,6 +213,82 @@ TEST(RowDecoder, CorruptPngIsRefusedWithTheRow) {
   // Spent: the next read fails the same way, without touching libpng.
   cv::Mat more(1, 150, CV_8UC3);
   EXPECT_FALSE(decoder->read(more).ok());
+}
+
+// A PNG taken apart into its chunks and put back together, CRCs made anew.
+struct Chunk {
+  std::string type;
+  std::vector<uint8_t> data;
+};
+std::vector<Chunk> chunks_of(const std::vector<uint8_t>& png) {
+  std::vector<Chunk> chunks;
+  for (size_t at = 8; at + 12 <= png.size();) {
+    const uint32_t n = uint32_t{png[at]} << 24 | uint32_t{png[at + 1]} << 16 | uint32_t{png[at + 2]} << 8 | png[at + 3];
+    chunks.push_back({std::string(reinterpret_cast<const char*>(png.data() + at + 4), 4),
+                      std::vector<uint8_t>(png.begin() + static_cast<long>(at + 8),
+                                           png.begin() + static_cast<long>(at + 8 + n))});
+    at += 12 + n;
+  }
+  return chunks;
+}
+std::vector<uint8_t> png_of(const std::vector<Chunk>& chunks) {
+  std::vector<uint8_t> png = {137, 80, 78, 71, 13, 10, 26, 10};
+  for (const Chunk& c : chunks) {
+    const uint32_t n = static_cast<uint32_t>(c.data.size());
+    for (int shift : {24, 16, 8, 0}) png.push_back(static_cast<uint8_t>(n >> shift));
+    const size_t body = png.size();
+    png.insert(png.end(), c.type.begin(), c.type.end());
+    png.insert(png.end(), c.data.begin(), c.data.end());
+    const uint32_t crc = static_cast<uint32_t>(crc32(0, png.data() + body, static_cast<uInt>(png.size() - body)));
+    for (int shift : {24, 16, 8, 0}) png.push_back(static_cast<uint8_t>(crc >> shift));
+  }
+  return png;
+}
+
+// The image data is inflated in one go (libdeflate) when the file checks
+// out: in one IDAT chunk or many, with other chunks after them. When its
+// CRCs hold but its stream does not inflate, libpng reads it as before and
+// refuses it at its row.
+TEST(RowDecoder, PngImageDataInOneOrManyChunks) {
+  const cv::Mat image = make_image(301, 203, CV_16U, 3, Pattern::kNoise);  // 367 KB of rows: 6 stored blocks
+  std::vector<uint8_t> bytes;
+  ASSERT_TRUE(cv::imencode(".png", image, bytes));
+  const std::vector<Chunk> chunks = chunks_of(bytes);
+  std::vector<Chunk> one;
+  for (const Chunk& c : chunks) {
+    if (c.type == "IDAT" && !one.empty() && one.back().type == "IDAT") {
+      one.back().data.insert(one.back().data.end(), c.data.begin(), c.data.end());
+    } else {
+      one.push_back(c);
+    }
+    if (c.type == "IEND") one.insert(one.end() - 1, Chunk{"tEXt", {'a', 0, 'b'}});
+  }
+  ASSERT_LT(one.size(), chunks.size()) << "OpenCV's PNG has several IDAT chunks";
+  ExpectSameAsOpenCv(png_of(one), "one IDAT chunk and a tEXt after it");
+  std::vector<Chunk> split;
+  for (const Chunk& c : one) {
+    if (c.type != "IDAT") {
+      split.push_back(c);
+      continue;
+    }
+    for (size_t at = 0; at < c.data.size(); at += 1000) {
+      const size_t end = std::min(at + 1000, c.data.size());
+      split.push_back(
+          {"IDAT", std::vector<uint8_t>(c.data.begin() + static_cast<long>(at), c.data.begin() + static_cast<long>(end))});
+    }
+  }
+  ExpectSameAsOpenCv(png_of(split), "IDAT chunks of 1000 bytes");
+  // The stream damaged, its CRCs right: libpng's own error, at a row.
+  for (Chunk& c : one) {
+    if (c.type == "IDAT") c.data[c.data.size() / 2] ^= 0x55;
+  }
+  const std::vector<uint8_t> damaged = png_of(one);
+  EXPECT_TRUE(reference(damaged).empty());
+  auto decoder = open_row_decoder(damaged);
+  ASSERT_NE(decoder, nullptr);
+  auto result = read_in_bands(*decoder, 16);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("at row"), std::string::npos) << result.status().message();
 }
 
 TEST(RowDecoder, PngCutShortIsRefused) {
