@@ -46,7 +46,9 @@ void put_be32(uint8_t* p, uint32_t v) {
 // here as they are read, and an error stops libpng at its row.
 class InflatedPngStream {
  public:
-  static std::unique_ptr<InflatedPngStream> make(std::span<const uint8_t> png) {
+  // Nothing when `png` is not such a PNG, or its rows are under `smallest`
+  // bytes.
+  static std::unique_ptr<InflatedPngStream> make(std::span<const uint8_t> png, size_t smallest) {
     static constexpr uint8_t kSignature[8] = {137, 80, 78, 71, 13, 10, 26, 10};
     if (png.size() < 8 + 25 || std::memcmp(png.data(), kSignature, 8) != 0) return nullptr;
     auto made = std::unique_ptr<InflatedPngStream>(new InflatedPngStream(png));
@@ -87,6 +89,7 @@ class InflatedPngStream {
     const uint64_t blocks = (raw_bytes + kBlock - 1) / kBlock;
     const uint64_t chunk_data = 2 + blocks * 5 + raw_bytes + 4;
     if (width > 0x7fffffffu || height > 0x7fffffffu || chunk_data > 0x7fffffffu) return nullptr;
+    if (raw_bytes < smallest) return nullptr;  // ISA-L's 87 KB state is not worth it
     made->raw_bytes_ = raw_bytes;
     made->chunk_data_ = chunk_data;
     put_be32(made->head_, static_cast<uint32_t>(chunk_data));
@@ -97,7 +100,7 @@ class InflatedPngStream {
     // check either.
     isal_inflate_init(&made->inflate_);
     made->inflate_.crc_flag = ISAL_ZLIB;
-    made->window_.resize(kWindow);
+    made->window_.resize(std::min<size_t>(kWindow, raw_bytes));
     return made;
   }
 
@@ -228,7 +231,7 @@ class InflatedPngStream {
 // so nothing is skipped when the jump comes.
 class PngRowDecoder final : public RowDecoder {
  public:
-  explicit PngRowDecoder(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  PngRowDecoder(std::span<const uint8_t> bytes, size_t isal_from) : bytes_(bytes), isal_from_(isal_from) {}
   ~PngRowDecoder() override {
     if (png_ != nullptr) png_destroy_read_struct(&png_, &info_ptr_, &end_ptr_);
   }
@@ -293,7 +296,7 @@ class PngRowDecoder final : public RowDecoder {
   }
 
   bool start() {
-    stream_ = InflatedPngStream::make(bytes_);
+    stream_ = InflatedPngStream::make(bytes_, isal_from_);
     // The stored copy's Adler-32 is not made: libpng must be able to skip it.
     if (stream_ != nullptr && png_set_option(png_, PNG_IGNORE_ADLER32, PNG_OPTION_ON) == PNG_OPTION_INVALID) {
       stream_.reset();
@@ -360,6 +363,7 @@ class PngRowDecoder final : public RowDecoder {
   }
 
   std::span<const uint8_t> bytes_;
+  size_t isal_from_;
   std::unique_ptr<InflatedPngStream> stream_;  // or libpng inflates as it reads
   size_t at_ = 0;
   png_structp png_ = nullptr;
@@ -491,10 +495,10 @@ Status RowDecoder::check_request(const cv::Mat& rows) const {
   return Status::Ok();
 }
 
-std::unique_ptr<RowDecoder> open_row_decoder(std::span<const uint8_t> bytes) {
+std::unique_ptr<RowDecoder> open_row_decoder(std::span<const uint8_t> bytes, size_t isal_from) {
   static constexpr uint8_t kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() >= sizeof kPng && std::memcmp(bytes.data(), kPng, sizeof kPng) == 0) {
-    auto decoder = std::make_unique<PngRowDecoder>(bytes);
+    auto decoder = std::make_unique<PngRowDecoder>(bytes, isal_from);
     if (decoder->open()) return decoder;
     return nullptr;
   }

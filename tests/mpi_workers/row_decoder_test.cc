@@ -41,11 +41,13 @@ Result<cv::Mat> read_in_bands(RowDecoder& decoder, int band) {
   return image;
 }
 
+// Both inflates: libpng's (zlib) and, from the smallest image on, ISA-L's.
 void ExpectSameAsOpenCv(const std::vector<uint8_t>& bytes, const std::string& what) {
   const cv::Mat expected = reference(bytes);
   ASSERT_FALSE(expected.empty()) << what;
+  for (size_t isal_from : {kIsalInflateFrom, size_t{0}})
   for (int band : {1, 7, 64, 1 << 20}) {
-    auto decoder = open_row_decoder(bytes);
+    auto decoder = open_row_decoder(bytes, isal_from);
     ASSERT_NE(decoder, nullptr) << what;
     EXPECT_EQ(decoder->info().type(), expected.type()) << what;
     auto image = read_in_bands(*decoder, band);
@@ -202,17 +204,20 @@ TEST(RowDecoder, CorruptPngIsRefusedWithTheRow) {
   std::vector<uint8_t> bad = bytes;
   bad[bad.size() / 2] ^= 0x55;  // inside IDAT: the chunk's CRC no longer holds
   EXPECT_TRUE(reference(bad).empty());
-  auto decoder = open_row_decoder(bad);
-  ASSERT_NE(decoder, nullptr);
-  auto result = read_in_bands(*decoder, 16);
-  ASSERT_FALSE(result.ok());
-  EXPECT_EQ(result.status().code(), StatusCode::kInvalidImage);
-  EXPECT_NE(result.status().message().find("PNG: the image data is corrupt"), std::string::npos)
-      << result.status().message();
-  EXPECT_NE(result.status().message().find("at row"), std::string::npos) << result.status().message();
-  // Spent: the next read fails the same way, without touching libpng.
-  cv::Mat more(1, 150, CV_8UC3);
-  EXPECT_FALSE(decoder->read(more).ok());
+  for (size_t isal_from : {kIsalInflateFrom, size_t{0}}) {  // zlib's inflate, ISA-L's
+    auto decoder = open_row_decoder(bad, isal_from);
+    ASSERT_NE(decoder, nullptr);
+    auto result = read_in_bands(*decoder, 16);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), StatusCode::kInvalidImage);
+    EXPECT_NE(result.status().message().find("PNG: the image data is corrupt"), std::string::npos)
+        << result.status().message();
+    EXPECT_NE(result.status().message().find("at row"), std::string::npos) << result.status().message();
+    EXPECT_NE(result.status().message().find("CRC"), std::string::npos) << result.status().message();
+    // Spent: the next read fails the same way, without touching libpng.
+    cv::Mat more(1, 150, CV_8UC3);
+    EXPECT_FALSE(decoder->read(more).ok());
+  }
 }
 
 // A PNG taken apart into its chunks and put back together, CRCs made anew.
@@ -250,7 +255,7 @@ std::vector<uint8_t> png_of(const std::vector<Chunk>& chunks) {
 // CRCs hold but its stream does not inflate, libpng reads it as before and
 // refuses it at its row.
 TEST(RowDecoder, PngImageDataInOneOrManyChunks) {
-  const cv::Mat image = make_image(301, 203, CV_16U, 3, Pattern::kNoise);  // 367 KB of rows: 6 stored blocks
+  const cv::Mat image = make_image(301, 403, CV_16U, 3, Pattern::kNoise);  // 1.46 MB of rows: 23 stored blocks
   std::vector<uint8_t> bytes;
   ASSERT_TRUE(cv::imencode(".png", image, bytes));
   const std::vector<Chunk> chunks = chunks_of(bytes);
@@ -284,7 +289,7 @@ TEST(RowDecoder, PngImageDataInOneOrManyChunks) {
   }
   const std::vector<uint8_t> damaged = png_of(one);
   EXPECT_TRUE(reference(damaged).empty());
-  auto decoder = open_row_decoder(damaged);
+  auto decoder = open_row_decoder(damaged, 0);
   ASSERT_NE(decoder, nullptr);
   auto result = read_in_bands(*decoder, 16);
   ASSERT_FALSE(result.ok());

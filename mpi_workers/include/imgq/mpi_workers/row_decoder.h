@@ -57,9 +57,16 @@ class RowDecoder {
   Status check_request(const cv::Mat& rows) const;
 };
 
+// A PNG whose filtered rows come to at least this many bytes has its image
+// data inflated by ISA-L (4x zlib's speed; row_decoder.cc); a smaller one by
+// libpng itself (ISA-L's state and window would cost a tiny image more than
+// its inflate). The pixels are the same either way.
+inline constexpr size_t kIsalInflateFrom = size_t{1} << 20;
+
 // A decoder positioned at the first row, or nullptr when the bytes are not
 // something this module streams (see above). A header it cannot parse is
-// nullptr as well: decode_image() then gives the error.
-std::unique_ptr<RowDecoder> open_row_decoder(std::span<const uint8_t> bytes);
+// nullptr as well: decode_image() then gives the error. `isal_from`: tests
+// lower it to take ISA-L's path on small images.
+std::unique_ptr<RowDecoder> open_row_decoder(std::span<const uint8_t> bytes, size_t isal_from = kIsalInflateFrom);
 
 }  // namespace imgq::workers
