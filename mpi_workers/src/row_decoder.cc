@@ -51,8 +51,9 @@ class InflatedPngStream {
   static std::unique_ptr<InflatedPngStream> make(std::span<const uint8_t> png, size_t smallest) {
     static constexpr uint8_t kSignature[8] = {137, 80, 78, 71, 13, 10, 26, 10};
     if (png.size() < 8 + 25 || std::memcmp(png.data(), kSignature, 8) != 0) return nullptr;
-    auto made = std::unique_ptr<InflatedPngStream>(new InflatedPngStream(png));
     uint64_t width = 0, height = 0, bits = 0, channels = 0;
+    size_t first_idat = 0, after_idat = 0;
+    std::vector<size_t> idat;
     for (size_t at = 8;;) {
       if (png.size() - at < 12) return nullptr;
       const uint32_t length = be32(png.data() + at);
@@ -71,25 +72,29 @@ class InflatedPngStream {
         if (channels == 0 || (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16)) return nullptr;
       }
       if (is_idat) {
-        if (made->after_idat_ != 0) return nullptr;  // IDATs apart
-        if (made->first_idat_ == 0) made->first_idat_ = at;
-        made->idat_.push_back(at);
-      } else if (made->first_idat_ != 0 && made->after_idat_ == 0) {
-        made->after_idat_ = at;
+        if (after_idat != 0) return nullptr;  // IDATs apart
+        if (first_idat == 0) first_idat = at;
+        idat.push_back(at);
+      } else if (first_idat != 0 && after_idat == 0) {
+        after_idat = at;
       }
-      if (made->first_idat_ != 0 && !is_idat && crc32_gzip_refl(0, type, size_t{length} + 4) != be32(data + length)) {
+      if (first_idat != 0 && !is_idat && crc32_gzip_refl(0, type, size_t{length} + 4) != be32(data + length)) {
         return nullptr;  // a chunk after the image data: libpng will not check its CRC
       }
       at += size_t{length} + 12;
       if (std::memcmp(type, "IEND", 4) == 0) break;
     }
-    if (made->first_idat_ == 0 || made->after_idat_ == 0 || width == 0 || height == 0) return nullptr;
+    if (first_idat == 0 || after_idat == 0 || width == 0 || height == 0) return nullptr;
     const uint64_t raw_bytes = ((width * channels * bits + 7) / 8 + 1) * height;  // rows with their filter byte
     // One synthetic IDAT chunk, at most 2^31 - 1 bytes.
     const uint64_t blocks = (raw_bytes + kBlock - 1) / kBlock;
     const uint64_t chunk_data = 2 + blocks * 5 + raw_bytes + 4;
     if (width > 0x7fffffffu || height > 0x7fffffffu || chunk_data > 0x7fffffffu) return nullptr;
     if (raw_bytes < smallest) return nullptr;  // ISA-L's 87 KB state is not worth it
+    auto made = std::unique_ptr<InflatedPngStream>(new InflatedPngStream(png));
+    made->first_idat_ = first_idat;
+    made->after_idat_ = after_idat;
+    made->idat_ = std::move(idat);
     made->raw_bytes_ = raw_bytes;
     made->chunk_data_ = chunk_data;
     put_be32(made->head_, static_cast<uint32_t>(chunk_data));
