@@ -1,6 +1,8 @@
 // The floor under the broker's cost per job: a relay that carries a tiny
 // job's messages exactly as imgq-broker does (submit -> accepted, job ->
-// group, done -> result, result_ack; the same msgpack codec, the same
+// group, done -> result, result_ack; an `accepted` held back for its
+// submit's accept_hold_ms and left out when the result comes first; acks of
+// several results in one message; the same msgpack codec, the same
 // ROUTER sockets and options) and does nothing else: no checks of the
 // image, no priorities or fairness, no journal, no metrics, no events, no
 // deadlines. Real clients and real worker groups talk to it unchanged.
@@ -82,10 +84,12 @@ class Relay {
       job.ops = std::move(submit->ops);
       job.format = submit->format.empty() ? "png" : submit->format;
       job.image = std::move(frames[2]);
-      proto::Accepted accepted;
-      accepted.req = job.req;
-      accepted.job = job.id;
-      send_frames(clients_, Frames{job.client, proto::encode(accepted)});
+      if (submit->accept_hold_ms > 0) {
+        held_.emplace_back(Clock::now() + std::chrono::milliseconds(submit->accept_hold_ms), job.id);
+        held_ids_.emplace(job.id, std::pair{job.client, job.req});
+      } else {
+        send_accepted(job.client, job.req, job.id);
+      }
       queue_.push_back(std::move(job));
       dispatch();
     } else if (header->type() == proto::ResultAck::kType) {
@@ -117,6 +121,7 @@ class Relay {
       if (!done.ok()) return;
       auto it = running_.find(done->job);
       if (it == running_.end()) return;
+      held_ids_.erase(done->job);  // the result stands for its `accepted`
       proto::JobResult result;
       result.req = it->second.req;
       result.job = done->job;
@@ -149,9 +154,25 @@ class Relay {
     }
   }
 
-  // The groups take the broker for gone without a message each interval.
+  void send_accepted(const std::string& client, uint64_t req, const std::string& job) {
+    proto::Accepted accepted;
+    accepted.req = req;
+    accepted.job = job;
+    send_frames(clients_, Frames{client, proto::encode(accepted)});
+  }
+
+  // The groups take the broker for gone without a message each interval;
+  // held `accepted` go out when due.
   void heartbeats() {
     const auto now = Clock::now();
+    while (!held_.empty() && held_.front().first <= now) {
+      const std::string id = std::move(held_.front().second);
+      held_.pop_front();
+      auto it = held_ids_.find(id);
+      if (it == held_ids_.end()) continue;  // its result went first
+      send_accepted(it->second.first, it->second.second, id);
+      held_ids_.erase(it);
+    }
     for (auto& [identity, group] : groups_) {
       if (now - group.last_sent < std::chrono::seconds(1)) continue;
       send_frames(workers_, Frames{identity, proto::encode(proto::Heartbeat{})});
@@ -163,6 +184,8 @@ class Relay {
   std::map<std::string, Group> groups_;
   std::deque<Waiting> queue_;
   std::unordered_map<std::string, Running> running_;
+  std::deque<std::pair<Clock::time_point, std::string>> held_;  // `accepted` held back, by when due
+  std::unordered_map<std::string, std::pair<std::string, uint64_t>> held_ids_;  // id -> client, req
   uint64_t next_id_ = 0;
 };
 

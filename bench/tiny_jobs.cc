@@ -1,7 +1,10 @@
 // Broker and protocol overhead: CLIENTS threads, each its own connection,
 // each submitting JOBS identity jobs on a 64x64 PNG, WINDOW at a time (1:
-// one at a time), acknowledging each result as imgq submit does. Prints
-// round-trip p50 and p99 and jobs per second.
+// one at a time), as imgq submit does: each submit lets the broker hold its
+// `accepted` for 200 ms (the result stands for it when it comes first), and
+// results are acknowledged together, one `result_ack` per 50 ms or 256
+// results. --accept-hold-ms 0 --ack-each: the protocol without either.
+// Prints round-trip p50 and p99 and jobs per second.
 //   imgq-bench-tiny-jobs --broker URL --clients 8 --jobs 200 [--window 4]
 #include <algorithm>
 #include <chrono>
@@ -22,6 +25,10 @@ int main(int argc, char** argv) {
   app.add_option("--clients", clients);
   app.add_option("--jobs", jobs, "per client");
   app.add_option("--window", window, "jobs in flight per client");
+  uint32_t accept_hold_ms = 200;
+  bool ack_each = false;
+  app.add_option("--accept-hold-ms", accept_hold_ms, "how long the broker may hold each `accepted`");
+  app.add_flag("--ack-each", ack_each, "one result_ack per result");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<uint8_t> png;
@@ -37,11 +44,14 @@ int main(int argc, char** argv) {
       imgq::client::BrokerClient client(context, broker);
       std::map<uint64_t, std::chrono::steady_clock::time_point> sent;  // req -> when
       int next = 0, finished = 0;
+      std::vector<std::string> acks;  // results not yet acknowledged
+      auto oldest_ack = std::chrono::steady_clock::now();
       while (finished < jobs) {
         while (next < jobs && static_cast<int>(sent.size()) < window) {
           imgq::proto::Submit submit;
           submit.req = static_cast<uint64_t>(++next);
           submit.ops = {"identity"};
+          submit.accept_hold_ms = accept_hold_ms;
           sent[submit.req] = std::chrono::steady_clock::now();
           client.send(imgq::proto::encode(submit), &image);
         }
@@ -56,9 +66,8 @@ int main(int argc, char** argv) {
         if (header->type() == imgq::proto::JobResult::kType) {
           auto result = header->as<imgq::proto::JobResult>();
           req = result->req;
-          imgq::proto::ResultAck ack;
-          ack.job = result->job;
-          client.send(imgq::proto::encode(ack));
+          if (acks.empty()) oldest_ack = std::chrono::steady_clock::now();
+          acks.push_back(result->job);
         } else if (header->type() == imgq::proto::Error::kType) {
           req = header->as<imgq::proto::Error>()->req;
           ++failures;
@@ -71,6 +80,14 @@ int main(int argc, char** argv) {
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->second).count());
         sent.erase(it);
         ++finished;
+        if (!acks.empty() && (ack_each || finished == jobs || acks.size() >= 256 ||
+                              std::chrono::steady_clock::now() - oldest_ack >= std::chrono::milliseconds(50))) {
+          imgq::proto::ResultAck ack;
+          ack.job = acks.front();
+          ack.jobs.assign(acks.begin() + 1, acks.end());
+          client.send(imgq::proto::encode(ack));
+          acks.clear();
+        }
       }
     });
   }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <tuple>
 #include <utility>
 #include <filesystem>
 
@@ -429,6 +430,9 @@ void BrokerCore::on_client(const std::string& identity, Frames frames, const std
     auto r = header->as<proto::ResultAck>({"job"});
     if (!r.ok()) return malformed(r.status());
     if (Job* job = find_job(r->job, owner)) handle_ack(*job);
+    for (const std::string& id : r->jobs) {
+      if (Job* job = find_job(id, owner)) handle_ack(*job);
+    }
     return;
   }
   malformed(Status::InvalidArgument("unknown message type \"" + type + "\" on the clients socket"));
@@ -466,6 +470,17 @@ void BrokerCore::send_accepted(const std::string& identity, uint64_t req, const 
   outbox_.to_client(identity, {proto::encode(accepted)});
 }
 
+void BrokerCore::send_held_accepts(Clock::time_point now) {
+  while (!held_accepts_.empty() && held_accepts_.begin()->first <= now) {
+    auto it = jobs_.find(held_accepts_.begin()->second);
+    held_accepts_.erase(held_accepts_.begin());
+    if (it == jobs_.end() || !it->second.accept_held) continue;  // its result went first
+    Job& job = it->second;
+    job.accept_held = false;
+    send_accepted(job.client, job.req, job, /*existing=*/false);
+  }
+}
+
 void BrokerCore::resubmit(const std::string& identity, const proto::Submit& submit, const std::string& digest,
                           Job& job) {
   if (job.digest != digest) {
@@ -490,6 +505,11 @@ void BrokerCore::resubmit(const std::string& identity, const proto::Submit& subm
   if (job.pending) {
     job.pending_replies.emplace_back(identity, submit.req);
     return;
+  }
+  // The connection that submitted it first hears of it now, if it has not.
+  if (job.accept_held) {
+    job.accept_held = false;
+    send_accepted(job.client, job.req, job, /*existing=*/false);
   }
   // Its result (now or when it comes) goes to this connection.
   job.client = identity;
@@ -554,6 +574,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   job.name = submit.name;
   job.key = submit.key;
   job.timeout = submit.timeout_ms != 0 ? Duration{submit.timeout_ms} : config_.job_timeout;
+  job.accept_hold = std::min(Duration{submit.accept_hold_ms}, proto::kMaxAcceptHold);
   job.image_bytes = image.size();
   job.path = submit.path;
   job.output = submit.output;
@@ -682,6 +703,16 @@ void BrokerCore::accept(const std::string& id) {
   Job& job = jobs_.at(id);
   job.pending = false;
   events_.submitted();
+  if (job.accept_hold.count() > 0 && job.pending_replies.size() == 1) {
+    // The client lets its result stand for `accepted` if it comes within
+    // the hold: a tiny job's client gets one message instead of two.
+    std::tie(job.client, job.req) = job.pending_replies.front();
+    job.pending_replies.clear();
+    if (!finished_state(job.state)) {
+      job.accept_held = true;
+      held_accepts_.emplace(now_() + job.accept_hold, id);
+    }
+  }
   for (size_t i = 0; i < job.pending_replies.size(); ++i) {
     const auto& [who, req] = job.pending_replies[i];
     send_accepted(who, req, job, /*existing=*/i > 0);
@@ -690,7 +721,8 @@ void BrokerCore::accept(const std::string& id) {
   }
   job.pending_replies.clear();
   // It may have run, even finished, while its commit was syncing; what its
-  // client was not told then, it is told now, after `accepted`.
+  // client was not told then, it is told now, after `accepted` (or instead
+  // of it: see accept_hold).
   if (finished_state(job.state) && !send_result(job.client, job.req, job)) events_.undelivered_result();
   publish(job);
 }
@@ -796,6 +828,8 @@ void BrokerCore::drop_result(Job& job, const std::string& why) {
 }
 
 bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job) {
+  // The result stands for an `accepted` held back for this submit.
+  if (job.accept_held && identity == job.client && req == job.req) job.accept_held = false;
   proto::JobResult result;
   result.req = req;
   result.job = job.id;
@@ -1141,6 +1175,7 @@ void BrokerCore::tick() {
   }
   for (const std::string& id : dead) forget_group(id, "stopped answering");
   expire_deadlines(now);
+  send_held_accepts(now);
 
   // Finished jobs expire on a scale of minutes: sweeping all jobs once a
   // second is enough, and keeps tick() O(groups) on the hot path.
@@ -1192,6 +1227,9 @@ Duration BrokerCore::time_to_next_tick() const {
   }
   if (!pending_.empty()) {
     next = std::min(next, std::chrono::duration_cast<Duration>(oldest_pending() + kMaxCommitDelay - now));
+  }
+  if (!held_accepts_.empty()) {
+    next = std::min(next, std::chrono::ceil<Duration>(held_accepts_.begin()->first - now));
   }
   for (const auto& [id, group] : groups_) {
     next = std::min(next, std::chrono::duration_cast<Duration>(group.last_sent + config_.heartbeat_interval - now));

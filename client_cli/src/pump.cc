@@ -65,6 +65,12 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// How long the broker may hold a submit's `accepted` for its result to
+// stand for it (PROTOCOL.md, `accept_hold_ms`). It delays only when the
+// pump hears of a job that runs longer; an interrupted run lists the jobs
+// it has heard of.
+constexpr Millis kAcceptHold{200};
+
 class Pump {
  public:
   Pump(const PumpOptions& options, ItemSource& source, Reporter& reporter, std::ostream& out, std::ostream& err)
@@ -92,7 +98,11 @@ class Pump {
   bool send(BrokerClient& broker, Id id);
   void retry_later(Id id, Millis delay, bool behind);
   void back_off(Id id, const proto::Error& error);
-  void acknowledge(BrokerClient& broker, const std::string& job);
+  // One `result_ack` for all of `jobs` (in messages of up to 1024).
+  void acknowledge(BrokerClient& broker, const std::vector<std::string>& jobs);
+  // The broker accepted the item as `job`: by `accepted`, or by the result
+  // that stood for it (accept_hold).
+  void on_accepted(Id id, const std::string& job, uint32_t position, zmq::socket_t& progress);
   // Makes what was placed durable, settles it, and acknowledges it: when
   // `force`, or the oldest waits 50 ms, or 256 wait, or nothing else is in
   // flight (a group commit: one sync for many results).
@@ -106,7 +116,8 @@ class Pump {
             ItemSource::Fate fate = ItemSource::Fate::kFailed);
   // A message from the broker, its frames as they arrived (not copied).
   void handle(BrokerClient& broker, zmq::socket_t& progress, const std::vector<SharedBytes>& frames);
-  void on_result(BrokerClient& broker, const proto::JobResult& r, const std::vector<SharedBytes>& frames);
+  void on_result(BrokerClient& broker, zmq::socket_t& progress, const proto::JobResult& r,
+                 const std::vector<SharedBytes>& frames);
 
   const PumpOptions& options_;
   ItemSource& source_;
@@ -123,6 +134,9 @@ class Pump {
   std::deque<std::pair<SteadyClock::time_point, Id>> retry_;  // waiting to be sent (again)
   std::map<uint64_t, Id> waiting_accept_;                     // req -> item
   std::map<std::string, Id> running_;                         // job -> item
+  // Events of this session's jobs not yet accepted (accept_hold_ms), by
+  // job: the latest of each, bounded.
+  std::map<std::string, proto::JobState> early_events_;
   // The latest jobs whose result was handled: a copy of one (after a broker
   // restart) is acknowledged again. Bounded, for a pump that runs for days.
   std::set<std::string> finished_;
@@ -212,10 +226,14 @@ void Pump::back_off(Id id, const proto::Error& error) {
   retry_later(id, delay, /*behind=*/true);  // behind those already waiting: the order is kept
 }
 
-void Pump::acknowledge(BrokerClient& broker, const std::string& job) {
-  proto::ResultAck ack;
-  ack.job = job;
-  broker.send(proto::encode(ack));
+void Pump::acknowledge(BrokerClient& broker, const std::vector<std::string>& jobs) {
+  for (size_t i = 0; i < jobs.size(); i += 1024) {
+    proto::ResultAck ack;
+    ack.job = jobs[i];
+    ack.jobs.assign(jobs.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                    jobs.begin() + static_cast<std::ptrdiff_t>(std::min(jobs.size(), i + 1024)));
+    broker.send(proto::encode(ack));
+  }
 }
 
 void Pump::remember_finished(const std::string& job) {
@@ -252,6 +270,10 @@ bool Pump::send(BrokerClient& broker, Id id) {
   submit.key = item.key;
   submit.session = session_;
   submit.timeout_ms = options_.job_timeout_ms;
+  // The result may stand for `accepted` when it comes within the hold (one
+  // message instead of two for a small job); --no-wait waits for the
+  // `accepted` alone.
+  submit.accept_hold_ms = options_.no_wait ? 0 : static_cast<uint32_t>(kAcceptHold.count());
   if (options_.local) {
     // Free of links, as the groups name their --allow-paths folders.
     submit.path = local_path(item.source);
@@ -312,13 +334,20 @@ void Pump::send_next(BrokerClient& broker) {
   }
 }
 
-void Pump::on_result(BrokerClient& broker, const proto::JobResult& r, const std::vector<SharedBytes>& frames) {
+void Pump::on_result(BrokerClient& broker, zmq::socket_t& progress, const proto::JobResult& r,
+                     const std::vector<SharedBytes>& frames) {
   if (finished_.count(r.job) != 0) {
     // Again, after a broker restart: acknowledged again (once committed).
     if (std::find(unacknowledged_.begin(), unacknowledged_.end(), r.job) == unacknowledged_.end()) {
-      acknowledge(broker, r.job);
+      acknowledge(broker, {r.job});
     }
     return;
+  }
+  // A result that stands for its held-back `accepted` (accept_hold).
+  if (auto waiting = waiting_accept_.find(r.req); waiting != waiting_accept_.end() && running_.count(r.job) == 0) {
+    const Id id = waiting->second;
+    waiting_accept_.erase(waiting);
+    on_accepted(id, r.job, 0, progress);
   }
   auto it = running_.find(r.job);
   if (it == running_.end() || options_.no_wait) return;  // a --no-wait job's result waits for `imgq fetch`
@@ -383,8 +412,29 @@ void Pump::flush(BrokerClient& broker, bool force) {
     unacknowledged_.clear();
     return;
   }
-  for (const std::string& job : unacknowledged_) acknowledge(broker, job);
+  acknowledge(broker, unacknowledged_);
   unacknowledged_.clear();
+}
+
+void Pump::on_accepted(Id id, const std::string& job, uint32_t position, zmq::socket_t& progress) {
+  refusals_ = 0;
+  // A job of an earlier run (its key named it): follow its events too.
+  if (job.rfind(session_, 0) != 0) progress.set(zmq::sockopt::subscribe, job);
+  reporter_.accepted(view(id, job), position);
+  if (auto early = early_events_.find(job); early != early_events_.end()) {
+    if (!options_.no_wait) reporter_.event(view(id, job), early->second);
+    early_events_.erase(early);
+  }
+  if (!options_.no_wait) {
+    running_[job] = id;
+    return;
+  }
+  // Accepted is all --no-wait waits for: the job leaves the window.
+  if (options_.mode != ReportMode::kJson) {
+    out_ << "submitted " << live_.at(id).source.string() << " as job " << job << "\n" << std::flush;
+  }
+  ++done_;
+  live_.erase(id);
 }
 
 void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vector<SharedBytes>& frames) {
@@ -399,20 +449,7 @@ void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vect
     if (it == waiting_accept_.end()) return;
     const Id id = it->second;
     waiting_accept_.erase(it);
-    refusals_ = 0;
-    // A job of an earlier run (its key named it): follow its events too.
-    if (a->job.rfind(session_, 0) != 0) progress.set(zmq::sockopt::subscribe, a->job);
-    reporter_.accepted(view(id, a->job), a->position);
-    if (!options_.no_wait) {
-      running_[a->job] = id;
-      return;
-    }
-    // Accepted is all --no-wait waits for: the job leaves the window.
-    if (options_.mode != ReportMode::kJson) {
-      out_ << "submitted " << live_.at(id).source.string() << " as job " << a->job << "\n" << std::flush;
-    }
-    ++done_;
-    live_.erase(id);
+    on_accepted(id, a->job, a->position, progress);
   } else if (type == proto::Error::kType) {
     auto e = header->as<proto::Error>();
     auto it = e.ok() ? waiting_accept_.find(e->req) : waiting_accept_.end();
@@ -436,7 +473,7 @@ void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vect
       fail(id, proto::kFailed, e->message);
     }
   } else if (type == proto::JobResult::kType) {
-    if (auto r = header->as<proto::JobResult>(); r.ok()) on_result(broker, *r, frames);
+    if (auto r = header->as<proto::JobResult>(); r.ok()) on_result(broker, progress, *r, frames);
   }
 }
 
@@ -553,7 +590,11 @@ int Pump::run(zmq::context_t& context) {
       reporter_.finish(tally(), seconds());
       if (options_.drain_on_interrupt) return 0;
       err_ << "imgq: interrupted; " << running_.size()
-           << " job(s) accepted and not finished (imgq status / imgq fetch JOB later)\n";
+           << " job(s) accepted and not finished (imgq status / imgq fetch JOB later)";
+      // Submits whose `accepted` the broker still held back (accept_hold_ms):
+      // they may run, but this run never heard their ids.
+      if (!waiting_accept_.empty()) err_ << "; " << waiting_accept_.size() << " more sent and not yet answered";
+      err_ << "\n";
       list_unfinished();
       return 130;
     }
@@ -592,8 +633,17 @@ int Pump::run(zmq::context_t& context) {
         auto event = proto::decode_header(frames[1]);
         if (!event.ok()) continue;
         auto e = event->as<proto::Event>();
-        auto it = e.ok() ? running_.find(e->job.job) : running_.end();
-        if (it != running_.end()) reporter_.event(view(it->second, e->job.job), e->job);
+        if (!e.ok()) continue;
+        auto it = running_.find(e->job.job);
+        if (it != running_.end()) {
+          reporter_.event(view(it->second, e->job.job), e->job);
+        } else if (!waiting_accept_.empty() && e->job.job.rfind(session_, 0) == 0) {
+          // Ours, ahead of its `accepted` (held back: accept_hold_ms): the
+          // latest is told once the job is known. Each event is the whole
+          // state, so the latest is all that counts.
+          if (early_events_.size() >= 2 * options_.window + 16) early_events_.erase(early_events_.begin());
+          early_events_[e->job.job] = std::move(e->job);
+        }
       }
     }
     if (want_source && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) source_.on_readable();

@@ -556,6 +556,96 @@ TEST_F(BrokerCoreTest, IdempotencyKeyReturnsTheSameJob) {
   EXPECT_EQ(decode<proto::JobResult>(out_.clients.back().frames[0]).req, 2u);
 }
 
+// accept_hold_ms: a tiny job's client hears one message, its result; a job
+// still running when the hold ends is accepted then, once.
+TEST_F(BrokerCoreTest, AResultWithinTheAcceptHoldStandsForAccepted) {
+  auto held_submit = [&](const std::string& client, uint64_t req, uint32_t hold_ms, std::string key = {}) {
+    proto::Submit s;
+    s.req = req;
+    s.ops = {"invert"};
+    s.key = std::move(key);
+    s.accept_hold_ms = hold_ms;
+    core_.on_client(client, {proto::encode(s), kImg});
+    core_.commit();
+  };
+  auto sent_to = [&](const std::string& client) {
+    std::vector<std::string> types;
+    for (const Sent& s : out_.clients) {
+      if (s.to == client) types.push_back(s.type + ":" + std::to_string(decode<proto::JobResult>(s.frames[0]).req));
+    }
+    return types;
+  };
+
+  // Done within the hold: the result alone, and nothing when the hold ends.
+  hello("g", "G", 1, 1);
+  held_submit("fast", 1, 500);
+  EXPECT_TRUE(sent_to("fast").empty()) << "accepted is held";
+  EXPECT_LE(core_.time_to_next_tick(), Duration{500});
+  const std::string fast = job_sent_to("g");
+  ASSERT_FALSE(fast.empty()) << "a held job is queued and dispatched as any";
+  advance(Duration{100});
+  done("g", fast);
+  EXPECT_EQ(sent_to("fast"), (std::vector<std::string>{"result:1"}));
+  advance(Duration{1000});
+  EXPECT_EQ(sent_to("fast"), (std::vector<std::string>{"result:1"})) << "the result stood for accepted";
+
+  // Still running when the hold ends: accepted then, with its position; the
+  // result later. A hold past the protocol's maximum is the maximum.
+  held_submit("slow", 2, 200);
+  held_submit("queued", 3, 100'000);
+  const std::string slow = job_sent_to("g");
+  advance(Duration{199});
+  EXPECT_TRUE(sent_to("slow").empty());
+  advance(Duration{1});
+  EXPECT_EQ(sent_to("slow"), (std::vector<std::string>{"accepted:2"}));
+  EXPECT_EQ(decode<proto::Accepted>(out_.clients.back().frames[0]).job, slow);
+  advance(proto::kMaxAcceptHold - Duration{200} - Duration{1});
+  EXPECT_TRUE(sent_to("queued").empty());
+  advance(Duration{1});
+  ASSERT_EQ(sent_to("queued"), (std::vector<std::string>{"accepted:3"}));
+  EXPECT_EQ(decode<proto::Accepted>(out_.clients.back().frames[0]).position, 1u) << "it waits behind slow";
+  done("g", slow);
+  EXPECT_EQ(sent_to("slow"), (std::vector<std::string>{"accepted:2", "result:2"}));
+
+  // Named again by its key while held: the first connection is told at
+  // once, and the result follows the latest submit, as without a hold.
+  const std::string queued = job_sent_to("g");
+  held_submit("keyed", 4, 500, "k");
+  EXPECT_TRUE(sent_to("keyed").empty());
+  held_submit("again", 5, 500, "k");
+  EXPECT_EQ(sent_to("keyed"), (std::vector<std::string>{"accepted:4"}));
+  EXPECT_EQ(sent_to("again"), (std::vector<std::string>{"accepted:5"}));
+  const auto first = decode<proto::Accepted>(out_.clients[out_.clients.size() - 2].frames[0]);
+  const auto second = decode<proto::Accepted>(out_.clients.back().frames[0]);
+  EXPECT_FALSE(first.existing);
+  EXPECT_TRUE(second.existing);
+  EXPECT_EQ(first.job, second.job);
+  done("g", queued);
+  done("g", job_sent_to("g"));
+  EXPECT_EQ(sent_to("again"), (std::vector<std::string>{"accepted:5", "result:5"}));
+  advance(Duration{1000});
+  EXPECT_EQ(sent_to("keyed"), (std::vector<std::string>{"accepted:4"}));
+  EXPECT_EQ(sent_to("queued"), (std::vector<std::string>{"accepted:3", "result:3"}));
+}
+
+TEST_F(BrokerCoreTest, OneResultAckAcknowledgesSeveralResults) {
+  hello("g", "G", 1, 3);
+  std::vector<std::string> jobs;
+  for (uint64_t req = 1; req <= 3; ++req) jobs.push_back(submit("c", req));
+  for (const std::string& job : jobs) done("g", job);
+  proto::ResultAck ack;
+  ack.job = jobs[0];
+  ack.jobs = {jobs[1], jobs[2], "0123456789abcdef"};  // an unknown id is ignored
+  core_.on_client("c", {proto::encode(ack)});
+  EXPECT_EQ(core_.counters().acknowledged, 3u);
+  EXPECT_EQ(core_.kept_bytes(), 0u);
+  proto::Fetch fetch;
+  fetch.req = 9;
+  fetch.job = jobs[2];
+  core_.on_client("c", {proto::encode(fetch)});
+  EXPECT_EQ(last_error().code, static_cast<int>(StatusCode::kNotFound));
+}
+
 TEST_F(BrokerCoreTest, PingReportsGroupsAndQueue) {
   hello("g", "G", 4);
   submit("c", 1);

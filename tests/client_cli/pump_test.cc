@@ -33,8 +33,9 @@ bool eventually(F done) {
 }
 
 // What the fake broker does with a submit: accept and finish it (with the
-// result bytes "result:" + key), accept only, or refuse as the queue full.
-enum class OnSubmit { kFinish, kAcceptOnly, kQueueFull, kSilence };
+// result bytes "result:" + key), accept only, refuse as the queue full, or
+// send the result alone (a broker holding `accepted` for accept_hold_ms).
+enum class OnSubmit { kFinish, kAcceptOnly, kQueueFull, kSilence, kResultOnly };
 
 class FakeBroker {
  public:
@@ -76,6 +77,11 @@ class FakeBroker {
   std::map<std::string, int> acks() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return acks_;
+  }
+  // Each submit's accept_hold_ms, in order.
+  std::vector<uint32_t> holds() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return holds_;
   }
   // Finishes every job accepted with kAcceptOnly (as the broker would once
   // a group has run it).
@@ -142,6 +148,11 @@ class FakeBroker {
         accepted.job = submit->session + number;  // ids start with the session
         accepted.position = 1;
         job_keys_[accepted.job] = submit->key;
+        holds_.push_back(submit->accept_hold_ms);
+        if (step == OnSubmit::kResultOnly) {
+          finish(identity, accepted);
+          continue;
+        }
         reply(identity, proto::encode(accepted));
         if (step == OnSubmit::kFinish) {
           finish(identity, accepted);
@@ -151,6 +162,7 @@ class FakeBroker {
       } else if (header->type() == proto::ResultAck::kType) {
         auto ack = header->as<proto::ResultAck>();
         ++acks_[job_keys_[ack->job]];
+        for (const std::string& job : ack->jobs) ++acks_[job_keys_[job]];
       }
     }
   }
@@ -181,6 +193,7 @@ class FakeBroker {
   std::map<std::string, std::vector<OnSubmit>> script_;
   std::vector<std::string> submits_;
   std::map<std::string, int> acks_;
+  std::vector<uint32_t> holds_;
   std::map<std::string, std::string> job_keys_;
   std::vector<std::pair<std::string, proto::Accepted>> unfinished_;
   bool finish_now_ = false;
@@ -267,6 +280,31 @@ TEST_F(PumpTest, APongPublishedBeforeItsReplyCountsAsAnAnswer) {
   MemorySource source(dir_, 2);
   EXPECT_EQ(run(source), 0) << err_.str();
   EXPECT_EQ(source.results_.size(), 2u);
+}
+
+// A broker holding `accepted` (the pump asks it to, accept_hold_ms) sends
+// a small job's result alone: that result is the acceptance too. (Results
+// are acknowledged in batches: the fake counts every job a `result_ack`
+// names.)
+TEST_F(PumpTest, AResultWithoutItsAcceptedIsTakenAsBoth) {
+  broker_.script("key-a", {OnSubmit::kResultOnly});
+  broker_.script("key-c", {OnSubmit::kResultOnly});
+  MemorySource source(dir_, 4);
+  EXPECT_EQ(run(source), 0) << err_.str();
+  EXPECT_EQ(source.results_.size(), 4u);
+  EXPECT_EQ(source.results_["key-a"], "result:key-a");
+  for (const auto& [key, n] : source.placed_) EXPECT_EQ(n, 1) << key;
+  EXPECT_TRUE(eventually([&] { return broker_.acks().size() == 4; }));
+  for (const auto& [key, n] : broker_.acks()) EXPECT_EQ(n, 1) << key;
+  for (uint32_t hold : broker_.holds()) EXPECT_GT(hold, 0u);
+  // The run's report names every job as accepted and done.
+  const std::string report = out_.str();
+  size_t accepted = 0;
+  for (size_t at = report.find("\"event\":\"accepted\""); at != std::string::npos;
+       at = report.find("\"event\":\"accepted\"", at + 1)) {
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, 4u) << report;
 }
 
 TEST_F(PumpTest, AFullQueueIsWaitedOutAndTheSameKeySentAgain) {

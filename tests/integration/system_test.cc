@@ -178,7 +178,7 @@ TEST_F(System, LocalFilesAreReadAndWrittenByTheGroupUnderItsAllowedFolders) {
 
   auto args = submit_args(ops, area / "out", {(area / "in").string()});
   args.push_back("--local");
-  Subprocess client(args, (root_ / "local.log").string());
+  Subprocess client(args, (root_ / "local-client.log").string());  // "local.log" is the group's
   const auto code = client.wait(seconds(120));
   ASSERT_TRUE(code.has_value()) << client.output();
   EXPECT_EQ(*code, 0) << client.output();

@@ -163,7 +163,9 @@ TEST(AlignStrips, BoundariesAtMultiplesOfTheUnit) {
           for (size_t k = 0; k < order.size(); ++k) {
             const Strip& s = strips[static_cast<size_t>(order[k])];
             EXPECT_EQ(s.begin, next);
-            if (k + 1 < order.size()) EXPECT_EQ(s.end % align, 0) << rows << " " << parts << " " << align;
+            if (k + 1 < order.size()) {
+              EXPECT_EQ(s.end % align, 0) << rows << " " << parts << " " << align;
+            }
             if (s.rows() > 0) {
               EXPECT_EQ(s.buf_begin, std::max(0, s.begin - 2));
               EXPECT_EQ(s.buf_end, std::min(rows, s.end + 2));

@@ -29,16 +29,16 @@ struct Golden {
 
 std::vector<Golden> goldens() {
   return {
-      {"submit", [] { Submit m; m.req = 7; m.ops = {"invert"}; m.priority = 5; m.format = "png"; m.name = "a.jpg"; m.key = "k"; return encode(m); },
-       "8da3736967a4494d4751a376657201a474797065a67375626d6974a372657107a36f707391a6696e76657274a87072696f7269747905a6666f726d6174a3706e67a46e616d65a5612e6a7067a36b6579a16ba773657373696f6ea0aa74696d656f75745f6d7300a470617468a0a66f7574707574a0"},
+      {"submit", [] { Submit m; m.req = 7; m.ops = {"invert"}; m.priority = 5; m.format = "png"; m.name = "a.jpg"; m.key = "k"; m.accept_hold_ms = 200; return encode(m); },
+       "8ea3736967a4494d4751a376657201a474797065a67375626d6974a372657107a36f707391a6696e76657274a87072696f7269747905a6666f726d6174a3706e67a46e616d65a5612e6a7067a36b6579a16ba773657373696f6ea0aa74696d656f75745f6d7300a470617468a0a66f7574707574a0ae6163636570745f686f6c645f6d73ccc8"},
       {"status", [] { StatusRequest m; m.req = 1; m.job = "00000000000000ff"; return encode(m); },
        "85a3736967a4494d4751a376657201a474797065a6737461747573a372657101a36a6f62b030303030303030303030303030306666"},
       {"cancel", [] { Cancel m; m.req = 2; m.job = "00000000000000ff"; return encode(m); },
        "85a3736967a4494d4751a376657201a474797065a663616e63656ca372657102a36a6f62b030303030303030303030303030306666"},
       {"fetch", [] { Fetch m; m.req = 3; m.job = "00000000000000ff"; return encode(m); },
        "85a3736967a4494d4751a376657201a474797065a56665746368a372657103a36a6f62b030303030303030303030303030306666"},
-      {"result_ack", [] { ResultAck m; m.req = 5; m.job = "00000000000000ff"; return encode(m); },
-       "85a3736967a4494d4751a376657201a474797065aa726573756c745f61636ba372657105a36a6f62b030303030303030303030303030306666"},
+      {"result_ack", [] { ResultAck m; m.req = 5; m.job = "00000000000000ff"; m.jobs = {"00000000000000fe"}; return encode(m); },
+       "86a3736967a4494d4751a376657201a474797065aa726573756c745f61636ba372657105a36a6f62b030303030303030303030303030306666a46a6f627391b030303030303030303030303030306665"},
       {"ops", [] { OpsRequest m; m.req = 6; return encode(m); },
        "84a3736967a4494d4751a376657201a474797065a36f7073a372657106"},
       {"ops_reply", [] { OpsReply m; m.req = 6; ParamInfo p; p.key = "ksize"; p.type = "int"; p.default_value = "5"; p.min = 1; p.max = 255; p.odd = true; m.ops = {{"gaussian_blur", "Gaussian blur", {p}}}; m.aliases = {{"blur", "gaussian_blur", ""}}; return encode(m); },
@@ -94,6 +94,7 @@ TEST(Protocol, RoundTripsEveryField) {
   s.format = "tif";
   s.name = "sub/ä.png";
   s.key = "idem";
+  s.accept_hold_ms = 250;
   auto back = decode_header(encode(s))->as<Submit>({"req", "ops"});
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->req, s.req);
@@ -102,6 +103,7 @@ TEST(Protocol, RoundTripsEveryField) {
   EXPECT_EQ(back->format, "tif");
   EXPECT_EQ(back->name, s.name);
   EXPECT_EQ(back->key, "idem");
+  EXPECT_EQ(back->accept_hold_ms, 250u);
 
   Done d;
   d.job = "abc";

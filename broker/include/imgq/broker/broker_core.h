@@ -247,6 +247,10 @@ class BrokerCore {
     // Submits of this job's key waiting, like the job, for the commit.
     std::vector<std::pair<std::string, uint64_t>> pending_replies;
     bool pending = false;  // submitted, not yet durable: unknown to clients
+    // The submit's accept_hold_ms: its `accepted` may wait this long for the
+    // result, which then stands for it (held_accepts_).
+    Duration accept_hold{0};
+    bool accept_held = false;  // its `accepted` is being held back
     // A dispatch or an end not yet staged in the journal (record_due; when
     // it first happened: unrecorded_).
     bool unrecorded = false;
@@ -280,6 +284,8 @@ class BrokerCore {
   // The job `id` if `owner` may see it.
   Job* find_job(const std::string& id, const std::string& owner);
   void send_accepted(const std::string& identity, uint64_t req, const Job& job, bool existing);
+  // Sends the `accepted` held back past its hold (the job has not finished).
+  void send_held_accepts(Clock::time_point now);
   // A held-back submit, now durable: queued and answered.
   void accept(const std::string& id);
   // A held-back submit the journal could not store: refused with the reason.
@@ -342,6 +348,8 @@ class BrokerCore {
   // such change, oldest first.
   std::deque<std::pair<std::string, Clock::time_point>> unrecorded_;
   std::deque<std::pair<uint64_t, std::vector<std::string>>> awaiting_sync_;  // ticket -> submits
+  // Jobs whose `accepted` is held back (accept_hold), by when it is due.
+  std::multimap<Clock::time_point, std::string> held_accepts_;
   Clock::time_point last_commit_{};
   bool stopping_ = false;
   JobQueue queue_;

@@ -24,6 +24,9 @@ inline constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
 inline constexpr int kLiveness = 5;
 inline constexpr std::chrono::milliseconds kReconnectBackoff{1000};
 inline constexpr std::chrono::milliseconds kMaxReconnectBackoff{30'000};
+// The longest a submit's `accept_hold_ms` may hold its `accepted` back;
+// longer asks are taken as this.
+inline constexpr std::chrono::milliseconds kMaxAcceptHold{1000};
 
 inline constexpr const char* kSignature = "IMGQ";
 inline constexpr int kVersion = 1;
@@ -75,7 +78,12 @@ struct Submit {  // + frame: the encoded image (none when `path` is set)
   // to `output` itself (absolute paths it can see; see PROTOCOL.md).
   std::string path;
   std::string output;
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key, session, timeout_ms, path, output)
+  // The broker may hold this job's `accepted` up to this long (at most
+  // kMaxAcceptHold); a `result` sent within it stands for the `accepted`.
+  // 0: `accepted` as soon as the job is stored.
+  uint32_t accept_hold_ms = 0;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, priority, format, name, key, session, timeout_ms, path, output,
+                     accept_hold_ms)
 };
 
 struct StatusRequest {
@@ -105,7 +113,8 @@ struct ResultAck {
   IMGQ_MESSAGE("result_ack");
   uint64_t req = 0;
   std::string job;
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
+  std::vector<std::string> jobs;  // more jobs acknowledged in the same message
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, jobs)
 };
 
 // The op catalogue, so a client in any language can list and check ops
