@@ -84,11 +84,13 @@ exact() {
 }
 # The leader's breakdown of the last job, from the group's log (without
 # the ranks' compute and the peak memory, reported apart).
+# (A job of a second or more has its line at info; big images are.)
+last_job() { grep ': done in ' "$1" | tail -1; }
 stages() {
-  tail -1 "${1:-$work/group.log}" | sed -n 's/.*(\(strips\|whole\); \(.*\))$/\1: \2/p' | sed 's/; ranks.*//; s/; peak.*//'
+  last_job "${1:-$work/group.log}" | sed -n 's/.*(\(strips\|whole\); \(.*\))$/\1: \2/p' | sed 's/; ranks.*//; s/; peak.*//'
 }
-ranks_compute() { tail -1 "$1" | sed -n "s/.*ranks' compute \([0-9. ]*\);.*/\1/p"; }
-peak_mb() { tail -1 "$1" | sed -n 's/.*peak \([0-9]*\) MB.*/\1/p'; }
+ranks_compute() { last_job "$1" | sed -n "s/.*ranks' compute \([0-9. ]*\);.*/\1/p"; }
+peak_mb() { last_job "$1" | sed -n 's/.*peak \([0-9]*\) MB.*/\1/p'; }
 
 rows=()
 for kind in png jpg tif tiled; do

@@ -7,6 +7,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "imgq/broker/job_queue.h"
+#include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/tiff_strips.h"
 #include "imgq/mpi_workers/strip_plan.h"
 #include "imgq/schemas/codec.h"
@@ -92,3 +93,26 @@ static void BM_TiffOurs(benchmark::State& state) {
 BENCHMARK(BM_TiffOurs)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();
+
+// A tiny job's codec work: the 64x64 PNG of imgq-bench-tiny-jobs, decoded
+// by OpenCV and by the workers' decode_image (libpng's row API).
+static std::vector<uchar> tiny_png() {
+  std::vector<uchar> png;
+  cv::imencode(".png", cv::Mat(64, 64, CV_8UC3, cv::Scalar(10, 20, 30)), png);
+  return png;
+}
+static void BM_TinyPngDecodeOpenCv(benchmark::State& state) {
+  const std::vector<uchar> png = tiny_png();
+  for (auto _ : state) benchmark::DoNotOptimize(cv::imdecode(png, cv::IMREAD_UNCHANGED));
+}
+BENCHMARK(BM_TinyPngDecodeOpenCv);
+static void BM_TinyPngDecodeOurs(benchmark::State& state) {
+  const std::vector<uchar> png = tiny_png();
+  for (auto _ : state) benchmark::DoNotOptimize(imgq::workers::decode_image(png));
+}
+BENCHMARK(BM_TinyPngDecodeOurs);
+static void BM_TinyPngEncodeOurs(benchmark::State& state) {
+  const cv::Mat image(64, 64, CV_8UC3, cv::Scalar(10, 20, 30));
+  for (auto _ : state) benchmark::DoNotOptimize(imgq::workers::encode_image(image, "png"));
+}
+BENCHMARK(BM_TinyPngEncodeOurs);

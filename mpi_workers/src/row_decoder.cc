@@ -90,7 +90,7 @@ class InflatedPngStream {
     const uint64_t blocks = (raw_bytes + kBlock - 1) / kBlock;
     const uint64_t chunk_data = 2 + blocks * 5 + raw_bytes + 4;
     if (width > 0x7fffffffu || height > 0x7fffffffu || chunk_data > 0x7fffffffu) return nullptr;
-    if (raw_bytes < smallest) return nullptr;  // ISA-L's 87 KB state is not worth it
+    if (raw_bytes < smallest) return nullptr;  // tests: libpng's own inflate
     auto made = std::unique_ptr<InflatedPngStream>(new InflatedPngStream(png));
     made->first_idat_ = first_idat;
     made->after_idat_ = after_idat;
@@ -103,11 +103,18 @@ class InflatedPngStream {
     made->head_[9] = 0x01;
     // The stored copy's Adler-32 and the chunk's CRC: libpng is told not to
     // check either.
-    isal_inflate_init(&made->inflate_);
-    made->inflate_.crc_flag = ISAL_ZLIB;
+    made->inflate_ = take_inflate_state();
+    isal_inflate_init(made->inflate_.get());
+    made->inflate_->crc_flag = ISAL_ZLIB;
     made->window_.resize(std::min<size_t>(kWindow, raw_bytes));
     return made;
   }
+
+  ~InflatedPngStream() {
+    if (StatePool& pool = state_pool(); inflate_ != nullptr && pool.size() < 2) pool.push_back(std::move(inflate_));
+  }
+  InflatedPngStream(const InflatedPngStream&) = delete;
+  InflatedPngStream& operator=(const InflatedPngStream&) = delete;
 
   // The bytes libpng reads: the PNG up to its first IDAT, the synthetic
   // chunk, the PNG from its last IDAT's end on.
@@ -161,6 +168,23 @@ class InflatedPngStream {
   static constexpr size_t kWindow = size_t{1} << 20;  // rows inflated at a time
   explicit InflatedPngStream(std::span<const uint8_t> png) : png_(png) {}
 
+  // ISA-L's state is 87 KB. Allocated for each image, it cost a tiny one
+  // more than its inflate (page faults after glibc gave the freed block
+  // back to the system), so each thread keeps the ones it has used. Not
+  // zeroed: isal_inflate_init sets what the inflate reads.
+  using StatePool = std::vector<std::unique_ptr<inflate_state>>;
+  static StatePool& state_pool() {
+    thread_local StatePool pool;
+    return pool;
+  }
+  static std::unique_ptr<inflate_state> take_inflate_state() {
+    StatePool& pool = state_pool();
+    if (pool.empty()) return std::unique_ptr<inflate_state>(new inflate_state);
+    std::unique_ptr<inflate_state> state = std::move(pool.back());
+    pool.pop_back();
+    return state;
+  }
+
   // The window holds raw byte `from` (libpng reads on, so the window moves
   // on: a fresh one starts there).
   Status fill(size_t from) {
@@ -169,16 +193,16 @@ class InflatedPngStream {
     window_begin_ = from;
     while (window_end_ - window_begin_ < kWindow && window_end_ < raw_bytes_) {
       IMGQ_RETURN_IF_ERROR(feed());
-      inflate_.next_out = window_.data() + (window_end_ - window_begin_);
+      inflate_->next_out = window_.data() + (window_end_ - window_begin_);
       const size_t room = std::min(kWindow - (window_end_ - window_begin_), raw_bytes_ - window_end_);
-      inflate_.avail_out = static_cast<uint32_t>(room);
-      const int rc = isal_inflate(&inflate_);
-      window_end_ += room - inflate_.avail_out;
+      inflate_->avail_out = static_cast<uint32_t>(room);
+      const int rc = isal_inflate(inflate_.get());
+      window_end_ += room - inflate_->avail_out;
       if (rc < 0) return inflate_error(rc);
-      if (inflate_.block_state == ISAL_BLOCK_FINISH && window_end_ < raw_bytes_) {
+      if (inflate_->block_state == ISAL_BLOCK_FINISH && window_end_ < raw_bytes_) {
         return Status::InvalidImage("the image data ends early");
       }
-      if (inflate_.avail_out > 0 && inflate_.avail_in == 0 && next_idat_ == idat_.size()) {
+      if (inflate_->avail_out > 0 && inflate_->avail_in == 0 && next_idat_ == idat_.size()) {
         return Status::InvalidImage("the image data ends early");
       }
     }
@@ -187,14 +211,14 @@ class InflatedPngStream {
   // The next IDAT chunk's data to ISA-L once it has used the last, its CRC
   // checked first.
   Status feed() {
-    if (inflate_.avail_in > 0 || next_idat_ == idat_.size()) return Status::Ok();
+    if (inflate_->avail_in > 0 || next_idat_ == idat_.size()) return Status::Ok();
     const uint8_t* chunk = png_.data() + idat_[next_idat_++];
     const uint32_t length = be32(chunk);
     if (crc32_gzip_refl(0, chunk + 4, size_t{length} + 4) != be32(chunk + 8 + length)) {
       return Status::InvalidImage("IDAT: CRC error");
     }
-    inflate_.next_in = const_cast<uint8_t*>(chunk + 8);
-    inflate_.avail_in = length;
+    inflate_->next_in = const_cast<uint8_t*>(chunk + 8);
+    inflate_->avail_in = length;
     return Status::Ok();
   }
   // Every row is read: the stream's end and its Adler-32 (what libpng would
@@ -203,12 +227,12 @@ class InflatedPngStream {
     if (finished_) return Status::Ok();
     finished_ = true;
     uint8_t spare[64];
-    while (inflate_.block_state != ISAL_BLOCK_FINISH) {
+    while (inflate_->block_state != ISAL_BLOCK_FINISH) {
       IMGQ_RETURN_IF_ERROR(feed());
-      if (inflate_.avail_in == 0) return Status::InvalidImage("the image data ends early (no end of stream)");
-      inflate_.next_out = spare;
-      inflate_.avail_out = sizeof spare;  // more rows than the image has: ignored, as libpng does
-      const int rc = isal_inflate(&inflate_);
+      if (inflate_->avail_in == 0) return Status::InvalidImage("the image data ends early (no end of stream)");
+      inflate_->next_out = spare;
+      inflate_->avail_out = sizeof spare;  // more rows than the image has: ignored, as libpng does
+      const int rc = isal_inflate(inflate_.get());
       if (rc < 0) return inflate_error(rc);
     }
     return Status::Ok();
@@ -225,7 +249,7 @@ class InflatedPngStream {
   size_t next_idat_ = 0;
   uint64_t raw_bytes_ = 0, chunk_data_ = 0;
   uint8_t head_[10] = {};  // length, "IDAT", zlib header
-  inflate_state inflate_{};
+  std::unique_ptr<inflate_state> inflate_;
   std::vector<uint8_t> window_;
   size_t window_begin_ = 0, window_end_ = 0;  // raw bytes the window holds
   bool finished_ = false;

@@ -162,7 +162,7 @@ class Leader {
     Messages parts;
     while (true) {
       const bool stopping = stop.load();
-      if (stopping && ranks_.done()) return;
+      if (stopping && ranks_.done()) return summary_.log_if_due(SteadyClock::now(), /*last=*/true);
       // Taking no new jobs once stopping; the ones in hand finish.
       zmq::pollitem_t items[] = {{pipe_.handle(), 0, static_cast<short>(stopping ? 0 : ZMQ_POLLIN), 0},
                                  {own_.done_socket().handle(), 0, ZMQ_POLLIN, 0}};
@@ -184,6 +184,7 @@ class Leader {
         finish(ranks_.finish(result->rank), std::move(result->outcome));
       }
       schedule();
+      summary_.log_if_due(SteadyClock::now());
     }
   }
 
@@ -350,16 +351,50 @@ class Leader {
     // for whoever tunes the group.
     std::string ranks;
     for (double seconds : outcome.rank_compute_seconds) ranks += fmt::format("{}{:.3f}", ranks.empty() ? "" : " ", seconds);
+    const double seconds =
+        t.decode_seconds + t.scatter_seconds + t.compute_seconds + t.gather_seconds + t.encode_seconds;
+    summary_.add(outcome.status.ok(), seconds, t.pixels);
+    // A line per job costs a small job as much as its work (it crosses
+    // mpiexec's proxy to reach the log): jobs of a second or more, and
+    // failures, get theirs at info; the rest at debug, and a summary.
+    const auto level =
+        !outcome.status.ok() || seconds >= kJobLineFrom ? spdlog::level::info : spdlog::level::debug;
+    if (!spdlog::should_log(level)) return;
     rusage usage{};
     ::getrusage(RUSAGE_SELF, &usage);
-    spdlog::info("job {} ({}): {} in {:.3f} s ({}; decode {:.3f}, scatter {:.3f}, compute {:.3f}, gather {:.3f}, "
-                 "encode {:.3f}{}; peak {} MB)",
-                 request.job, request.name, outcome.status.ok() ? "done" : outcome.status.ToString(),
-                 t.decode_seconds + t.scatter_seconds + t.compute_seconds + t.gather_seconds + t.encode_seconds,
-                 task.whole ? "whole" : "strips", t.decode_seconds, t.scatter_seconds, t.compute_seconds,
-                 t.gather_seconds, t.encode_seconds, ranks.empty() ? "" : "; ranks' compute " + ranks,
-                 usage.ru_maxrss / 1024);
+    spdlog::log(level,
+                "job {} ({}): {} in {:.3f} s ({}; decode {:.3f}, scatter {:.3f}, compute {:.3f}, gather {:.3f}, "
+                "encode {:.3f}{}; peak {} MB)",
+                request.job, request.name, outcome.status.ok() ? "done" : outcome.status.ToString(), seconds,
+                task.whole ? "whole" : "strips", t.decode_seconds, t.scatter_seconds, t.compute_seconds,
+                t.gather_seconds, t.encode_seconds, ranks.empty() ? "" : "; ranks' compute " + ranks,
+                usage.ru_maxrss / 1024);
   }
+
+  // What the group did since its last summary line, logged at info once a
+  // minute while jobs come.
+  struct Summary {
+    uint64_t done = 0, failed = 0, pixels = 0;
+    double seconds = 0;
+    SteadyClock::time_point since = SteadyClock::now();
+    void add(bool ok, double job_seconds, uint64_t job_pixels) {
+      ++(ok ? done : failed);
+      seconds += job_seconds;
+      pixels += job_pixels;
+    }
+    // `last`: the group is stopping; what is left is logged now.
+    void log_if_due(SteadyClock::time_point now, bool last = false) {
+      if (!last && now - since < kSummaryEvery) return;
+      if (done + failed > 0) {
+        spdlog::info("last {:.0f} s: {} job(s) done, {} failed; {:.1f} megapixels; {:.3f} s of work per job",
+                     std::chrono::duration<double>(now - since).count(), done, failed, static_cast<double>(pixels) / 1e6,
+                     seconds / static_cast<double>(done + failed));
+      }
+      *this = Summary{.since = now};
+    }
+  };
+  static constexpr double kJobLineFrom = 1.0;  // seconds
+  static constexpr auto kSummaryEvery = std::chrono::minutes(1);
 
   Engine& engine_;
   const ServiceOptions& options_;
@@ -368,6 +403,7 @@ class Leader {
   LeaderThread own_;
   RankScheduler<Task> ranks_;
   uint64_t tickets_ = 0;
+  Summary summary_;
 };
 
 proto::Hello hello_for(const Engine& engine, const ServiceOptions& options) {

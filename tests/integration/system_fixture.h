@@ -160,7 +160,9 @@ class System : public ::testing::Test {
     std::vector<std::string> argv = {"env"};
     argv.insert(argv.end(), env.begin(), env.end());
     argv.insert(argv.end(), {IMGQ_MPIEXEC, "-n", "2", kBin + "/imgq-worker", "--broker", server_->workers_endpoint(),
-                             "--name", name, "--heartbeat-ms", std::to_string(heartbeat_ms_)});
+                             "--name", name, "--heartbeat-ms", std::to_string(heartbeat_ms_),
+                             // Tests read each job's line; small jobs log theirs at debug.
+                             "--log-level", "debug"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     groups_[name] = std::make_unique<Subprocess>(argv, (root_ / (name + ".log")).string());
   }

@@ -58,15 +58,16 @@ class RowDecoder {
 };
 
 // A PNG whose filtered rows come to at least this many bytes has its image
-// data inflated by ISA-L (4x zlib's speed; row_decoder.cc); a smaller one by
-// libpng itself (ISA-L's state and window would cost a tiny image more than
-// its inflate). The pixels are the same either way.
-inline constexpr size_t kIsalInflateFrom = size_t{1} << 20;
+// data inflated by ISA-L (row_decoder.cc), any other by libpng itself: 4x
+// zlib's speed on a big image, and 1.8x on a 64x64 one, where libpng hands
+// zlib a row at a time, too little for its fast path. The pixels are the
+// same either way; tests raise it to take libpng's own inflate.
+inline constexpr size_t kIsalInflateFrom = 0;
 
 // A decoder positioned at the first row, or nullptr when the bytes are not
 // something this module streams (see above). A header it cannot parse is
-// nullptr as well: decode_image() then gives the error. `isal_from`: tests
-// lower it to take ISA-L's path on small images.
+// nullptr as well: decode_image() then gives the error. `isal_from`: see
+// kIsalInflateFrom.
 std::unique_ptr<RowDecoder> open_row_decoder(std::span<const uint8_t> bytes, size_t isal_from = kIsalInflateFrom);
 
 }  // namespace imgq::workers
