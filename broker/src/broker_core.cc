@@ -246,6 +246,7 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
     return now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(std::max(0.0, unix - then)));
   };
   std::vector<std::string> running;
+  std::vector<std::pair<Clock::time_point, std::string>> buried;
   for (StoredJob& s : stored) {
     Job job;
     job.id = s.id;
@@ -283,6 +284,7 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
       if (!job.gone.empty()) {
         job.gone_since = steady(s.gone_at);
         ++summary.tombstones;
+        buried.emplace_back(job.gone_since, job.id);
       } else {
         kept_bytes_ += job.result_bytes;
         ++summary.results;
@@ -302,6 +304,9 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
       ++summary.queued;
     }
   }
+  // Tombstones expire in the order their results went.
+  std::sort(buried.begin(), buried.end());
+  for (const auto& [since, id] : buried) bury(id);
   // Jobs that were running go back to the front, oldest first, as a dead
   // group's jobs do; their dispatch counts as an attempt.
   for (auto it = running.rbegin(); it != running.rend(); ++it) {
@@ -481,6 +486,25 @@ void BrokerCore::send_held_accepts(Clock::time_point now) {
   }
 }
 
+void BrokerCore::refuse_used_key(const std::string& identity, const proto::Submit& submit, const std::string& digest,
+                                 const std::string& id, const std::string& job_digest, bool expired, double gone_at) {
+  if (job_digest != digest) {
+    return reply_error(identity, submit.req,
+                       Status::Conflict("submit: key \"" + submit.key + "\" already names job " + id +
+                                        ", submitted with a different image or request; use a new key for a "
+                                        "new job"),
+                       id);
+  }
+  const std::string when = utc_text(gone_at);
+  reply_error(identity, submit.req,
+              Status::NotFound(expired ? "the result of job " + id + " (key \"" + submit.key + "\") expired at " +
+                                             when + ": nobody acknowledged it within the result TTL"
+                                       : "job " + id + " (key \"" + submit.key +
+                                             "\") finished and its result was acknowledged at " + when +
+                                             "; the broker keeps it no more"),
+              id);
+}
+
 void BrokerCore::resubmit(const std::string& identity, const proto::Submit& submit, const std::string& digest,
                           Job& job) {
   if (job.digest != digest) {
@@ -491,16 +515,7 @@ void BrokerCore::resubmit(const std::string& identity, const proto::Submit& subm
                        job.id);
   }
   if (!job.gone.empty()) {
-    const std::string when = utc_text(job.gone_at);
-    return reply_error(
-        identity, submit.req,
-        Status::NotFound(job.gone == "expired"
-                             ? "the result of job " + job.id + " (key \"" + submit.key + "\") expired at " + when +
-                                   ": nobody acknowledged it within the result TTL"
-                             : "job " + job.id + " (key \"" + submit.key +
-                                   "\") finished and its result was acknowledged at " + when +
-                                   "; the broker keeps it no more"),
-        job.id);
+    return refuse_used_key(identity, submit, digest, job.id, job.digest, job.gone == "expired", job.gone_at);
   }
   if (job.pending) {
     job.pending_replies.emplace_back(identity, submit.req);
@@ -536,6 +551,11 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
     auto known = keys_.find(scoped_key(owner, submit.key));
     if (known != keys_.end() && jobs_.count(known->second) != 0) {
       return resubmit(identity, submit, digest, jobs_.at(known->second));
+    }
+    if (known != keys_.end()) {
+      if (const Tombstone* t = find_tombstone(known->second, owner)) {
+        return refuse_used_key(identity, submit, digest, known->second, t->digest, t->expired, t->gone_at);
+      }
     }
   }
   if (checked->local && !groups_.empty() && !any_group_may_use(checked->route_path, checked->route_output)) {
@@ -631,6 +651,7 @@ void BrokerCore::record_due(bool all) {
       // memory until this commit stores it) or its acknowledgement.
       journal_.finish(stored(job), job.gone.empty() ? job.result : SharedBytes());
       if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(id);
+      if (!job.gone.empty()) bury(id);
     }
   }
 }
@@ -762,18 +783,33 @@ void BrokerCore::shutdown() {
 void BrokerCore::handle_status(const std::string& identity, const std::string& owner, uint64_t req,
                                const std::string& id) {
   const Job* job = find_job(id, owner);
-  if (job == nullptr) {
+  const Tombstone* buried = job == nullptr ? find_tombstone(id, owner) : nullptr;
+  if (job == nullptr && buried == nullptr) {
     return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
   }
   proto::StatusReply reply;
   reply.req = req;
-  reply.job = state_of(*job);
+  if (job != nullptr) {
+    reply.job = state_of(*job);
+  } else {
+    reply.job.job = id;
+    reply.job.state = std::string(state_name(buried->state));
+    reply.job.attempts = buried->attempts;
+    reply.job.code = buried->code;
+    reply.job.message = buried->message;
+    reply.job.name = buried->name;
+  }
   outbox_.to_client(identity, {proto::encode(reply)});
 }
 
 void BrokerCore::handle_cancel(const std::string& identity, const std::string& owner, uint64_t req,
                                const std::string& id) {
   Job* found = find_job(id, owner);
+  if (const Tombstone* buried = found == nullptr ? find_tombstone(id, owner) : nullptr) {
+    return reply_error(identity, req,
+                       Status::InvalidArgument("job " + id + " is already " + std::string(state_name(buried->state))),
+                       id);
+  }
   if (found == nullptr) return reply_error(identity, req, Status::NotFound("no job " + id), id);
   Job& job = *found;
   if (job.state == JobState::kRunning) {
@@ -792,6 +828,16 @@ void BrokerCore::handle_cancel(const std::string& identity, const std::string& o
 void BrokerCore::handle_fetch(const std::string& identity, const std::string& owner, uint64_t req,
                               const std::string& id) {
   Job* job = find_job(id, owner);
+  auto gone = [&](bool expired, double gone_at) {
+    reply_error(identity, req,
+                Status::NotFound("the result of job " + id + " was " +
+                                 (expired ? "not acknowledged and expired" : "delivered and acknowledged") + " at " +
+                                 utc_text(gone_at)),
+                id);
+  };
+  if (const Tombstone* buried = job == nullptr ? find_tombstone(id, owner) : nullptr) {
+    return gone(buried->expired, buried->gone_at);
+  }
   if (job == nullptr) {
     return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
   }
@@ -799,14 +845,7 @@ void BrokerCore::handle_fetch(const std::string& identity, const std::string& ow
     return reply_error(identity, req,
                        Status::Unavailable("job " + id + " is " + std::string(state_name(job->state)) + "; fetch it when it is done"), id);
   }
-  if (!job->gone.empty()) {
-    return reply_error(identity, req,
-                       Status::NotFound("the result of job " + id + " was " +
-                                        (job->gone == "expired" ? "not acknowledged and expired"
-                                                                : "delivered and acknowledged") +
-                                        " at " + utc_text(job->gone_at)),
-                       id);
-  }
+  if (!job->gone.empty()) return gone(job->gone == "expired", job->gone_at);
   send_result(identity, req, *job);
 }
 
@@ -816,6 +855,32 @@ void BrokerCore::handle_ack(Job& job) {
   drop_result(job, "acknowledged");
 }
 
+void BrokerCore::bury(const std::string& id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  Job& job = it->second;
+  Tombstone t;
+  t.owner = std::move(job.owner);
+  t.key = std::move(job.key);
+  t.digest = std::move(job.digest);
+  t.name = std::move(job.name);
+  t.message = std::move(job.message);
+  t.state = job.state;
+  t.code = job.code;
+  t.attempts = job.attempts;
+  t.expired = job.gone == "expired";
+  t.gone_at = job.gone_at;
+  t.gone_since = job.gone_since;
+  tombstones_.insert_or_assign(id, std::move(t));
+  tombstone_order_.push_back(id);
+  jobs_.erase(it);
+}
+
+const BrokerCore::Tombstone* BrokerCore::find_tombstone(const std::string& id, const std::string& owner) const {
+  auto it = tombstones_.find(id);
+  return it == tombstones_.end() || it->second.owner != owner ? nullptr : &it->second;
+}
+
 void BrokerCore::drop_result(Job& job, const std::string& why) {
   kept_bytes_ -= job.gone.empty() ? job.result_bytes : 0;
   job.result.reset();
@@ -823,8 +888,11 @@ void BrokerCore::drop_result(Job& job, const std::string& why) {
   job.gone = why;
   job.gone_at = unix_now();
   job.gone_since = now_();
-  // A finish not yet recorded records the end of its result with it.
-  if (!job.unrecorded) journal_.drop_result(job.id, job.gone, job.gone_at);
+  // A finish not yet recorded records the end of its result with it (and
+  // record_due() buries the job then).
+  if (job.unrecorded) return;
+  journal_.drop_result(job.id, job.gone, job.gone_at);
+  bury(job.id);  // `job` is gone from here on
 }
 
 bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job) {
@@ -1177,27 +1245,36 @@ void BrokerCore::tick() {
   expire_deadlines(now);
   send_held_accepts(now);
 
+  // A job whose result is gone stays one more TTL as a tombstone, so its
+  // key is answered; they go in the order they came.
+  while (!tombstone_order_.empty()) {
+    auto it = tombstones_.find(tombstone_order_.front());
+    if (it != tombstones_.end()) {
+      if (now - it->second.gone_since < config_.result_ttl) break;
+      const Tombstone& t = it->second;
+      if (auto key = t.key.empty() ? keys_.end() : keys_.find(scoped_key(t.owner, t.key));
+          key != keys_.end() && key->second == it->first) {
+        keys_.erase(key);
+      }
+      journal_.forget(it->first);
+      tombstones_.erase(it);
+    }
+    tombstone_order_.pop_front();
+  }
   // Finished jobs expire on a scale of minutes: sweeping all jobs once a
   // second is enough, and keeps tick() O(groups) on the hot path.
   if (now - last_sweep_ < std::chrono::seconds(1)) return update_gauges();
   last_sweep_ = now;
-  // A result nobody acknowledged expires after the TTL; a job whose result
-  // is gone stays one more TTL as a tombstone, so its key is answered.
-  for (auto it = jobs_.begin(); it != jobs_.end();) {
-    Job& job = it->second;
-    if (!finished_state(job.state)) {
-      ++it;
-    } else if (job.gone.empty() && now - job.finished >= config_.result_ttl) {
-      events_.expired_result();
-      drop_result(job, "expired");
-      ++it;
-    } else if (!job.gone.empty() && now - job.gone_since >= config_.result_ttl) {
-      if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
-      journal_.forget(job.id);
-      it = jobs_.erase(it);
-    } else {
-      ++it;
+  // A result nobody acknowledged expires after the TTL.
+  std::vector<std::string> expired;
+  for (const auto& [id, job] : jobs_) {
+    if (finished_state(job.state) && job.gone.empty() && now - job.finished >= config_.result_ttl) {
+      expired.push_back(id);
     }
+  }
+  for (const std::string& id : expired) {
+    events_.expired_result();
+    drop_result(jobs_.at(id), "expired");
   }
   update_gauges();
 }

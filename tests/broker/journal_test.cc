@@ -361,9 +361,25 @@ TEST_F(JournalTest, AResultStaysUntilAcknowledgedAndItsKeyAnswersAfterwards) {
   send("later", {proto::encode(submit_message(9, "key-1")), kImg});
   core_->commit();
   EXPECT_EQ(last_error().code_name, "not_found");
+  // Only a tombstone is kept (a few strings, not the whole job); status
+  // still names the job's end, and it cannot be cancelled.
+  EXPECT_EQ(core_->jobs(), 0u);
+  EXPECT_EQ(core_->tombstones(), 1u);
+  request<proto::StatusRequest>("other", job);
+  ASSERT_EQ(out_->clients.back().type, "status_reply");
+  EXPECT_EQ(decode<proto::StatusReply>(out_->clients.back().frames[0]).job.state, "done");
+  request<proto::Cancel>("other", job);
+  EXPECT_EQ(last_error().code_name, "invalid_argument");
+  EXPECT_NE(last_error().message.find("already done"), std::string::npos) << last_error().message;
   now_ += Duration{61'000};
   core_->tick();
-  EXPECT_EQ(core_->jobs(), 0u) << "the tombstone went after its TTL";
+  EXPECT_EQ(core_->tombstones(), 0u) << "the tombstone went after its TTL";
+  // The key is free again: a new job.
+  send("new", {proto::encode(submit_message(10, "key-1")), kImg});
+  core_->commit();
+  ASSERT_EQ(out_->clients.back().type, "accepted");
+  EXPECT_FALSE(decode<proto::Accepted>(out_->clients.back().frames[0]).existing);
+  EXPECT_NE(decode<proto::Accepted>(out_->clients.back().frames[0]).job, job);
 }
 
 TEST_F(JournalTest, AnUnacknowledgedResultExpiresAndSaysWhen) {
