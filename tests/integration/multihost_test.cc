@@ -135,7 +135,9 @@ class MultiHost : public ::testing::Test {
     std::vector<std::string> argv = {"env"};
     argv.insert(argv.end(), env.begin(), env.end());
     argv.insert(argv.end(), {IMGQ_MPIEXEC, "-n", "2", kBin + "/imgq-worker", "--broker",
-                             "tcp://" + host.hub + ":" + workers_port_, "--name", name, "--heartbeat-ms", "200"});
+                             "tcp://" + host.hub + ":" + workers_port_, "--name", name, "--heartbeat-ms", "200",
+                             // The test reads each job's line; small jobs log theirs at debug.
+                             "--log-level", "debug"});
     groups_[name] = std::make_unique<Subprocess>(on(host.ns, argv), (root_ / (name + ".log")).string());
   }
 
@@ -348,7 +350,7 @@ TEST_F(MultiHost, OneGroupWhoseRanksAreOnTwoHostsRunsStripsAcrossTheLink) {
                 "-localhost", a.address, "-hosts", a.address + "," + b.address, "-n", "2", kBin + "/imgq-worker",
                 "--broker",
                 "tcp://" + a.hub + ":" + workers_port_, "--name", "span", "--heartbeat-ms", "200",
-                "--strip-above", "0"},
+                "--strip-above", "0", "--log-level", "debug"},
       (root_ / "span.log").string());
   ASSERT_NO_FATAL_FAILURE(await_groups(1));
 
