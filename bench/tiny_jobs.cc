@@ -4,13 +4,15 @@
 // `accepted` for 200 ms (the result stands for it when it comes first), and
 // results are acknowledged together, one `result_ack` per 50 ms or 256
 // results. --accept-hold-ms 0 --ack-each: the protocol without either.
-// Prints round-trip p50 and p99 and jobs per second.
+// Prints round-trip p50 and p99, jobs per second and its own CPU per job.
 //   imgq-bench-tiny-jobs --broker URL --clients 8 --jobs 200 [--window 4]
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <map>
 #include <thread>
+
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -97,7 +99,13 @@ int main(int argc, char** argv) {
   for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) { return all.empty() ? 0.0 : all[std::min(all.size() - 1, static_cast<size_t>(p * static_cast<double>(all.size())))]; };
+  // This process's CPU (all its clients), per job.
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                     static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   std::cout << "jobs=" << all.size() << " failures=" << failures << " p50_ms=" << pct(0.5) << " p99_ms=" << pct(0.99)
-            << " jobs_per_second=" << static_cast<double>(all.size()) / seconds << "\n";
+            << " jobs_per_second=" << static_cast<double>(all.size()) / seconds
+            << " clients_cpu_us_per_job=" << (all.empty() ? 0.0 : cpu * 1e6 / static_cast<double>(all.size())) << "\n";
   return failures == 0 ? 0 : 1;
 }
