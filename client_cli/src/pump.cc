@@ -103,6 +103,8 @@ class Pump {
   // The broker accepted the item as `job`: by `accepted`, or by the result
   // that stood for it (accept_hold).
   void on_accepted(Id id, const std::string& job, uint32_t position, zmq::socket_t& progress);
+  // An event of this session's job not yet known here.
+  void on_early_event(proto::JobState state, zmq::socket_t& progress);
   // Makes what was placed durable, settles it, and acknowledges it: when
   // `force`, or the oldest waits 50 ms, or 256 wait, or nothing else is in
   // flight (a group commit: one sync for many results).
@@ -437,6 +439,31 @@ void Pump::on_accepted(Id id, const std::string& job, uint32_t position, zmq::so
   live_.erase(id);
 }
 
+void Pump::on_early_event(proto::JobState state, zmq::socket_t& progress) {
+  // The broker publishes a job only once it is accepted (stored): an event
+  // of this session naming the file of the one submit waiting for its
+  // `accepted` (held back: accept_hold_ms) is that acceptance. (Names are
+  // the files' paths; two waiting submits of one file are left to their
+  // answers.)
+  auto match = waiting_accept_.end();
+  for (auto it = waiting_accept_.begin(); it != waiting_accept_.end(); ++it) {
+    if (live_.at(it->second).source.string() != state.name) continue;
+    if (match != waiting_accept_.end()) {
+      match = waiting_accept_.end();
+      break;
+    }
+    match = it;
+  }
+  const std::string job = state.job;
+  // The latest of each job's events, until the job is known here.
+  if (early_events_.size() >= 2 * options_.window + 16) early_events_.erase(early_events_.begin());
+  early_events_[job] = std::move(state);
+  if (match == waiting_accept_.end()) return;
+  const Id id = match->second;
+  waiting_accept_.erase(match);
+  on_accepted(id, job, 0, progress);  // and tells the event
+}
+
 void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vector<SharedBytes>& frames) {
   auto header = proto::decode_header(frames.at(0));
   if (!header.ok()) return;
@@ -638,11 +665,7 @@ int Pump::run(zmq::context_t& context) {
         if (it != running_.end()) {
           reporter_.event(view(it->second, e->job.job), e->job);
         } else if (!waiting_accept_.empty() && e->job.job.rfind(session_, 0) == 0) {
-          // Ours, ahead of its `accepted` (held back: accept_hold_ms): the
-          // latest is told once the job is known. Each event is the whole
-          // state, so the latest is all that counts.
-          if (early_events_.size() >= 2 * options_.window + 16) early_events_.erase(early_events_.begin());
-          early_events_[e->job.job] = std::move(e->job);
+          on_early_event(std::move(e->job), progress);
         }
       }
     }

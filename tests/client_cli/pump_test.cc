@@ -7,6 +7,7 @@
 #include "imgq/client_cli/pump.h"
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -35,7 +36,9 @@ bool eventually(F done) {
 // What the fake broker does with a submit: accept and finish it (with the
 // result bytes "result:" + key), accept only, refuse as the queue full, or
 // send the result alone (a broker holding `accepted` for accept_hold_ms).
-enum class OnSubmit { kFinish, kAcceptOnly, kQueueFull, kSilence, kResultOnly };
+// kEventOnly: publishes the job's event (the broker does at acceptance)
+// and holds `accepted` back for good.
+enum class OnSubmit { kFinish, kAcceptOnly, kQueueFull, kSilence, kResultOnly, kEventOnly };
 
 class FakeBroker {
  public:
@@ -153,6 +156,16 @@ class FakeBroker {
           finish(identity, accepted);
           continue;
         }
+        if (step == OnSubmit::kEventOnly) {
+          proto::Event event;
+          event.job.job = accepted.job;
+          event.job.state = "queued";
+          event.job.position = 1;
+          event.job.name = submit->name;
+          pub_.send(zmq::buffer(accepted.job), zmq::send_flags::sndmore);
+          pub_.send(zmq::buffer(proto::encode(event)));
+          continue;
+        }
         reply(identity, proto::encode(accepted));
         if (step == OnSubmit::kFinish) {
           finish(identity, accepted);
@@ -245,14 +258,16 @@ class PumpTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  int run(MemorySource& source, Millis timeout = Millis{20'000}) {
+  int run(MemorySource& source, Millis timeout = Millis{20'000}, Reporter* reporter = nullptr,
+          const volatile std::sig_atomic_t* interrupted = nullptr) {
     PumpOptions options;
     options.broker = broker_.endpoint();
     options.ops = {"invert"};
     options.timeout = timeout;
     options.mode = ReportMode::kJson;
-    auto reporter = make_reporter(options.mode, out_, err_);
-    return run_pump(options, source, *reporter, out_, err_);
+    options.interrupted = interrupted;
+    auto json = make_reporter(options.mode, out_, err_);
+    return run_pump(options, source, reporter != nullptr ? *reporter : *json, out_, err_);
   }
 
   std::filesystem::path dir_;
@@ -305,6 +320,51 @@ TEST_F(PumpTest, AResultWithoutItsAcceptedIsTakenAsBoth) {
     ++accepted;
   }
   EXPECT_EQ(accepted, 4u) << report;
+}
+
+// The jobs the pump has heard were accepted, readable while it runs.
+class AcceptedJobs : public Reporter {
+ public:
+  void accepted(const JobView& job, uint32_t) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(job.job);
+  }
+  void event(const JobView&, const proto::JobState&) override {}
+  void succeeded(const JobView&, const proto::JobStats&) override {}
+  void failed(const JobView&, const std::string&, const std::string&) override {}
+  void tick(const Tally&) override {}
+  void finish(const Tally&, double) override {}
+  std::vector<std::string> jobs() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return jobs_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> jobs_;
+};
+
+// `accepted` held back and never sent: the job's published event (the
+// broker publishes only accepted jobs) is its acceptance, so an interrupted
+// run still names the job for `imgq status` and `imgq fetch`.
+TEST_F(PumpTest, AnEventOfAHeldJobIsItsAcceptance) {
+  broker_.script("key-a", {OnSubmit::kEventOnly});
+  broker_.script("key-b", {OnSubmit::kSilence});
+  MemorySource source(dir_, 2);
+  AcceptedJobs accepted;
+  volatile std::sig_atomic_t interrupted = 0;
+  int code = -1;
+  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted); });
+  EXPECT_TRUE(eventually([&] { return accepted.jobs().size() == 1; }));
+  interrupted = 1;
+  pump.join();
+  EXPECT_EQ(code, 130);
+  ASSERT_EQ(accepted.jobs().size(), 1u);
+  const std::string job = accepted.jobs()[0];
+  EXPECT_NE(out_.str().find("\"event\":\"unfinished\",\"job\":\"" + job + "\""), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("a.png"), std::string::npos) << out_.str();
+  EXPECT_NE(err_.str().find("1 job(s) accepted and not finished"), std::string::npos) << err_.str();
+  EXPECT_NE(err_.str().find("1 more sent and not yet answered"), std::string::npos) << err_.str();
 }
 
 TEST_F(PumpTest, AFullQueueIsWaitedOutAndTheSameKeySentAgain) {
