@@ -670,6 +670,9 @@ void BrokerCore::commit() {
   // then takes them all; up to kMaxCommitDelay for the oldest submit.
   const bool overdue = !pending_.empty() && now - oldest_pending() >= kMaxCommitDelay;
   if (!stopping_ && !overdue && journal_.syncing()) return release_synced();
+  if (!stopping_ && !overdue && !pending_.empty() && journal_.durable() && now - last_commit_ < config_.commit_gap) {
+    return release_synced();
+  }
   record_due(stopping_);
   const auto started = std::chrono::steady_clock::now();
   const Result<uint64_t> ticket = journal_.commit();
@@ -1304,6 +1307,9 @@ Duration BrokerCore::time_to_next_tick() const {
   }
   if (!pending_.empty()) {
     next = std::min(next, std::chrono::duration_cast<Duration>(oldest_pending() + kMaxCommitDelay - now));
+  }
+  if (!pending_.empty() && config_.commit_gap.count() > 0 && journal_.durable()) {
+    next = std::min(next, std::chrono::ceil<Duration>(last_commit_ + config_.commit_gap - now));
   }
   if (!held_accepts_.empty()) {
     next = std::min(next, std::chrono::ceil<Duration>(held_accepts_.begin()->first - now));

@@ -382,6 +382,42 @@ TEST_F(JournalTest, AResultStaysUntilAcknowledgedAndItsKeyAnswersAfterwards) {
   EXPECT_NE(decode<proto::Accepted>(out_->clients.back().frames[0]).job, job);
 }
 
+// Under load a commit waits out commit_gap after the previous one, so that
+// it takes more submits (and one fsync for them); a lone submit is not held.
+TEST_F(JournalTest, UnderLoadACommitWaitsOutTheGapAfterThePreviousOne) {
+  BrokerConfig c = config();
+  c.commit_gap = std::chrono::microseconds(2000);
+  RecordingOutbox out;
+  BrokerCore core(c, out, [this] { return now_; }, nullptr, journal_.get());
+  auto submit_and_commit = [&](uint64_t req) {
+    core.on_client("c", {proto::encode(submit_message(req)), kImg});
+    core.commit();
+  };
+  submit_and_commit(1);
+  ASSERT_EQ(out.clients.size(), 1u) << "the first commit in a while goes at once";
+  now_ += Duration{1};
+  submit_and_commit(2);
+  EXPECT_EQ(out.clients.size(), 1u) << "1 ms after the last commit: it waits";
+  EXPECT_LE(core.time_to_next_tick(), Duration{1});
+  submit_and_commit(3);
+  EXPECT_EQ(out.clients.size(), 1u);
+  now_ += Duration{1};
+  core.commit();
+  ASSERT_EQ(out.clients.size(), 3u) << "both in one commit, 2 ms after the last";
+  EXPECT_EQ(decode<proto::Accepted>(out.clients[1].frames[0]).req, 2u);
+  EXPECT_EQ(decode<proto::Accepted>(out.clients[2].frames[0]).req, 3u);
+  EXPECT_EQ(core.counters().commits, 2u);
+
+  // Without a journal to sync (memory only) there is nothing to wait for.
+  RecordingOutbox memory_out;
+  BrokerCore memory(c, memory_out, [this] { return now_; });
+  for (uint64_t req = 1; req <= 2; ++req) {
+    memory.on_client("c", {proto::encode(submit_message(req)), kImg});
+    memory.commit();
+    EXPECT_EQ(memory_out.clients.size(), req);
+  }
+}
+
 TEST_F(JournalTest, AnUnacknowledgedResultExpiresAndSaysWhen) {
   const std::string job = submit("c", 1, "k");
   out_->gone.insert("c");

@@ -27,6 +27,9 @@ struct BrokerConfig {
   int liveness = kLiveness;
   int max_attempts = 3;                           // dispatches before a job fails
   Duration retry_after{1000};                     // hint sent with queue-full errors
+  // Under load, a journal commit waits until this long after the previous
+  // one, so that each (and its fsync) takes more submits; 0: at once.
+  std::chrono::microseconds commit_gap{0};
 };
 
 }  // namespace imgq::broker
