@@ -168,10 +168,9 @@ class InflatedPngStream {
   static constexpr size_t kWindow = size_t{1} << 20;  // rows inflated at a time
   explicit InflatedPngStream(std::span<const uint8_t> png) : png_(png) {}
 
-  // ISA-L's state is 87 KB. Allocated for each image, it cost a tiny one
-  // more than its inflate (page faults after glibc gave the freed block
-  // back to the system), so each thread keeps the ones it has used. Not
-  // zeroed: isal_inflate_init sets what the inflate reads.
+  // ISA-L's state is 87 KB: allocated and zeroed for each image, it is
+  // more work than a tiny image's inflate, so each thread keeps the ones it
+  // has used. Not zeroed: isal_inflate_init sets what the inflate reads.
   using StatePool = std::vector<std::unique_ptr<inflate_state>>;
   static StatePool& state_pool() {
     thread_local StatePool pool;
