@@ -14,6 +14,8 @@
 #include "imgq/monitoring/broker_metrics.h"
 #include "imgq/common/logging.h"
 #include "imgq/common/memory.h"
+#include "imgq/common/version.h"
+#include "imgq/schemas/messages.h"
 
 namespace {
 
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
   app.add_option("--allow-clients", allow_clients, "file of client public keys allowed in (CURVE)");
   app.add_option("--allow-workers", allow_workers, "file of worker group public keys allowed in (CURVE)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  app.set_version_flag("--version", imgq::version_line("imgq-broker", imgq::proto::kVersion));
   CLI11_PARSE(app, argc, argv);
   if (memory_only) options.data_dir.clear();
   config.result_ttl = imgq::broker::Duration{result_ttl_s * 1000};
@@ -120,7 +123,7 @@ int main(int argc, char** argv) {
     options.allow_workers = *workers;
   }
 
-  imgq::monitoring::BrokerMetrics metrics(IMGQ_VERSION);
+  imgq::monitoring::BrokerMetrics metrics(std::string(imgq::version()));
   std::unique_ptr<prometheus::Exposer> exposer;
   if (!metrics_address.empty()) {
     try {

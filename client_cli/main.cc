@@ -11,6 +11,8 @@
 #include "imgq/client_cli/ingest.h"
 #include "imgq/client_cli/submit.h"
 #include "imgq/common/memory.h"
+#include "imgq/common/version.h"
+#include "imgq/schemas/messages.h"
 
 namespace {
 
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
   using namespace imgq::client;
   CLI::App app{"imgq: submit image jobs to an imgq broker and follow them"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", imgq::version_line("imgq", imgq::proto::kVersion));
   Connection c;
   c.broker = from_env("IMGQ_BROKER", kDefaultBroker);
   c.progress = from_env("IMGQ_PROGRESS", "");

@@ -15,6 +15,8 @@
 
 #include "imgq/common/memory.h"
 #include "imgq/common/logging.h"
+#include "imgq/common/version.h"
+#include "imgq/schemas/messages.h"
 #include "imgq/mpi_workers/engine.h"
 #include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/standalone.h"
@@ -82,6 +84,7 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
   app.add_option("--key", o.key, "CURVE: this group's key file (.key, from imgq keygen)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off");
   app.add_flag("--list-ops", o.list_ops, "print the ops, their parameters and defaults, and exit");
+  app.set_version_flag("--version", imgq::version_line("imgq-worker", imgq::proto::kVersion));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -13,6 +13,7 @@
 #include "imgq/common/batch_paths.h"
 #include "imgq/schemas/op_catalog.h"
 #include "imgq/common/image_header.h"
+#include "imgq/common/version.h"
 #include "imgq/schemas/codec.h"
 #include "imgq/schemas/op_call.h"
 
@@ -943,7 +944,7 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
   pong.ranks = static_cast<uint32_t>(total_ranks());
   pong.queued = queue_.size();
   pong.running = running();
-  pong.version = IMGQ_VERSION;
+  pong.version = std::string(imgq::version());
   pong.instance = instance_;
   pong.max_image_bytes = config_.max_image_bytes;
   pong.durable = journal_.durable();

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imgq/common/file_io.h"
+#include "imgq/common/version.h"
 #include "imgq/common/zmq_frames.h"
 #include "imgq/mpi_workers/broker_link.h"
 #include "imgq/mpi_workers/job_runner.h"
@@ -412,7 +413,7 @@ proto::Hello hello_for(const Engine& engine, const ServiceOptions& options) {
   hello.ranks = engine.size();
   hello.slots = slots_for(engine.size(), options.strip_above);
   for (const schemas::OpDef& def : schemas::all_ops()) hello.ops.emplace_back(def.name);
-  hello.version = IMGQ_VERSION;
+  hello.version = std::string(imgq::version());
   for (const std::filesystem::path& root : options.allow_paths) hello.allow_paths.push_back(root.string());
   return hello;
 }
