@@ -41,6 +41,7 @@ test=(
   prometheus docker-compose curl
   iproute2
   clang libclang-rt-14-dev
+  zsh groff-base
 )
 
 # What scripts/compose-check.sh adds to build and run the compose stack

@@ -4,15 +4,19 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <limits>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <filesystem>
 
 #include <isa-l/crc.h>
+#include <spdlog/spdlog.h>
 
 #include "imgq/common/batch_paths.h"
 #include "imgq/schemas/op_catalog.h"
 #include "imgq/common/image_header.h"
+#include "imgq/common/logging.h"
 #include "imgq/common/version.h"
 #include "imgq/schemas/codec.h"
 #include "imgq/schemas/op_call.h"
@@ -176,8 +180,33 @@ void BrokerEvents::stray_result() {
   if (metrics_) metrics_->stray_result();
 }
 
-void BrokerEvents::group_seen(const std::string& group) {
+void BrokerEvents::group_joined(const std::string& group, int ranks, int slots, const std::string& address) {
   if (metrics_) metrics_->group_seen(group);
+  log_event(spdlog::level::info,
+            "group \"" + group + "\" joined: " + std::to_string(ranks) + " rank(s), " + std::to_string(slots) +
+                " slot(s)" + (address.empty() ? std::string() : ", from " + address),
+            {field("event", "group_joined"), field("group", group), field("ranks", ranks), field("slots", slots),
+             field("address", address)});
+}
+
+void BrokerEvents::group_left(const std::string& group, const std::string& why, size_t requeued) {
+  log_event(spdlog::level::info,
+            "group \"" + group + "\" left: " + why +
+                (requeued == 0 ? std::string() : "; " + std::to_string(requeued) + " of its job(s) requeued"),
+            {field("event", "group_left"), field("group", group), field("reason", why),
+             field("requeued", static_cast<long long>(requeued))});
+}
+
+void BrokerEvents::job_changed(const proto::JobState& s) {
+  if (!spdlog::default_logger_raw()->should_log(spdlog::level::debug)) return;
+  std::string text = "job " + s.job + " " + s.state;
+  if (!s.group.empty()) text += " on " + s.group;
+  if (s.total > 0) text += " (" + std::to_string(s.done) + "/" + std::to_string(s.total) + ")";
+  if (!s.name.empty()) text += " " + s.name;
+  if (!s.message.empty()) text += ": " + s.message;
+  log_event(spdlog::level::debug, text,
+            {field("event", "job"), field("job", s.job), field("state", s.state), field("group", s.group),
+             field("attempts", s.attempts), field("code", s.code), field("name", s.name)});
 }
 
 void BrokerEvents::finished(JobState state, StatusCode code, double run_seconds, const std::string& group,
@@ -427,6 +456,10 @@ void BrokerCore::on_client(const std::string& identity, Frames frames, const std
     outbox_.to_client(identity, {proto::encode(reply)});
     return;
   }
+  if (type == proto::ListRequest::kType) {
+    auto r = header->as<proto::ListRequest>({"req"});
+    return r.ok() ? handle_list(identity, owner, *r) : malformed(r.status());
+  }
   if (type == proto::StatusRequest::kType) {
     auto r = header->as<proto::StatusRequest>({"req", "job"});
     return r.ok() ? handle_status(identity, owner, r->req, r->job) : malformed(r.status());
@@ -466,11 +499,16 @@ void BrokerCore::reply_error(const std::string& identity, uint64_t req, const St
   outbox_.to_client(identity, {proto::encode(error)});
 }
 
-BrokerCore::Job* BrokerCore::find_job(const std::string& id, const std::string& owner) {
+bool BrokerCore::sees_every_owner(const std::string& owner) const {
+  return owner.empty() || config_.operator_keys.count(owner) != 0;
+}
+
+BrokerCore::Job* BrokerCore::find_job(const std::string& id, const std::string& owner, bool as_operator) {
   auto it = jobs_.find(id);
-  // Another CURVE key's job is "no job" to this one; a job not yet durable
-  // is not known to anyone.
-  if (it == jobs_.end() || it->second.owner != owner || it->second.pending) return nullptr;
+  // Another CURVE key's job is "no job" to this one (but to an operator key
+  // reading or cancelling); a job not yet durable is not known to anyone.
+  if (it == jobs_.end() || it->second.pending) return nullptr;
+  if (it->second.owner != owner && !(as_operator && sees_every_owner(owner))) return nullptr;
   return &it->second;
 }
 
@@ -793,8 +831,8 @@ void BrokerCore::shutdown() {
 
 void BrokerCore::handle_status(const std::string& identity, const std::string& owner, uint64_t req,
                                const std::string& id) {
-  const Job* job = find_job(id, owner);
-  const Tombstone* buried = job == nullptr ? find_tombstone(id, owner) : nullptr;
+  const Job* job = find_job(id, owner, /*as_operator=*/true);
+  const Tombstone* buried = job == nullptr ? find_tombstone(id, owner, /*as_operator=*/true) : nullptr;
   if (job == nullptr && buried == nullptr) {
     return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
   }
@@ -815,8 +853,8 @@ void BrokerCore::handle_status(const std::string& identity, const std::string& o
 
 void BrokerCore::handle_cancel(const std::string& identity, const std::string& owner, uint64_t req,
                                const std::string& id) {
-  Job* found = find_job(id, owner);
-  if (const Tombstone* buried = found == nullptr ? find_tombstone(id, owner) : nullptr) {
+  Job* found = find_job(id, owner, /*as_operator=*/true);
+  if (const Tombstone* buried = found == nullptr ? find_tombstone(id, owner, /*as_operator=*/true) : nullptr) {
     return reply_error(identity, req,
                        Status::InvalidArgument("job " + id + " is already " + std::string(state_name(buried->state))),
                        id);
@@ -860,6 +898,87 @@ void BrokerCore::handle_fetch(const std::string& identity, const std::string& ow
   send_result(identity, req, *job);
 }
 
+void BrokerCore::handle_list(const std::string& identity, const std::string& owner,
+                             const proto::ListRequest& request) {
+  if (!request.state.empty() && !parse_state(request.state)) {
+    return reply_error(identity, request.req,
+                       Status::InvalidArgument("list: state \"" + request.state +
+                                               "\" is not one of queued, running, done, failed, cancelled"));
+  }
+  // The cursor: "SUBMITTED/ID" of the last job of the previous page.
+  double before_time = std::numeric_limits<double>::infinity();
+  std::string before_id;
+  if (!request.before.empty()) {
+    const size_t slash = request.before.find('/');
+    char* end = nullptr;
+    before_time = std::strtod(request.before.c_str(), &end);
+    if (slash == std::string::npos || end != request.before.c_str() + slash) {
+      return reply_error(identity, request.req,
+                         Status::InvalidArgument("list: before \"" + request.before + "\" is not a page's next"));
+    }
+    before_id = request.before.substr(slash + 1);
+  }
+  const size_t limit = request.limit == 0 ? 50 : std::min<size_t>(request.limit, 1000);
+  const bool every = sees_every_owner(owner);
+  using Key = std::pair<double, std::string>;
+  const Key cursor{before_time, before_id};
+  auto older = [&](const Key& k) { return k.first < cursor.first || (k.first == cursor.first && k < cursor); };
+  // The newest `limit + 1` entries older than the cursor: a bounded heap, one
+  // pass over the jobs held (O(jobs log limit) a page).
+  std::vector<std::pair<Key, proto::ListedJob>> page;
+  auto consider = [&](Key key, auto make) {
+    if (!older(key)) return;
+    auto cmp = [](const auto& a, const auto& b) { return a.first > b.first; };  // a min-heap on the key
+    if (page.size() == limit + 1 && !(page.front().first < key)) return;
+    page.emplace_back(std::move(key), make());
+    std::push_heap(page.begin(), page.end(), cmp);
+    if (page.size() > limit + 1) {
+      std::pop_heap(page.begin(), page.end(), cmp);
+      page.pop_back();
+    }
+  };
+  const std::optional<JobState> wanted =
+      request.state.empty() ? std::nullopt : std::optional<JobState>(*parse_state(request.state));
+  for (const auto& [id, job] : jobs_) {
+    if (job.pending || (!every && job.owner != owner) || (wanted && job.state != *wanted)) continue;
+    consider({job.submitted_unix, id}, [&, &job = job] {
+      proto::ListedJob listed;
+      listed.job = state_of(job);
+      listed.submitted = job.submitted_unix;
+      listed.finished = finished_state(job.state) ? job.finished_unix : 0;
+      listed.kept = finished_state(job.state) && job.gone.empty();
+      return listed;
+    });
+  }
+  for (const auto& [id, t] : tombstones_) {
+    if ((!every && t.owner != owner) || (wanted && t.state != *wanted)) continue;
+    consider({t.submitted, id}, [&, &id = id, &t = t] {
+      proto::ListedJob listed;
+      listed.job.job = id;
+      listed.job.state = std::string(state_name(t.state));
+      listed.job.attempts = t.attempts;
+      listed.job.code = t.code;
+      listed.job.message = t.message;
+      listed.job.name = t.name;
+      listed.submitted = t.submitted;
+      listed.finished = t.finished;
+      return listed;
+    });
+  }
+  std::sort(page.begin(), page.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  proto::ListReply reply;
+  reply.req = request.req;
+  reply.every_owner = every;
+  if (page.size() > limit) {
+    page.pop_back();
+    char when[64];
+    std::snprintf(when, sizeof when, "%.17g", page.back().first.first);
+    reply.next = std::string(when) + "/" + page.back().first.second;
+  }
+  for (auto& [key, listed] : page) reply.jobs.push_back(std::move(listed));
+  outbox_.to_client(identity, {proto::encode(reply)});
+}
+
 void BrokerCore::handle_ack(Job& job) {
   if (!finished_state(job.state) || !job.gone.empty()) return;
   events_.acknowledged();
@@ -880,6 +999,8 @@ void BrokerCore::bury(const std::string& id) {
   t.code = job.code;
   t.attempts = job.attempts;
   t.expired = job.gone == "expired";
+  t.submitted = job.submitted_unix;
+  t.finished = job.finished_unix;
   t.gone_at = job.gone_at;
   t.gone_since = job.gone_since;
   tombstones_.insert_or_assign(id, std::move(t));
@@ -887,9 +1008,12 @@ void BrokerCore::bury(const std::string& id) {
   jobs_.erase(it);
 }
 
-const BrokerCore::Tombstone* BrokerCore::find_tombstone(const std::string& id, const std::string& owner) const {
+const BrokerCore::Tombstone* BrokerCore::find_tombstone(const std::string& id, const std::string& owner,
+                                                        bool as_operator) const {
   auto it = tombstones_.find(id);
-  return it == tombstones_.end() || it->second.owner != owner ? nullptr : &it->second;
+  if (it == tombstones_.end()) return nullptr;
+  if (it->second.owner != owner && !(as_operator && sees_every_owner(owner))) return nullptr;
+  return &it->second;
 }
 
 void BrokerCore::drop_result(Job& job, const std::string& why) {
@@ -949,6 +1073,16 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
   pong.max_image_bytes = config_.max_image_bytes;
   pong.durable = journal_.durable();
   pong.progress = progress_endpoint_;
+  const auto now = now_();
+  for (const auto& [id, group] : groups_) {
+    proto::GroupInfo info;
+    info.name = group.name;
+    info.ranks = group.ranks;
+    info.slots = group.slots;
+    info.running = static_cast<uint32_t>(group.jobs.size());
+    info.idle_seconds = group.jobs.empty() ? seconds(now - group.idle_since) : 0;
+    pong.group_list.push_back(std::move(info));
+  }
   outbox_.to_client(identity, {proto::encode(pong)});
   // Lets a client see that its progress subscription is live.
   if (is_session(ping.session)) outbox_.publish(ping.session, proto::encode(pong));
@@ -956,7 +1090,7 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
 
 // ---- worker groups ----
 
-void BrokerCore::on_worker(const std::string& identity, Frames frames) {
+void BrokerCore::on_worker(const std::string& identity, Frames frames, const std::string& address) {
   auto header = frames.empty() ? Result<proto::Header>(Status::InvalidArgument("empty message"))
                                : proto::decode_header(frames[0]);
   if (!header.ok()) {
@@ -970,7 +1104,7 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
       events_.malformed(monitoring::Peer::kWorkers);
       return;
     }
-    return handle_hello(identity, *hello);
+    return handle_hello(identity, *hello, address);
   }
   auto it = groups_.find(identity);
   if (it == groups_.end()) {
@@ -1008,13 +1142,13 @@ void BrokerCore::on_worker(const std::string& identity, Frames frames) {
   events_.malformed(monitoring::Peer::kWorkers);
 }
 
-void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& hello) {
+void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& hello, const std::string& address) {
   auto it = groups_.find(identity);
   if (it != groups_.end()) {
     // The same connection says hello again: it lost its jobs (a restart).
-    for (Job* job : unfinished_jobs_of(it->second)) {
-      requeue_or_fail(*job, "worker group " + it->second.name + " restarted");
-    }
+    const std::vector<Job*> lost = unfinished_jobs_of(it->second);
+    for (Job* job : lost) requeue_or_fail(*job, "worker group " + it->second.name + " restarted");
+    events_.group_left(it->second.name, "it said hello again (restarted)", lost.size());
   }
   Group& group = groups_[identity];
   group.identity = identity;
@@ -1029,7 +1163,10 @@ void BrokerCore::handle_hello(const std::string& identity, const proto::Hello& h
   group.expiry = now_() + config_.heartbeat_interval * config_.liveness;
   group.last_sent = now_();
   group.idle_since = now_();
-  events_.group_seen(hello.name);
+  if (!address.empty()) group.address = address;
+  events_.group_joined(hello.name, group.ranks, group.slots, group.address);
+  // An answer at once, so the group knows it is connected (it logs so).
+  send_worker(group, {proto::encode(proto::Heartbeat{})});
   dispatch();
 }
 
@@ -1239,6 +1376,7 @@ void BrokerCore::forget_group(const std::string& identity, const std::string& wh
   const std::string name = it->second.name;
   groups_.erase(it);
   for (Job* job : jobs) requeue_or_fail(*job, "worker group " + name + ": " + why);
+  events_.group_left(name, why, jobs.size());
   dispatch();
 }
 
@@ -1357,6 +1495,7 @@ void BrokerCore::publish(const Job& job) {
   proto::Event event;
   event.job = state_of(job);
   event.time = unix_now();
+  events_.job_changed(event.job);
   outbox_.publish(job.id, proto::encode(event));
 }
 

@@ -23,16 +23,22 @@ size_t bytes_of(const Frames& frames) {
 
 // Reads one whole message without blocking; false when none is waiting.
 // The frames keep the buffers they arrived in (an image is not copied).
-// `user_id`: the peer's ZAP user id (its CURVE key), on the frames it sent.
-bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames, std::string* user_id = nullptr) {
+// `user_id`: the peer's ZAP user id (its CURVE key), on the frames it sent;
+// `address`: the peer's address (ZeroMQ's Peer-Address).
+bool receive(zmq::socket_t& socket, std::string& identity, Frames& frames, std::string* user_id = nullptr,
+             std::string* address = nullptr) {
   Messages parts;
   if (!recv_messages(socket, parts, kMaxFrames, /*dontwait=*/true)) return false;
   identity = parts.front().to_string();
   frames.clear();
   if (user_id != nullptr) user_id->clear();
+  if (address != nullptr) address->clear();
   for (size_t i = 1; i < parts.size(); ++i) {
     if (user_id != nullptr && user_id->empty()) {
       if (const char* user = zmq_msg_gets(parts[i].handle(), "User-Id")) user_id->assign(user);
+    }
+    if (address != nullptr && i == 1) {
+      if (const char* peer = zmq_msg_gets(parts[i].handle(), "Peer-Address")) address->assign(peer);
     }
     frames.emplace_back(std::move(parts[i]));
   }
@@ -159,8 +165,13 @@ Status Server::bind() {
     try {
       socket->bind(endpoint);
     } catch (const zmq::error_t& e) {
-      return Status::Unavailable(std::string("cannot bind the ") + what + " socket to " + endpoint + ": " +
-                                 e.what());
+      const std::string flag = std::string("--") + what;
+      return Status::Unavailable(
+          std::string("cannot listen for ") + what + " on " + endpoint + ": " +
+          (e.num() == EADDRINUSE ? "the port is in use (another imgq-broker? choose another with " + flag + ")"
+           : e.num() == EADDRNOTAVAIL || e.num() == ENODEV
+               ? "this host has no such address (give one of its own, or * for every interface, with " + flag + ")"
+               : std::string(e.what())));
     }
   }
   core_->set_progress_endpoint(progress_endpoint());
@@ -177,7 +188,7 @@ void Server::run(const std::atomic<bool>& stop) {
   zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
                              {workers_.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, sync_fd_, ZMQ_POLLIN, 0}};
-  std::string identity, owner;
+  std::string identity, owner, address;
   Frames frames;
   while (!stop.load()) {
     const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
@@ -187,9 +198,9 @@ void Server::run(const std::atomic<bool>& stop) {
       (void)!::read(sync_fd_, &count, sizeof count);
     }
     // Drain what is waiting, a bounded batch per socket per turn.
-    for (int i = 0; i < 256 && receive(workers_, identity, frames); ++i) {
+    for (int i = 0; i < 256 && receive(workers_, identity, frames, nullptr, &address); ++i) {
       if (options_.metrics) options_.metrics->received(monitoring::Peer::kWorkers, bytes_of(frames));
-      core_->on_worker(identity, std::move(frames));
+      core_->on_worker(identity, std::move(frames), address);
     }
     for (int i = 0; i < 256 && receive(clients_, identity, frames, &owner); ++i) {
       if (options_.metrics) options_.metrics->received(monitoring::Peer::kClients, bytes_of(frames));

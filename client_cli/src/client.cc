@@ -50,15 +50,30 @@ zmq::socket_t connect_progress(zmq::context_t& context, const std::string& endpo
   return sub;
 }
 
+std::string no_answer(const std::string& endpoint, Millis waited, const std::string& diagnosis, bool curve) {
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%g", static_cast<double>(waited.count()) / 1000);
+  std::string text = "no answer from the broker at " + endpoint + " within " + seconds + " s: " + diagnosis + ".";
+  if (curve) text += " CURVE is on: check that --server-key is this broker's public key.";
+  return text + " Is imgq-broker running there? Give its address with --broker HOST:PORT or IMGQ_BROKER.";
+}
+
 BrokerClient::BrokerClient(zmq::context_t& context, const std::string& broker, const CurveOptions& curve)
-    : endpoint_(broker), curve_(curve.enabled()), dealer_(context, zmq::socket_type::dealer) {
+    : endpoint_(broker),
+      curve_(curve.enabled()),
+      dealer_(context, zmq::socket_type::dealer),
+      monitor_(context, dealer_) {
   dealer_.set(zmq::sockopt::linger, 0);
   apply_curve_client(dealer_, curve);
-  if (curve.enabled()) monitor_.emplace(context, dealer_);
   dealer_.connect(broker);
 }
 
-std::optional<Status> BrokerClient::refused() { return monitor_ ? monitor_->failure() : std::nullopt; }
+std::optional<Status> BrokerClient::refused() { return monitor_.refused(); }
+
+Status BrokerClient::silent_for(Millis waited) {
+  monitor_.poll();
+  return Status::Unavailable(no_answer(endpoint_, waited, monitor_.diagnosis(), curve_));
+}
 
 bool BrokerClient::send(const std::string& header, const std::string* payload) {
   // Once the first frame is taken the rest of the message is too.
@@ -98,9 +113,7 @@ Result<Frames> BrokerClient::call(const std::string& header, uint64_t req, Milli
     auto r = h->as<proto::AnyReply>();
     if (r.ok() && r->req == req) return std::move(*frames);
   }
-  return Status::Unavailable("no answer from the broker at " + endpoint_ + " within " +
-                             std::to_string(timeout.count()) + " ms" +
-                             (curve_ ? " (CURVE is on: check that --server-key is the broker's public key)" : ""));
+  return silent_for(timeout);
 }
 
 std::string json_quote(std::string_view text) {

@@ -21,6 +21,7 @@
 #include "imgq/client_cli/pump.h"
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/file_io.h"
+#include "imgq/schemas/op_call.h"
 
 namespace imgq::client {
 namespace {
@@ -76,7 +77,8 @@ class InboxSource : public ItemSource {
   InboxSource(const IngestOptions& options, fs::path inbox, fs::path out, fs::path done, fs::path failed,
               std::string request, std::ostream& err)
       : options_(options), inbox_(std::move(inbox)), out_(std::move(out)), done_(std::move(done)),
-        failed_(std::move(failed)), request_(std::move(request)), err_(err) {}
+        failed_(std::move(failed)), request_(std::move(request)), err_(err),
+        edges_(schemas::makes_edge_map(*schemas::parse_pipeline(options.ops))) {}
   ~InboxSource() override {
     if (inotify_ >= 0) ::close(inotify_);
   }
@@ -108,7 +110,7 @@ class InboxSource : public ItemSource {
       Item item;
       item.source = path;
       item.shown = out_ / rel;
-      if (!options_.format.empty()) item.shown.replace_extension("." + options_.format);
+      item.shown.replace_extension("." + output_extension(rel, options_.format, edges_));
       // The file's identity in this inbox: its place, size, times and inode
       // (a file moved back in from done/ is a new drop: its ctime changed),
       // and what is asked of it.
@@ -270,19 +272,7 @@ class InboxSource : public ItemSource {
     const fs::path from = staged(item);
     std::error_code ec;
     if (options_.local && !fs::exists(from, ec)) return Status::Ok();  // placed before a restart
-    bool already = false;
-    auto placed = place_unique(item.shown, [&](const fs::path& name) -> Status {
-      std::error_code e;
-      if (fs::exists(name, e)) {
-        if (same_contents(from, name)) {
-          already = true;
-          return Status::Ok();
-        }
-        return Status(StatusCode::kConflict, name.string() + " exists");
-      }
-      return move_no_replace(from, name);
-    });
-    if (!placed.ok() || already) fs::remove(from, ec);
+    auto placed = place_file(from, item.shown);
     if (!placed.ok()) return placed.status();
     item.shown = *placed;
     return Status::Ok();
@@ -410,6 +400,7 @@ class InboxSource : public ItemSource {
   const fs::path inbox_, out_, done_, failed_;
   const std::string request_;  // ops and format, in the key
   std::ostream& err_;
+  const bool edges_;  // the pipeline draws edges: a JPEG's result is a PNG (batch_paths.h)
   int inotify_ = -1;
   std::unordered_map<int, std::string> watches_;  // wd -> folder relative to the inbox
   std::deque<std::string> ready_;                 // relative paths, at most kReadyCap
@@ -433,6 +424,11 @@ bool inside(const fs::path& path, const fs::path& folder) {
 }  // namespace
 
 int run_ingest(const IngestOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.ops.empty()) {
+    err << "imgq ingest: error: no --op given: say what to do with the images, e.g. --op grayscale (imgq ops "
+           "lists them), or --op identity to re-encode them as they are\n";
+    return 2;
+  }
   auto specs = check_request(options.ops, options.format, options.priority);
   if (!specs.ok()) {
     err << "imgq: error: " << specs.status().message() << "\n";
@@ -493,6 +489,8 @@ int run_ingest(const IngestOptions& options, std::ostream& out, std::ostream& er
   pump.drain_on_interrupt = true;
   pump.curve = options.curve;
   pump.mode = options.mode;
+  pump.color = options.style.color;
+  pump.command = "imgq ingest";
 
   std::string request = options.format;
   for (const std::string& op : pump.ops) request += '\0' + op;
@@ -506,7 +504,7 @@ int run_ingest(const IngestOptions& options, std::ostream& out, std::ostream& er
         << (options.delete_done ? "deleted" : "to " + done->string()) << ", failures to " << failed->string()
         << "\n";
   }
-  auto reporter = make_reporter(options.mode, out, err, "imgq ingest");
+  auto reporter = make_reporter(options.mode, out, err, "imgq ingest", options.style);
   const int status = run_pump(pump, source, *reporter, out, err);
   ::close(lock);
   return status;

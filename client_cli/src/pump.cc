@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -41,11 +42,18 @@ std::string random_session() {
   return buf;
 }
 
+std::filesystem::path staging_name(const std::filesystem::path& wanted) {
+  std::filesystem::path name = wanted;
+  name.replace_filename("." + wanted.stem().string() + ".imgq-part" + std::to_string(::getpid()) +
+                        wanted.extension().string());
+  return name;
+}
+
 Status ItemSource::place(Item& item, std::string_view bytes) {
+  const std::filesystem::path dir = item.output.has_parent_path() ? item.output.parent_path() : ".";
+  unsynced_.insert(dir);
   if (bytes.empty()) return Status::Ok();  // a local-files job: the group wrote it, synced
-  Status written = write_file(item.output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
-  if (written.ok()) unsynced_.insert(item.output.has_parent_path() ? item.output.parent_path() : ".");
-  return written;
+  return write_file(item.output, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
 }
 
 std::vector<Status> ItemSource::sync(const std::vector<Item*>& placed) {
@@ -58,7 +66,33 @@ std::vector<Status> ItemSource::sync(const std::vector<Item*>& placed) {
     if (Status s = sync_file_system(dir); !s.ok()) result = s;
   }
   unsynced_.clear();
-  return std::vector<Status>(placed.size(), result);
+  std::vector<Status> statuses(placed.size(), result);
+  if (!result.ok()) return statuses;
+  // A result written under a staging name goes to its own, never replacing
+  // a different file (unless replace_results_).
+  for (size_t i = 0; i < placed.size(); ++i) {
+    Item& item = *placed[i];
+    if (item.shown.empty()) continue;
+    auto at = place_file(item.output, item.shown, replace_results_);
+    if (at.ok()) {
+      item.shown = *at;
+    } else {
+      statuses[i] = at.status();
+    }
+  }
+  // The renames themselves.
+  synced.clear();
+  for (Item* item : placed) {
+    struct stat st{};
+    const std::filesystem::path dir = item->shown.has_parent_path() ? item->shown.parent_path() : ".";
+    if (item->shown.empty() || (::stat(dir.c_str(), &st) == 0 && !synced.insert(st.st_dev).second)) continue;
+    if (Status s = sync_file_system(dir); !s.ok()) {
+      for (Status& st2 : statuses) {
+        if (st2.ok()) st2 = s;
+      }
+    }
+  }
+  return statuses;
 }
 
 namespace {
@@ -85,7 +119,26 @@ class Pump {
   int signals() const { return options_.interrupted != nullptr ? *options_.interrupted : 0; }
   size_t in_flight() const { return waiting_accept_.size() + running_.size(); }
   Tally tally() const {
-    return {done_, failed_, in_flight() + retry_.size(), source_.total(), source_.waiting()};
+    Tally t;
+    t.done = done_;
+    t.failed = failed_;
+    t.in_flight = in_flight() + retry_.size();
+    t.cancelled = cancelled_;
+    t.kept = source_.kept();
+    t.not_images = source_.not_images();
+    t.result_folders = source_.result_folders();
+    t.total = source_.total();
+    t.waiting = source_.waiting();
+    return t;
+  }
+  // A message to the person: on stderr, on a line of its own (the live line
+  // is cleared first). `kind`: "error", "warning" or empty.
+  void say(std::string_view kind, const std::string& text) {
+    reporter_.clear_line();
+    const std::string prefix = options_.command + ": " + (kind.empty() ? std::string() : std::string(kind) + ": ");
+    std::string line = wrap_words(prefix + text, reporter_.columns() == 0 ? 0 : reporter_.columns() - 1);
+    if (!kind.empty() && options_.color) line.replace(options_.command.size() + 2, kind.size() + 2, painted(kind, true));
+    err_ << line << "\n" << std::flush;
   }
   double seconds() const { return std::chrono::duration<double>(SteadyClock::now() - start_).count(); }
   JobView view(Id id, const std::string& job) const {
@@ -111,6 +164,12 @@ class Pump {
   void flush(BrokerClient& broker, bool force);
   void remember_finished(const std::string& job);
   void list_unfinished();
+  // Interrupted: cancels this run's unfinished jobs at the broker and waits
+  // (a few seconds at most; a second signal: not at all) for the answers.
+  int cancel_run(BrokerClient& broker, zmq::socket_t& progress);
+  void send_cancel(BrokerClient& broker, const std::string& job);
+  // Interrupted with --detach or --no-wait: the jobs go on; says how to follow them.
+  int leave_running(BrokerClient& broker);
   void check_broker(BrokerClient& broker);
   void on_pong(const proto::Pong& pong);
   // The item failed (`job` may be empty: never accepted); its source settles it.
@@ -151,7 +210,12 @@ class Pump {
   std::vector<Placed> placed_;               // results placed, not yet synced
   std::vector<std::string> unacknowledged_;  // jobs ended and settled, not yet committed and acknowledged
   SteadyClock::time_point oldest_unacknowledged_{};
-  size_t done_ = 0, failed_ = 0;
+  size_t done_ = 0, failed_ = 0, cancelled_ = 0;
+  // Interrupted: cancels sent (req -> job) and not yet answered.
+  bool cancelling_ = false;
+  std::map<uint64_t, std::string> cancels_;
+  std::vector<std::string> pending_cancel_;  // accepted while cancelling: to cancel next
+  uint64_t cancel_req_ = uint64_t{1} << 60;
   int refusals_ = 0;  // queue-full refusals in a row
   bool told_queue_full_ = false;
   std::string instance_;
@@ -172,15 +236,15 @@ void Pump::check_broker(BrokerClient& broker) {
   broker.send(proto::encode(ping));
   if (!warned_silent_ && now - last_pong_ > std::chrono::seconds(5)) {
     warned_silent_ = true;
-    err_ << "imgq: warning: no answer from the broker for 5 s; waiting for it (jobs in flight are "
-            "resubmitted if it restarted)\n";
+    say("warning", "no answer from the broker for 5 s; waiting for it (jobs in flight are resubmitted if it "
+                   "restarted; gives up after --timeout " + std::to_string(options_.timeout.count() / 1000) + " s)");
   }
 }
 
 void Pump::on_pong(const proto::Pong& pong) {
   last_pong_ = SteadyClock::now();
   max_image_bytes_ = pong.max_image_bytes;
-  if (warned_silent_) err_ << "imgq: the broker answers again\n";
+  if (warned_silent_) say("", "the broker answers again");
   warned_silent_ = false;
   if (pong.instance.empty() || pong.instance == instance_) return;
   const bool restarted = !instance_.empty();
@@ -193,9 +257,9 @@ void Pump::on_pong(const proto::Pong& pong) {
   running_.clear();
   std::sort(lost.begin(), lost.end());
   if (!lost.empty()) {
-    err_ << "imgq: warning: the broker restarted; asking again for the " << lost.size()
-         << " unfinished job(s) under their keys (a durable broker still has them; one without a journal "
-            "runs them anew)\n";
+    say("warning", "the broker restarted; asking again for the " + std::to_string(lost.size()) +
+                       " unfinished job(s) under their keys (a durable broker still has them; one without a "
+                       "journal runs them anew)");
   }
   for (auto it = lost.rbegin(); it != lost.rend(); ++it) retry_.emplace_front(SteadyClock::now(), *it);
 }
@@ -222,8 +286,8 @@ void Pump::back_off(Id id, const proto::Error& error) {
   ++refusals_;
   if (!told_queue_full_) {
     told_queue_full_ = true;
-    err_ << "imgq: the broker refuses new jobs for now (" << error.message << "); retrying with back-off from "
-         << hint << " ms up to 10 s\n";
+    say("", "the broker refuses new jobs for now (" + error.message + "); retrying with back-off from " +
+                std::to_string(hint) + " ms up to 10 s");
   }
   retry_later(id, delay, /*behind=*/true);  // behind those already waiting: the order is kept
 }
@@ -357,7 +421,13 @@ void Pump::on_result(BrokerClient& broker, zmq::socket_t& progress, const proto:
   running_.erase(it);
   if (unacknowledged_.empty() && placed_.empty()) oldest_unacknowledged_ = SteadyClock::now();
   remember_finished(r.job);
-  if (r.state != proto::kDone) {
+  if (r.state == proto::kCancelled && cancelling_) {
+    // Cancelled by this run's Ctrl-C: counted, not reported as a failure.
+    ++cancelled_;
+    source_.settle(live_.at(id), ItemSource::Fate::kFailed, r.message);
+    live_.erase(id);
+    unacknowledged_.push_back(r.job);
+  } else if (r.state != proto::kDone) {
     fail(id, r.state, r.message, r.job);
     unacknowledged_.push_back(r.job);
   } else if (!options_.local && frames.size() != 2) {
@@ -409,8 +479,8 @@ void Pump::flush(BrokerClient& broker, bool force) {
   placed_.clear();
   // 3. That is durable too; only then may the broker forget the results.
   if (Status committed = source_.commit(); !committed.ok()) {
-    err_ << "imgq: error: " << committed.message() << "; " << unacknowledged_.size()
-         << " result(s) stay at the broker until fetched\n";
+    say("error", committed.message() + "; " + std::to_string(unacknowledged_.size()) +
+                     " result(s) stay at the broker until fetched");
     unacknowledged_.clear();
     return;
   }
@@ -429,6 +499,7 @@ void Pump::on_accepted(Id id, const std::string& job, uint32_t position, zmq::so
   }
   if (!options_.no_wait) {
     running_[job] = id;
+    if (cancelling_) pending_cancel_.push_back(job);
     return;
   }
   // Accepted is all --no-wait waits for: the job leaves the window.
@@ -477,8 +548,11 @@ void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vect
     const Id id = it->second;
     waiting_accept_.erase(it);
     on_accepted(id, a->job, a->position, progress);
+  } else if (type == proto::StatusReply::kType) {
+    if (auto reply = header->as<proto::StatusReply>(); reply.ok()) cancels_.erase(reply->req);
   } else if (type == proto::Error::kType) {
     auto e = header->as<proto::Error>();
+    if (e.ok() && cancels_.erase(e->req) != 0) return;  // a cancel for a job that ended meanwhile
     auto it = e.ok() ? waiting_accept_.find(e->req) : waiting_accept_.end();
     if (it == waiting_accept_.end()) return;
     const Id id = it->second;
@@ -508,30 +582,27 @@ void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vect
 // socket: from then on no event of this run can be missed. Doubles as the
 // check that the broker can be reached.
 bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
-  auto deadline = SteadyClock::now() + options_.timeout;
+  auto deadline = SteadyClock::now() + options_.first_contact;
   bool answered = false;
   Frames frames;
-  const std::string& progress_endpoint = progress_endpoint_;
   auto problem = [&] {
-    return answered ? "the broker answers at " + options_.broker + " but its progress endpoint " + progress_endpoint +
-                          " does not (give --progress)"
-                    : "no answer from the broker at " + options_.broker + " within " +
-                          std::to_string(options_.timeout.count()) + " ms" +
-                          (options_.curve.enabled()
-                               ? " (CURVE is on: check that --server-key is the broker's public key)"
-                               : "");
+    return answered ? "the broker answers at " + options_.broker + " but nothing arrives from its progress " +
+                          "endpoint " + progress_endpoint_ +
+                          "; give the broker's progress address with --progress HOST:PORT (imgq-broker logs it "
+                          "at start: \"progress tcp://...\")"
+                    : broker.silent_for(options_.first_contact).message();
   };
   // The subscription takes a moment to reach the broker, and a pong
   // published before that is lost: ping again soon (5 ms doubling to 200 ms).
   auto interval = Millis(5);
   for (uint64_t req = 1;; ++req, interval = std::min(interval * 2, Millis(200))) {
     if (SteadyClock::now() >= deadline) {
-      if (!options_.wait_for_broker) break;
-      err_ << "imgq: warning: " << problem() << "; still trying\n";
+      if (!options_.wait_for_broker || answered) break;
+      say("warning", problem() + " Waiting for it (interrupt to stop).");
       deadline = SteadyClock::now() + options_.timeout;
     }
     if (signals() != 0) {
-      err_ << "imgq: interrupted before anything was submitted\n";
+      say("", "interrupted before anything was submitted");
       return false;
     }
     proto::Ping ping;
@@ -541,7 +612,7 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
     const auto until = std::min(deadline, SteadyClock::now() + interval);
     while (SteadyClock::now() < until) {
       if (auto refused = broker.refused()) {
-        err_ << "imgq: error: " << refused->message() << "\n";
+        say("error", refused->message());
         return false;
       }
       zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}, {progress.handle(), 0, ZMQ_POLLIN, 0}};
@@ -549,9 +620,11 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
       while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) {
         auto pong = decode_reply<proto::Pong>(frames);
         if (pong.ok() && !answered && pong->groups == 0) {
-          err_ << "imgq: warning: no worker group is connected to the broker yet; jobs will wait for one\n";
+          say("warning", "no worker group is connected to the broker yet; jobs will wait for one "
+                         "(start one: mpiexec -n N imgq-worker --broker HOST:5556)");
         }
         if (pong.ok()) {
+          if (!answered) deadline = SteadyClock::now() + options_.first_contact;  // now for the progress socket
           answered = true;
           instance_ = pong->instance;
           max_image_bytes_ = pong->max_image_bytes;
@@ -565,35 +638,91 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
       }
     }
   }
-  err_ << "imgq: error: " << problem() << "\n";
+  say("error", problem());
   return false;
+}
+
+void Pump::send_cancel(BrokerClient& broker, const std::string& job) {
+  proto::Cancel cancel;
+  cancel.req = ++cancel_req_;
+  cancel.job = job;
+  if (broker.send(proto::encode(cancel))) cancels_[cancel.req] = job;
+}
+
+int Pump::cancel_run(BrokerClient& broker, zmq::socket_t& progress) {
+  cancelling_ = true;
+  retry_.clear();  // never sent
+  for (const auto& [job, id] : running_) send_cancel(broker, job);
+  say("", "interrupted: cancelling this run's " + std::to_string(running_.size() + waiting_accept_.size()) +
+              " unfinished job(s) at the broker (interrupt again to leave at once; --detach leaves them running)");
+  // Submits still unanswered are cancelled as their answers come.
+  const auto deadline = SteadyClock::now() + kFirstContact;
+  std::vector<SharedBytes> replies;
+  while (SteadyClock::now() < deadline && signals() < 2 &&
+         (!cancels_.empty() || !waiting_accept_.empty() || !pending_cancel_.empty())) {
+    for (const std::string& job : pending_cancel_) send_cancel(broker, job);
+    pending_cancel_.clear();
+    zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}};
+    poll_sockets(items, 1, Millis(50));
+    while (recv_shared(broker.socket(), replies, 2, /*dontwait=*/true)) handle(broker, progress, replies);
+  }
+  // Results of cancelled jobs come after the cancels' answers: take those in
+  // flight for a moment, so they are acknowledged and counted.
+  const auto settle = SteadyClock::now() + Millis(500);
+  while (SteadyClock::now() < settle && signals() < 2 && !running_.empty()) {
+    zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}};
+    poll_sockets(items, 1, Millis(50));
+    while (recv_shared(broker.socket(), replies, 2, /*dontwait=*/true)) handle(broker, progress, replies);
+  }
+  flush(broker, /*force=*/true);
+  reporter_.finish(tally(), seconds());
+  if (signals() >= 2 || !cancels_.empty() || !waiting_accept_.empty()) {
+    say("warning", "left without waiting for every cancel: " + std::to_string(cancels_.size() + waiting_accept_.size()) +
+                       " job(s) may still run at the broker (imgq jobs lists them; imgq cancel JOB...)");
+    list_unfinished();
+  } else {
+    say("", "interrupted: " + std::to_string(cancelled_) + " job(s) cancelled, " + std::to_string(done_) +
+                " done (their results are written); the same command with --skip-existing does the rest");
+  }
+  return 130;
+}
+
+int Pump::leave_running(BrokerClient& broker) {
+  flush(broker, /*force=*/true);
+  reporter_.finish(tally(), seconds());
+  std::string text = "interrupted; " + std::to_string(running_.size()) +
+                     " job(s) accepted and not finished go on at the broker";
+  // Submits whose `accepted` the broker still held back (accept_hold_ms):
+  // they may run, but this run never heard their ids.
+  if (!waiting_accept_.empty()) text += "; " + std::to_string(waiting_accept_.size()) + " more sent and not yet answered";
+  say("", text + (running_.empty() ? "" : " (follow them: imgq status JOB..., imgq fetch JOB... -o DIR, imgq jobs)"));
+  list_unfinished();
+  return 130;
 }
 
 int Pump::run(zmq::context_t& context) {
   BrokerClient broker(context, options_.broker, options_.curve);
+  reporter_.status(options_.command + ": connecting to the broker at " + options_.broker + " ...");
   // Without --progress, the endpoint the broker announces in its pong;
   // asked for in short calls, so a signal ends the wait at once.
-  auto deadline = SteadyClock::now() + options_.timeout;
+  auto deadline = SteadyClock::now() + options_.first_contact;
   Result<std::string> endpoint = resolve_progress(broker, options_.progress, Millis(200));
   while (!endpoint.ok()) {
     if (signals() != 0) {
-      err_ << "imgq: interrupted before anything was submitted\n";
+      say("", "interrupted before anything was submitted");
       return options_.drain_on_interrupt ? 0 : 130;
     }
     if (endpoint.status().code() == StatusCode::kPermissionDenied) {
-      err_ << "imgq: error: " << endpoint.status().message() << "\n";
+      say("error", endpoint.status().message());
       return 3;
     }
     if (SteadyClock::now() >= deadline) {
+      const Status silent = broker.silent_for(options_.first_contact);
       if (!options_.wait_for_broker) {
-        err_ << "imgq: error: no answer from the broker at " << options_.broker << " within "
-             << options_.timeout.count() << " ms"
-             << (options_.curve.enabled() ? " (CURVE is on: check that --server-key is the broker's public key)" : "")
-             << "\n";
+        say("error", silent.message());
         return 3;
       }
-      err_ << "imgq: warning: no answer from the broker at " << options_.broker << " for "
-           << std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count() << " s; still trying\n";
+      say("warning", silent.message() + " Waiting for it (interrupt to stop).");
       deadline = SteadyClock::now() + options_.timeout;
     }
     endpoint = resolve_progress(broker, options_.progress, Millis(200));
@@ -612,37 +741,35 @@ int Pump::run(zmq::context_t& context) {
   while (true) {
     const int stop = signals();
     flush(broker, /*force=*/false);
-    if (stop != 0 && (!options_.drain_on_interrupt || stop > 1 || in_flight() == 0)) {
+    if (stop != 0 && !options_.drain_on_interrupt) {
+      if (options_.detach || options_.no_wait) return leave_running(broker);
+      return cancel_run(broker, progress);
+    }
+    if (stop != 0 && (stop > 1 || in_flight() == 0)) {
       flush(broker, /*force=*/true);
       reporter_.finish(tally(), seconds());
-      if (options_.drain_on_interrupt) return 0;
-      err_ << "imgq: interrupted; " << running_.size()
-           << " job(s) accepted and not finished (imgq status / imgq fetch JOB later)";
-      // Submits whose `accepted` the broker still held back (accept_hold_ms):
-      // they may run, but this run never heard their ids.
-      if (!waiting_accept_.empty()) err_ << "; " << waiting_accept_.size() << " more sent and not yet answered";
-      err_ << "\n";
-      list_unfinished();
-      return 130;
+      return 0;
     }
     if (stop != 0 && !told_draining) {
       told_draining = true;
       retry_.clear();  // not sent: they stay with the source
-      err_ << "imgq: stopping: waiting for the " << in_flight()
-           << " job(s) in flight (interrupt again to leave them; they are taken again next start)\n";
+      say("", "stopping: waiting for the " + std::to_string(in_flight()) +
+                  " job(s) in flight (interrupt again to leave them; they are taken again next start)");
     }
     const bool silent = SteadyClock::now() - last_pong_ > options_.timeout;
     if (silent && (!options_.wait_for_broker || stop != 0)) {
       flush(broker, /*force=*/true);
       reporter_.finish(tally(), seconds());
-      err_ << "imgq: error: no answer from the broker at " << options_.broker << " for "
-           << std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count() << " s (--timeout); "
-           << running_.size() << " job(s) accepted and not finished\n";
+      say("error", "no answer from the broker at " + options_.broker + " for " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count()) +
+                       " s (--timeout); " + std::to_string(running_.size()) +
+                       " job(s) accepted and not finished (imgq status JOB, imgq fetch JOB later)");
       list_unfinished();
       return stop != 0 ? 0 : 3;
     }
     send_next(broker);
     check_broker(broker);
+    if (auto refused = broker.refused()) say("error", refused->message());
     if (source_.exhausted() && retry_.empty() && in_flight() == 0) break;
     const int source_fd = source_.fd();
     zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0},

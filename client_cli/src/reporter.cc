@@ -25,31 +25,57 @@ std::string seconds_text(double s) {
 
 class PlainReporter : public Reporter {
  public:
-  PlainReporter(std::ostream& out, std::ostream& err, std::string command)
-      : out_(out), err_(err), command_(std::move(command)) {}
+  PlainReporter(std::ostream& out, std::ostream& err, std::string command, ReportStyle style)
+      : out_(out), err_(err), command_(std::move(command)), style_(style) {}
   void accepted(const JobView&, uint32_t) override {}
   void event(const JobView&, const proto::JobState&) override {}
   void succeeded(const JobView& job, const proto::JobStats& stats) override {
+    if (!style_.file_lines || style_.quiet) return;
     out_ << "done " << job.file << " -> " << job.output << " (" << stats.group << ", "
          << seconds_text(stats.run_seconds) << " s)\n" << std::flush;
   }
   void failed(const JobView& job, const std::string&, const std::string& message) override {
-    err_ << error_line(job.file, message) << "\n" << std::flush;
+    clear_line();
+    const std::string line = error_line(job.file, message);
+    const std::string prefix = job.file + ": error: ";
+    err_ << (line.rfind(prefix, 0) == 0 ? job.file + ": " + painted("error", style_.color) + line.substr(prefix.size())
+                                        : line)
+         << "\n" << std::flush;
   }
   void tick(const Tally&) override {}
   void finish(const Tally& t, double seconds) override {
+    clear_line();
+    if (style_.quiet) return;
     err_ << command_ << ": " << t.done;
     if (t.total) err_ << " of " << *t.total;
-    err_ << " done, " << t.failed << " failed in " << seconds_text(seconds) << " s";
+    err_ << (style_.no_wait ? " submitted" : " done") << ", " << t.failed << " failed";
+    if (t.cancelled != 0) err_ << ", " << t.cancelled << " cancelled";
+    err_ << " in " << seconds_text(seconds) << " s";
     if (t.in_flight != 0) err_ << ", " << t.in_flight << " in flight";
     if (t.waiting && *t.waiting != 0) err_ << ", " << *t.waiting << " waiting";
+    std::string notes;
+    if (t.kept != 0) notes += std::to_string(t.kept) + " result(s) already there kept (--skip-existing)";
+    if (t.not_images != 0) {
+      notes += (notes.empty() ? "" : "; ") + std::to_string(t.not_images) + " file(s) skipped: not images";
+    }
+    if (t.result_folders != 0) {
+      notes += (notes.empty() ? "" : "; ") + std::to_string(t.result_folders) +
+               " folder(s) of earlier results passed over";
+    }
+    if (!notes.empty()) err_ << " (" << notes << ")";
     err_ << "\n";
+    if (style_.no_wait && t.done != 0) {
+      err_ << command_ << ": they run at the broker; follow them with imgq jobs, fetch each result with "
+           << "imgq fetch JOB -o DIR\n";
+    }
+    err_ << std::flush;
   }
 
  protected:
   std::ostream& out_;
   std::ostream& err_;
   std::string command_;
+  ReportStyle style_;
 };
 
 size_t terminal_columns() {
@@ -68,13 +94,26 @@ class TerminalReporter : public PlainReporter {
       running_.erase(job.job);
     }
   }
-  void succeeded(const JobView& job, const proto::JobStats&) override { running_.erase(job.job); }
+  void succeeded(const JobView& job, const proto::JobStats& stats) override {
+    running_.erase(job.job);
+    if (style_.file_lines) PlainReporter::succeeded(job, stats);  // stdout is no terminal: a line a file there
+  }
   void failed(const JobView& job, const std::string& state, const std::string& message) override {
     running_.erase(job.job);
-    clear();
     PlainReporter::failed(job, state, message);
   }
+  void clear_line() override {
+    if (drawn_) err_ << "\r\x1b[2K" << std::flush;
+    drawn_ = false;
+  }
+  size_t columns() const override { return terminal_columns(); }
+  void status(const std::string& text) override {
+    if (style_.quiet) return;
+    err_ << "\r\x1b[2K" << fit_columns(text, terminal_columns() - 1) << std::flush;
+    drawn_ = true;
+  }
   void tick(const Tally& t) override {
+    if (style_.quiet) return;
     const auto now = SteadyClock::now();
     if (now - last_draw_ < std::chrono::milliseconds(100)) return;
     last_draw_ = now;
@@ -88,7 +127,7 @@ class TerminalReporter : public PlainReporter {
     line.precision(1);
     line << std::fixed << command_ << ": " << t.done;
     if (t.total) line << "/" << *t.total;
-    line << " done";
+    line << (style_.no_wait ? " submitted" : " done");
     if (t.failed) line << ", " << t.failed << " failed";
     if (!t.total || t.waiting) line << ", " << t.in_flight << " in flight";
     if (t.waiting) line << ", " << *t.waiting << " waiting";
@@ -104,10 +143,6 @@ class TerminalReporter : public PlainReporter {
     err_ << "\r\x1b[2K" << fit_columns(line.str(), terminal_columns() - 1) << std::flush;
     drawn_ = true;
   }
-  void finish(const Tally& t, double seconds) override {
-    clear();
-    PlainReporter::finish(t, seconds);
-  }
 
  private:
   struct Running {
@@ -115,10 +150,6 @@ class TerminalReporter : public PlainReporter {
     int done = 0;
     int total = 0;
   };
-  void clear() {
-    if (drawn_) err_ << "\r\x1b[2K" << std::flush;
-    drawn_ = false;
-  }
   std::map<std::string, Running> running_;
   std::deque<std::pair<SteadyClock::time_point, size_t>> samples_;
   SteadyClock::time_point last_draw_{};
@@ -127,7 +158,7 @@ class TerminalReporter : public PlainReporter {
 
 class JsonReporter : public Reporter {
  public:
-  JsonReporter(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}
+  JsonReporter(std::ostream& out, std::ostream& err, ReportStyle style) : out_(out), err_(err), style_(style) {}
   void accepted(const JobView& job, uint32_t position) override {
     out_ << "{\"event\":\"accepted\"," << common(job) << ",\"state\":\"queued\",\"position\":" << position
          << ",\"done\":0,\"total\":0}\n" << std::flush;
@@ -147,7 +178,7 @@ class JsonReporter : public Reporter {
   void failed(const JobView& job, const std::string& state, const std::string& message) override {
     out_ << "{\"event\":\"result\"," << common(job) << ",\"state\":" << json_quote(state)
          << ",\"done\":0,\"total\":1,\"message\":" << json_quote(message) << "}\n" << std::flush;
-    err_ << error_line(job.file, message) << "\n" << std::flush;
+    if (!style_.quiet) err_ << error_line(job.file, message) << "\n" << std::flush;
   }
   void tick(const Tally&) override {}
   void finish(const Tally&, double) override {}
@@ -158,6 +189,7 @@ class JsonReporter : public Reporter {
   }
   std::ostream& out_;
   std::ostream& err_;
+  ReportStyle style_;
 };
 
 }  // namespace
@@ -165,6 +197,27 @@ class JsonReporter : public Reporter {
 std::string error_line(const std::string& file, const std::string& message) {
   const std::string prefix = file + ": ";
   return prefix + "error: " + (message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message);
+}
+
+std::string wrap_words(const std::string& text, size_t columns, size_t indent) {
+  if (columns == 0 || text.size() <= columns) return text;
+  std::string out, line;
+  size_t start = 0;
+  auto flush = [&] {
+    out += (out.empty() ? "" : "\n" + std::string(indent, ' ')) + line;
+    line.clear();
+  };
+  while (start <= text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    const size_t room = columns - (out.empty() ? 0 : indent);
+    if (!line.empty() && line.size() + 1 + word.size() > room) flush();
+    line += (line.empty() ? "" : " ") + word;
+    start = end + 1;
+  }
+  if (!line.empty()) flush();
+  return out;
 }
 
 std::string fit_columns(const std::string& text, size_t columns) {
@@ -177,13 +230,20 @@ std::string fit_columns(const std::string& text, size_t columns) {
   return text;
 }
 
-std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std::ostream& err, std::string command) {
+std::string painted(std::string_view kind, bool color) {
+  if (!color) return std::string(kind) + ": ";
+  const char* code = kind == "error" ? "\x1b[1;31m" : kind == "warning" ? "\x1b[33m" : "\x1b[1m";
+  return std::string(code) + std::string(kind) + ":\x1b[0m ";
+}
+
+std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std::ostream& err, std::string command,
+                                        ReportStyle style) {
   switch (mode) {
-    case ReportMode::kTerminal: return std::make_unique<TerminalReporter>(out, err, std::move(command));
-    case ReportMode::kJson: return std::make_unique<JsonReporter>(out, err);
+    case ReportMode::kTerminal: return std::make_unique<TerminalReporter>(out, err, std::move(command), style);
+    case ReportMode::kJson: return std::make_unique<JsonReporter>(out, err, style);
     case ReportMode::kPlain: break;
   }
-  return std::make_unique<PlainReporter>(out, err, std::move(command));
+  return std::make_unique<PlainReporter>(out, err, std::move(command), style);
 }
 
 }  // namespace imgq::client

@@ -7,36 +7,89 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <unordered_set>
 
 #include "imgq/client_cli/pump.h"
 #include "imgq/common/batch_paths.h"
+#include "imgq/schemas/op_call.h"
 
 namespace imgq::client {
 namespace {
 
 namespace fs = std::filesystem;
 
+fs::path canonical_or_normal(const fs::path& p) {
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(p, ec);
+  return ec ? fs::absolute(p, ec).lexically_normal() : c;
+}
+
+// How results are put: where each goes, and which are not made at all.
+struct OutputRules {
+  bool overwrite = false;
+  bool skip_existing = false;
+};
+
+// Turns an item whose result should be at `wanted` into one written under a
+// staging name and moved there (pump.h): or skips it (--skip-existing: its
+// result is there), or fails it (--overwrite would replace an input).
+// Returns false when the item is not to be sent at all.
+bool route_output(Item& item, const fs::path& wanted, const OutputRules& rules,
+                  const std::function<bool(const fs::path&)>& is_input) {
+  std::error_code ec;
+  const fs::path wanted_abs = canonical_or_normal(wanted);
+  const bool is_own_input = wanted_abs == canonical_or_normal(item.source);
+  if (rules.skip_existing && !is_own_input && fs::exists(wanted, ec)) return false;
+  if (rules.overwrite && (is_own_input || is_input(wanted_abs))) {
+    item.problem = Status::InvalidArgument("its result would replace the input " + wanted.string() +
+                                           "; imgq never writes over an input, even with --overwrite: give "
+                                           "another -o");
+  }
+  item.shown = wanted;
+  item.output = staging_name(wanted);
+  return true;
+}
+
 // The items of the paths given on the command line (planned up front: the
 // paths are in memory already).
 class PathsSource : public ItemSource {
  public:
-  PathsSource(std::vector<BatchItem> items, std::string session)
-      : items_(std::move(items)), session_(std::move(session)) {}
+  PathsSource(BatchPlan plan, std::string session, OutputRules rules)
+      : items_(std::move(plan.items)), not_images_(plan.not_images), result_folders_(plan.result_folders),
+        session_(std::move(session)), rules_(rules) {
+    replace_results_ = rules.overwrite;
+    if (rules.overwrite) {
+      for (const BatchItem& b : items_) inputs_.insert(canonical_or_normal(b.source));
+    }
+  }
   std::optional<Item> next() override {
-    if (next_ == items_.size()) return std::nullopt;
-    BatchItem& b = items_[next_];
-    Item item{std::move(b.source), std::move(b.output), {}, session_ + ":" + std::to_string(next_), std::move(b.problem)};
-    ++next_;
-    return item;
+    while (next_ < items_.size()) {
+      BatchItem& b = items_[next_];
+      Item item{std::move(b.source), {}, {}, session_ + ":" + std::to_string(next_), std::move(b.problem)};
+      ++next_;
+      if (!item.problem.ok()) return item;
+      if (route_output(item, b.output, rules_, [this](const fs::path& p) { return inputs_.count(p) != 0; })) {
+        return item;
+      }
+      ++kept_;
+    }
+    return std::nullopt;
   }
   bool exhausted() const override { return next_ == items_.size(); }
-  std::optional<size_t> total() const override { return items_.size(); }
+  std::optional<size_t> total() const override { return items_.size() - kept_; }
+  size_t kept() const override { return kept_; }
+  size_t not_images() const override { return not_images_; }
+  size_t result_folders() const override { return result_folders_; }
 
  private:
   std::vector<BatchItem> items_;
+  size_t not_images_, result_folders_;
   std::string session_;
+  OutputRules rules_;
+  std::set<fs::path> inputs_;  // canonical, for --overwrite
   size_t next_ = 0;
+  size_t kept_ = 0;
 };
 
 // The items of a list of paths, read from a descriptor without blocking, a
@@ -44,10 +97,11 @@ class PathsSource : public ItemSource {
 // program (`find ... |`) starts at once and is never held whole.
 class ListSource : public ItemSource {
  public:
-  ListSource(int fd, std::string name, char separator, fs::path out_dir, std::string format, std::string session,
-             std::ostream& err)
+  ListSource(int fd, std::string name, char separator, fs::path out_dir, std::string format, bool edges,
+             std::string session, OutputRules rules, std::ostream& err)
       : fd_(fd), name_(std::move(name)), separator_(separator), out_dir_(std::move(out_dir)),
-        format_(std::move(format)), session_(std::move(session)), err_(err) {
+        format_(std::move(format)), edges_(edges), session_(std::move(session)), rules_(rules), err_(err) {
+    replace_results_ = rules.overwrite;
     std::error_code ec;
     cwd_ = fs::current_path(ec);
     // Non-blocking, so a list that comes slowly never stalls results; the
@@ -89,6 +143,7 @@ class ListSource : public ItemSource {
   bool exhausted() const override { return eof_ && buffer_.empty(); }
   int fd() const override { return eof_ ? -1 : fd_; }
   void on_readable() override { fill(); }
+  size_t kept() const override { return kept_; }
 
  private:
   void end_of_input_line() { buffer_ += separator_; }
@@ -108,6 +163,22 @@ class ListSource : public ItemSource {
   }
 
   std::optional<Item> take(std::string line) {
+    std::optional<Item> item = plan(std::move(line));
+    if (!item || !item->problem.ok()) return item;
+    const fs::path wanted = item->output;
+    // A file listed earlier is an input too (those listed later cannot be
+    // known yet; without --overwrite nothing is ever replaced anyway).
+    seen_.insert(std::hash<std::string>{}(canonical_or_normal(item->source).string()));
+    if (route_output(*item, wanted, rules_, [this](const fs::path& p) {
+          return seen_.count(std::hash<std::string>{}(p.string())) != 0;
+        })) {
+      return item;
+    }
+    ++kept_;
+    return std::nullopt;
+  }
+
+  std::optional<Item> plan(std::string line) {
     if (separator_ == '\n' && !line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) return std::nullopt;
     const fs::path source(line);
@@ -127,10 +198,21 @@ class ListSource : public ItemSource {
     const fs::path relative = fs::absolute(source, ec).lexically_normal().lexically_relative(cwd_);
     const bool below = !relative.empty() && *relative.begin() != "..";
     item.output = out_dir_ / (below ? relative : source.filename());
-    if (!format_.empty()) item.output.replace_extension("." + format_);
-    // Two listed files must never write one output. Hashes, not names, are
-    // kept: a list of millions stays small.
-    if (!claimed_.insert(std::hash<std::string>{}(item.output.lexically_normal().string())).second) {
+    item.output.replace_extension("." + output_extension(source, format_, edges_));
+    // Two listed files must never write one output (one whose extension
+    // changed keeps its input's too when it meets another: batch_paths.h).
+    // Hashes, not names, are kept: a list of millions stays small.
+    auto claim = [&](const fs::path& p) {
+      return claimed_.insert(std::hash<std::string>{}(p.lexically_normal().string())).second;
+    };
+    bool fresh = claim(item.output);
+    if (!fresh && extension_of(source) != extension_of(item.output) && !extension_of(source).empty()) {
+      fs::path renamed = item.output;
+      renamed.replace_filename(item.output.stem().string() + "." + extension_of(source) +
+                               item.output.extension().string());
+      if ((fresh = claim(renamed))) item.output = renamed;
+    }
+    if (!fresh) {
       item.problem = Status::InvalidArgument("its output " + item.output.string() +
                                              " would overwrite the result of a file listed earlier");
     }
@@ -142,8 +224,13 @@ class ListSource : public ItemSource {
   std::string name_;
   char separator_;
   fs::path out_dir_, cwd_;
-  std::string format_, session_;
+  std::string format_;
+  bool edges_;
+  std::string session_;
+  OutputRules rules_;
   std::ostream& err_;
+  std::unordered_set<size_t> seen_;  // hashes of the canonical inputs listed so far
+  size_t kept_ = 0;
   std::string buffer_;
   size_t scanned_ = 0;
   bool eof_ = false, told_folders_ = false;
@@ -163,63 +250,103 @@ class ChainSource : public ItemSource {
   bool exhausted() const override { return first_->exhausted() && second_->exhausted(); }
   int fd() const override { return first_->exhausted() ? second_->fd() : -1; }
   void on_readable() override { second_->on_readable(); }
+  Status place(Item& item, std::string_view bytes) override { return first_->place(item, bytes); }
+  std::vector<Status> sync(const std::vector<Item*>& placed) override { return first_->sync(placed); }
+  size_t kept() const override { return first_->kept() + second_->kept(); }
+  size_t not_images() const override { return first_->not_images(); }
+  size_t result_folders() const override { return first_->result_folders(); }
 
  private:
   std::unique_ptr<ItemSource> first_, second_;
 };
 
+// The output folder exists (or is made) and can be written: checked before
+// anything is sent, so a typo costs nothing.
+Status check_output_folder(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    return Status::InvalidArgument("-o " + dir.string() + " is a file; give a folder for the results");
+  }
+  if (Status made = make_results_folder(dir); !made.ok()) return Status::InvalidArgument(made.message());
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return Status::InvalidArgument("cannot write into the output folder " + dir.string() + ": " +
+                                   std::strerror(errno) + "; give another with -o DIR");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err) {
+  auto usage = [&](const std::string& message) {
+    err << "imgq: " << painted("error", options.style.color) << message << "\n";
+    return 2;
+  };
+  if (options.ops.empty()) {
+    return usage("no --op given: say what to do with the images, e.g. --op grayscale or --op "
+                 "gaussian_blur:ksize=5 (imgq ops lists them), or --op identity to re-encode them as they are");
+  }
   auto specs = check_request(options.ops, options.format, options.priority);
-  if (!specs.ok()) {
-    err << "imgq: error: " << specs.status().message() << "\n";
-    return 2;
-  }
+  if (!specs.ok()) return usage(specs.status().message());
   if (options.paths.empty() && options.from_file.empty()) {
-    err << "imgq: error: give at least one image file or folder, or --from-file LIST\n";
-    return 2;
+    return usage("give at least one image file or folder, or --from-file LIST");
   }
-  int list_fd = -1;
-  if (!options.from_file.empty()) {
-    list_fd = options.from_file == "-" ? STDIN_FILENO : ::open(options.from_file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (list_fd < 0) {
-      err << "imgq: error: cannot open the list " << options.from_file << ": " << std::strerror(errno) << "\n";
-      return 2;
-    }
-  }
-
-  PumpOptions pump;
-  pump.broker = options.broker;
-  pump.progress = options.progress;
-  pump.ops = *specs;
-  pump.priority = options.priority;
-  pump.window = options.window;
-  pump.no_wait = options.no_wait;
-  pump.local = options.local;
-  pump.job_timeout_ms = options.job_timeout_ms;
-  pump.timeout = options.timeout;
-  pump.interrupted = options.interrupted;
-  pump.curve = options.curve;
-  pump.mode = options.mode;
-  pump.session = random_session();
+  if (options.overwrite && options.skip_existing) return usage("give --overwrite or --skip-existing, not both");
+  if (Status folder = check_output_folder(options.out_dir); !folder.ok()) return usage(folder.message());
+  const bool edges = schemas::makes_edge_map(*schemas::parse_pipeline(*specs));
+  const OutputRules rules{options.overwrite, options.skip_existing};
 
   std::unique_ptr<ItemSource> source;
+  PumpOptions pump;
+  pump.session = random_session();
   if (!options.paths.empty()) {
-    source = std::make_unique<PathsSource>(plan_batch(options.paths, options.out_dir, options.format), pump.session);
+    BatchPlan plan = plan_batch(options.paths, options.out_dir, options.format, edges);
+    if (!plan.empty.empty()) {
+      std::string names;
+      for (const std::string& e : plan.empty) names += (names.empty() ? "" : ", ") + e;
+      return usage(names + (plan.empty.size() == 1 ? " holds" : " hold") +
+                   " no image (imgq reads .png, .jpg, .jpeg, .tif, .tiff, .bmp, .webp, .ppm, .pgm, .pnm, .jp2, "
+                   ".sr, .ras" + (plan.not_images != 0 ? "; " + std::to_string(plan.not_images) +
+                                                            " other file(s) passed over" : std::string()) + ")");
+    }
+    source = std::make_unique<PathsSource>(std::move(plan), pump.session, rules);
   }
-  if (list_fd >= 0) {
+  if (!options.from_file.empty()) {
+    const int list_fd =
+        options.from_file == "-" ? STDIN_FILENO : ::open(options.from_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (list_fd < 0) return usage("cannot open the list " + options.from_file + ": " + std::strerror(errno));
     auto list = std::make_unique<ListSource>(list_fd, options.from_file == "-" ? "on stdin" : options.from_file,
                                              options.null_separated ? '\0' : '\n', options.out_dir, options.format,
-                                             pump.session + "l", err);
+                                             edges, pump.session + "l", rules, err);
     if (source) {
       source = std::make_unique<ChainSource>(std::move(source), std::move(list));
     } else {
       source = std::move(list);
     }
   }
-  auto reporter = make_reporter(options.mode, out, err);
-  return run_pump(pump, *source, *reporter, out, err);
+
+  pump.broker = options.broker;
+  pump.progress = options.progress;
+  pump.ops = *specs;
+  pump.priority = options.priority;
+  pump.window = options.window;
+  pump.no_wait = options.no_wait;
+  pump.detach = options.detach;
+  pump.local = options.local;
+  pump.job_timeout_ms = options.job_timeout_ms;
+  pump.timeout = options.timeout;
+  pump.interrupted = options.interrupted;
+  pump.curve = options.curve;
+  pump.mode = options.mode;
+  pump.color = options.style.color;
+  ReportStyle style = options.style;
+  style.no_wait = options.no_wait;
+  auto reporter = make_reporter(options.mode, out, err, "imgq", style);
+  const int code = run_pump(pump, *source, *reporter, out, err);
+  if (!options.no_wait && options.mode != ReportMode::kJson && !options.style.quiet && (code == 0 || code == 1)) {
+    err << "imgq: results are in " << options.out_dir << "/\n";
+  }
+  return code;
 }
 
 }  // namespace imgq::client

@@ -36,10 +36,6 @@ Result<std::map<std::string, std::string>> key_lines(const fs::path& path) {
   return lines;
 }
 
-std::string next_monitor_name() {
-  static std::atomic<int> counter{0};
-  return "inproc://imgq-handshake-monitor-" + std::to_string(counter++);
-}
 
 }  // namespace
 
@@ -186,39 +182,6 @@ void ZapHandler::run() {
     if (status != "200") ++refused_;
     send_frames(*socket_, {"1.0", request.size() > 1 ? request[1] : "", status, text, user, ""});
   }
-}
-
-// ---- handshake monitor ----
-
-HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_t& socket)
-    : events_(context, zmq::socket_type::pair) {
-  const std::string name = next_monitor_name();
-  zmq_socket_monitor(socket.handle(), name.c_str(),
-                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
-  events_.set(zmq::sockopt::linger, 0);
-  events_.connect(name);
-}
-
-std::optional<Status> HandshakeMonitor::failure() {
-  std::optional<Status> found;
-  Frames frames;
-  while (recv_frames(events_, frames, 2, /*dontwait=*/true)) {
-    if (frames.empty() || frames[0].size() < 6) continue;
-    uint16_t event = 0;
-    uint32_t value = 0;
-    std::memcpy(&event, frames[0].data(), 2);
-    std::memcpy(&value, frames[0].data() + 2, 4);
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-      found = Status::PermissionDenied("the broker refused this key (ZAP status " + std::to_string(value) +
-                                       "): its public key is not on the broker's allow-list");
-    } else {
-      found = Status::PermissionDenied(
-          "the CURVE handshake with the broker failed: check that --server-key is the broker's public key "
-          "and that the broker has CURVE on");
-    }
-  }
-  return found;
 }
 
 }  // namespace imgq

@@ -168,4 +168,28 @@ bool same_contents(const std::filesystem::path& a, const std::filesystem::path& 
   return true;
 }
 
+Result<std::filesystem::path> place_file(const std::filesystem::path& from, const std::filesystem::path& wanted,
+                                         bool replace) {
+  std::error_code ec;
+  if (replace) {
+    std::filesystem::rename(from, wanted, ec);
+    if (ec) return Status::IoError("cannot put the result at " + wanted.string() + ": " + ec.message());
+    return wanted;
+  }
+  bool already = false;
+  auto placed = place_unique(wanted, [&](const std::filesystem::path& name) -> Status {
+    std::error_code e;
+    if (std::filesystem::exists(name, e)) {
+      if (same_contents(from, name)) {
+        already = true;
+        return Status::Ok();
+      }
+      return Status(StatusCode::kConflict, name.string() + " exists");
+    }
+    return move_no_replace(from, name);
+  });
+  if (!placed.ok() || already) std::filesystem::remove(from, ec);
+  return placed;
+}
+
 }  // namespace imgq

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "imgq/common/connection_monitor.h"
+#include "imgq/common/logging.h"
 #include "imgq/common/zmq_frames.h"
 #include "imgq/schemas/codec.h"
 
@@ -53,23 +55,28 @@ void BrokerLink::run() {
   const auto liveness = options_.heartbeat * options_.liveness;
   auto backoff = std::chrono::milliseconds(proto::kReconnectBackoff);
   std::optional<zmq::socket_t> dealer;
-  std::optional<HandshakeMonitor> monitor;
+  std::optional<ConnectionMonitor> monitor;
   SteadyClock::time_point last_heard, last_sent;
+  bool connected = false;  // the broker has answered since the last connect
   // Jobs and results pass through as they came, images never copied here.
   Messages parts;
   auto header_of = [&parts] { return proto::decode_header({parts[0].data<char>(), parts[0].size()}); };
 
   auto connect = [&] {
-    monitor.reset();
+    monitor.reset();  // before its socket (connection_monitor.h)
     dealer.emplace(context_, zmq::socket_type::dealer);
     dealer->set(zmq::sockopt::linger, 2000);  // let a final `bye` or `done` out
     apply_curve_client(*dealer, options_.curve);
-    if (options_.curve.enabled()) monitor.emplace(context_, *dealer);
+    monitor.emplace(context_, *dealer);
     dealer->connect(options_.broker);
     send_frames(*dealer, {proto::encode(options_.hello)});
     last_heard = last_sent = SteadyClock::now();
-    spdlog::info("connecting to broker {} as group \"{}\" ({} ranks)", options_.broker, options_.hello.name,
-                 options_.hello.ranks);
+    connected = false;
+    log_event(spdlog::level::info,
+              "connecting to broker " + options_.broker + " as group \"" + options_.hello.name + "\" (" +
+                  std::to_string(options_.hello.ranks) + " ranks)",
+              {field("event", "connecting"), field("broker", options_.broker), field("group", options_.hello.name),
+               field("ranks", options_.hello.ranks)});
   };
   connect();
 
@@ -82,6 +89,12 @@ void BrokerLink::run() {
       recv_messages(*dealer, parts, 3, /*dontwait=*/false);
       last_heard = now;
       backoff = std::chrono::milliseconds(proto::kReconnectBackoff);
+      if (!connected) {
+        connected = true;
+        log_event(spdlog::level::info, "connected to broker " + options_.broker,
+                  {field("event", "connected"), field("broker", options_.broker),
+                   field("group", options_.hello.name)});
+      }
       auto header = header_of();
       if (!header.ok()) {
         spdlog::warn("malformed message from the broker: {}", header.status().message());
@@ -111,12 +124,18 @@ void BrokerLink::run() {
       send_messages(*dealer, parts);
       last_sent = now;
     }
-    if (monitor) {
-      if (auto failure = monitor->failure()) spdlog::error("{}", failure->message());
-    }
+    if (auto failure = monitor->refused()) spdlog::error("{}", failure->message());  // and drains the events
     if (now - last_heard > liveness) {
-      spdlog::warn("no word from broker {} for {} ms; reconnecting in {} ms", options_.broker,
-                   std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count(), backoff.count());
+      monitor->poll();
+      const auto silent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count();
+      const std::string why = connected ? "lost the broker " + options_.broker + ": no word for " +
+                                              std::to_string(silent_ms) + " ms"
+                                        : "no answer from broker " + options_.broker + " within " +
+                                              std::to_string(silent_ms) + " ms: " + monitor->diagnosis();
+      log_event(spdlog::level::warn, why + "; reconnecting in " + std::to_string(backoff.count()) + " ms",
+                {field("event", connected ? "lost" : "unreachable"), field("broker", options_.broker),
+                 field("group", options_.hello.name), field("silent_ms", static_cast<long long>(silent_ms))});
+      monitor.reset();  // before its socket (connection_monitor.h)
       dealer.reset();
       // Still listen to the main thread while waiting, so a shutdown is quick.
       zmq::pollitem_t pipe_item[] = {{pipe_.handle(), 0, ZMQ_POLLIN, 0}};

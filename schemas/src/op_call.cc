@@ -5,6 +5,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "imgq/common/text.h"
+
 namespace imgq::schemas {
 namespace {
 
@@ -23,21 +25,6 @@ std::string format_double(double v) {
 std::string format_number(double v) {
   if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<int64_t>(v));
   return format_double(v);
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1] ? 1u : 0u)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 Status unknown_op(std::string_view name) {
@@ -265,6 +252,12 @@ std::vector<std::string> pipeline_to_specs(const Pipeline& pipeline) {
   out.reserve(pipeline.size());
   for (const OpCall& op : pipeline) out.push_back(op.ToString());
   return out;
+}
+
+bool makes_edge_map(const Pipeline& pipeline) {
+  return std::any_of(pipeline.begin(), pipeline.end(), [](const OpCall& op) {
+    return op.id() == OpId::kCanny || op.id() == OpId::kSobel || op.id() == OpId::kThreshold;
+  });
 }
 
 }  // namespace imgq::schemas

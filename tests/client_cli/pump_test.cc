@@ -86,6 +86,11 @@ class FakeBroker {
     std::lock_guard<std::mutex> lock(mutex_);
     return holds_;
   }
+  // Keys of the jobs cancelled, in order.
+  std::vector<std::string> cancelled() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancelled_;
+  }
   // Finishes every job accepted with kAcceptOnly (as the broker would once
   // a group has run it).
   void finish_accepted() {
@@ -172,6 +177,28 @@ class FakeBroker {
         } else {
           unfinished_.emplace_back(identity, accepted);
         }
+      } else if (header->type() == proto::Cancel::kType) {
+        // As the broker: the state after, then the cancelled job's result
+        // to its submitter (which must be acknowledged).
+        auto cancel = header->as<proto::Cancel>();
+        cancelled_.push_back(job_keys_[cancel->job]);
+        auto it = std::find_if(unfinished_.begin(), unfinished_.end(),
+                               [&](const auto& u) { return u.second.job == cancel->job; });
+        proto::StatusReply state;
+        state.req = cancel->req;
+        state.job.job = cancel->job;
+        state.job.state = "cancelled";
+        reply(identity, proto::encode(state));
+        if (it != unfinished_.end()) {
+          proto::JobResult result;
+          result.req = it->second.req;
+          result.job = cancel->job;
+          result.state = "cancelled";
+          result.code = static_cast<int>(StatusCode::kCancelled);
+          result.message = "cancelled on request";
+          reply(it->first, proto::encode(result));
+          unfinished_.erase(it);
+        }
       } else if (header->type() == proto::ResultAck::kType) {
         auto ack = header->as<proto::ResultAck>();
         ++acks_[job_keys_[ack->job]];
@@ -206,6 +233,7 @@ class FakeBroker {
   std::map<std::string, std::vector<OnSubmit>> script_;
   std::vector<std::string> submits_;
   std::map<std::string, int> acks_;
+  std::vector<std::string> cancelled_;
   std::vector<uint32_t> holds_;
   std::map<std::string, std::string> job_keys_;
   std::vector<std::pair<std::string, proto::Accepted>> unfinished_;
@@ -259,8 +287,9 @@ class PumpTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   int run(MemorySource& source, Millis timeout = Millis{20'000}, Reporter* reporter = nullptr,
-          const volatile std::sig_atomic_t* interrupted = nullptr) {
+          const volatile std::sig_atomic_t* interrupted = nullptr, bool detach = false) {
     PumpOptions options;
+    options.detach = detach;
     options.broker = broker_.endpoint();
     options.ops = {"invert"};
     options.timeout = timeout;
@@ -354,7 +383,7 @@ TEST_F(PumpTest, AnEventOfAHeldJobIsItsAcceptance) {
   AcceptedJobs accepted;
   volatile std::sig_atomic_t interrupted = 0;
   int code = -1;
-  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted); });
+  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted, /*detach=*/true); });
   EXPECT_TRUE(eventually([&] { return accepted.jobs().size() == 1; }));
   interrupted = 1;
   pump.join();
@@ -365,6 +394,44 @@ TEST_F(PumpTest, AnEventOfAHeldJobIsItsAcceptance) {
   EXPECT_NE(out_.str().find("a.png"), std::string::npos) << out_.str();
   EXPECT_NE(err_.str().find("1 job(s) accepted and not finished"), std::string::npos) << err_.str();
   EXPECT_NE(err_.str().find("1 more sent and not yet answered"), std::string::npos) << err_.str();
+}
+
+// Ctrl-C: the run's unfinished jobs are cancelled at the broker (their
+// cancelled results acknowledged, not reported as failures), exit 130.
+TEST_F(PumpTest, AnInterruptCancelsTheRunsUnfinishedJobs) {
+  broker_.script("key-a", {OnSubmit::kAcceptOnly});
+  broker_.script("key-b", {OnSubmit::kAcceptOnly});
+  MemorySource source(dir_, 3);
+  AcceptedJobs accepted;
+  volatile std::sig_atomic_t interrupted = 0;
+  int code = -1;
+  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted); });
+  EXPECT_TRUE(eventually([&] { return accepted.jobs().size() == 3 && source.results_.size() == 1; }));
+  interrupted = 1;
+  pump.join();
+  EXPECT_EQ(code, 130);
+  auto cancelled = broker_.cancelled();
+  std::sort(cancelled.begin(), cancelled.end());
+  EXPECT_EQ(cancelled, (std::vector<std::string>{"key-a", "key-b"})) << "c was done: not cancelled";
+  EXPECT_NE(err_.str().find("2 job(s) cancelled, 1 done"), std::string::npos) << err_.str();
+  EXPECT_EQ(err_.str().find("error"), std::string::npos) << "a cancel is no failure: " << err_.str();
+  EXPECT_TRUE(eventually([&] { return broker_.acks().size() == 3; })) << "every result acknowledged";
+}
+
+// --detach: an interrupt leaves the jobs running and lists them.
+TEST_F(PumpTest, AnInterruptWithDetachLeavesTheJobsRunning) {
+  broker_.script("key-a", {OnSubmit::kAcceptOnly});
+  MemorySource source(dir_, 1);
+  AcceptedJobs accepted;
+  volatile std::sig_atomic_t interrupted = 0;
+  int code = -1;
+  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted, /*detach=*/true); });
+  EXPECT_TRUE(eventually([&] { return accepted.jobs().size() == 1; }));
+  interrupted = 1;
+  pump.join();
+  EXPECT_EQ(code, 130);
+  EXPECT_TRUE(broker_.cancelled().empty());
+  EXPECT_NE(out_.str().find("\"event\":\"unfinished\""), std::string::npos) << out_.str();
 }
 
 TEST_F(PumpTest, AFullQueueIsWaitedOutAndTheSameKeySentAgain) {

@@ -455,7 +455,7 @@ TEST_F(Curve, OnlyListedClientsAndGroupsGetIn) {
 
 TEST(CurveBroker, RefusesHalfAConfiguration) {
   const auto [code, out] = run_shell(kBin + "/imgq-broker --curve-key /nonexistent.key --metrics '' 2>&1");
-  EXPECT_EQ(code, 1) << out;
+  EXPECT_EQ(code, 2) << "a usage error: " << out;
   EXPECT_NE(out.find("CURVE needs --curve-key, --allow-clients and --allow-workers together"), std::string::npos) << out;
 }
 

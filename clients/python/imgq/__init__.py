@@ -7,7 +7,8 @@
 
 See README.md and schemas/PROTOCOL.md in the imgq repository."""
 
-from .client import DEFAULT_BROKER, Client, Event, Job, Outcome, default_progress_endpoint, progress_endpoint_from
+from .client import (DEFAULT_BROKER, Client, Event, Group, Job, ListedJob, Outcome, Pong, default_progress_endpoint,
+                     normalize_endpoint, progress_endpoint_from)
 from .errors import (Cancelled, Conflict, DeadlineExceeded, ImgqError, Internal, InvalidArgument, InvalidImage,
                      IoError, JobFailed, NotFound, PermissionDenied, ResourceExhausted, Timeout, TooLarge,
                      Unavailable, Unsupported)
@@ -16,7 +17,8 @@ from .protocol import ProtocolError
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Job", "Event", "Outcome", "DEFAULT_BROKER", "default_progress_endpoint", "progress_endpoint_from",
+    "Client", "Job", "Event", "Outcome", "Pong", "Group", "ListedJob", "DEFAULT_BROKER", "default_progress_endpoint",
+    "progress_endpoint_from", "normalize_endpoint",
     "ImgqError", "JobFailed", "Timeout", "ProtocolError",
     "InvalidArgument", "InvalidImage", "Unsupported", "TooLarge", "ResourceExhausted", "Unavailable",
     "DeadlineExceeded", "NotFound", "Cancelled", "IoError", "Internal", "PermissionDenied", "Conflict",

@@ -9,15 +9,23 @@ callbacks run there too. Every wait has a bound: a broker silent for
 given raises Timeout, and Ctrl-C interrupts any wait."""
 
 import os
+import re
 import tempfile
 import time
 from collections import namedtuple
 
-import zmq
+try:
+    import zmq
+except ImportError as e:  # pragma: no cover - depends on the interpreter
+    raise ImportError(
+        "imgq needs pyzmq and msgpack. On Debian: apt install python3-zmq python3-msgpack, and run Debian's "
+        "/usr/bin/python3 (a python3 of its own, e.g. pyenv's, does not see them: make a venv with "
+        "'/usr/bin/python3 -m venv --system-site-packages ENV', or pip install pyzmq msgpack into yours)") from e
 
 from . import errors, protocol
 
 DEFAULT_BROKER = "tcp://127.0.0.1:5555"
+FIRST_CONTACT = 3.0  # seconds the broker has to answer at first before Unavailable
 _PING_INTERVAL = 1.0  # seconds between pings while waiting
 _FINISHED_KEPT = 10000  # job ids whose result was handled, to acknowledge a repeat
 
@@ -31,6 +39,47 @@ Outcome.__doc__ = """One input of ``Client.map``: ``error`` is None on success (
 ImgqError otherwise); ``output`` the file written (None without ``out``, then
 ``data`` holds the result's bytes)."""
 Outcome.ok = property(lambda self: self.error is None)
+
+Group = namedtuple("Group", "name ranks slots running idle_seconds")
+Group.__doc__ = """A worker group as the broker lists it: ``slots`` jobs at once,
+``running`` held now, ``idle_seconds`` since it last held one."""
+
+Pong = namedtuple("Pong", "groups idle busy ranks queued running version instance max_image_bytes durable "
+                          "progress group_list")
+Pong.__doc__ = """The broker's state (``ping``): counts of groups and jobs, its
+version, ``instance`` (new at every start), ``durable`` (a journal), its
+``progress`` endpoint and ``group_list`` (Group each)."""
+
+ListedJob = namedtuple("ListedJob", "job state name submitted finished kept group attempts code message")
+ListedJob.__doc__ = """A job as ``Client.jobs`` lists it (``submitted``/``finished``
+Unix seconds, 0 when not yet; ``kept``: its result waits to be fetched)."""
+
+_ENDPOINT = re.compile(r"^(?:(tcp)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")
+
+
+def normalize_endpoint(text, what="broker"):
+    """``tcp://HOST:PORT`` for ``HOST:PORT`` (or the same); ipc:// and inproc://
+    as they are. InvalidArgument saying the form expected otherwise."""
+    text = str(text).strip()
+    if text.startswith(("ipc://", "inproc://")) and len(text.split("://", 1)[1]) > 0:
+        return text
+    m = _ENDPOINT.match(text)
+    if not m or not 0 < int(m.group(3)) < 65536:
+        hint = ""
+        if text.isdigit():
+            hint = " (a port without a host; did you mean 127.0.0.1:%s?)" % text
+        raise errors.InvalidArgument("%s %r is not an endpoint%s: give HOST:PORT or tcp://HOST:PORT, e.g. "
+                                     "127.0.0.1:5555" % (what, text, hint))
+    return "tcp://%s:%s" % (m.group(2), m.group(3))
+
+
+def _ops_list(ops):
+    """``ops`` as a list of specs: a str is one op (not its letters)."""
+    if isinstance(ops, str):
+        return [ops]
+    if isinstance(ops, (bytes, bytearray)):
+        raise TypeError("ops must be a str (one op) or a list of str, not bytes")
+    return [str(op) for op in ops]
 
 
 def progress_endpoint_from(broker, announced):
@@ -199,12 +248,17 @@ class Client:
     is the broker's .pub file and ``key`` this client's .key file (from
     ``imgq keygen``). ``timeout`` is the longest the broker may stay silent
     before a call raises Unavailable. The constructor checks that the
-    broker answers on both endpoints."""
+    broker answers on both endpoints: Unavailable within ``connect_timeout``
+    (3 s) when it does not. Endpoints may be written HOST:PORT."""
 
     def __init__(self, broker=DEFAULT_BROKER, progress=None, *, server_key=None, key=None, timeout=60.0,
-                 context=None):
+                 connect_timeout=FIRST_CONTACT, context=None):
+        broker = normalize_endpoint(broker, "broker")
+        if progress is not None:
+            progress = normalize_endpoint(progress, "progress")
         self.broker = broker
         self.progress = progress
+        self.connect_timeout = min(connect_timeout, timeout)
         self.timeout = timeout
         self._context = context or zmq.Context.instance()
         self._session = os.urandom(4).hex()
@@ -240,11 +294,9 @@ class Client:
         try:
             if self.progress is None:
                 try:
-                    pong = self._request("ping", timeout=self.timeout)
+                    pong = self._request("ping", timeout=self.connect_timeout)
                 except errors.Timeout:
-                    raise errors.Unavailable("no answer from the broker at %s within %s s%s" % (
-                        broker, self.timeout, " (CURVE is on: is server_key the broker's public key?)"
-                        if self._monitor is not None else "")) from None
+                    raise errors.Unavailable(self._no_answer()) from None
                 self.progress = progress_endpoint_from(broker, pong.get("progress", ""))
             self._sub.connect(self.progress)
             self._subscribe()
@@ -275,8 +327,27 @@ class Client:
     # ---- requests ----
 
     def ping(self, timeout=None):
-        """The broker's pong: groups, queued, running, version, durable, ..."""
-        return self._request("ping", timeout=timeout)
+        """The broker's state now: a Pong (groups, queued, running, version,
+        durable, group_list, ...)."""
+        return _pong(self._request("ping", timeout=timeout))
+
+    def jobs(self, state=None, limit=50, before=None, timeout=None):
+        """This client's jobs (every client's without CURVE, or with an
+        operator key), newest first: (list of ListedJob, next) where
+        ``next`` is ``before`` for the following page (None: no more)."""
+        fields = {"limit": int(limit)}
+        if state:
+            fields["state"] = state
+        if before:
+            fields["before"] = before
+        reply = self._request("list", timeout=timeout, **fields)
+        listed = []
+        for j in reply.get("jobs", []):
+            s = j.get("job", {})
+            listed.append(ListedJob(s.get("job", ""), s.get("state", ""), s.get("name", ""), j.get("submitted", 0.0),
+                                    j.get("finished", 0.0), bool(j.get("kept")), s.get("group", ""),
+                                    s.get("attempts", 0), s.get("code", 0), s.get("message", "")))
+        return listed, (reply.get("next") or None)
 
     def submit(self, image, ops=(), *, priority=4, format=None, name=None, key=None, job_timeout=None,
                local=False, output=None, timeout=None, retry=True):
@@ -308,7 +379,7 @@ class Client:
         if key is None:
             self._keys += 1
             key = "%s:py%d" % (self._session, self._keys)
-        request = {"ops": [str(op) for op in ops], "priority": int(priority), "format": format,
+        request = {"ops": _ops_list(ops), "priority": int(priority), "format": format,
                    "name": name if name is not None else (path or ""), "key": key, "session": self._session,
                    "timeout_ms": int(round((job_timeout or 0) * 1000))}
         if local:
@@ -379,6 +450,7 @@ class Client:
         file's name), durably, before it is acknowledged; without, an
         Outcome's ``data`` holds it. A failure is an Outcome with ``error``
         set, never an exception; ``timeout`` bounds each wait for a result."""
+        ops = _ops_list(ops)
         items = _expand(inputs, out, format)
         in_flight = {}
         exhausted = False
@@ -464,12 +536,19 @@ class Client:
             raise errors.from_reply(header)
         return (header, data) if with_payload else header
 
+    def _no_answer(self):
+        return "no answer from the broker at %s within %g s%s; is imgq-broker running there? (Client(broker=" \
+               "'HOST:PORT'))" % (self.broker, self.connect_timeout,
+                                  " (CURVE is on: is server_key the broker's public key?)"
+                                  if self._monitor is not None else "")
+
     def _subscribe(self):
         """Pings with the session until the pong also arrives on the progress
         socket: from then on no event of this client's jobs is missed."""
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.connect_timeout
         interval = 0.005
         answered = False
+        answered_at = None
         while time.monotonic() < deadline:
             req = self._next_req()
             try:
@@ -489,12 +568,13 @@ class Client:
                         return
                     self._on_event(frames)
             interval = min(interval * 2, 0.2)
+            if answered and not answered_at:
+                answered_at = time.monotonic()
+                deadline = answered_at + self.connect_timeout  # from now, for the progress socket
         if answered:
-            raise errors.Unavailable("the broker answers at %s but its progress endpoint %s does not (give progress=)"
-                                     % (self.broker, self.progress))
-        raise errors.Unavailable("no answer from the broker at %s within %s s%s" % (
-            self.broker, self.timeout, " (CURVE is on: is server_key the broker's public key?)"
-            if self._monitor is not None else ""))
+            raise errors.Unavailable("the broker answers at %s but nothing arrives from its progress endpoint %s "
+                                     "(give progress='HOST:PORT', the broker's --progress)" % (self.broker, self.progress))
+        raise errors.Unavailable(self._no_answer())
 
     def _poller(self):
         poller = zmq.Poller()
@@ -666,6 +746,14 @@ class Client:
                 (event.job in self._early_events or len(self._early_events) < 1024):
             # Ahead of its Job (it was queued before `accepted` was read).
             self._early_events.setdefault(event.job, []).append(event)
+
+
+def _pong(h):
+    groups = [Group(g.get("name", ""), g.get("ranks", 0), g.get("slots", 0), g.get("running", 0),
+                    g.get("idle_seconds", 0.0)) for g in h.get("group_list", []) or []]
+    return Pong(h.get("groups", 0), h.get("idle", 0), h.get("busy", 0), h.get("ranks", 0), h.get("queued", 0),
+                h.get("running", 0), h.get("version", ""), h.get("instance", ""), h.get("max_image_bytes", 0),
+                bool(h.get("durable")), h.get("progress", ""), groups)
 
 
 def _event(state, when=0.0):

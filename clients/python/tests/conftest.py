@@ -75,7 +75,7 @@ class System:
     def await_groups(self, n):
         deadline = time.monotonic() + 60
         with self.client(timeout=10) as c:
-            while c.ping()["groups"] != n:
+            while c.ping().groups != n:
                 assert time.monotonic() < deadline, "expected %d group(s)" % n
                 time.sleep(0.02)
 

@@ -175,6 +175,38 @@ def test_an_unreachable_broker_raises_unavailable_in_bounded_time():
     assert time.monotonic() - start < 10
 
 
+def test_a_broker_that_is_down_is_unavailable_within_five_seconds_with_the_default_timeout():
+    import time
+    start = time.monotonic()
+    with pytest.raises(imgq.Unavailable) as raised:
+        imgq.Client("127.0.0.1:1")  # HOST:PORT, as people write it
+    assert time.monotonic() - start < 5
+    assert "is imgq-broker running" in str(raised.value)
+
+
+def test_endpoints_as_people_write_them_and_garbage_refused():
+    assert imgq.normalize_endpoint("127.0.0.1:5555") == "tcp://127.0.0.1:5555"
+    assert imgq.normalize_endpoint("localhost:5555") == "tcp://localhost:5555"
+    assert imgq.normalize_endpoint("tcp://[::1]:5555") == "tcp://[::1]:5555"
+    for garbage in ("127.0.0.1", "5555", "tcp://", "http://x:1", "a b:1", "host:99999"):
+        with pytest.raises(imgq.InvalidArgument):
+            imgq.Client(garbage)
+
+
+def test_ops_as_one_string_is_one_op_and_ping_is_typed(system):
+    with system.client() as c:
+        pong = c.ping()
+        assert isinstance(pong, imgq.Pong) and pong.groups == 1
+        assert [g.ranks for g in pong.group_list] == [2]
+        source = os.path.join(SAMPLES, "box.png")
+        got = c.submit(source, ops="gaussian_blur:ksize=5").result(timeout=60)
+        assert got == system.reference(BLUR, source, "png")
+        with pytest.raises(TypeError):
+            c.submit(source, ops=b"invert")
+        listed, _ = c.jobs(limit=5)
+        assert listed and listed[0].state == "done"
+
+
 def test_curve_admits_a_listed_key_and_refuses_another(tmp_path):
     from conftest import BIN, System
     import subprocess

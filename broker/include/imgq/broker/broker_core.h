@@ -119,7 +119,12 @@ class BrokerEvents {
   void dispatched(double wait_seconds);
   void retried();
   void stray_result();
-  void group_seen(const std::string& group);
+  // A group said hello (logged at info: operators see groups come and go).
+  void group_joined(const std::string& group, int ranks, int slots, const std::string& address);
+  // A group left or was given up on; `requeued` of its jobs went back.
+  void group_left(const std::string& group, const std::string& why, size_t requeued);
+  // A job's state as published (logged at debug).
+  void job_changed(const proto::JobState& state);
   // A job ended in `state` (finished) with `code`; `group` and `stats` when
   // a group ran it.
   void finished(JobState state, StatusCode code, double run_seconds, const std::string& group,
@@ -173,7 +178,8 @@ class BrokerCore {
   // `owner`: the client's CURVE public key (empty without CURVE); keys and
   // job ids are scoped to it.
   void on_client(const std::string& identity, Frames frames, const std::string& owner = {});
-  void on_worker(const std::string& identity, Frames frames);
+  // `address`: where the group connects from (ZeroMQ's Peer-Address), for logs.
+  void on_worker(const std::string& identity, Frames frames, const std::string& address = {});
   // Heartbeats, expiry of silent groups, expiry of old results. Call at least
   // every time_to_next_tick().
   void tick();
@@ -269,6 +275,8 @@ class BrokerCore {
     int code = 0;
     int attempts = 0;
     bool expired = false;  // its result expired; else it was acknowledged
+    double submitted = 0;  // Unix seconds (for `list`)
+    double finished = 0;
     double gone_at = 0;    // Unix seconds
     Clock::time_point gone_since;
   };
@@ -286,6 +294,7 @@ class BrokerCore {
     Clock::time_point expiry;
     Clock::time_point last_sent;
     Clock::time_point idle_since;
+    std::string address;  // where it connected from, for logs
   };
 
   void handle_submit(const std::string& identity, const std::string& owner, const proto::Submit& submit,
@@ -299,12 +308,13 @@ class BrokerCore {
   // Turns job `id`, whose result is gone and whose end is in the journal,
   // into a tombstone.
   void bury(const std::string& id);
-  const Tombstone* find_tombstone(const std::string& id, const std::string& owner) const;
+  const Tombstone* find_tombstone(const std::string& id, const std::string& owner, bool as_operator = false) const;
   // A submit whose key names a tombstone: the job's result is gone.
   void refuse_used_key(const std::string& identity, const proto::Submit& submit, const std::string& digest,
                        const std::string& id, const std::string& job_digest, bool expired, double gone_at);
-  // The job `id` if `owner` may see it.
-  Job* find_job(const std::string& id, const std::string& owner);
+  // The job `id` if `owner` may see it (`as_operator`: also when `owner` is
+  // an operator key, for reads and cancels; results stay their owner's).
+  Job* find_job(const std::string& id, const std::string& owner, bool as_operator = false);
   void send_accepted(const std::string& identity, uint64_t req, const Job& job, bool existing);
   // Sends the `accepted` held back past its hold (the job has not finished).
   void send_held_accepts(Clock::time_point now);
@@ -323,7 +333,10 @@ class BrokerCore {
   void record_due(bool all);
   StoredJob stored(const Job& job) const;
   void handle_ping(const std::string& identity, const proto::Ping& ping);
-  void handle_hello(const std::string& identity, const proto::Hello& hello);
+  void handle_hello(const std::string& identity, const proto::Hello& hello, const std::string& address);
+  void handle_list(const std::string& identity, const std::string& owner, const proto::ListRequest& request);
+  // Whether `owner` may read jobs of other owners (no CURVE, or an operator key).
+  bool sees_every_owner(const std::string& owner) const;
   void handle_done(Group& group, const proto::Done& done, Frames& frames);
 
   void reply_error(const std::string& identity, uint64_t req, const Status& status,

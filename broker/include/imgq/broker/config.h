@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <set>
+#include <string>
 
 #include "imgq/schemas/messages.h"
 
@@ -30,6 +32,9 @@ struct BrokerConfig {
   // Under load, a journal commit waits until this long after the previous
   // one, so that each (and its fsync) takes more submits; 0: at once.
   std::chrono::microseconds commit_gap{0};
+  // CURVE public keys (Z85) that may list, read and cancel every client's
+  // jobs (--allow-operators); results stay their owners'.
+  std::set<std::string> operator_keys;
 };
 
 }  // namespace imgq::broker

@@ -9,6 +9,7 @@
 
 #include <zmq.hpp>
 
+#include "imgq/common/connection_monitor.h"
 #include "imgq/common/curve.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
@@ -19,6 +20,18 @@ namespace imgq::client {
 using Millis = std::chrono::milliseconds;
 
 inline constexpr const char* kDefaultBroker = "tcp://127.0.0.1:5555";
+
+// How long a command waits for the broker's first answer before it says it
+// cannot reach it (exit 3): a broker answers a ping in milliseconds, so a
+// person learns within seconds that the address is wrong or the broker is
+// down. --timeout is for a broker that goes silent later, with jobs in
+// flight.
+inline constexpr Millis kFirstContact{3000};
+
+// The error for a broker that did not answer within `waited`: what the
+// connection's events say (nothing listens, something else listens, no
+// route) and what to check next.
+std::string no_answer(const std::string& endpoint, Millis waited, const std::string& diagnosis, bool curve);
 
 // The progress endpoint that goes with a broker endpoint: same host, port 5557.
 std::string default_progress_endpoint(const std::string& broker);
@@ -38,6 +51,8 @@ class BrokerClient {
   // With CURVE on: a refused handshake since the last call (PermissionDenied
   // naming the cause), so a client can say so instead of waiting.
   std::optional<Status> refused();
+  // Unavailable saying why nothing came within `waited` (no_answer()).
+  Status silent_for(Millis waited);
 
   // Sends a header and, optionally, a payload frame. Never blocks: false
   // when the socket has no connection to queue it on (a DEALER whose
@@ -49,7 +64,8 @@ class BrokerClient {
   // Waits up to `timeout` for one message from the broker.
   std::optional<Frames> receive(Millis timeout);
   // Sends `header` and waits for the reply whose `req` is `req`; messages for
-  // other requests are dropped. Unavailable when nothing comes in time.
+  // other requests are dropped. Unavailable when nothing comes in time
+  // (silent_for()).
   Result<Frames> call(const std::string& header, uint64_t req, Millis timeout);
 
   // Lets messages still queued (acknowledgements) go out for up to
@@ -63,7 +79,7 @@ class BrokerClient {
   std::string endpoint_;
   bool curve_ = false;
   zmq::socket_t dealer_;
-  std::optional<HandshakeMonitor> monitor_;
+  ConnectionMonitor monitor_;
 };
 
 // The progress endpoint to use: `given` when set, else the one the broker

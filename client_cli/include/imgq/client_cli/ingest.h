@@ -42,6 +42,7 @@ struct IngestOptions {
   // files and waits for those in flight, the second leaves them.
   const volatile std::sig_atomic_t* interrupted = nullptr;
   ReportMode mode = ReportMode::kPlain;
+  ReportStyle style;
   CurveOptions curve;
 };
 

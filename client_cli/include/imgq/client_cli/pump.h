@@ -22,8 +22,11 @@ namespace imgq::client {
 
 struct Item {
   std::filesystem::path source;  // the input file
-  std::filesystem::path output;  // sent as `output` with --local; else where place() writes by default
-  std::filesystem::path shown;   // where the result ends up, for reports (empty: `output`)
+  // Where the result is written first: sent as `output` with --local, else
+  // where place() writes by default. With `shown` set, a staging name whose
+  // file sync() then moves to `shown` (never replacing a different file).
+  std::filesystem::path output;
+  std::filesystem::path shown;   // where the result ends up (empty: `output`)
   std::string key;               // idempotency key
   Status problem;                // set: fails at once with this message, nothing sent
 };
@@ -44,12 +47,17 @@ class ItemSource {
   // For the progress line: how many items are known in all / waiting.
   virtual std::optional<size_t> total() const { return std::nullopt; }
   virtual std::optional<size_t> waiting() const { return std::nullopt; }
+  // For the summary: results already there and not redone (--skip-existing),
+  // and files passed over as no images.
+  virtual size_t kept() const { return 0; }
+  virtual size_t not_images() const { return 0; }
+  virtual size_t result_folders() const { return 0; }
 
   // A finished job's result image (`bytes`; for a local-files job, empty and
   // the group wrote `item.output`, synced): put it where it belongs. An
   // error fails the item and leaves the result unacknowledged at the broker.
   // By default it writes `item.output` (temporary file and rename) and
-  // leaves syncing to sync().
+  // leaves syncing to sync(), which moves a staged result to `item.shown`.
   virtual Status place(Item& item, std::string_view bytes);
   // Makes the results placed since the last call durable and final, all in
   // one go (a group commit: by default one syncfs per file system written,
@@ -73,9 +81,16 @@ class ItemSource {
   // submit under, or nullopt to fail the item with the broker's message.
   virtual std::optional<std::string> rekey(const Item& /*item*/) { return std::nullopt; }
 
+ protected:
+  bool replace_results_ = false;  // sync() replaces a file at `shown` (--overwrite)
+
  private:
   std::set<std::filesystem::path> unsynced_;  // folders written by place() since sync()
 };
+
+// Where a result for `wanted` is written first: a hidden name beside it,
+// .STEM.imgq-partPID.EXT (is_partial_result(); never taken as an input).
+std::filesystem::path staging_name(const std::filesystem::path& wanted);
 
 struct PumpOptions {
   std::string broker = kDefaultBroker;
@@ -88,24 +103,33 @@ struct PumpOptions {
   bool local = false;            // send paths, not bytes
   uint32_t job_timeout_ms = 0;
   Millis timeout{60'000};        // longest the broker may stay silent
+  // The first answer: a broker that does not answer within this long is
+  // reported (exit 3; with wait_for_broker, a warning and waiting on).
+  Millis first_contact = kFirstContact;
   // While the broker is silent: false gives up after `timeout` (exit 3);
   // true (a long-running ingest) keeps waiting and saying so.
   bool wait_for_broker = false;
   // Set by a signal handler: stop taking items at once.
   const volatile std::sig_atomic_t* interrupted = nullptr;
   // Interrupted: true waits for the jobs in flight to end before returning
-  // (an ingest finishing its window); false returns at once.
+  // (an ingest finishing its window); false cancels this run's unfinished
+  // jobs at the broker (a second signal leaves at once), unless `detach`,
+  // which leaves them running and lists them.
   bool drain_on_interrupt = false;
+  bool detach = false;
   CurveOptions curve;
   ReportMode mode = ReportMode::kPlain;
+  bool color = false;              // warnings and errors in colour
+  std::string command = "imgq";    // how messages start
   // The session's 8 hex digits (job ids start with it); empty: random.
   std::string session;
 };
 
 // 0 all succeeded, 1 some failed, 3 the broker could not be reached (or was
 // silent for `timeout`, or refused our key), 130 interrupted (0 when an
-// interrupted pump drained its window). On 3 and 130 the accepted,
-// unfinished jobs are listed ("submitted FILE as job ID").
+// interrupted pump drained its window). On 3, and on 130 with `detach` or
+// `no_wait`, the accepted, unfinished jobs are listed ("submitted FILE as
+// job ID"); on 130 otherwise they were cancelled.
 int run_pump(const PumpOptions& options, ItemSource& source, Reporter& reporter, std::ostream& out,
              std::ostream& err);
 

@@ -3,7 +3,10 @@
 // At most `window` jobs are in flight; files are read when sent, and a list
 // is read only as the window has room, so 100,000 images need memory for
 // the window only. Results are written under the output folder as they
-// arrive (common/batch_paths.h names them).
+// arrive (common/batch_paths.h names them), and never over a file: not over
+// an input, not over a different file already there (the result then gets
+// NAME.1.EXT; the same bytes already there count as written) unless
+// `overwrite`; `skip_existing` does not send an image whose result is there.
 #pragma once
 
 #include <csignal>
@@ -14,6 +17,8 @@
 #include "imgq/client_cli/reporter.h"
 
 namespace imgq::client {
+
+inline constexpr const char* kDefaultOut = "imgq-out";
 
 struct SubmitOptions {
   std::string broker = kDefaultBroker;
@@ -26,17 +31,23 @@ struct SubmitOptions {
   // counted): `find DIR` lists them along with their files.
   std::string from_file;
   bool null_separated = false;  // the list's paths end with NUL (find -print0)
-  std::string out_dir = ".";
-  std::string format;  // empty: each input's own
+  // Where results go: the default is a folder of its own in the current
+  // one, so the first command anyone types cannot touch their files.
+  std::string out_dir = kDefaultOut;
+  bool overwrite = false;      // replace a different file at a result's name (never an input)
+  bool skip_existing = false;  // an image whose result is there already is not sent (resumes a run)
+  std::string format;  // empty: batch_paths.h's output_extension()
   int priority = 4;
   size_t window = 16;  // jobs in flight (with no_wait: submits not yet accepted)
   bool no_wait = false;
   Millis timeout{60'000};  // longest the broker may stay silent before imgq gives up
-  // Set by a signal handler: stop at once (no new submits), list the jobs
-  // accepted and not finished, exit 130.
+  // Set by a signal handler: stop at once (no new submits), cancel the
+  // run's unfinished jobs (or, with `detach`, list them), exit 130.
   const volatile std::sig_atomic_t* interrupted = nullptr;
+  bool detach = false;
   uint32_t job_timeout_ms = 0;  // longest run of one attempt; 0 = the broker's --job-timeout
   ReportMode mode = ReportMode::kPlain;
+  ReportStyle style;
   CurveOptions curve;
   // Local files: send each image's absolute path and output path instead of
   // its bytes; the worker group reads and writes the files itself (it must
@@ -53,11 +64,13 @@ struct SubmitOptions {
 // written and synced, so the broker keeps it until then.
 //
 // Exit status: 0 all succeeded, 1 some failed, 2 usage error (reported
-// before anything is sent), 3 the broker could not be reached, or stayed
-// silent, for `timeout`, or refused this client's key; 130 interrupted. On
-// 3 and 130 the jobs accepted and not finished are listed ("submitted FILE
-// as job ID"; with --json, {"event":"unfinished",...}), for `imgq status`
-// and `imgq fetch` later.
+// before anything is sent: no op, a bad op or format, no image in an input,
+// an output folder that cannot be written), 3 the broker could not be
+// reached, or stayed silent, for `timeout`, or refused this client's key;
+// 130 interrupted (the run's unfinished jobs cancelled). On 3, and on 130
+// with `detach` or `no_wait`, the jobs accepted and not finished are listed
+// ("submitted FILE as job ID"; with --json, {"event":"unfinished",...}), for
+// `imgq status` and `imgq fetch` later.
 int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace imgq::client

@@ -2,10 +2,12 @@
 // worker's standalone mode and the imgq client, so both name results alike.
 //
 // A file is taken as given; a folder is walked recursively for files with
-// image extensions, in sorted order. Each result is written under the output
-// folder with its path relative to the folder given (photos/a/b.jpg from
-// photos/ becomes OUT/a/b.<ext>), the extension being the requested format or
-// the input's own. Pure file-system logic; no image library.
+// image extensions, in sorted order, passing over the output folder when it
+// lies inside (a run never takes its own results as inputs) and files being
+// written (*.imgq-part*). Each result is written under the output folder with
+// its path relative to the folder given (photos/a/b.jpg from photos/ becomes
+// OUT/a/b.<ext>), the extension, lower-case, being output_extension()'s.
+// Pure file-system logic; no image library.
 #pragma once
 
 #include <filesystem>
@@ -28,15 +30,43 @@ std::string output_formats_text();
 // "png" for "photo.PNG"; empty when there is no extension.
 std::string extension_of(const std::filesystem::path& path);
 
+// The extension of `input`'s result: `format` when given (lower-case), else
+// the input's own when imgq writes it, else png. A JPEG or WebP becomes png
+// when `edges` (the pipeline draws edges or thresholds, which lossy
+// compression would smear: schemas::makes_edge_map).
+std::string output_extension(const std::filesystem::path& input, const std::string& format, bool edges);
+
+// What output_extension() does, in a sentence for --help.
+std::string output_format_rule();
+
+// A file of ours being written (NAME.imgq-partPID.EXT): never an input.
+bool is_partial_result(const std::filesystem::path& path);
+
+// The file imgq leaves in an output folder it made; a folder holding it is
+// passed over when a folder given as input is walked, so results are never
+// taken as inputs by a later run (the folder itself may still be given).
+inline constexpr const char* kResultsMarker = ".imgq-results";
+// Makes `dir` (and its parents) if it does not exist, marking it as imgq's.
+Status make_results_folder(const std::filesystem::path& dir);
+
 struct BatchItem {
   std::filesystem::path source;
   std::filesystem::path output;  // empty when `problem` says why there is none
   Status problem;                // set when the item cannot be processed at all
 };
 
+struct BatchPlan {
+  std::vector<BatchItem> items;
+  size_t not_images = 0;             // files in the folders given that are no images
+  size_t result_folders = 0;         // folders of earlier results passed over (kResultsMarker)
+  std::vector<std::string> empty;    // inputs given that hold no image at all
+};
+
 // Expands the inputs. Inputs that do not exist, and outputs that two inputs
-// would share, become items with a problem, reported like any other failure.
-std::vector<BatchItem> plan_batch(const std::vector<std::string>& inputs,
-                                  const std::filesystem::path& out_dir, const std::string& format);
+// would share, become items with a problem, reported like any other failure;
+// a folder with no image in it is listed in `empty` (a usage error for
+// the callers). `edges`: see output_extension().
+BatchPlan plan_batch(const std::vector<std::string>& inputs, const std::filesystem::path& out_dir,
+                     const std::string& format, bool edges = false);
 
 }  // namespace imgq

@@ -1,6 +1,6 @@
 // CurveZMQ for imgq's sockets: key files, socket setup, the broker's ZAP
-// handler with allow-lists, and a monitor that turns a refused handshake
-// into an error a person can act on.
+// handler with allow-lists (connection_monitor.h turns a refused handshake
+// into an error a person can act on).
 //
 // Key files (imgq keygen NAME): NAME.pub holds the Z85 public key on one
 // line; NAME.key holds "public KEY" and "secret KEY" lines (mode 0600). An
@@ -72,17 +72,6 @@ class ZapHandler {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> refused_{0};
-};
-
-// Watches a connecting socket's handshakes.
-class HandshakeMonitor {
- public:
-  HandshakeMonitor(zmq::context_t& context, zmq::socket_t& socket);
-  // Drains the events so far: a refused handshake since the last call, if any.
-  std::optional<Status> failure();
-
- private:
-  zmq::socket_t events_;
 };
 
 }  // namespace imgq

@@ -48,4 +48,12 @@ Result<std::filesystem::path> place_unique(const std::filesystem::path& wanted,
 // True when both files exist and hold the same bytes.
 bool same_contents(const std::filesystem::path& a, const std::filesystem::path& b);
 
+// Puts the finished file `from` (in `wanted`'s file system) at `wanted`,
+// never replacing a different file: the first free of wanted, STEM.1.EXT,
+// STEM.2.EXT, ...; a name that already holds the same bytes counts as
+// placed (and `from` is removed). With `replace`, a file at `wanted` is
+// replaced instead. Returns the name the file has now.
+Result<std::filesystem::path> place_file(const std::filesystem::path& from, const std::filesystem::path& wanted,
+                                         bool replace = false);
+
 }  // namespace imgq

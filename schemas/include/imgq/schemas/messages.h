@@ -159,6 +159,18 @@ struct OpsReply {
   MSGPACK_DEFINE_MAP(sig, ver, type, req, ops, aliases)
 };
 
+// The caller's jobs, newest first, a page at a time (`imgq jobs`). With
+// CURVE a client sees only the jobs its key submitted (an operator key,
+// imgq-broker --allow-operators, sees every job); without CURVE, everyone's.
+struct ListRequest {
+  IMGQ_MESSAGE("list");
+  uint64_t req = 0;
+  std::string state;   // only jobs in this state (queued, running, done, failed, cancelled); empty: any
+  uint32_t limit = 0;  // at most this many (0: 50; more than 1000: 1000)
+  std::string before;  // the previous page's `next`; empty: from the newest
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, state, limit, before)
+};
+
 struct Ping {
   IMGQ_MESSAGE("ping");
   uint64_t req = 0;
@@ -231,6 +243,16 @@ struct StatusReply {
   MSGPACK_DEFINE_MAP(sig, ver, type, req, job)
 };
 
+// One worker group, as a pong lists it.
+struct GroupInfo {
+  std::string name;
+  int ranks = 0;
+  int slots = 0;          // jobs it takes at once
+  uint32_t running = 0;   // jobs it holds now
+  double idle_seconds = 0;  // since it last held a job (0 while it holds one)
+  MSGPACK_DEFINE_MAP(name, ranks, slots, running, idle_seconds)
+};
+
 struct Pong {
   IMGQ_MESSAGE("pong");
   uint64_t req = 0;
@@ -248,8 +270,27 @@ struct Pong {
   // wildcard host means the host the client reached the broker at), so a
   // client need not be told it; empty = unknown.
   std::string progress;
+  std::vector<GroupInfo> group_list;  // every connected group, by name (absent from brokers before 0.2)
   MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version, instance,
-                     max_image_bytes, durable, progress)
+                     max_image_bytes, durable, progress, group_list)
+};
+
+// A job as `list` gives it: its state, and when it came and ended.
+struct ListedJob {
+  JobState job;
+  double submitted = 0;  // Unix seconds
+  double finished = 0;   // Unix seconds; 0 while it runs or waits
+  bool kept = false;     // its result waits at the broker to be fetched and acknowledged
+  MSGPACK_DEFINE_MAP(job, submitted, finished, kept)
+};
+
+struct ListReply {
+  IMGQ_MESSAGE("list_reply");
+  uint64_t req = 0;
+  std::vector<ListedJob> jobs;  // newest first
+  std::string next;             // `before` for the next page; empty: this was the last
+  bool every_owner = false;     // the list holds every client's jobs (no CURVE, or an operator key)
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, jobs, next, every_owner)
 };
 
 // ---- broker -> progress subscribers (PUB; frames: [job id][Event]) ----

@@ -66,4 +66,9 @@ Result<Pipeline> parse_pipeline(const std::vector<std::string>& specs);
 // Canonical text of each op, one per element (parse_pipeline's inverse).
 std::vector<std::string> pipeline_to_specs(const Pipeline& pipeline);
 
+// Whether the pipeline draws edges or thresholds (canny, sobel, threshold):
+// a result lossy compression would smear, so a JPEG input's result is
+// written as PNG unless a format is asked for (batch_paths.h).
+bool makes_edge_map(const Pipeline& pipeline);
+
 }  // namespace imgq::schemas
