@@ -78,7 +78,7 @@ class InboxSource : public ItemSource {
               std::string request, std::ostream& err)
       : options_(options), inbox_(std::move(inbox)), out_(std::move(out)), done_(std::move(done)),
         failed_(std::move(failed)), request_(std::move(request)), err_(err),
-        edges_(schemas::makes_edge_map(*schemas::parse_pipeline(options.ops))) {}
+        edges_(makes_edge_map(options.ops)) {}
   ~InboxSource() override {
     if (inotify_ >= 0) ::close(inotify_);
   }
@@ -394,6 +394,11 @@ class InboxSource : public ItemSource {
         walk_.reset();
       }
     }
+  }
+
+  static bool makes_edge_map(const std::vector<std::string>& ops) {
+    const auto pipeline = schemas::parse_pipeline(ops);  // valid: run_ingest checked it
+    return pipeline.ok() && schemas::makes_edge_map(*pipeline);
   }
 
   const IngestOptions& options_;

@@ -293,7 +293,8 @@ int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& er
   }
   if (options.overwrite && options.skip_existing) return usage("give --overwrite or --skip-existing, not both");
   if (Status folder = check_output_folder(options.out_dir); !folder.ok()) return usage(folder.message());
-  const bool edges = schemas::makes_edge_map(*schemas::parse_pipeline(*specs));
+  const auto pipeline = schemas::parse_pipeline(*specs);  // valid: check_request parsed it
+  const bool edges = pipeline.ok() && schemas::makes_edge_map(*pipeline);
   const OutputRules rules{options.overwrite, options.skip_existing};
 
   std::unique_ptr<ItemSource> source;

@@ -1,5 +1,8 @@
 #include "imgq/common/status.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace imgq {
 
 std::string_view status_code_name(StatusCode code) {
@@ -42,5 +45,15 @@ Status Status::WithContext(std::string_view context) const {
   m += message_;
   return {code_, std::move(m)};
 }
+
+namespace internal {
+
+void die_without_value(const Status& status) {
+  std::fprintf(stderr, "Result has no value: %s\n", status.ToString().c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace internal
 
 }  // namespace imgq

@@ -193,7 +193,8 @@ class Leader {
   // A job message from the broker: refused at once, or queued.
   void take(Messages& parts) {
     Task task;
-    auto request = proto::decode_header({parts[0].data<char>(), parts[0].size()})->as<proto::JobRequest>({"job", "ops"});
+    auto header = proto::decode_header({parts[0].data<char>(), parts[0].size()});
+    auto request = header.ok() ? header->as<proto::JobRequest>({"job", "ops"}) : Result<proto::JobRequest>(header.status());
     const size_t expected = request.ok() && !request->path.empty() ? 1 : 2;
     if (!request.ok() || parts.size() != expected) {
       task.request.job = request.ok() ? request->job : std::string();

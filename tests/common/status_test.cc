@@ -42,6 +42,15 @@ TEST(Result, CarriesValueOrStatus) {
   EXPECT_EQ(r.status().message(), "odd: 3");
 }
 
+// The value of an error is a bug found at once, with the error said, not
+// garbage read on (it was undefined behaviour).
+TEST(ResultDeathTest, TheValueOfAnErrorEndsTheProcessNamingIt) {
+  const Result<std::string> r(Status::NotFound("no job 0123"));
+  EXPECT_DEATH((void)r->size(), "Result has no value: not_found: no job 0123");
+  EXPECT_DEATH((void)*r, "Result has no value");
+  EXPECT_DEATH((void)r.value(), "Result has no value");
+}
+
 TEST(Result, FromOkStatusIsAnError) {
   Result<int> r(Status::Ok());
   EXPECT_FALSE(r.ok());

@@ -77,7 +77,16 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+namespace internal {
+// Ends the process with "Result has no value: STATUS" on stderr: the value
+// of an error was used, a bug to be found at once rather than read as
+// garbage (as absl's StatusOr::value() does).
+[[noreturn]] void die_without_value(const Status& status);
+}  // namespace internal
+
 // A value or the Status saying why there is none (abseil's StatusOr, smaller).
+// Every accessor of the value checks that there is one (see
+// internal::die_without_value); test ok() first.
 template <typename T>
 class [[nodiscard]] Result {
  public:
@@ -89,15 +98,24 @@ class [[nodiscard]] Result {
   // OK when a value is held; otherwise why there is none.
   const Status& status() const { return status_; }
 
-  T& value() & { return *value_; }
-  const T& value() const& { return *value_; }
-  T&& value() && { return std::move(*value_); }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-  T& operator*() & { return *value_; }
-  const T& operator*() const& { return *value_; }
+  T& value() & { return checked(); }
+  const T& value() const& { return checked(); }
+  T&& value() && { return std::move(checked()); }
+  T* operator->() { return &checked(); }
+  const T* operator->() const { return &checked(); }
+  T& operator*() & { return checked(); }
+  const T& operator*() const& { return checked(); }
 
  private:
+  T& checked() {
+    if (!value_) internal::die_without_value(status_);
+    return *value_;
+  }
+  const T& checked() const {
+    if (!value_) internal::die_without_value(status_);
+    return *value_;
+  }
+
   std::optional<T> value_;
   Status status_;
 };
