@@ -41,8 +41,7 @@ struct Settings {
   int64_t result_ttl_s = 0;
   double job_timeout_s = 0;
   int64_t heartbeat_ms = 0;
-  // 2 ms: under load each fsync takes more submits (bench/README.md).
-  int64_t commit_gap_us = 2000;
+  int64_t commit_gap_us = 0;
   std::string curve_key, allow_clients, allow_workers, allow_operators;
   bool memory_only = false;
   bool man = false;
@@ -145,7 +144,7 @@ imgq::Status check(Settings& s) {
   o.config.result_ttl = imgq::broker::Duration{s.result_ttl_s * 1000};
   o.config.job_timeout = imgq::broker::Duration{static_cast<int64_t>(s.job_timeout_s * 1000)};
   o.config.heartbeat_interval = imgq::broker::Duration{s.heartbeat_ms};
-  o.config.commit_gap = std::chrono::microseconds{s.commit_gap_us};
+  o.config.commit.gap = std::chrono::microseconds{s.commit_gap_us};
   const bool curve = !s.curve_key.empty() || !s.allow_clients.empty() || !s.allow_workers.empty();
   if (!curve) {
     if (!s.allow_operators.empty()) {
@@ -219,6 +218,7 @@ int run(int argc, char** argv) {
   s.result_ttl_s = s.options.config.result_ttl.count() / 1000;
   s.job_timeout_s = static_cast<double>(s.options.config.job_timeout.count()) / 1000;
   s.heartbeat_ms = s.options.config.heartbeat_interval.count();
+  s.commit_gap_us = s.options.config.commit.gap.count();
   CLI::App app{"imgq-broker: queues image jobs from clients and dispatches them to MPI worker groups",
                "imgq-broker"};
   add_options(app, s);

@@ -142,46 +142,20 @@ monitoring::Rejection rejection_of(const Status& refusal) {
   return refusal.code() == StatusCode::kTooLarge ? monitoring::Rejection::kTooLarge : monitoring::Rejection::kInvalid;
 }
 
-void BrokerEvents::submitted() {
-  ++counters_.submitted;
-  if (metrics_) metrics_->submitted();
-}
+BrokerEvents::BrokerEvents(monitoring::BrokerMetrics* metrics)
+    : own_(metrics == nullptr ? std::make_unique<monitoring::BrokerMetrics>(std::string(imgq::version())) : nullptr),
+      metrics_(metrics == nullptr ? own_.get() : metrics) {}
 
-void BrokerEvents::rejected(monitoring::Rejection why) {
-  using monitoring::Rejection;
-  ++(why == Rejection::kQueueFull  ? counters_.rejected_queue_full
-     : why == Rejection::kTooLarge ? counters_.rejected_too_large
-     : why == Rejection::kUnstored ? counters_.rejected_unstored
-                                   : counters_.rejected_invalid);
-  if (metrics_) metrics_->rejected(why);
-}
-
-void BrokerEvents::malformed(monitoring::Peer from) {
-  ++(from == monitoring::Peer::kClients ? counters_.malformed_client : counters_.malformed_worker);
-  if (metrics_) metrics_->malformed(from);
-}
-
-void BrokerEvents::committed(double seconds, bool ok) {
-  ++(ok ? counters_.commits : counters_.commit_failures);
-  if (metrics_) metrics_->committed(seconds, ok);
-}
-
-void BrokerEvents::dispatched(double wait_seconds) {
-  if (metrics_) metrics_->dispatched(wait_seconds);
-}
-
-void BrokerEvents::retried() {
-  ++counters_.retried;
-  if (metrics_) metrics_->retried();
-}
-
-void BrokerEvents::stray_result() {
-  ++counters_.stray_results;
-  if (metrics_) metrics_->stray_result();
-}
+void BrokerEvents::submitted() { metrics_->submitted(); }
+void BrokerEvents::rejected(monitoring::Rejection why) { metrics_->rejected(why); }
+void BrokerEvents::malformed(monitoring::Peer from) { metrics_->malformed(from); }
+void BrokerEvents::committed(double seconds, bool ok) { metrics_->committed(seconds, ok); }
+void BrokerEvents::dispatched(double wait_seconds) { metrics_->dispatched(wait_seconds); }
+void BrokerEvents::retried() { metrics_->retried(); }
+void BrokerEvents::stray_result() { metrics_->stray_result(); }
 
 void BrokerEvents::group_joined(const std::string& group, int ranks, int slots, const std::string& address) {
-  if (metrics_) metrics_->group_seen(group);
+  metrics_->group_seen(group);
   log_event(spdlog::level::info,
             "group \"" + group + "\" joined: " + std::to_string(ranks) + " rank(s), " + std::to_string(slots) +
                 " slot(s)" + (address.empty() ? std::string() : ", from " + address),
@@ -215,23 +189,15 @@ void BrokerEvents::finished(JobState state, StatusCode code, double run_seconds,
   const Outcome outcome = state == JobState::kDone     ? Outcome::kSucceeded
                           : state == JobState::kFailed ? Outcome::kFailed
                                                        : Outcome::kCancelled;
-  ++(outcome == Outcome::kSucceeded ? counters_.succeeded
-     : outcome == Outcome::kFailed  ? counters_.failed
-                                    : counters_.cancelled);
-  if (metrics_ == nullptr) return;
   if (outcome == Outcome::kFailed) metrics_->failed(code);
   metrics_->finished(outcome, run_seconds, group, stats);
 }
 
-void BrokerEvents::undelivered_result() { ++counters_.undelivered_results; }
-void BrokerEvents::aborted_running() { ++counters_.aborted_running; }
-void BrokerEvents::deadline_exceeded() { ++counters_.deadlines_exceeded; }
-void BrokerEvents::acknowledged() { ++counters_.acknowledged; }
-void BrokerEvents::expired_result() { ++counters_.expired_results; }
-
-void BrokerEvents::set_state(const monitoring::BrokerMetrics::QueueState& state) {
-  if (metrics_) metrics_->set_state(state);
-}
+void BrokerEvents::undelivered_result() { metrics_->undelivered_result(); }
+void BrokerEvents::stopped_running() { metrics_->stopped_running(); }
+void BrokerEvents::acknowledged() { metrics_->result_ended(monitoring::ResultEnd::kAcknowledged); }
+void BrokerEvents::expired_result() { metrics_->result_ended(monitoring::ResultEnd::kExpired); }
+void BrokerEvents::set_state(const monitoring::BrokerMetrics::QueueState& state) { metrics_->set_state(state); }
 
 BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring::BrokerMetrics* metrics,
                        Journal* journal)
@@ -587,7 +553,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
     reply_error(identity, submit.req, status);
   };
   if (stopping_) {
-    return reject(Status::Unavailable("the broker is stopping; submit again when it is back"), Rejection::kQueueFull);
+    return reject(Status::Unavailable("the broker is stopping; submit again when it is back"), Rejection::kStopping);
   }
   auto checked = check_submit(submit, image, {config_.max_image_bytes, config_.max_pixels});
   if (!checked.ok()) return reject(checked.status(), rejection_of(checked.status()));
@@ -683,7 +649,7 @@ void BrokerCore::unrecorded(Job& job) {
 // (it was a walk of every one per commit, 7% of the broker's CPU on tiny jobs).
 void BrokerCore::record_due(bool all) {
   const auto now = now_();
-  while (!unrecorded_.empty() && (all || now - unrecorded_.front().second >= kLazyCommit)) {
+  while (!unrecorded_.empty() && (all || broker::record_due(config_.commit, unrecorded_.front().second, now, false))) {
     const std::string id = std::move(unrecorded_.front().first);
     unrecorded_.pop_front();
     auto it = jobs_.find(id);
@@ -702,23 +668,23 @@ void BrokerCore::record_due(bool all) {
   }
 }
 
+CommitState BrokerCore::commit_state() const {
+  CommitState s;
+  s.now = now_();
+  s.last_commit = last_commit_;
+  if (!pending_.empty()) s.oldest_submit = oldest_pending();
+  if (!unrecorded_.empty()) s.oldest_unrecorded = unrecorded_.front().second;
+  s.staged = journal_.dirty();
+  s.syncing = journal_.syncing();
+  s.durable = journal_.durable();
+  s.stopping = stopping_;
+  return s;
+}
+
 void BrokerCore::commit() {
-  const auto now = now_();
-  // Dispatches and ends are recorded kLazyCommit after a job's first
-  // unrecorded change: a tiny job dispatched, finished and acknowledged
-  // within that costs one row update, not three. (A crash before loses only that the job ran: it runs
-  // again.)
-  const bool due = !unrecorded_.empty() && (stopping_ || now - unrecorded_.front().second >= kLazyCommit);
-  const bool lazy_due = (journal_.dirty() || due) && (stopping_ || now - last_commit_ >= kLazyCommit);
-  if (pending_.empty() && !lazy_due) return release_synced();
-  // While the last commit is being synced (or payloads written), the next
-  // round's changes join this one's: the commit waits for the sync, and
-  // then takes them all; up to kMaxCommitDelay for the oldest submit.
-  const bool overdue = !pending_.empty() && now - oldest_pending() >= kMaxCommitDelay;
-  if (!stopping_ && !overdue && journal_.syncing()) return release_synced();
-  if (!stopping_ && !overdue && !pending_.empty() && journal_.durable() && now - last_commit_ < config_.commit_gap) {
-    return release_synced();
-  }
+  const CommitState state = commit_state();
+  if (decide_commit(config_.commit, state) != CommitDecision::kCommit) return release_synced();
+  const auto now = state.now;
   record_due(stopping_);
   const auto started = std::chrono::steady_clock::now();
   const Result<uint64_t> ticket = journal_.commit();
@@ -1350,7 +1316,7 @@ void BrokerCore::send_abort(const Job& job, const std::string& reason) {
 
 void BrokerCore::abort_running(Job& job, JobState state, const Status& why) {
   send_abort(job, why.message());
-  events_.aborted_running();
+  events_.stopped_running();
   finish(job, state, why, /*ran=*/true);
 }
 
@@ -1362,7 +1328,6 @@ void BrokerCore::expire_deadlines(Clock::time_point now) {
     }
   }
   for (Job* job : expired) {
-    events_.deadline_exceeded();
     abort_running(*job, JobState::kFailed,
                   Status::DeadlineExceeded("the job ran longer than its timeout of " +
                                            seconds_text(job->timeout) + " on group " + job->group_name));
@@ -1448,14 +1413,9 @@ void BrokerCore::update_gauges() {
 Duration BrokerCore::time_to_next_tick() const {
   auto next = config_.heartbeat_interval;
   const auto now = now_();
-  if (journal_.dirty() || !unrecorded_.empty()) {
-    next = std::min(next, std::chrono::duration_cast<Duration>(last_commit_ + kLazyCommit - now));
-  }
-  if (!pending_.empty()) {
-    next = std::min(next, std::chrono::duration_cast<Duration>(oldest_pending() + kMaxCommitDelay - now));
-  }
-  if (!pending_.empty() && config_.commit_gap.count() > 0 && journal_.durable()) {
-    next = std::min(next, std::chrono::ceil<Duration>(last_commit_ + config_.commit_gap - now));
+  const Clock::time_point commit_check = next_commit_check(config_.commit, commit_state());
+  if (commit_check != Clock::time_point::max()) {
+    next = std::min(next, std::chrono::ceil<Duration>(commit_check - now));
   }
   if (!held_accepts_.empty()) {
     next = std::min(next, std::chrono::ceil<Duration>(held_accepts_.begin()->first - now));

@@ -40,7 +40,18 @@ BrokerMetrics::BrokerMetrics(const std::string& version) : registry_(std::make_s
   }
   auto& rejected = BuildCounter().Name("imgq_jobs_rejected_total").Help("Submits refused, by reason").Register(r);
   rejected_ = {&rejected.Add({{"reason", "queue_full"}}), &rejected.Add({{"reason", "invalid"}}),
-               &rejected.Add({{"reason", "too_large"}}), &rejected.Add({{"reason", "unstored"}})};
+               &rejected.Add({{"reason", "too_large"}}), &rejected.Add({{"reason", "unstored"}}),
+               &rejected.Add({{"reason", "stopping"}})};
+  undelivered_ = &BuildCounter().Name("imgq_results_undelivered_total")
+                      .Help("Results whose client had gone when they were sent (they wait to be fetched)")
+                      .Register(r).Add({});
+  stopped_running_ = &BuildCounter().Name("imgq_jobs_stopped_running_total")
+                          .Help("Running jobs the broker stopped: cancelled, or past their deadline")
+                          .Register(r).Add({});
+  auto& ended = BuildCounter().Name("imgq_results_ended_total")
+                    .Help("Kept results that ended: acknowledged by their client, or expired unacknowledged")
+                    .Register(r);
+  result_ended_ = {&ended.Add({{"how", "acknowledged"}}), &ended.Add({{"how", "expired"}})};
   commit_seconds_ = &BuildHistogram().Name("imgq_journal_commit_seconds")
                          .Help("Time of one journal commit (group commit: one fsync for a round of changes)")
                          .Register(r)
@@ -136,6 +147,34 @@ void BrokerMetrics::set_state(const QueueState& s) {
   groups_[1]->Set(static_cast<double>(s.busy_groups));
   ranks_->Set(static_cast<double>(s.ranks));
   kept_bytes_->Set(static_cast<double>(s.kept_result_bytes));
+}
+
+BrokerMetrics::Counts BrokerMetrics::counts() const {
+  auto n = [](const prometheus::Counter* c) { return static_cast<uint64_t>(c->Value()); };
+  auto samples = [](const prometheus::Histogram* h) { return h->Collect().histogram.sample_count; };
+  Counts c;
+  c.submitted = n(submitted_);
+  c.succeeded = n(completed_[static_cast<size_t>(Outcome::kSucceeded)]);
+  c.failed = n(completed_[static_cast<size_t>(Outcome::kFailed)]);
+  c.cancelled = n(completed_[static_cast<size_t>(Outcome::kCancelled)]);
+  c.retried = n(retried_);
+  c.rejected_queue_full = n(rejected_[static_cast<size_t>(Rejection::kQueueFull)]);
+  c.rejected_invalid = n(rejected_[static_cast<size_t>(Rejection::kInvalid)]);
+  c.rejected_too_large = n(rejected_[static_cast<size_t>(Rejection::kTooLarge)]);
+  c.rejected_unstored = n(rejected_[static_cast<size_t>(Rejection::kUnstored)]);
+  c.rejected_stopping = n(rejected_[static_cast<size_t>(Rejection::kStopping)]);
+  c.malformed_client = n(malformed_[static_cast<size_t>(Peer::kClients)]);
+  c.malformed_worker = n(malformed_[static_cast<size_t>(Peer::kWorkers)]);
+  c.stray_results = n(stray_results_);
+  c.undelivered_results = n(undelivered_);
+  c.deadlines_exceeded = n(failed_[static_cast<size_t>(StatusCode::kDeadlineExceeded)]);
+  c.aborted_running = n(stopped_running_);
+  c.acknowledged = n(result_ended_[static_cast<size_t>(ResultEnd::kAcknowledged)]);
+  c.expired_results = n(result_ended_[static_cast<size_t>(ResultEnd::kExpired)]);
+  c.commit_failures = n(commit_failures_);
+  c.commits = samples(commit_seconds_) - c.commit_failures;
+  c.dispatched = samples(wait_);
+  return c;
 }
 
 std::string BrokerMetrics::text() const {

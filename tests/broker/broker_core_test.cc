@@ -3,7 +3,10 @@
 #include "imgq/broker/broker_core.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -805,35 +808,99 @@ TEST(CheckSubmitTest, TooLargeIsCountedApartFromInvalid) {
   EXPECT_EQ(rejection_of(Status::InvalidArgument("x")), monitoring::Rejection::kInvalid);
 }
 
-// Every event counts once in both the counters and the metrics.
-TEST(BrokerEventsTest, EachEventReachesCountersAndMetricsOnce) {
+// Every sample of the metrics' text form, "name{labels}" -> value, but the
+// histograms' buckets (they move with their _count).
+std::map<std::string, double> samples(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    const std::string series = line.substr(0, space);
+    if (series.find("_bucket{") != std::string::npos) continue;
+    out[series] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+// Each event moves exactly the series it should, and counts() reads the
+// same numbers back: one path for every event, nothing counted twice.
+TEST(BrokerEventsTest, EachEventMovesExactlyItsSeries) {
+  proto::JobStats stats;
+  stats.pixels = 100;
+  stats.compute_seconds = 0.5;
+  stats.imbalance = 0.25;
+  struct Case {
+    const char* what;
+    std::function<void(BrokerEvents&)> event;
+    std::set<std::string> moves;
+  };
+  const std::vector<Case> cases = {
+      {"submitted", [](BrokerEvents& e) { e.submitted(); }, {"imgq_jobs_submitted_total"}},
+      {"refused: queue full", [](BrokerEvents& e) { e.rejected(monitoring::Rejection::kQueueFull); },
+       {"imgq_jobs_rejected_total{reason=\"queue_full\"}"}},
+      {"refused: stopping", [](BrokerEvents& e) { e.rejected(monitoring::Rejection::kStopping); },
+       {"imgq_jobs_rejected_total{reason=\"stopping\"}"}},
+      {"malformed", [](BrokerEvents& e) { e.malformed(monitoring::Peer::kWorkers); },
+       {"imgq_messages_rejected_total{socket=\"workers\"}"}},
+      {"committed", [](BrokerEvents& e) { e.committed(0.002, true); },
+       {"imgq_journal_commit_seconds_count", "imgq_journal_commit_seconds_sum"}},
+      {"commit failed", [](BrokerEvents& e) { e.committed(0.002, false); },
+       {"imgq_journal_commit_seconds_count", "imgq_journal_commit_seconds_sum", "imgq_journal_commit_failures_total"}},
+      {"dispatched", [](BrokerEvents& e) { e.dispatched(0.5); },
+       {"imgq_job_wait_seconds_count", "imgq_job_wait_seconds_sum"}},
+      {"retried", [](BrokerEvents& e) { e.retried(); }, {"imgq_jobs_retried_total"}},
+      {"stray result", [](BrokerEvents& e) { e.stray_result(); }, {"imgq_worker_results_discarded_total"}},
+      {"group joined", [](BrokerEvents& e) { e.group_joined("g", 2, 3, "127.0.0.1"); }, {}},
+      {"failed before running",
+       [](BrokerEvents& e) { e.finished(JobState::kFailed, StatusCode::kInvalidImage, 0, "", nullptr); },
+       {"imgq_jobs_completed_total{outcome=\"failed\"}", "imgq_jobs_failed_total{code=\"invalid_image\"}"}},
+      {"done on a group",
+       [&](BrokerEvents& e) { e.finished(JobState::kDone, StatusCode::kOk, 1.0, "g", &stats); },
+       {"imgq_jobs_completed_total{outcome=\"succeeded\"}", "imgq_job_duration_seconds_count",
+        "imgq_job_duration_seconds_sum", "imgq_group_jobs_total{group=\"g\",outcome=\"succeeded\"}",
+        "imgq_group_pixels_total{group=\"g\"}", "imgq_group_stage_seconds_total{group=\"g\",stage=\"compute\"}",
+        "imgq_group_rank_imbalance_ratio{group=\"g\"}"}},
+      {"cancelled", [](BrokerEvents& e) { e.finished(JobState::kCancelled, StatusCode::kCancelled, 0, "", nullptr); },
+       {"imgq_jobs_completed_total{outcome=\"cancelled\"}"}},
+      {"undelivered", [](BrokerEvents& e) { e.undelivered_result(); }, {"imgq_results_undelivered_total"}},
+      {"stopped running", [](BrokerEvents& e) { e.stopped_running(); }, {"imgq_jobs_stopped_running_total"}},
+      {"acknowledged", [](BrokerEvents& e) { e.acknowledged(); }, {"imgq_results_ended_total{how=\"acknowledged\"}"}},
+      {"expired", [](BrokerEvents& e) { e.expired_result(); }, {"imgq_results_ended_total{how=\"expired\"}"}},
+  };
   monitoring::BrokerMetrics metrics("t");
   BrokerEvents events(&metrics);
-  events.submitted();
-  events.retried();
-  events.rejected(monitoring::Rejection::kQueueFull);
-  events.malformed(monitoring::Peer::kWorkers);
-  events.finished(JobState::kFailed, StatusCode::kInvalidImage, 0, "", nullptr);
-  events.finished(JobState::kCancelled, StatusCode::kCancelled, 0, "", nullptr);
-  const BrokerCounters& c = events.counters();
-  EXPECT_EQ(c.submitted, 1u);
-  EXPECT_EQ(c.retried, 1u);
-  EXPECT_EQ(c.rejected_queue_full, 1u);
-  EXPECT_EQ(c.malformed_worker, 1u);
-  EXPECT_EQ(c.failed, 1u);
-  EXPECT_EQ(c.cancelled, 1u);
-  const std::string text = metrics.text();
-  for (const char* series : {"imgq_jobs_submitted_total 1", "imgq_jobs_retried_total 1",
-                             "imgq_jobs_rejected_total{reason=\"queue_full\"} 1",
-                             "imgq_messages_rejected_total{socket=\"workers\"} 1",
-                             "imgq_jobs_completed_total{outcome=\"failed\"} 1",
-                             "imgq_jobs_failed_total{code=\"invalid_image\"} 1",
-                             "imgq_jobs_completed_total{outcome=\"cancelled\"} 1"}) {
-    EXPECT_NE(text.find(std::string("\n") + series + "\n"), std::string::npos) << series;
+  for (const Case& c : cases) {
+    const auto before = samples(metrics.text());
+    c.event(events);
+    const auto after = samples(metrics.text());
+    std::set<std::string> moved;
+    for (const auto& [series, value] : after) {
+      auto it = before.find(series);
+      if (it == before.end() ? value != 0 : it->second != value) moved.insert(series);
+    }
+    EXPECT_EQ(moved, c.moves) << c.what;
   }
+  const auto n = events.counts();
+  EXPECT_EQ(n.submitted, 1u);
+  EXPECT_EQ(n.rejected_queue_full, 1u);
+  EXPECT_EQ(n.rejected_stopping, 1u);
+  EXPECT_EQ(n.malformed_worker, 1u);
+  EXPECT_EQ(n.commits, 1u);
+  EXPECT_EQ(n.commit_failures, 1u);
+  EXPECT_EQ(n.dispatched, 1u);
+  EXPECT_EQ(n.retried, 1u);
+  EXPECT_EQ(n.stray_results, 1u);
+  EXPECT_EQ(n.failed, 1u);
+  EXPECT_EQ(n.succeeded, 1u);
+  EXPECT_EQ(n.cancelled, 1u);
+  EXPECT_EQ(n.undelivered_results, 1u);
+  EXPECT_EQ(n.aborted_running, 1u);
+  EXPECT_EQ(n.acknowledged, 1u);
+  EXPECT_EQ(n.expired_results, 1u);
   BrokerEvents without(nullptr);
   without.submitted();
-  EXPECT_EQ(without.counters().submitted, 1u) << "counters need no metrics";
+  EXPECT_EQ(without.counts().submitted, 1u) << "metrics of its own, read back";
   EXPECT_FALSE(without.wants_state());
 }
 

@@ -78,6 +78,9 @@ class JournalTest : public ::testing::Test {
   std::string submit(const std::string& client, uint64_t req, std::string key = {}, std::string image = kImg,
                      const std::string& owner = {}) {
     send(client, {proto::encode(submit_message(req, std::move(key))), std::move(image)}, owner);
+    // Past the commit gap of the production policy (it holds a commit of
+    // submits that close to the previous one).
+    now_ += BrokerConfig{}.commit.gap;
     core_->commit();
     const Sent& reply = out_->clients.back();
     return reply.type == "accepted" ? decode<proto::Accepted>(reply.frames[0]).job : std::string();
@@ -111,7 +114,7 @@ class JournalTest : public ::testing::Test {
   // Lets the lazy commit of what is not a submit (dispatches, results,
   // acknowledgements) come due, as the broker's loop does.
   void settle() {
-    now_ += BrokerCore::kLazyCommit;
+    now_ += BrokerConfig{}.commit.lazy;
     core_->commit();
   }
 
@@ -386,7 +389,7 @@ TEST_F(JournalTest, AResultStaysUntilAcknowledgedAndItsKeyAnswersAfterwards) {
 // it takes more submits (and one fsync for them); a lone submit is not held.
 TEST_F(JournalTest, UnderLoadACommitWaitsOutTheGapAfterThePreviousOne) {
   BrokerConfig c = config();
-  c.commit_gap = std::chrono::microseconds(2000);
+  c.commit.gap = std::chrono::microseconds(2000);
   RecordingOutbox out;
   BrokerCore core(c, out, [this] { return now_; }, nullptr, journal_.get());
   auto submit_and_commit = [&](uint64_t req) {
@@ -486,6 +489,7 @@ TEST_F(JournalTest, RecoveryKeepsIdsOrderAttemptsAndResults) {
     auto s = submit_message(3);
     s.priority = 9;
     send("c2", {proto::encode(s), kImg});
+    now_ += BrokerConfig{}.commit.gap;
     core_->commit();
     return decode<proto::Accepted>(out_->clients.back().frames[0]).job;
   }();

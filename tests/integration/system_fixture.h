@@ -189,7 +189,7 @@ class System : public ::testing::Test {
   }
 
   // Stops the broker thread so its counters can be read safely.
-  const broker::BrokerCounters& stop_broker() {
+  monitoring::BrokerMetrics::Counts stop_broker() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
     return server_->core().counters();

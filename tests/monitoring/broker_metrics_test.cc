@@ -24,7 +24,7 @@ TEST(BrokerMetricsTest, EveryFixedSeriesExistsAtZeroFromStartUp) {
   for (const char* outcome : {"succeeded", "failed", "cancelled"}) {
     EXPECT_EQ(value(text, std::string("imgq_jobs_completed_total{outcome=\"") + outcome + "\"}"), 0) << outcome;
   }
-  for (const char* reason : {"queue_full", "invalid", "too_large", "unstored"}) {
+  for (const char* reason : {"queue_full", "invalid", "too_large", "unstored", "stopping"}) {
     EXPECT_EQ(value(text, std::string("imgq_jobs_rejected_total{reason=\"") + reason + "\"}"), 0) << reason;
   }
   EXPECT_EQ(value(text, "imgq_jobs_failed_total{code=\"invalid_image\"}"), 0);

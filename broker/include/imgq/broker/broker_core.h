@@ -25,6 +25,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -60,29 +61,6 @@ class Outbox {
   virtual void publish(const std::string& topic, std::string event) = 0;
 };
 
-// Counts kept for `pong`, logs and metrics.
-struct BrokerCounters {
-  uint64_t submitted = 0;
-  uint64_t succeeded = 0;
-  uint64_t failed = 0;
-  uint64_t cancelled = 0;
-  uint64_t retried = 0;
-  uint64_t rejected_queue_full = 0;
-  uint64_t rejected_invalid = 0;
-  uint64_t rejected_too_large = 0;
-  uint64_t malformed_client = 0;
-  uint64_t malformed_worker = 0;
-  uint64_t stray_results = 0;  // `done` for a job the group did not hold
-  uint64_t undelivered_results = 0;
-  uint64_t deadlines_exceeded = 0;
-  uint64_t aborted_running = 0;  // cancelled or past their deadline while a group ran them
-  uint64_t acknowledged = 0;     // results their client confirmed
-  uint64_t expired_results = 0;  // results nobody acknowledged within the TTL
-  uint64_t commits = 0;          // journal commits that succeeded
-  uint64_t commit_failures = 0;  // and that failed (their submits were refused)
-  uint64_t rejected_unstored = 0;  // submits refused because the journal could not store them
-};
-
 // What restore() found, for the broker's start-up log line.
 struct RestoreSummary {
   size_t queued = 0;     // waiting jobs, back in their lines
@@ -102,15 +80,17 @@ inline bool finished_state(JobState s) {
   return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled;
 }
 
-// Everything the broker counts, each event reported here once: into
-// BrokerCounters (pong, the stop log, tests) and, when given, into the
-// Prometheus metrics. The core calls nothing else to count.
+// Everything that happens in the broker, reported here once: each event
+// moves its Prometheus series (the broker's only count; counts() reads them
+// back for the pong, the logs and tests) and, for the events operators act
+// on, a log line. The core calls nothing else to count or log.
 class BrokerEvents {
  public:
-  explicit BrokerEvents(monitoring::BrokerMetrics* metrics) : metrics_(metrics) {}
-  const BrokerCounters& counters() const { return counters_; }
+  // `metrics` null: metrics of its own, read back but not served.
+  explicit BrokerEvents(monitoring::BrokerMetrics* metrics);
+  monitoring::BrokerMetrics::Counts counts() const { return metrics_->counts(); }
   // Whether set_state() is read by anyone (it costs a walk of the queue).
-  bool wants_state() const { return metrics_ != nullptr; }
+  bool wants_state() const { return own_ == nullptr; }
 
   void submitted();
   void rejected(monitoring::Rejection why);
@@ -130,14 +110,14 @@ class BrokerEvents {
   void finished(JobState state, StatusCode code, double run_seconds, const std::string& group,
                 const proto::JobStats* stats);
   void undelivered_result();
-  void aborted_running();
-  void deadline_exceeded();
+  // A running job stopped by the broker (cancelled, or past its deadline).
+  void stopped_running();
   void acknowledged();
   void expired_result();
   void set_state(const monitoring::BrokerMetrics::QueueState& state);
 
  private:
-  BrokerCounters counters_;
+  std::unique_ptr<monitoring::BrokerMetrics> own_;
   monitoring::BrokerMetrics* metrics_;
 };
 
@@ -184,23 +164,18 @@ class BrokerCore {
   // every time_to_next_tick().
   void tick();
   Duration time_to_next_tick() const;
-  // Group commit: commits the journal's staged changes when a submit waits
-  // for it (or changes have waited kLazyCommit), then release_synced().
+  // Group commit: commits the journal's staged changes when the commit
+  // policy says so (commit_policy.h), then release_synced().
   void commit();
   // Queues and answers the submits whose commit is now durable, or refuses
   // them if making it durable failed. Call when the journal's sync advances.
   void release_synced();
-  static constexpr Duration kLazyCommit{50};
-  // A commit waits for the journal's sync and payload writes (so that one
-  // takes all that came meanwhile) until its oldest submit has waited this
-  // long; then it commits, waiting for the payloads written so far. So big
-  // images arriving without pause cannot hold acceptance back for ever.
-  static constexpr Duration kMaxCommitDelay{100};
   // For a clean stop: refuses submits from now on, commits everything, and
   // tells every group the broker is going (they reconnect to the next one).
   void shutdown();
 
-  const BrokerCounters& counters() const { return events_.counters(); }
+  // What happened so far, read back from the metrics.
+  monitoring::BrokerMetrics::Counts counters() const { return events_.counts(); }
   // Random per start; clients compare it across pongs to notice a restart.
   const std::string& instance() const { return instance_; }
   size_t queued() const { return queue_.size(); }
@@ -329,7 +304,9 @@ class BrokerCore {
   // When the first submit still waiting for its commit came (the epoch
   // when none, or it is gone).
   Clock::time_point oldest_pending() const;
-  // Stages the marked changes at least kLazyCommit old (all: every one).
+  // What the commit policy looks at, now.
+  CommitState commit_state() const;
+  // Stages the marked changes that the commit policy says are due (all: every one).
   void record_due(bool all);
   StoredJob stored(const Job& job) const;
   void handle_ping(const std::string& identity, const proto::Ping& ping);

@@ -7,11 +7,11 @@
 #include <set>
 #include <string>
 
+#include "imgq/broker/commit_policy.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::broker {
 
-using Clock = std::chrono::steady_clock;
 using Duration = std::chrono::milliseconds;
 
 inline constexpr Duration kHeartbeatInterval = proto::kHeartbeatInterval;
@@ -29,9 +29,8 @@ struct BrokerConfig {
   int liveness = kLiveness;
   int max_attempts = 3;                           // dispatches before a job fails
   Duration retry_after{1000};                     // hint sent with queue-full errors
-  // Under load, a journal commit waits until this long after the previous
-  // one, so that each (and its fsync) takes more submits; 0: at once.
-  std::chrono::microseconds commit_gap{0};
+  // When the journal commits (commit_policy.h); --commit-gap-us sets its gap.
+  CommitPolicy commit;
   // CURVE public keys (Z85) that may list, read and cancel every client's
   // jobs (--allow-operators); results stay their owners'.
   std::set<std::string> operator_keys;

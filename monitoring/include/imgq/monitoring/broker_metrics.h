@@ -9,6 +9,10 @@
 // combination exists from start-up at 0. Families are registered once here
 // and children kept, since Family::Add takes a lock. Not thread-safe beyond
 // what prometheus-cpp gives: the broker thread updates, the exposer reads.
+//
+// It is also the broker's only count of what happened: the pong, the logs
+// and the tests read the counters back (counts()), so nothing is counted
+// twice and nothing can drift.
 #pragma once
 
 #include <array>
@@ -28,8 +32,11 @@
 namespace imgq::monitoring {
 
 enum class Outcome { kSucceeded, kFailed, kCancelled };
-// kUnstored: the journal could not store the job (disk full, not writable).
-enum class Rejection { kQueueFull, kInvalid, kTooLarge, kUnstored };
+// kUnstored: the journal could not store the job (disk full, not writable);
+// kStopping: the broker is stopping.
+enum class Rejection { kQueueFull, kInvalid, kTooLarge, kUnstored, kStopping };
+// How a kept result ended.
+enum class ResultEnd { kAcknowledged, kExpired };
 enum class Peer { kClients, kWorkers };
 
 class BrokerMetrics {
@@ -41,6 +48,11 @@ class BrokerMetrics {
   std::string text() const;
 
   void submitted() { submitted_->Increment(); }
+  // A result went to a client that had gone (it waits to be fetched).
+  void undelivered_result() { undelivered_->Increment(); }
+  // A running job was stopped by the broker: cancelled, or past its deadline.
+  void stopped_running() { stopped_running_->Increment(); }
+  void result_ended(ResultEnd how) { result_ended_[static_cast<size_t>(how)]->Increment(); }
   void rejected(Rejection why) { rejected_[static_cast<size_t>(why)]->Increment(); }
   void retried() { retried_->Increment(); }
   void malformed(Peer from) { malformed_[static_cast<size_t>(from)]->Increment(); }
@@ -74,6 +86,19 @@ class BrokerMetrics {
   // A group connected: its children are created now, at 0.
   void group_seen(const std::string& group);
 
+  // The counters read back (for the pong, the logs and tests).
+  struct Counts {
+    uint64_t submitted = 0, succeeded = 0, failed = 0, cancelled = 0, retried = 0;
+    uint64_t rejected_queue_full = 0, rejected_invalid = 0, rejected_too_large = 0, rejected_unstored = 0,
+             rejected_stopping = 0;
+    uint64_t malformed_client = 0, malformed_worker = 0, stray_results = 0;
+    uint64_t undelivered_results = 0, deadlines_exceeded = 0, aborted_running = 0;
+    uint64_t acknowledged = 0, expired_results = 0;
+    uint64_t commits = 0, commit_failures = 0;  // journal commits that succeeded / failed
+    uint64_t dispatched = 0;
+  };
+  Counts counts() const;
+
  private:
   struct GroupChildren {
     std::array<prometheus::Counter*, 3> jobs;  // by outcome
@@ -86,7 +111,10 @@ class BrokerMetrics {
   prometheus::Counter* submitted_;
   std::array<prometheus::Counter*, 3> completed_;
   std::array<prometheus::Counter*, kStatusCodes> failed_;  // by code
-  std::array<prometheus::Counter*, 4> rejected_;
+  std::array<prometheus::Counter*, 5> rejected_;
+  prometheus::Counter* undelivered_;
+  prometheus::Counter* stopped_running_;
+  std::array<prometheus::Counter*, 2> result_ended_;
   prometheus::Histogram* commit_seconds_;
   prometheus::Counter* commit_failures_;
   prometheus::Gauge* kept_bytes_;
