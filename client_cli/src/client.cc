@@ -1,5 +1,9 @@
 #include "imgq/client_cli/client.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <cctype>
 #include <cstdio>
 
 namespace imgq::client {
@@ -70,9 +74,28 @@ BrokerClient::BrokerClient(zmq::context_t& context, const std::string& broker, c
 
 std::optional<Status> BrokerClient::refused() { return monitor_.refused(); }
 
+// "the host name X does not resolve" when `endpoint` names a host the
+// resolver does not know (a typo, or no /etc/hosts entry), else empty.
+std::string unresolved_host(const std::string& endpoint) {
+  const size_t scheme = endpoint.find("://");
+  const size_t colon = endpoint.rfind(':');
+  if (scheme == std::string::npos || colon == std::string::npos || colon <= scheme + 3) return {};
+  const std::string host = endpoint.substr(scheme + 3, colon - scheme - 3);
+  if (host.empty() || host.front() == '[' || std::isdigit(static_cast<unsigned char>(host.back()))) return {};
+  addrinfo hints{};
+  hints.ai_family = AF_INET;  // what ZeroMQ connects to without ZMQ_IPV6
+  addrinfo* found = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (found != nullptr) ::freeaddrinfo(found);
+  return rc == 0 ? std::string() : "the host name \"" + host + "\" does not resolve to an IPv4 address (" +
+                                       ::gai_strerror(rc) + ")";
+}
+
 Status BrokerClient::silent_for(Millis waited) {
   monitor_.poll();
-  return Status::Unavailable(no_answer(endpoint_, waited, monitor_.diagnosis(), curve_));
+  std::string diagnosis = unresolved_host(endpoint_);
+  if (diagnosis.empty()) diagnosis = monitor_.diagnosis();
+  return Status::Unavailable(no_answer(endpoint_, waited, diagnosis, curve_));
 }
 
 bool BrokerClient::send(const std::string& header, const std::string* payload) {

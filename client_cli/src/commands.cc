@@ -175,10 +175,9 @@ int run_cancel(const Connection& c, const std::vector<std::string>& jobs, std::o
 
 int run_fetch(const Connection& c, const std::vector<std::string>& jobs, const std::string& out_dir, bool overwrite,
               std::ostream& out, std::ostream& err) {
-  std::error_code ec;
-  (void)make_results_folder(out_dir);
-  if (!fs::is_directory(out_dir, ec) || ::access(out_dir.c_str(), W_OK | X_OK) != 0) {
-    print_error(c, "cannot write into the output folder " + out_dir + "; give another with -o DIR", err);
+  ResultsFolder results_folder;  // removed again if made and nothing is written
+  if (Status folder = results_folder.open(out_dir); !folder.ok()) {
+    print_error(c, folder.message(), err);
     return cli::kExitUsage;
   }
   zmq::context_t context;

@@ -260,21 +260,6 @@ class ChainSource : public ItemSource {
   std::unique_ptr<ItemSource> first_, second_;
 };
 
-// The output folder exists (or is made) and can be written: checked before
-// anything is sent, so a typo costs nothing.
-Status check_output_folder(const fs::path& dir) {
-  std::error_code ec;
-  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
-    return Status::InvalidArgument("-o " + dir.string() + " is a file; give a folder for the results");
-  }
-  if (Status made = make_results_folder(dir); !made.ok()) return Status::InvalidArgument(made.message());
-  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-    return Status::InvalidArgument("cannot write into the output folder " + dir.string() + ": " +
-                                   std::strerror(errno) + "; give another with -o DIR");
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err) {
@@ -292,7 +277,10 @@ int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& er
     return usage("give at least one image file or folder, or --from-file LIST");
   }
   if (options.overwrite && options.skip_existing) return usage("give --overwrite or --skip-existing, not both");
-  if (Status folder = check_output_folder(options.out_dir); !folder.ok()) return usage(folder.message());
+  // Checked before anything is sent, so a typo costs nothing; removed again
+  // if this run made it and writes nothing into it.
+  ResultsFolder results_folder;
+  if (Status folder = results_folder.open(options.out_dir); !folder.ok()) return usage(folder.message());
   const auto pipeline = schemas::parse_pipeline(*specs);  // valid: check_request parsed it
   const bool edges = pipeline.ok() && schemas::makes_edge_map(*pipeline);
   const OutputRules rules{options.overwrite, options.skip_existing};

@@ -1,5 +1,10 @@
 #include "imgq/common/batch_paths.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -67,15 +72,43 @@ bool is_partial_result(const fs::path& path) {
   return path.filename().string().find(".imgq-part") != std::string::npos;
 }
 
-Status make_results_folder(const fs::path& dir) {
+Status make_results_folder(const fs::path& dir, bool* made) {
   std::error_code ec;
+  if (made != nullptr) *made = false;
   if (fs::exists(dir, ec)) return Status::Ok();
   if (!fs::create_directories(dir, ec) && ec) {
     return Status::IoError("cannot make the folder " + dir.string() + ": " + ec.message());
   }
+  if (made != nullptr) *made = true;
   std::ofstream marker(dir / kResultsMarker);
   marker << "Results written by imgq. imgq submit passes over this folder when it walks a folder given as input.\n";
   return Status::Ok();
+}
+
+Status ResultsFolder::open(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    return Status::InvalidArgument("-o " + dir.string() + " is a file; give a folder for the results");
+  }
+  bool made = false;
+  if (Status status = make_results_folder(dir, &made); !status.ok()) return Status::InvalidArgument(status.message());
+  if (made) made_ = dir;
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return Status::InvalidArgument("cannot write into the output folder " + dir.string() + ": " +
+                                   std::strerror(errno) + "; give another with -o DIR");
+  }
+  return Status::Ok();
+}
+
+ResultsFolder::~ResultsFolder() {
+  if (made_.empty()) return;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(made_, ec)) {
+    if (entry.path().filename() != kResultsMarker) return;  // something was written: keep it
+  }
+  if (ec) return;
+  fs::remove(made_ / kResultsMarker, ec);
+  fs::remove(made_, ec);  // only if empty now
 }
 
 BatchPlan plan_batch(const std::vector<std::string>& inputs, const fs::path& out_dir, const std::string& format,

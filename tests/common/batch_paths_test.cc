@@ -98,6 +98,33 @@ TEST_F(BatchPaths, AFolderWithoutImagesIsNamed) {
   EXPECT_EQ(plan.empty[0], (root_ / "docs").string());
 }
 
+// A results folder a command made is gone again if nothing was written into
+// it; one that existed, or that got a result, stays.
+TEST_F(BatchPaths, AResultsFolderThatStayedEmptyIsRemoved) {
+  {
+    ResultsFolder unused;
+    ASSERT_TRUE(unused.open(root_ / "made").ok());
+    EXPECT_TRUE(fs::exists(root_ / "made" / kResultsMarker));
+  }
+  EXPECT_FALSE(fs::exists(root_ / "made"));
+  {
+    ResultsFolder used;
+    ASSERT_TRUE(used.open(root_ / "used").ok());
+    std::ofstream(root_ / "used" / "a.png") << "x";
+  }
+  EXPECT_TRUE(fs::exists(root_ / "used" / "a.png"));
+  fs::create_directories(root_ / "existing");
+  {
+    ResultsFolder existing;
+    ASSERT_TRUE(existing.open(root_ / "existing").ok());
+  }
+  EXPECT_TRUE(fs::is_directory(root_ / "existing"));
+  ResultsFolder file;
+  const Status refused = file.open(root_ / "solo.webp");
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("is a file"), std::string::npos) << refused.message();
+}
+
 // An edge map or threshold of a JPEG is written as PNG unless a format is
 // given; a format imgq cannot write becomes PNG.
 TEST(Formats, TheDefaultOutputFormat) {

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/ports.h"
 #include "common/subprocess.h"
 #include "imgq/common/zmq_frames.h"
 
@@ -23,9 +24,9 @@ std::string bind_router(zmq::socket_t& router) {
 
 TEST(ConnectionMonitor, SaysNothingListensThenThatItConnected) {
   zmq::context_t context;
-  zmq::socket_t probe(context, zmq::socket_type::router);
-  const std::string endpoint = bind_router(probe);
-  probe.close();  // the port is free now: nothing listens there
+  const testing::RefusingPort port;  // refuses every connect; see ports.h
+  ASSERT_NE(port.port(), 0);
+  const std::string endpoint = port.endpoint();
   zmq::socket_t dealer(context, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::linger, 0);
   ConnectionMonitor monitor(context, dealer);

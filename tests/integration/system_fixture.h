@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "common/ports.h"
 #include "common/subprocess.h"
 #include "common/test_images.h"
 #include "imgq/broker/server.h"
@@ -23,16 +24,14 @@
 #include "imgq/monitoring/broker_metrics.h"
 #include "imgq/mpi_workers/ops.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <prometheus/exposer.h>
-#include <sys/socket.h>
 #include <fstream>
 
 namespace imgq {
 
 namespace fs = std::filesystem;
 using imgq::testing::eventually;
+using imgq::testing::free_port;
 using imgq::testing::Subprocess;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -48,19 +47,6 @@ inline std::string command_line(const std::vector<std::string>& args) {
   std::string cmd;
   for (const auto& a : args) cmd += "'" + a + "' ";
   return cmd + "2>&1";
-}
-
-// A TCP port nobody listens on now (for servers that cannot report theirs).
-inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // The value of a sample line "name{labels} value" in Prometheus text.

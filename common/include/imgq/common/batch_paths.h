@@ -47,7 +47,25 @@ bool is_partial_result(const std::filesystem::path& path);
 // taken as inputs by a later run (the folder itself may still be given).
 inline constexpr const char* kResultsMarker = ".imgq-results";
 // Makes `dir` (and its parents) if it does not exist, marking it as imgq's.
-Status make_results_folder(const std::filesystem::path& dir);
+// `made`, when given, says whether this call made it.
+Status make_results_folder(const std::filesystem::path& dir, bool* made = nullptr);
+
+// A results folder for one command: made when missing, and removed again
+// when the command made it and wrote nothing into it, so that a run that
+// failed at once (a broker down, a typo) leaves no empty folder behind.
+class ResultsFolder {
+ public:
+  ResultsFolder() = default;
+  ~ResultsFolder();
+  ResultsFolder(const ResultsFolder&) = delete;
+  ResultsFolder& operator=(const ResultsFolder&) = delete;
+
+  // Makes `dir` if missing; the command must be able to write into it.
+  Status open(const std::filesystem::path& dir);
+
+ private:
+  std::filesystem::path made_;  // empty unless open() made the folder
+};
 
 struct BatchItem {
   std::filesystem::path source;
