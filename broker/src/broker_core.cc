@@ -210,37 +210,7 @@ BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring:
   instance_ = new_job_id({});
 }
 
-StoredJob BrokerCore::stored(const Job& job) const {
-  StoredJob s;
-  s.id = job.id;
-  s.line = job.line;
-  s.owner = job.owner;
-  s.key = job.key;
-  s.digest = job.digest;
-  s.priority = job.priority;
-  s.ops = job.ops;
-  s.format = job.format;
-  s.name = job.name;
-  s.path = job.path;
-  s.output = job.output;
-  s.timeout_ms = job.timeout.count();
-  s.submitted = job.submitted_unix;
-  s.attempts = job.attempts;
-  s.image_bytes = job.image_bytes;
-  if (finished_state(job.state)) {
-    s.state = std::string(state_name(job.state));
-    s.code = job.code;
-    s.message = job.message;
-    s.stats = job.stats;
-    s.finished = job.finished_unix;
-    s.result_bytes = job.result_bytes;
-  }
-  s.gone = job.gone;
-  s.gone_at = job.gone_at;
-  return s;
-}
-
-RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
+RestoreSummary BrokerCore::restore(std::vector<JobRecord> stored) {
   RestoreSummary summary;
   const auto now = now_();
   const double unix = unix_now();
@@ -250,55 +220,34 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
   };
   std::vector<std::string> running;
   std::vector<std::pair<Clock::time_point, std::string>> buried;
-  for (StoredJob& s : stored) {
+  for (JobRecord& record : stored) {
     Job job;
-    job.id = s.id;
-    job.line = s.line;
-    job.owner = s.owner;
-    job.key = s.key;
-    job.digest = s.digest;
-    job.priority = s.priority;
-    job.ops = std::move(s.ops);
-    job.format = s.format;
-    job.name = s.name;
-    job.path = s.path;
-    job.output = s.output;
+    static_cast<JobRecord&>(job) = std::move(record);
     if (!job.path.empty()) {
       job.route_path = lexically_normal(job.path);
       job.route_output = lexically_normal(job.output);
     }
-    job.timeout = Duration{s.timeout_ms};
-    job.submitted_unix = s.submitted;
-    job.submitted = steady(s.submitted);
-    job.attempts = s.attempts;
-    job.image_bytes = s.image_bytes;
+    job.submitted_at = steady(job.submitted);
     if (!job.key.empty()) keys_[scoped_key(job.owner, job.key)] = job.id;
-    if (!s.state.empty()) {
-      // A name no broker writes (a damaged row) ends the job as failed.
-      job.state = parse_state(s.state).value_or(JobState::kFailed);
-      job.code = s.code;
-      job.message = s.message;
-      job.stats = s.stats;
-      job.finished_unix = s.finished;
-      job.finished = steady(s.finished);
-      job.result_bytes = s.result_bytes;
-      job.gone = s.gone;
-      job.gone_at = s.gone_at;
-      if (!job.gone.empty()) {
-        job.gone_since = steady(s.gone_at);
+    const std::string id = job.id;
+    if (finished_state(job.state)) {
+      job.finished_at = steady(job.finished);
+      if (job.gone != Gone::kNo) {
+        job.gone_since = steady(job.gone_at);
         ++summary.tombstones;
-        buried.emplace_back(job.gone_since, job.id);
+        buried.emplace_back(job.gone_since, id);
       } else {
         kept_bytes_ += job.result_bytes;
         ++summary.results;
       }
-      jobs_.emplace(job.id, std::move(job));
+      jobs_.emplace(id, std::move(job));
       continue;
     }
-    job.state = JobState::kQueued;
+    // The state as stored: a job that ran when the broker stopped goes back
+    // to the front (below); one that waited, in its line, with the attempts
+    // it had (a requeued job's count).
+    const bool was_running = job.state == JobState::kRunning;
     queued_bytes_ += job.image_bytes;
-    const std::string id = job.id;
-    const bool was_running = job.attempts > 0;
     jobs_.emplace(id, std::move(job));
     if (was_running) {
       running.push_back(id);
@@ -322,7 +271,9 @@ RestoreSummary BrokerCore::restore(std::vector<StoredJob> stored) {
                                  std::to_string(job.attempts) + " attempts"));
       continue;
     }
+    move(job, JobState::kQueued);
     job.message = "the broker restarted while the job ran; requeued";
+    unrecorded(job);
     queue_.push_front(job.id, job.line, job.priority);
     events_.retried();
     ++summary.requeued;
@@ -357,24 +308,6 @@ size_t BrokerCore::total_ranks() const {
   size_t ranks = 0;
   for (const auto& [id, g] : groups_) ranks += static_cast<size_t>(g.ranks);
   return ranks;
-}
-
-std::string_view state_name(JobState state) {
-  switch (state) {
-    case JobState::kQueued: return proto::kQueued;
-    case JobState::kRunning: return proto::kRunning;
-    case JobState::kDone: return proto::kDone;
-    case JobState::kFailed: return proto::kFailed;
-    case JobState::kCancelled: return proto::kCancelled;
-  }
-  return proto::kFailed;
-}
-
-std::optional<JobState> parse_state(std::string_view name) {
-  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kDone, JobState::kFailed, JobState::kCancelled}) {
-    if (state_name(s) == name) return s;
-  }
-  return std::nullopt;
 }
 
 // ---- clients ----
@@ -499,7 +432,7 @@ void BrokerCore::send_held_accepts(Clock::time_point now) {
 }
 
 void BrokerCore::refuse_used_key(const std::string& identity, const proto::Submit& submit, const std::string& digest,
-                                 const std::string& id, const std::string& job_digest, bool expired, double gone_at) {
+                                 const std::string& id, const std::string& job_digest, Gone gone, double gone_at) {
   if (job_digest != digest) {
     return reply_error(identity, submit.req,
                        Status::Conflict("submit: key \"" + submit.key + "\" already names job " + id +
@@ -509,7 +442,7 @@ void BrokerCore::refuse_used_key(const std::string& identity, const proto::Submi
   }
   const std::string when = utc_text(gone_at);
   reply_error(identity, submit.req,
-              Status::NotFound(expired ? "the result of job " + id + " (key \"" + submit.key + "\") expired at " +
+              Status::NotFound(gone == Gone::kExpired ? "the result of job " + id + " (key \"" + submit.key + "\") expired at " +
                                              when + ": nobody acknowledged it within the result TTL"
                                        : "job " + id + " (key \"" + submit.key +
                                              "\") finished and its result was acknowledged at " + when +
@@ -526,8 +459,8 @@ void BrokerCore::resubmit(const std::string& identity, const proto::Submit& subm
                                         "new job"),
                        job.id);
   }
-  if (!job.gone.empty()) {
-    return refuse_used_key(identity, submit, digest, job.id, job.digest, job.gone == "expired", job.gone_at);
+  if (job.gone != Gone::kNo) {
+    return refuse_used_key(identity, submit, digest, job.id, job.digest, job.gone, job.gone_at);
   }
   if (job.pending) {
     job.pending_replies.emplace_back(identity, submit.req);
@@ -566,7 +499,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
     }
     if (known != keys_.end()) {
       if (const Tombstone* t = find_tombstone(known->second, owner)) {
-        return refuse_used_key(identity, submit, digest, known->second, t->digest, t->expired, t->gone_at);
+        return refuse_used_key(identity, submit, digest, known->second, t->digest, t->gone, t->gone_at);
       }
     }
   }
@@ -605,7 +538,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   job.format = checked->format;
   job.name = submit.name;
   job.key = submit.key;
-  job.timeout = submit.timeout_ms != 0 ? Duration{submit.timeout_ms} : config_.job_timeout;
+  job.timeout_ms = submit.timeout_ms != 0 ? int64_t{submit.timeout_ms} : config_.job_timeout.count();
   job.accept_hold = std::min(Duration{submit.accept_hold_ms}, proto::kMaxAcceptHold);
   job.image_bytes = image.size();
   job.path = submit.path;
@@ -613,10 +546,10 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   job.route_path = std::move(checked->route_path);
   job.route_output = std::move(checked->route_output);
   job.state = JobState::kQueued;
-  job.submitted = now_();
-  job.submitted_unix = unix_now();
+  job.submitted_at = now_();
+  job.submitted = unix_now();
   // Stored now, answered at the commit that makes it durable.
-  if (Status stored_ok = journal_.add(stored(job), image); !stored_ok.ok()) {
+  if (Status stored_ok = journal_.add(job, image); !stored_ok.ok()) {
     return reject(Status(stored_ok.code(), "the broker could not store the job, so it was not accepted: " +
                                                stored_ok.message()),
                   Rejection::kUnstored);
@@ -657,13 +590,13 @@ void BrokerCore::record_due(bool all) {
     Job& job = it->second;
     job.unrecorded = false;
     if (!finished_state(job.state)) {
-      journal_.dispatched(id, job.attempts);
+      journal_.progressed(job);  // dispatched, or requeued
     } else {
       // One row update for the whole end: outcome, attempts, the result (in
       // memory until this commit stores it) or its acknowledgement.
-      journal_.finish(stored(job), job.gone.empty() ? job.result : SharedBytes());
+      journal_.finish(job, job.gone == Gone::kNo ? job.result : SharedBytes());
       if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(id);
-      if (!job.gone.empty()) bury(id);
+      if (job.gone != Gone::kNo) bury(id);
     }
   }
 }
@@ -694,12 +627,12 @@ void BrokerCore::commit() {
   // there (still delivered and fetched) and are staged again.
   for (const std::string& id : std::exchange(unstored_results_, {})) {
     auto it = jobs_.find(id);
-    if (it == jobs_.end() || !it->second.gone.empty()) continue;
+    if (it == jobs_.end() || it->second.gone != Gone::kNo) continue;
     Job& job = it->second;
     if (ticket.ok()) {
       job.result.reset();
     } else {
-      journal_.finish(stored(job), job.result);
+      journal_.finish(job, job.result);
       unstored_results_.push_back(id);
     }
   }
@@ -714,7 +647,7 @@ void BrokerCore::commit() {
 
 Clock::time_point BrokerCore::oldest_pending() const {
   auto it = pending_.empty() ? jobs_.end() : jobs_.find(pending_.front());
-  return it == jobs_.end() ? Clock::time_point{} : it->second.submitted;
+  return it == jobs_.end() ? Clock::time_point{} : it->second.submitted_at;
 }
 
 void BrokerCore::release_synced() {
@@ -843,15 +776,16 @@ void BrokerCore::handle_cancel(const std::string& identity, const std::string& o
 void BrokerCore::handle_fetch(const std::string& identity, const std::string& owner, uint64_t req,
                               const std::string& id) {
   Job* job = find_job(id, owner);
-  auto gone = [&](bool expired, double gone_at) {
+  auto gone = [&](Gone how, double gone_at) {
     reply_error(identity, req,
                 Status::NotFound("the result of job " + id + " was " +
-                                 (expired ? "not acknowledged and expired" : "delivered and acknowledged") + " at " +
+                                 (how == Gone::kExpired ? "not acknowledged and expired" : "delivered and acknowledged") +
+                                 " at " +
                                  utc_text(gone_at)),
                 id);
   };
   if (const Tombstone* buried = job == nullptr ? find_tombstone(id, owner) : nullptr) {
-    return gone(buried->expired, buried->gone_at);
+    return gone(buried->gone, buried->gone_at);
   }
   if (job == nullptr) {
     return reply_error(identity, req, Status::NotFound("no job " + id + " (unknown, or its result expired)"), id);
@@ -860,7 +794,7 @@ void BrokerCore::handle_fetch(const std::string& identity, const std::string& ow
     return reply_error(identity, req,
                        Status::Unavailable("job " + id + " is " + std::string(state_name(job->state)) + "; fetch it when it is done"), id);
   }
-  if (!job->gone.empty()) return gone(job->gone == "expired", job->gone_at);
+  if (job->gone != Gone::kNo) return gone(job->gone, job->gone_at);
   send_result(identity, req, *job);
 }
 
@@ -907,12 +841,12 @@ void BrokerCore::handle_list(const std::string& identity, const std::string& own
       request.state.empty() ? std::nullopt : std::optional<JobState>(*parse_state(request.state));
   for (const auto& [id, job] : jobs_) {
     if (job.pending || (!every && job.owner != owner) || (wanted && job.state != *wanted)) continue;
-    consider({job.submitted_unix, id}, [&, &job = job] {
+    consider({job.submitted, id}, [&, &job = job] {
       proto::ListedJob listed;
       listed.job = state_of(job);
-      listed.submitted = job.submitted_unix;
-      listed.finished = finished_state(job.state) ? job.finished_unix : 0;
-      listed.kept = finished_state(job.state) && job.gone.empty();
+      listed.submitted = job.submitted;
+      listed.finished = finished_state(job.state) ? job.finished : 0;
+      listed.kept = finished_state(job.state) && job.gone == Gone::kNo;
       return listed;
     });
   }
@@ -946,9 +880,9 @@ void BrokerCore::handle_list(const std::string& identity, const std::string& own
 }
 
 void BrokerCore::handle_ack(Job& job) {
-  if (!finished_state(job.state) || !job.gone.empty()) return;
+  if (!finished_state(job.state) || job.gone != Gone::kNo) return;
   events_.acknowledged();
-  drop_result(job, "acknowledged");
+  drop_result(job, Gone::kAcknowledged);
 }
 
 void BrokerCore::bury(const std::string& id) {
@@ -964,9 +898,9 @@ void BrokerCore::bury(const std::string& id) {
   t.state = job.state;
   t.code = job.code;
   t.attempts = job.attempts;
-  t.expired = job.gone == "expired";
-  t.submitted = job.submitted_unix;
-  t.finished = job.finished_unix;
+  t.gone = job.gone;
+  t.submitted = job.submitted;
+  t.finished = job.finished;
   t.gone_at = job.gone_at;
   t.gone_since = job.gone_since;
   tombstones_.insert_or_assign(id, std::move(t));
@@ -982,8 +916,8 @@ const BrokerCore::Tombstone* BrokerCore::find_tombstone(const std::string& id, c
   return &it->second;
 }
 
-void BrokerCore::drop_result(Job& job, const std::string& why) {
-  kept_bytes_ -= job.gone.empty() ? job.result_bytes : 0;
+void BrokerCore::drop_result(Job& job, Gone why) {
+  kept_bytes_ -= job.gone == Gone::kNo ? job.result_bytes : 0;
   job.result.reset();
   job.ops.clear();
   job.gone = why;
@@ -1153,8 +1087,8 @@ void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& fram
   job.stats = done.stats;
   job.stats.group = group.name;
   job.stats.ranks = group.ranks;
-  job.stats.wait_seconds = seconds(job.dispatched - job.submitted);
-  job.stats.run_seconds = seconds(now_() - job.dispatched);
+  job.stats.wait_seconds = seconds(job.dispatched_at - job.submitted_at);
+  job.stats.run_seconds = seconds(now_() - job.dispatched_at);
   if (done.code == 0 && !job.path.empty()) {
     // The group wrote the result where the client asked.
     if (done.output != job.output) {
@@ -1229,24 +1163,24 @@ void BrokerCore::dispatch() {
       }
       job.image = SharedBytes(std::move(*image));
     }
-    job.state = JobState::kRunning;
+    move(job, JobState::kRunning);
     job.group = idle->identity;
     job.group_name = idle->name;
-    job.dispatched = now_();
-    job.deadline = job.timeout.count() > 0 ? job.dispatched + job.timeout : Clock::time_point::max();
+    job.dispatched_at = now_();
+    job.deadline = job.timeout_ms > 0 ? job.dispatched_at + job.timeout() : Clock::time_point::max();
     job.done_stages = 0;
     job.total_stages = 0;
     ++job.attempts;
     unrecorded(job);
     idle->jobs.insert(id);
-    events_.dispatched(seconds(job.dispatched - job.submitted));
+    events_.dispatched(seconds(job.dispatched_at - job.submitted_at));
 
     proto::JobRequest request;
     request.job = id;
     request.ops = job.ops;
     request.format = job.format;
     request.name = job.name;
-    request.timeout_ms = static_cast<uint32_t>(std::min<int64_t>(job.timeout.count(), UINT32_MAX));
+    request.timeout_ms = static_cast<uint32_t>(std::min<int64_t>(job.timeout_ms, UINT32_MAX));
     request.path = job.path;
     request.output = job.output;
     if (job.path.empty()) {
@@ -1259,11 +1193,11 @@ void BrokerCore::dispatch() {
 }
 
 void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran) {
-  job.state = state;
+  move(job, state);
   job.code = static_cast<int>(status.code());
   job.message = status.message();
-  job.finished = now_();
-  job.finished_unix = unix_now();
+  job.finished_at = now_();
+  job.finished = unix_now();
   job.group.clear();
   job.image.reset();
   job.result_bytes = state == JobState::kDone ? job.result.size() : 0;
@@ -1281,6 +1215,16 @@ void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran
   publish(job);
 }
 
+void BrokerCore::move(Job& job, JobState to) {
+  if (!allowed_transition(job.state, to)) {
+    // A bug of ours: stop before the journal records it.
+    std::fprintf(stderr, "imgq-broker: internal error: job %s cannot go from %s to %s\n", job.id.c_str(),
+                 std::string(state_name(job.state)).c_str(), std::string(state_name(to)).c_str());
+    std::abort();
+  }
+  job.state = to;
+}
+
 void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
   job.group.clear();
   if (job.attempts >= config_.max_attempts) {
@@ -1289,8 +1233,9 @@ void BrokerCore::requeue_or_fail(Job& job, const std::string& why) {
     return;
   }
   events_.retried();
-  job.state = JobState::kQueued;
+  move(job, JobState::kQueued);
   job.message = why + "; requeued";
+  unrecorded(job);  // stored as queued again, with its attempts
   queue_.push_front(job.id, job.line, job.priority);
   queued_bytes_ += job.image_bytes;
   publish(job);
@@ -1330,7 +1275,7 @@ void BrokerCore::expire_deadlines(Clock::time_point now) {
   for (Job* job : expired) {
     abort_running(*job, JobState::kFailed,
                   Status::DeadlineExceeded("the job ran longer than its timeout of " +
-                                           seconds_text(job->timeout) + " on group " + job->group_name));
+                                           seconds_text(job->timeout()) + " on group " + job->group_name));
   }
 }
 
@@ -1382,13 +1327,13 @@ void BrokerCore::tick() {
   // A result nobody acknowledged expires after the TTL.
   std::vector<std::string> expired;
   for (const auto& [id, job] : jobs_) {
-    if (finished_state(job.state) && job.gone.empty() && now - job.finished >= config_.result_ttl) {
+    if (finished_state(job.state) && job.gone == Gone::kNo && now - job.finished_at >= config_.result_ttl) {
       expired.push_back(id);
     }
   }
   for (const std::string& id : expired) {
     events_.expired_result();
-    drop_result(jobs_.at(id), "expired");
+    drop_result(jobs_.at(id), Gone::kExpired);
   }
   update_gauges();
 }
@@ -1401,7 +1346,7 @@ void BrokerCore::update_gauges() {
   s.running = running();
   for (int p = 0; p < JobQueue::kPriorities; ++p) s.by_priority[static_cast<size_t>(p)] = queue_.size_of_lane(p);
   for (const std::string& id : queue_.line_fronts()) {
-    s.oldest_age_seconds = std::max(s.oldest_age_seconds, seconds(now - jobs_.at(id).submitted));
+    s.oldest_age_seconds = std::max(s.oldest_age_seconds, seconds(now - jobs_.at(id).submitted_at));
   }
   s.busy_groups = busy_groups();
   s.idle_groups = groups_.size() - s.busy_groups;

@@ -14,6 +14,7 @@
 
 #include <msgpack.hpp>
 
+#include "imgq/broker/job_codec.h"
 #include "imgq/common/text.h"
 
 namespace imgq::broker {
@@ -36,55 +37,52 @@ CREATE TABLE IF NOT EXISTS jobs (
   gone TEXT NOT NULL DEFAULT '', gone_at REAL NOT NULL DEFAULT 0
 );)sql";
 
-constexpr const char* kStatements[] = {
-    // kInsert
-    "INSERT INTO jobs (id, line, owner, key, digest, priority, ops, format, name, path, output, timeout_ms, "
-    "submitted, attempts, image, image_file, image_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-    // kDispatched
-    "UPDATE jobs SET attempts = ? WHERE id = ?",
-    // kFinish
-    "UPDATE jobs SET state = ?, code = ?, message = ?, stats = ?, finished = ?, result = ?, result_file = ?, "
-    "result_bytes = ?, image = NULL, image_file = 0, attempts = ?, gone = ?, gone_at = ? WHERE id = ?",
-    // kDropResult
-    "UPDATE jobs SET result = NULL, result_file = 0, gone = ?, gone_at = ? WHERE id = ?",
-    // kForget
-    "DELETE FROM jobs WHERE id = ?",
-    // kImage
-    "SELECT image, image_file, image_bytes FROM jobs WHERE id = ?",
-    // kResult
-    "SELECT result, result_file, result_bytes FROM jobs WHERE id = ?",
-};
-
-std::string pack_stats(const proto::JobStats& stats) {
-  msgpack::sbuffer buffer;
-  msgpack::pack(buffer, stats);
-  return std::string(buffer.data(), buffer.size());
-}
-
-proto::JobStats unpack_stats(const void* data, int size) {
-  proto::JobStats stats;
-  if (data == nullptr || size <= 0) return stats;
-  try {
-    msgpack::object_handle handle = msgpack::unpack(static_cast<const char*>(data), static_cast<size_t>(size));
-    handle.get().convert(stats);
-  } catch (const std::exception&) {
-    stats = {};  // statistics are informative; a damaged blob costs nothing else
+// The statements, by name. Record columns are bound from the record by
+// their names (job_codec.h); the journal binds its own (:image, :result,
+// where they live) and the row's :id.
+std::string statement(int which) {
+  switch (which) {
+    case 0: {  // kInsert
+      std::string columns = record_column_list(), values;
+      for (const ColumnSpec& c : record_columns()) values += (values.empty() ? ":" : ", :") + c.name;
+      return "INSERT INTO jobs (" + columns + ", image, image_file) VALUES (" + values + ", :image, :image_file)";
+    }
+    case 1:  // kProgressed
+      return "UPDATE jobs SET running = :running, attempts = :attempts WHERE id = :id";
+    case 2:  // kFinish
+      return "UPDATE jobs SET state = :state, code = :code, message = :message, stats = :stats, finished = :finished, "
+             "result = :result, result_file = :result_file, result_bytes = :result_bytes, image = NULL, "
+             "image_file = 0, attempts = :attempts, running = :running, gone = :gone, gone_at = :gone_at WHERE id = :id";
+    case 3:  // kDropResult
+      return "UPDATE jobs SET result = NULL, result_file = 0, gone = :gone, gone_at = :gone_at WHERE id = :id";
+    case 4:  // kForget
+      return "DELETE FROM jobs WHERE id = :id";
+    case 5:  // kImage
+      return "SELECT image, image_file, image_bytes FROM jobs WHERE id = :id";
+    default:  // kResult
+      return "SELECT result, result_file, result_bytes FROM jobs WHERE id = :id";
   }
-  return stats;
 }
 
-std::string column_text(sqlite3_stmt* stmt, int column) {
-  const unsigned char* text = sqlite3_column_text(stmt, column);
-  return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text),
-                                                       static_cast<size_t>(sqlite3_column_bytes(stmt, column)));
+// Binds the named parameter `name` (one the journal owns).
+void bind_text(sqlite3_stmt* stmt, const char* name, std::string_view text) {
+  sqlite3_bind_text(stmt, sqlite3_bind_parameter_index(stmt, name), text.empty() ? "" : text.data(),
+                    static_cast<int>(text.size()), SQLITE_TRANSIENT);
 }
-
-void bind_text(sqlite3_stmt* stmt, int index, const std::string& text) {
-  sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+void bind_int(sqlite3_stmt* stmt, const char* name, int64_t value) {
+  sqlite3_bind_int64(stmt, sqlite3_bind_parameter_index(stmt, name), value);
 }
-
-void bind_blob(sqlite3_stmt* stmt, int index, std::string_view bytes) {
-  sqlite3_bind_blob64(stmt, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+void bind_double(sqlite3_stmt* stmt, const char* name, double value) {
+  sqlite3_bind_double(stmt, sqlite3_bind_parameter_index(stmt, name), value);
+}
+// Bytes, or NULL when empty.
+void bind_bytes(sqlite3_stmt* stmt, const char* name, std::string_view bytes) {
+  const int index = sqlite3_bind_parameter_index(stmt, name);
+  if (bytes.empty()) {
+    sqlite3_bind_null(stmt, index);
+  } else {
+    sqlite3_bind_blob64(stmt, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+  }
 }
 
 std::string errno_text(int error) { return std::strerror(error); }
@@ -190,10 +188,30 @@ Status SqliteJournal::open_database() {
       return sql_error(std::string("cannot prepare the journal (") + pragma + ")");
     }
   }
+  IMGQ_RETURN_IF_ERROR(add_missing_columns());
   for (int i = 0; i < kStmts; ++i) {
-    if (sqlite3_prepare_v3(db_, kStatements[i], -1, SQLITE_PREPARE_PERSISTENT, &stmts_[i], nullptr) != SQLITE_OK) {
-      return sql_error(std::string("cannot prepare ") + kStatements[i]);
+    const std::string sql = statement(i);
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmts_[i], nullptr) != SQLITE_OK) {
+      return sql_error("cannot prepare " + sql);
     }
+  }
+  return Status::Ok();
+}
+
+Status SqliteJournal::add_missing_columns() {
+  std::set<std::string> present;
+  sqlite3_stmt* info = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA table_info(jobs)", -1, &info, nullptr) != SQLITE_OK) {
+    return sql_error("cannot read the journal's columns");
+  }
+  while (sqlite3_step(info) == SQLITE_ROW) {
+    present.insert(reinterpret_cast<const char*>(sqlite3_column_text(info, 1)));
+  }
+  sqlite3_finalize(info);
+  for (const ColumnSpec& c : record_columns()) {
+    if (present.count(c.name) != 0) continue;
+    const std::string sql = "ALTER TABLE jobs ADD COLUMN " + c.name + " " + c.sql;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) return sql_error("cannot " + sql);
   }
   return Status::Ok();
 }
@@ -213,48 +231,30 @@ Status SqliteJournal::load(Recovered* recovered) {
     if (rc != SQLITE_DONE) return sql_error("cannot read the journal's rows");
   }
   sqlite3_stmt* row = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT id, line, owner, key, digest, priority, ops, format, name, path, output, "
-                         "timeout_ms, submitted, attempts, image_file, image_bytes, state, code, message, stats, "
-                         "finished, result_file, result_bytes, gone, gone_at FROM jobs WHERE seq = ?",
-                         -1, &row, nullptr) != SQLITE_OK) {
+  const std::string select =
+      "SELECT " + record_column_list() + ", image_file, result_file FROM jobs WHERE seq = :seq";
+  if (sqlite3_prepare_v2(db_, select.c_str(), -1, &row, nullptr) != SQLITE_OK) {
     return sql_error("cannot read the journal");
   }
   std::set<std::string> payloads;
   for (int64_t seq : seqs) {
     sqlite3_reset(row);
-    sqlite3_bind_int64(row, 1, seq);
+    sqlite3_bind_int64(row, sqlite3_bind_parameter_index(row, ":seq"), seq);
     if (sqlite3_step(row) != SQLITE_ROW) {
       recovered->problems.push_back("row " + std::to_string(seq) + " cannot be read (" + sqlite3_errmsg(db_) +
                                     "); left out");
       continue;
     }
-    StoredJob job;
-    job.id = column_text(row, 0);
-    job.line = column_text(row, 1);
-    job.owner = column_text(row, 2);
-    job.key = column_text(row, 3);
-    job.digest = column_text(row, 4);
-    job.priority = sqlite3_column_int(row, 5);
-    job.ops = split_lines(column_text(row, 6));
-    job.format = column_text(row, 7);
-    job.name = column_text(row, 8);
-    job.path = column_text(row, 9);
-    job.output = column_text(row, 10);
-    job.timeout_ms = sqlite3_column_int64(row, 11);
-    job.submitted = sqlite3_column_double(row, 12);
-    job.attempts = sqlite3_column_int(row, 13);
-    const bool image_file = sqlite3_column_int(row, 14) != 0;
-    job.image_bytes = static_cast<uint64_t>(sqlite3_column_int64(row, 15));
-    job.state = column_text(row, 16);
-    job.code = sqlite3_column_int(row, 17);
-    job.message = column_text(row, 18);
-    job.stats = unpack_stats(sqlite3_column_blob(row, 19), sqlite3_column_bytes(row, 19));
-    job.finished = sqlite3_column_double(row, 20);
-    const bool result_file = sqlite3_column_int(row, 21) != 0;
-    job.result_bytes = static_cast<uint64_t>(sqlite3_column_int64(row, 22));
-    job.gone = column_text(row, 23);
-    job.gone_at = sqlite3_column_double(row, 24);
+    auto record = read_record(row);
+    if (!record.ok()) {
+      recovered->problems.push_back("row " + std::to_string(seq) + " is damaged: " + record.status().message() +
+                                    "; left out");
+      continue;
+    }
+    JobRecord job = std::move(record).value();
+    const int columns = static_cast<int>(record_columns().size());
+    const bool image_file = sqlite3_column_int(row, columns) != 0;
+    const bool result_file = sqlite3_column_int(row, columns + 1) != 0;
     if (job.id.size() != 16) {
       recovered->problems.push_back("row " + std::to_string(seq) + " has no valid job id; left out");
       continue;
@@ -321,34 +321,17 @@ Status SqliteJournal::write_payload(const std::string& file, const SharedBytes& 
   return Status::Ok();
 }
 
-Status SqliteJournal::add(const StoredJob& job, const SharedBytes& image) {
+Status SqliteJournal::add(const JobRecord& job, const SharedBytes& image) {
   IMGQ_RETURN_IF_ERROR(begin());
   const bool in_file = image.size() > kInlineBytes;
   if (in_file) IMGQ_RETURN_IF_ERROR(write_payload(job.id + ".image", image));
   // (A failed insert below leaves the file to the commit's rollback, or to
   // the next open as an orphan.)
   sqlite3_stmt* s = stmts_[kInsert];
-  bind_text(s, 1, job.id);
-  bind_text(s, 2, job.line);
-  bind_text(s, 3, job.owner);
-  bind_text(s, 4, job.key);
-  bind_text(s, 5, job.digest);
-  sqlite3_bind_int(s, 6, job.priority);
-  bind_text(s, 7, join_lines(job.ops));
-  bind_text(s, 8, job.format);
-  bind_text(s, 9, job.name);
-  bind_text(s, 10, job.path);
-  bind_text(s, 11, job.output);
-  sqlite3_bind_int64(s, 12, job.timeout_ms);
-  sqlite3_bind_double(s, 13, job.submitted);
-  sqlite3_bind_int(s, 14, job.attempts);
-  if (in_file) {
-    sqlite3_bind_null(s, 15);
-  } else {
-    bind_blob(s, 15, image.view());
-  }
-  sqlite3_bind_int(s, 16, in_file ? 1 : 0);
-  sqlite3_bind_int64(s, 17, static_cast<int64_t>(image.size()));
+  bind_record(s, job);
+  bind_bytes(s, ":image", in_file ? std::string_view() : image.view());
+  bind_int(s, ":image_file", in_file ? 1 : 0);
+  bind_int(s, ":image_bytes", static_cast<int64_t>(image.size()));
   const int rc = sqlite3_step(s);
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
@@ -356,15 +339,14 @@ Status SqliteJournal::add(const StoredJob& job, const SharedBytes& image) {
   return Status::Ok();
 }
 
-void SqliteJournal::dispatched(const std::string& id, int attempts) {
+void SqliteJournal::progressed(const JobRecord& job) {
   if (!begin().ok()) return;
-  sqlite3_stmt* s = stmts_[kDispatched];
-  sqlite3_bind_int(s, 1, attempts);
-  bind_text(s, 2, id);
+  sqlite3_stmt* s = stmts_[kProgressed];
+  bind_record(s, job);
   run_staged(s);
 }
 
-void SqliteJournal::finish(const StoredJob& job, const SharedBytes& result) {
+void SqliteJournal::finish(const JobRecord& job, const SharedBytes& result) {
   if (!begin().ok()) return;
   const bool in_file = result.size() > kInlineBytes;
   if (in_file) {
@@ -372,32 +354,20 @@ void SqliteJournal::finish(const StoredJob& job, const SharedBytes& result) {
     if (!written.ok() && staged_error_.ok()) staged_error_ = written;
   }
   sqlite3_stmt* s = stmts_[kFinish];
-  bind_text(s, 1, job.state);
-  sqlite3_bind_int(s, 2, job.code);
-  bind_text(s, 3, job.message);
-  bind_blob(s, 4, pack_stats(job.stats));
-  sqlite3_bind_double(s, 5, job.finished);
-  if (in_file || result.empty()) {
-    sqlite3_bind_null(s, 6);
-  } else {
-    bind_blob(s, 6, result.view());
-  }
-  sqlite3_bind_int(s, 7, in_file ? 1 : 0);
-  sqlite3_bind_int64(s, 8, static_cast<int64_t>(result.size()));
-  sqlite3_bind_int(s, 9, job.attempts);
-  bind_text(s, 10, job.gone);
-  sqlite3_bind_double(s, 11, job.gone_at);
-  bind_text(s, 12, job.id);
+  bind_record(s, job);
+  bind_bytes(s, ":result", in_file ? std::string_view() : result.view());
+  bind_int(s, ":result_file", in_file ? 1 : 0);
+  bind_int(s, ":result_bytes", static_cast<int64_t>(result.size()));
   run_staged(s);
   unlink_after_commit_.push_back(job.id + ".image");
 }
 
-void SqliteJournal::drop_result(const std::string& id, const std::string& gone, double gone_at) {
+void SqliteJournal::drop_result(const std::string& id, Gone gone, double gone_at) {
   if (!begin().ok()) return;
   sqlite3_stmt* s = stmts_[kDropResult];
-  bind_text(s, 1, gone);
-  sqlite3_bind_double(s, 2, gone_at);
-  bind_text(s, 3, id);
+  bind_text(s, ":gone", gone_name(gone));
+  bind_double(s, ":gone_at", gone_at);
+  bind_text(s, ":id", id);
   run_staged(s);
   unlink_after_commit_.push_back(id + ".result");
 }
@@ -405,7 +375,7 @@ void SqliteJournal::drop_result(const std::string& id, const std::string& gone, 
 void SqliteJournal::forget(const std::string& id) {
   if (!begin().ok()) return;
   sqlite3_stmt* s = stmts_[kForget];
-  bind_text(s, 1, id);
+  bind_text(s, ":id", id);
   run_staged(s);
   unlink_after_commit_.push_back(id + ".image");
   unlink_after_commit_.push_back(id + ".result");
@@ -590,7 +560,7 @@ void SqliteJournal::sync_loop() {
 
 Result<std::string> SqliteJournal::read_payload(const std::string& id, const char* what, Stmt which) {
   sqlite3_stmt* s = stmts_[which];
-  bind_text(s, 1, id);
+  bind_text(s, ":id", id);
   const int rc = sqlite3_step(s);
   if (rc != SQLITE_ROW) {
     sqlite3_reset(s);

@@ -16,6 +16,8 @@
 #include "imgq/broker/broker_core.h"
 #include "imgq/broker/sqlite_journal.h"
 
+#include <sqlite3.h>
+
 namespace imgq::broker {
 namespace {
 
@@ -241,13 +243,13 @@ TEST_F(JournalTest, UncommittedSubmitsWereNeverAcknowledgedAndAreGoneAfterACrash
 class FailingJournal final : public Journal {
  public:
   bool durable() const override { return true; }
-  Status add(const StoredJob&, const SharedBytes&) override {
+  Status add(const JobRecord&, const SharedBytes&) override {
     staged = true;
     return add_error;
   }
-  void dispatched(const std::string&, int) override { staged = true; }
-  void finish(const StoredJob&, const SharedBytes&) override { staged = true; }
-  void drop_result(const std::string&, const std::string&, double) override { staged = true; }
+  void progressed(const JobRecord&) override { staged = true; }
+  void finish(const JobRecord&, const SharedBytes&) override { staged = true; }
+  void drop_result(const std::string&, Gone, double) override { staged = true; }
   void forget(const std::string&) override { staged = true; }
   Result<uint64_t> commit() override {
     staged = false;
@@ -518,6 +520,50 @@ TEST_F(JournalTest, RecoveryKeepsIdsOrderAttemptsAndResults) {
   const auto result = decode<proto::JobResult>(out_->clients.back().frames[0]);
   EXPECT_EQ(result.state, "failed");
   EXPECT_NE(result.message.find("gave up after 2 attempts"), std::string::npos) << result.message;
+}
+
+// Whether a job was running is stored, not guessed from its attempts: a job
+// requeued when its group left, then caught by a crash, waits again as it
+// did, its attempt not counted twice. The row keeps the format earlier
+// brokers read: '' as the state of an unfinished job, `running` beside it.
+TEST_F(JournalTest, AJobRequeuedBeforeACrashIsRestoredQueuedNotAsRunning) {
+  const std::string requeued = submit("c", 1);
+  const std::string waited = submit("c", 2);
+  hello("g1");
+  ASSERT_EQ(job_sent_to("g1"), requeued);
+  core_->on_worker("g1", {proto::encode(proto::Bye{})});  // back in the queue, its attempt counted
+  auto urgent_submit = submit_message(3);
+  urgent_submit.priority = 9;
+  send("c", {proto::encode(urgent_submit), kImg});
+  now_ += BrokerConfig{}.commit.gap;
+  core_->commit();
+  const std::string urgent = decode<proto::Accepted>(out_->clients.back().frames[0]).job;
+  hello("g2");
+  ASSERT_EQ(job_sent_to("g2"), urgent);  // running when the broker dies
+  settle();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "journal.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* row = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT id, state, running, attempts FROM jobs ORDER BY seq", -1, &row, nullptr),
+              SQLITE_OK);
+    std::vector<std::string> rows;
+    while (sqlite3_step(row) == SQLITE_ROW) {
+      rows.push_back(std::string(reinterpret_cast<const char*>(sqlite3_column_text(row, 0))) + " '" +
+                     reinterpret_cast<const char*>(sqlite3_column_text(row, 1)) + "' " +
+                     std::to_string(sqlite3_column_int(row, 2)) + " " + std::to_string(sqlite3_column_int(row, 3)));
+    }
+    sqlite3_finalize(row);
+    sqlite3_close(db);
+    EXPECT_EQ(rows, (std::vector<std::string>{requeued + " '' 0 1", waited + " '' 0 0", urgent + " '' 1 1"}));
+  }
+  const RestoreSummary r = crash_and_restart();
+  EXPECT_EQ(r.requeued, 1u) << "only the job that ran is said to have been running";
+  EXPECT_EQ(r.queued, 2u);
+  request<proto::StatusRequest>("c", requeued);
+  const auto status = decode<proto::StatusReply>(out_->clients.back().frames[0]).job;
+  EXPECT_EQ(status.state, "queued");
+  EXPECT_EQ(status.attempts, 1) << "a job that waited counted as one that ran";
 }
 
 TEST_F(JournalTest, ADamagedPayloadFailsItsJobAloneWithTheReason) {

@@ -96,6 +96,8 @@ std::vector<NamedImage> sample_photographs(size_t max_count) {
   return out;
 }
 
+std::string sample_data_dir() { return IMGQ_SAMPLE_DATA_DIR; }
+
 ::testing::AssertionResult SameImage(const cv::Mat& expected, const cv::Mat& actual) {
   if (expected.type() != actual.type() || expected.size() != actual.size()) {
     return ::testing::AssertionFailure()

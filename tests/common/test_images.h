@@ -29,6 +29,9 @@ struct NamedImage {
 // Odd, tiny, one-row, one-column and ordinary sizes, 8/16-bit, 1/3/4 channels.
 std::vector<NamedImage> generated_images();
 
+// Where Debian's opencv-doc keeps its sample images (IMGQ_SAMPLE_DATA_DIR).
+std::string sample_data_dir();
+
 // Debian's opencv-doc sample photographs (IMGQ_SAMPLE_DATA_DIR), decoded
 // unchanged; empty when the package is not installed.
 std::vector<NamedImage> sample_photographs(size_t max_count = 6);

@@ -5,10 +5,14 @@
 // byte-identical to whole-image OpenCV, or a reason.
 #include <sys/mount.h>
 
+#include <sqlite3.h>
+
 #include <cstring>
 #include <random>
 
+#include "imgq/common/batch_paths.h"
 #include "imgq/common/file_io.h"
+#include "imgq/mpi_workers/image_io.h"
 #include "integration/durable_fixture.h"
 
 namespace imgq {
@@ -265,6 +269,116 @@ TEST_F(Durable, AnInterruptedOrAbandonedClientEndsAndListsItsJobs) {
   EXPECT_EQ(*gave_up, 3) << patient.output();
   EXPECT_NE(patient.output().find("no answer from the broker"), std::string::npos) << patient.output();
   EXPECT_EQ(unfinished(patient.output()), 5) << patient.output();
+}
+
+// A data dir written by the broker before the job record (commit 157fd7d;
+// tests/broker/data/make_journal_v1.py made it, killing that broker with a
+// job running, three queued, results kept, one acknowledged): today's broker
+// restores every job as it was. Results kept then are fetched exactly; the
+// running job (not stored as running then: read from its attempts) runs
+// again; the acknowledged job's key still names it; the queued ones run.
+TEST_F(Durable, AJournalOfTheEarlierFormatIsRestored) {
+  const fs::path fixture = fs::path(IMGQ_SOURCE_DIR) / "tests/broker/data/journal-v1";
+  fs::copy(fixture / "data", data_, fs::copy_options::recursive);
+  struct Stored {
+    std::string id, role, sample, state, key, format;
+    std::vector<std::string> ops;
+  };
+  std::map<std::string, Stored> jobs;  // by role
+  std::ifstream tsv(fixture / "jobs.tsv");
+  for (std::string line; std::getline(tsv, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> cells;
+    for (size_t at = 0; at != std::string::npos;) {
+      const size_t tab = line.find('\t', at);
+      cells.push_back(line.substr(at, tab == std::string::npos ? tab : tab - at));
+      at = tab == std::string::npos ? tab : tab + 1;
+    }
+    ASSERT_GE(cells.size(), 7u) << line;
+    jobs[cells[1]] = {cells[0], cells[1], cells[2], cells[3], cells[4] == "-" ? "" : cells[4], cells[5],
+                      std::vector<std::string>(cells.begin() + 6, cells.end())};
+  }
+  ASSERT_EQ(jobs.size(), 9u);
+  // Its times moved to now, as if the broker had just died: the results
+  // and the key are within their TTL, whenever this runs.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((data_ / "journal.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* latest = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(submitted) FROM jobs", -1, &latest, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(latest), SQLITE_ROW);
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const std::string shift = std::to_string(now - sqlite3_column_double(latest, 0));
+    sqlite3_finalize(latest);
+    const std::string sql = "UPDATE jobs SET submitted = submitted + " + shift +
+                            ", finished = CASE WHEN finished > 0 THEN finished + " + shift +
+                            " ELSE 0 END, gone_at = CASE WHEN gone_at > 0 THEN gone_at + " + shift + " ELSE 0 END";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  EXPECT_NE(broker_->output().find("restored 3 queued job(s), 1 requeued that were running"), std::string::npos)
+      << broker_->output();
+  auto state_of = [&](const std::string& role) {
+    const auto [code, out] = shell(kBin + "/imgq status " + jobs.at(role).id + conn() + " 2>&1");
+    return out;
+  };
+  // Before any group: each as it was, the running one queued again.
+  for (const char* role : {"kept_inline", "kept_file"}) EXPECT_NE(state_of(role).find(" done"), std::string::npos);
+  EXPECT_NE(state_of("failed").find(" failed"), std::string::npos) << state_of("failed");
+  EXPECT_NE(state_of("failed").find("longer than its timeout"), std::string::npos) << state_of("failed");
+  EXPECT_NE(state_of("cancelled").find(" cancelled"), std::string::npos) << state_of("cancelled");
+  for (const char* role : {"running", "queued_inline", "queued_file", "queued_low"}) {
+    EXPECT_NE(state_of(role).find(" queued"), std::string::npos) << role << ": " << state_of(role);
+  }
+  EXPECT_NE(state_of("acknowledged").find(" done"), std::string::npos) << state_of("acknowledged");
+  // A key names its job still: a submit with it is answered `existing`, with
+  // the job of then; the acknowledged job's key says what became of it.
+  zmq::context_t context;
+  client::BrokerClient broker(context, clients_);
+  for (const char* role : {"acknowledged", "running", "queued_file"}) {
+    const Stored& job = jobs.at(role);
+    proto::Submit submit;
+    submit.req = 1;
+    submit.ops = job.ops;
+    submit.format = job.format;
+    submit.key = job.key;
+    auto image = read_file_string(fs::path(testing::sample_data_dir()) / job.sample);
+    ASSERT_TRUE(image.ok());
+    ASSERT_TRUE(broker.send(proto::encode(submit), &*image));
+    auto reply = broker.receive(seconds(10));
+    ASSERT_TRUE(reply.has_value()) << role;
+    auto accepted = client::decode_reply<proto::Accepted>(*reply);
+    if (std::string(role) == "acknowledged") {
+      EXPECT_EQ(accepted.status().code(), StatusCode::kNotFound);
+      EXPECT_NE(accepted.status().message().find(job.id + " (key \"acked\") finished and its result was acknowledged"),
+                std::string::npos) << accepted.status().ToString();
+      continue;
+    }
+    ASSERT_TRUE(accepted.ok()) << role << ": " << accepted.status().ToString();
+    EXPECT_TRUE(accepted->existing) << role;
+    EXPECT_EQ(accepted->job, job.id) << role;
+  }
+  // With a group, everything unfinished runs; every result is exact.
+  start_group("g");
+  await_groups(1);
+  for (const char* role : {"kept_inline", "kept_file", "running", "queued_inline", "queued_file", "queued_low"}) {
+    const Stored& job = jobs.at(role);
+    const fs::path out = root_ / "fetched" / role;
+    const auto [code, said] = fetch_when_done(job.id, out);
+    ASSERT_EQ(code, 0) << role << ": " << said;
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(out)) {
+      if (entry.path().filename() != kResultsMarker) files.push_back(entry.path());
+    }
+    ASSERT_EQ(files.size(), 1u) << role << ": " << said;
+    const cv::Mat reference = expected(job.ops, fs::path(testing::sample_data_dir()) / job.sample);
+    auto encoded = workers::encode_image(reference, job.format);  // a JPEG is compared as the group wrote it
+    ASSERT_TRUE(encoded.ok());
+    EXPECT_TRUE(SameImage(cv::imdecode(*encoded, cv::IMREAD_UNCHANGED),
+                          cv::imread(files[0].string(), cv::IMREAD_UNCHANGED)))
+        << role;
+  }
 }
 
 }  // namespace

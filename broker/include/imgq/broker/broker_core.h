@@ -36,6 +36,7 @@
 
 #include "imgq/broker/config.h"
 #include "imgq/broker/job_queue.h"
+#include "imgq/broker/job_record.h"
 #include "imgq/broker/journal.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
@@ -69,16 +70,6 @@ struct RestoreSummary {
   size_t results = 0;    // finished jobs whose result can still be fetched
   size_t tombstones = 0; // finished jobs remembered for their keys only
 };
-
-// A job's state in the broker; on the wire and in the journal as its name
-// (proto::kQueued, ...).
-enum class JobState { kQueued, kRunning, kDone, kFailed, kCancelled };
-std::string_view state_name(JobState state);
-// The state a name stands for; nullopt for any other text.
-std::optional<JobState> parse_state(std::string_view name);
-inline bool finished_state(JobState s) {
-  return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled;
-}
 
 // Everything that happens in the broker, reported here once: each event
 // moves its Prometheus series (the broker's only count; counts() reads them
@@ -153,7 +144,7 @@ class BrokerCore {
   void set_progress_endpoint(std::string endpoint) { progress_endpoint_ = std::move(endpoint); }
 
   // Takes back what a journal held at start-up (before any message).
-  RestoreSummary restore(std::vector<StoredJob> stored);
+  RestoreSummary restore(std::vector<JobRecord> stored);
 
   // `owner`: the client's CURVE public key (empty without CURVE); keys and
   // job ids are scoped to it.
@@ -192,67 +183,47 @@ class BrokerCore {
   size_t tombstones() const { return tombstones_.size(); }
 
  private:
-  struct Job {
-    std::string id;
+  // A job: its record (what the journal stores, job_record.h) and what
+  // only this process needs to run it and answer for it.
+  struct Job : JobRecord {
     std::string client;  // identity of the connection its result goes to
-    std::string line;    // its fairness line in the queue (the submitting connection)
-    std::string owner;   // CURVE public key of the submitter; empty without CURVE
-    std::string digest;  // what its key stands for (conflicts)
-    uint64_t req = 0;
-    int priority = 4;
-    std::vector<std::string> ops;
-    std::string format;
-    std::string name;
-    std::string key;
+    uint64_t req = 0;    // and the request it answers
     SharedBytes image;   // kept until the job is done, for requeues (empty after a restart: in the journal)
-    uint64_t image_bytes = 0;
-    std::string path;    // a local-files job: the group reads the image here
-    std::string output;  // and writes the result here
     // Both lexically normal, compared with the groups' folders when routing.
     std::string route_path, route_output;
-    JobState state = JobState::kQueued;
     std::string group;   // identity of the group running it
     std::string group_name;
-    int attempts = 0;
-    Duration timeout{0};
     Clock::time_point deadline;  // of the running attempt
     int done_stages = 0;
     int total_stages = 0;
-    int code = 0;
-    std::string message;
     SharedBytes result;  // in memory until acknowledged (without a durable journal)
-    uint64_t result_bytes = 0;
-    // "acknowledged" or "expired" once the result is gone, and when (Unix s).
-    std::string gone;
-    double gone_at = 0;
-    Clock::time_point gone_since;
-    double submitted_unix = 0, finished_unix = 0;
+    Clock::time_point gone_since;  // when its result went (Gone), on this clock
     // Submits of this job's key waiting, like the job, for the commit.
     std::vector<std::pair<std::string, uint64_t>> pending_replies;
-    bool pending = false;  // submitted, not yet durable: unknown to clients
+    bool pending = false;  // stored, its commit not yet durable: unknown to clients
     // The submit's accept_hold_ms: its `accepted` may wait this long for the
     // result, which then stands for it (held_accepts_).
     Duration accept_hold{0};
     bool accept_held = false;  // its `accepted` is being held back
-    // A dispatch or an end not yet staged in the journal (record_due; when
-    // it first happened: unrecorded_).
+    // A change of state not yet staged in the journal (record_due; when it
+    // first happened: unrecorded_).
     bool unrecorded = false;
-    proto::JobStats stats;
-    Clock::time_point submitted, dispatched, finished;
+    Clock::time_point submitted_at, dispatched_at, finished_at;  // on this clock
+    Duration timeout() const { return Duration{timeout_ms}; }
   };
   // A job whose result is gone (acknowledged or expired), kept one more
   // result TTL so that its key, `status` and `fetch` are answered: only what
   // that takes, about a sixth of a Job's memory. (At 7,000 tiny jobs a
   // second and the default TTL, 4.2 million of them are kept.)
+  // (Its fields are the record's; a tombstone is a record reduced to them,
+  // since millions may be kept.)
   struct Tombstone {
     std::string owner, key, digest, name, message;
     JobState state = JobState::kDone;
     int code = 0;
     int attempts = 0;
-    bool expired = false;  // its result expired; else it was acknowledged
-    double submitted = 0;  // Unix seconds (for `list`)
-    double finished = 0;
-    double gone_at = 0;    // Unix seconds
+    Gone gone = Gone::kAcknowledged;
+    double submitted = 0, finished = 0, gone_at = 0;  // Unix seconds
     Clock::time_point gone_since;
   };
   struct Group {
@@ -286,7 +257,7 @@ class BrokerCore {
   const Tombstone* find_tombstone(const std::string& id, const std::string& owner, bool as_operator = false) const;
   // A submit whose key names a tombstone: the job's result is gone.
   void refuse_used_key(const std::string& identity, const proto::Submit& submit, const std::string& digest,
-                       const std::string& id, const std::string& job_digest, bool expired, double gone_at);
+                       const std::string& id, const std::string& job_digest, Gone gone, double gone_at);
   // The job `id` if `owner` may see it (`as_operator`: also when `owner` is
   // an operator key, for reads and cancels; results stay their owner's).
   Job* find_job(const std::string& id, const std::string& owner, bool as_operator = false);
@@ -298,7 +269,10 @@ class BrokerCore {
   // A held-back submit the journal could not store: refused with the reason.
   void refuse_unstored(const std::string& id, const Status& why_not);
   // Ends a finished job's result: acknowledged or expired.
-  void drop_result(Job& job, const std::string& why);
+  void drop_result(Job& job, Gone why);
+  // Moves a job to `to` (job_record.h's lifecycle; another move is a bug, and
+  // ends the process naming it).
+  void move(Job& job, JobState to);
   // Marks a dispatch or an end to be staged in the journal by record_due().
   void unrecorded(Job& job);
   // When the first submit still waiting for its commit came (the epoch
@@ -308,7 +282,6 @@ class BrokerCore {
   CommitState commit_state() const;
   // Stages the marked changes that the commit policy says are due (all: every one).
   void record_due(bool all);
-  StoredJob stored(const Job& job) const;
   void handle_ping(const std::string& identity, const proto::Ping& ping);
   void handle_hello(const std::string& identity, const proto::Hello& hello, const std::string& address);
   void handle_list(const std::string& identity, const std::string& owner, const proto::ListRequest& request);

@@ -20,39 +20,11 @@
 #include <string_view>
 #include <vector>
 
+#include "imgq/broker/job_record.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
-#include "imgq/schemas/messages.h"
 
 namespace imgq::broker {
-
-// A job as the journal keeps it. Times are Unix seconds (wall clock), so
-// they mean the same after a restart.
-struct StoredJob {
-  std::string id;
-  std::string line;    // the fairness line it queued in (its client's connection)
-  std::string owner;   // the client's CURVE public key; empty without CURVE
-  std::string key;     // idempotency key; empty = none
-  std::string digest;  // what the key stands for: image (or paths) and request
-  int priority = 4;
-  std::vector<std::string> ops;
-  std::string format, name, path, output;
-  int64_t timeout_ms = 0;
-  double submitted = 0;
-  int attempts = 0;  // dispatches so far
-  uint64_t image_bytes = 0;
-
-  // Set once finished.
-  std::string state;  // empty while queued or running; done, failed, cancelled
-  int code = 0;
-  std::string message;
-  proto::JobStats stats;
-  double finished = 0;
-  uint64_t result_bytes = 0;  // a done job's result image (0: none, or a local file)
-  // Set once the result is gone: "acknowledged" or "expired", and when.
-  std::string gone;
-  double gone_at = 0;
-};
 
 class Journal {
  public:
@@ -66,15 +38,16 @@ class Journal {
   // (the disk is full, the folder is not writable) means nothing was staged.
   // The journal may hold on to `image` (a reference, not a copy) and write
   // it after add() returns, before the commit that stores the job.
-  virtual Status add(const StoredJob& job, const SharedBytes& image) = 0;
-  virtual void dispatched(const std::string& id, int attempts) = 0;
+  virtual Status add(const JobRecord& job, const SharedBytes& image) = 0;
+  // Stages an unfinished job's state and attempts (dispatched, requeued).
+  virtual void progressed(const JobRecord& job) = 0;
   // Stages a finished job (state, code, message, stats, finished, attempts,
   // and gone/gone_at if its result is already acknowledged) and its result
   // image (empty when there is none, or it is gone), held on to as `add`'s.
-  virtual void finish(const StoredJob& job, const SharedBytes& result) = 0;
-  // Stages the end of a result: acknowledged or expired (job.gone, gone_at);
-  // the row stays as a tombstone for the key until forget().
-  virtual void drop_result(const std::string& id, const std::string& gone, double gone_at) = 0;
+  virtual void finish(const JobRecord& job, const SharedBytes& result) = 0;
+  // Stages the end of a result: acknowledged or expired, and when; the row
+  // stays as a tombstone for the key until forget().
+  virtual void drop_result(const std::string& id, Gone gone, double gone_at) = 0;
   virtual void forget(const std::string& id) = 0;
 
   // Writes everything staged as one commit; its ticket (tickets grow). On
@@ -102,10 +75,10 @@ class Journal {
 class MemoryJournal final : public Journal {
  public:
   bool durable() const override { return false; }
-  Status add(const StoredJob&, const SharedBytes&) override { return Status::Ok(); }
-  void dispatched(const std::string&, int) override {}
-  void finish(const StoredJob&, const SharedBytes&) override {}
-  void drop_result(const std::string&, const std::string&, double) override {}
+  Status add(const JobRecord&, const SharedBytes&) override { return Status::Ok(); }
+  void progressed(const JobRecord&) override {}
+  void finish(const JobRecord&, const SharedBytes&) override {}
+  void drop_result(const std::string&, Gone, double) override {}
   void forget(const std::string&) override {}
   Result<uint64_t> commit() override { return ++ticket_; }
   Result<uint64_t> synced() override { return ticket_; }

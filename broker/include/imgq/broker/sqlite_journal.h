@@ -42,7 +42,7 @@ namespace imgq::broker {
 
 // What open() found on disk.
 struct Recovered {
-  std::vector<StoredJob> jobs;  // in submission order
+  std::vector<JobRecord> jobs;  // in submission order
   std::vector<std::string> problems;  // rows or files left out, for the log
   size_t orphan_files = 0;            // payloads no row refers to (removed)
 };
@@ -61,10 +61,10 @@ class SqliteJournal final : public Journal {
   static Result<std::unique_ptr<SqliteJournal>> open(const std::filesystem::path& dir, Recovered* recovered);
 
   bool durable() const override { return true; }
-  Status add(const StoredJob& job, const SharedBytes& image) override;
-  void dispatched(const std::string& id, int attempts) override;
-  void finish(const StoredJob& job, const SharedBytes& result) override;
-  void drop_result(const std::string& id, const std::string& gone, double gone_at) override;
+  Status add(const JobRecord& job, const SharedBytes& image) override;
+  void progressed(const JobRecord& job) override;
+  void finish(const JobRecord& job, const SharedBytes& result) override;
+  void drop_result(const std::string& id, Gone gone, double gone_at) override;
   void forget(const std::string& id) override;
   Result<uint64_t> commit() override;
   Result<uint64_t> synced() override;
@@ -93,10 +93,12 @@ class SqliteJournal final : public Journal {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  enum Stmt { kInsert, kDispatched, kFinish, kDropResult, kForget, kImage, kResult, kStmts };
+  enum Stmt { kInsert, kProgressed, kFinish, kDropResult, kForget, kImage, kResult, kStmts };
 
   explicit SqliteJournal(std::filesystem::path dir) : dir_(std::move(dir)) {}
   Status open_database();
+  // Adds to an older table the columns the codec has and it lacks.
+  Status add_missing_columns();
   Status load(Recovered* recovered);
   Status begin();
   // Runs a staged write; a failure poisons the transaction (commit fails).
