@@ -13,6 +13,9 @@
 # Writes its section of bench/RESULTS.md (between the journal markers; the
 # rest is bench/run.sh's). A few minutes on 2 cores.
 #   bash bench/journal.sh            (IMGQ_BENCH_PORT moves the broker's ports)
+#   IMGQ_BENCH_BASE=/path/to/older/imgq-broker bash bench/journal.sh
+#                                    also runs that broker, durable, in the same
+#                                    run, for a change's before and after
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -46,7 +49,9 @@ start_system() {  # start_system memory|durable|relay
   if [ "$mode" = relay ]; then
     broker=("$bin/imgq-bench-relay" --clients "$clients" --workers "$workers")
   else
-    broker=("$bin/imgq-broker" --clients "$clients" --workers "$workers" --progress "$progress"
+    local program="$bin/imgq-broker"
+    [ "$mode" = base ] && program=$IMGQ_BENCH_BASE
+    broker=("$program" --clients "$clients" --workers "$workers" --progress "$progress"
       --metrics "127.0.0.1:$metrics_port")
     if [ "$mode" = memory ]; then broker+=(--memory-only); else rm -rf "$work/data"; broker+=(--data-dir "$work/data"); fi
   fi
@@ -92,7 +97,8 @@ start_system relay
 tiny_jobs relay
 echo "relay: ${rate[relay]} tiny jobs/s, ${cpu_us[relay]} us CPU per job (groups ${groups_us[relay]}, clients ${clients_us[relay]})"
 stop_system
-for mode in memory durable; do
+base_mode=${IMGQ_BENCH_BASE:+base}
+for mode in memory durable $base_mode; do
   start_system "$mode"
   tiny_jobs "$mode"
   runs=()
@@ -110,6 +116,12 @@ done
 
 cost=$(awk -v a="${large_s[memory]}" -v b="${large_s[durable]}" -v mb="$large_mb" 'BEGIN { printf "%.1f", (b - a) * 1000 / mb }')
 share=$(awk -v a="${rate[memory]}" -v b="${rate[durable]}" 'BEGIN { printf "%.0f", (a - b) * 100 / a }')
+base_line=
+if [ -n "$base_mode" ]; then
+  base_line="Against \`$IMGQ_BENCH_BASE\` (durable), in the same run: ${rate[base]} tiny jobs/s, ${cpu_us[base]} us of broker CPU per job, ${fsyncs[base]} commits/s, the large image ${large_s[base]} s.
+
+"
+fi
 section=$(cat <<MD
 <!-- journal:begin -->
 ## The journal's cost (bench/journal.sh)
@@ -144,7 +156,7 @@ the commit that names it) and its result once more; small images and
 results live in the database's log. Per tiny job the journal writes its
 row when the job is stored and once more: a dispatch, an end and an
 acknowledgement that come within 50 ms of each other are one row update.
-<!-- journal:end -->
+${base_line}<!-- journal:end -->
 MD
 )
 if grep -q '^<!-- journal:begin -->' bench/RESULTS.md; then

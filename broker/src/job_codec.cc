@@ -83,6 +83,8 @@ Column real_column(std::string name, F field) {
           }};
 }
 
+// The table: one entry per field, in the table's column order (a table,
+// kept whole however long: one line per field is the point).
 const std::vector<Column>& columns() {
   static const std::vector<Column> table = {
       text_column("id", [](JobRecord& r) -> std::string& { return r.id; }),

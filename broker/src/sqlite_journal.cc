@@ -17,6 +17,8 @@
 #include "imgq/broker/job_codec.h"
 #include "imgq/common/text.h"
 
+#include "journal_files.h"
+
 namespace imgq::broker {
 namespace {
 
@@ -83,24 +85,6 @@ void bind_bytes(sqlite3_stmt* stmt, const char* name, std::string_view bytes) {
   } else {
     sqlite3_bind_blob64(stmt, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
   }
-}
-
-std::string errno_text(int error) { return std::strerror(error); }
-
-Status fsync_path(const fs::path& path, int flags) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return Status::Unavailable("cannot open " + path.string() + ": " + errno_text(errno));
-  const int rc = ::fsync(fd);
-  const int error = errno;
-  ::close(fd);
-  if (rc != 0) return Status::Unavailable("cannot sync " + path.string() + ": " + errno_text(error));
-  return Status::Ok();
-}
-
-// ENOSPC and EDQUOT: the disk, not the request, is the problem; retry later.
-Status write_error(const std::string& what, int error) {
-  const std::string text = what + ": " + errno_text(error);
-  return error == ENOSPC || error == EDQUOT ? Status::ResourceExhausted(text) : Status::Unavailable(text);
 }
 
 std::string utc_stamp() {
@@ -440,122 +424,6 @@ Result<uint64_t> SqliteJournal::commit() {
   if (!unlink.empty()) unlink_when_synced_.emplace_back(ticket, std::move(unlink));
   (void)synced();
   return ticket;
-}
-
-Status SqliteJournal::open_log() {
-  const fs::path log = dir_ / "journal.db-wal";
-  log_fd_ = ::open(log.c_str(), O_RDWR | O_CLOEXEC);
-  if (log_fd_ < 0) return Status::Unavailable("cannot open " + log.string() + ": " + errno_text(errno));
-  // The log's own name must survive a crash too.
-  return fsync_path(dir_, O_RDONLY | O_DIRECTORY);
-}
-
-Result<uint64_t> SqliteJournal::synced() {
-  uint64_t synced = 0;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!sync_error_.ok()) return sync_error_;
-    synced = synced_;
-  }
-  std::error_code ec;
-  while (!unlink_when_synced_.empty() && unlink_when_synced_.front().first <= synced) {
-    for (const std::string& name : unlink_when_synced_.front().second) fs::remove(payload_path(name), ec);
-    unlink_when_synced_.pop_front();
-  }
-  return synced;
-}
-
-bool SqliteJournal::syncing() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return (sync_error_.ok() && synced_ < committed_) || payloads_unsynced_ > 0;
-}
-
-void SqliteJournal::hold_payload_writes_for_testing(bool hold) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    payloads_held_ = hold;
-  }
-  cv_.notify_all();
-}
-
-Status SqliteJournal::wait_synced(uint64_t ticket) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, [&] { return synced_ >= ticket || !sync_error_.ok() || !syncer_.joinable(); });
-  return sync_error_;
-}
-
-Status SqliteJournal::start_background_sync() {
-  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (event_fd_ < 0) return Status::Internal(std::string("eventfd: ") + errno_text(errno));
-  syncer_ = std::thread([this] { sync_loop(); });
-  writer_ = std::thread([this] { write_loop(); });
-  return Status::Ok();
-}
-
-void SqliteJournal::write_loop() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (true) {
-    cv_.wait(lock, [&] { return stop_ || (!to_write_.empty() && !payloads_held_); });
-    if (stop_) return;
-    PayloadWrite w = std::move(to_write_.front());
-    to_write_.pop_front();
-    lock.unlock();
-    const fs::path path = payload_path(w.file);
-    Status status;
-    const std::string_view bytes = w.bytes.view();
-    for (size_t written = 0; written < bytes.size();) {
-      const ssize_t n = ::write(w.fd, bytes.data() + written, bytes.size() - written);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        status = write_error("cannot write " + path.string(), n < 0 ? errno : ENOSPC);
-        break;
-      }
-      written += static_cast<size_t>(n);
-    }
-    if (status.ok() && ::fsync(w.fd) != 0) status = write_error("cannot sync " + path.string(), errno);
-    ::close(w.fd);
-    ++syncs_;
-    w.bytes.reset();
-    lock.lock();
-    // The last of a batch: its folder too, so the new names last.
-    if (to_write_.empty() && status.ok()) {
-      lock.unlock();
-      status = fsync_path(dir_ / "payloads", O_RDONLY | O_DIRECTORY);
-      lock.lock();
-    }
-    if (!status.ok() && payload_error_.ok()) payload_error_ = status;
-    if (--payloads_unsynced_ == 0) {
-      const uint64_t one = 1;
-      (void)!::write(event_fd_, &one, sizeof one);
-    }
-    cv_.notify_all();
-  }
-}
-
-void SqliteJournal::sync_loop() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (true) {
-    cv_.wait(lock, [&] { return stop_ || requested_ > synced_; });
-    if (requested_ <= synced_) return;  // stopping, nothing left to sync
-    // Everything committed up to `target` is in the log's file: one
-    // fdatasync makes all of it durable, however many commits that is.
-    const uint64_t target = requested_;
-    const int fd = log_fd_;
-    lock.unlock();
-    const int rc = ::fdatasync(fd);
-    const int error = errno;
-    ++syncs_;
-    lock.lock();
-    if (rc != 0) {
-      sync_error_ = write_error("cannot sync " + (dir_ / "journal.db-wal").string(), error);
-    } else {
-      synced_ = target;
-    }
-    const uint64_t one = 1;
-    (void)!::write(event_fd_, &one, sizeof one);
-    cv_.notify_all();
-    if (rc != 0) return;
-  }
 }
 
 Result<std::string> SqliteJournal::read_payload(const std::string& id, const char* what, Stmt which) {

@@ -245,6 +245,13 @@ class BrokerCore {
 
   void handle_submit(const std::string& identity, const std::string& owner, const proto::Submit& submit,
                      SharedBytes image);
+  // Why a valid new submit cannot be taken now (no group may use its files,
+  // the queue or the kept results are full); Ok when it can.
+  Status refusal_of(const CheckedSubmit& checked, const proto::Submit& submit, size_t image_bytes,
+                    monitoring::Rejection* why) const;
+  // The job a valid new submit makes (not yet stored).
+  Job job_of(const std::string& identity, const std::string& owner, const proto::Submit& submit,
+             CheckedSubmit checked, const std::string& digest, size_t image_bytes);
   // A submit whose key names a known job: answered with that job.
   void resubmit(const std::string& identity, const proto::Submit& submit, const std::string& digest, Job& job);
   void handle_status(const std::string& identity, const std::string& owner, uint64_t req, const std::string& job);
@@ -264,6 +271,9 @@ class BrokerCore {
   void send_accepted(const std::string& identity, uint64_t req, const Job& job, bool existing);
   // Sends the `accepted` held back past its hold (the job has not finished).
   void send_held_accepts(Clock::time_point now);
+  // Restore's last step: the jobs that were running, queued again at the
+  // front or failed past --max-attempts.
+  void requeue_restored(const std::vector<std::string>& running, RestoreSummary* summary);
   // A held-back submit, now durable: queued and answered.
   void accept(const std::string& id);
   // A held-back submit the journal could not store: refused with the reason.
