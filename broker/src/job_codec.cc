@@ -83,6 +83,11 @@ Column real_column(std::string name, F field) {
           }};
 }
 
+Column outcome(Column column) {
+  column.spec.outcome = true;
+  return column;
+}
+
 // The table: one entry per field, in the table's column order (a table,
 // kept whole however long: one line per field is the point).
 const std::vector<Column>& columns() {
@@ -130,9 +135,11 @@ const std::vector<Column>& columns() {
          if (sqlite3_column_type(s, i) != SQLITE_NULL && sqlite3_column_int(s, i) != 0) r.state = JobState::kRunning;
          return true;
        }},
-      integer_column<int>("code", [](JobRecord& r) -> int& { return r.code; }),
-      text_column("message", [](JobRecord& r) -> std::string& { return r.message; }),
-      {{"stats", "BLOB"},
+      // The outcome, set when the job finishes: a new row leaves these to
+      // their defaults (an insert binds no stats to pack, no outcome).
+      outcome(integer_column<int>("code", [](JobRecord& r) -> int& { return r.code; })),
+      outcome(text_column("message", [](JobRecord& r) -> std::string& { return r.message; })),
+      outcome({{"stats", "BLOB"},
        [](sqlite3_stmt* s, int i, const JobRecord& r) {
          const std::string packed = pack_stats(r.stats);
          sqlite3_bind_blob64(s, i, packed.data(), packed.size(), SQLITE_TRANSIENT);
@@ -140,17 +147,17 @@ const std::vector<Column>& columns() {
        [](sqlite3_stmt* s, int i, JobRecord& r) {
          r.stats = unpack_stats(sqlite3_column_blob(s, i), sqlite3_column_bytes(s, i));
          return true;
-       }},
-      real_column("finished", [](JobRecord& r) -> double& { return r.finished; }),
-      integer_column<uint64_t>("result_bytes", [](JobRecord& r) -> uint64_t& { return r.result_bytes; }),
-      {{"gone", "TEXT NOT NULL DEFAULT ''"},
+       }}),
+      outcome(real_column("finished", [](JobRecord& r) -> double& { return r.finished; })),
+      outcome(integer_column<uint64_t>("result_bytes", [](JobRecord& r) -> uint64_t& { return r.result_bytes; })),
+      outcome({{"gone", "TEXT NOT NULL DEFAULT ''"},
        [](sqlite3_stmt* s, int i, const JobRecord& r) { bind_text(s, i, gone_name(r.gone)); },
        [](sqlite3_stmt* s, int i, JobRecord& r) {
          const std::string name = text_of(s, i);
          r.gone = name == "acknowledged" ? Gone::kAcknowledged : name == "expired" ? Gone::kExpired : Gone::kNo;
          return name.empty() || r.gone != Gone::kNo;
-       }},
-      real_column("gone_at", [](JobRecord& r) -> double& { return r.gone_at; }),
+       }}),
+      outcome(real_column("gone_at", [](JobRecord& r) -> double& { return r.gone_at; })),
   };
   return table;
 }
@@ -172,11 +179,17 @@ std::string record_column_list() {
   return out;
 }
 
-void bind_record(sqlite3_stmt* stmt, const JobRecord& record) {
-  for (const Column& c : columns()) {
-    const int index = sqlite3_bind_parameter_index(stmt, (":" + c.spec.name).c_str());
-    if (index > 0) c.bind(stmt, index, record);
+RecordBinder::RecordBinder(sqlite3_stmt* stmt) {
+  const std::vector<Column>& table = columns();
+  for (size_t c = 0; c < table.size(); ++c) {
+    const int index = sqlite3_bind_parameter_index(stmt, (":" + table[c].spec.name).c_str());
+    if (index > 0) params_.emplace_back(c, index);
   }
+}
+
+void RecordBinder::bind(sqlite3_stmt* stmt, const JobRecord& record) const {
+  const std::vector<Column>& table = columns();
+  for (const auto& [column, index] : params_) table[column].bind(stmt, index, record);
 }
 
 Result<JobRecord> read_record(sqlite3_stmt* stmt) {

@@ -44,9 +44,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 // where they live) and the row's :id.
 std::string statement(int which) {
   switch (which) {
-    case 0: {  // kInsert
-      std::string columns = record_column_list(), values;
-      for (const ColumnSpec& c : record_columns()) values += (values.empty() ? ":" : ", :") + c.name;
+    case 0: {  // kInsert: a new job's columns (its outcome takes the defaults)
+      std::string columns, values;
+      for (const ColumnSpec& c : record_columns()) {
+        if (c.outcome) continue;
+        columns += (columns.empty() ? "" : ", ") + c.name;
+        values += (values.empty() ? ":" : ", :") + c.name;
+      }
       return "INSERT INTO jobs (" + columns + ", image, image_file) VALUES (" + values + ", :image, :image_file)";
     }
     case 1:  // kProgressed
@@ -178,6 +182,7 @@ Status SqliteJournal::open_database() {
     if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmts_[i], nullptr) != SQLITE_OK) {
       return sql_error("cannot prepare " + sql);
     }
+    binders_[i] = RecordBinder(stmts_[i]);
   }
   return Status::Ok();
 }
@@ -312,7 +317,7 @@ Status SqliteJournal::add(const JobRecord& job, const SharedBytes& image) {
   // (A failed insert below leaves the file to the commit's rollback, or to
   // the next open as an orphan.)
   sqlite3_stmt* s = stmts_[kInsert];
-  bind_record(s, job);
+  binders_[kInsert].bind(s, job);
   bind_bytes(s, ":image", in_file ? std::string_view() : image.view());
   bind_int(s, ":image_file", in_file ? 1 : 0);
   bind_int(s, ":image_bytes", static_cast<int64_t>(image.size()));
@@ -326,7 +331,7 @@ Status SqliteJournal::add(const JobRecord& job, const SharedBytes& image) {
 void SqliteJournal::progressed(const JobRecord& job) {
   if (!begin().ok()) return;
   sqlite3_stmt* s = stmts_[kProgressed];
-  bind_record(s, job);
+  binders_[kProgressed].bind(s, job);
   run_staged(s);
 }
 
@@ -338,7 +343,7 @@ void SqliteJournal::finish(const JobRecord& job, const SharedBytes& result) {
     if (!written.ok() && staged_error_.ok()) staged_error_ = written;
   }
   sqlite3_stmt* s = stmts_[kFinish];
-  bind_record(s, job);
+  binders_[kFinish].bind(s, job);
   bind_bytes(s, ":result", in_file ? std::string_view() : result.view());
   bind_int(s, ":result_file", in_file ? 1 : 0);
   bind_int(s, ":result_bytes", static_cast<int64_t>(result.size()));

@@ -54,6 +54,14 @@ void SqliteJournal::hold_payload_writes_for_testing(bool hold) {
   cv_.notify_all();
 }
 
+void SqliteJournal::hold_syncs_for_testing(bool hold) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    syncs_held_ = hold;
+  }
+  cv_.notify_all();
+}
+
 Status SqliteJournal::wait_synced(uint64_t ticket) {
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return synced_ >= ticket || !sync_error_.ok() || !syncer_.joinable(); });
@@ -111,7 +119,7 @@ void SqliteJournal::write_loop() {
 void SqliteJournal::sync_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || requested_ > synced_; });
+    cv_.wait(lock, [&] { return stop_ || (requested_ > synced_ && !syncs_held_); });
     if (requested_ <= synced_) return;  // stopping, nothing left to sync
     // Everything committed up to `target` is in the log's file: one
     // fdatasync makes all of it durable, however many commits that is.

@@ -147,13 +147,13 @@ TEST_F(JournalTest, AcceptedOnlyOnceTheCommitHasStoredIt) {
 
 TEST_F(JournalTest, WithTheLogSyncedInTheBackgroundASubmitWaitsForItsSync) {
   ASSERT_TRUE(journal_->start_background_sync().ok());
+  journal_->hold_syncs_for_testing(true);  // the commit is written, not yet synced
   send("c", {proto::encode(submit_message(1)), kImg});
-  // Whether the sync thread has finished when commit() returns is up to
-  // timing; the job is answered only once it has (ticket 1, the first).
   core_->commit();
-  if (!out_->clients.empty()) {
-    EXPECT_GE(*journal_->synced(), 1u) << "answered before it was on disk";
-  }
+  core_->release_synced();
+  EXPECT_EQ(*journal_->synced(), 0u);
+  EXPECT_TRUE(out_->clients.empty()) << "answered before it was on disk";
+  journal_->hold_syncs_for_testing(false);
   ASSERT_TRUE(journal_->wait_synced(1).ok());
   core_->release_synced();
   ASSERT_EQ(out_->clients.size(), 1u);

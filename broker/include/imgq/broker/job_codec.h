@@ -15,6 +15,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "imgq/broker/job_record.h"
@@ -26,16 +27,28 @@ namespace imgq::broker {
 
 struct ColumnSpec {
   std::string name;
-  std::string sql;  // type and constraint, e.g. "TEXT NOT NULL DEFAULT ''"
+  std::string sql;       // type and constraint, e.g. "TEXT NOT NULL DEFAULT ''"
+  bool outcome = false;  // set when the job finishes; a new row takes the default
 };
 // The record's columns, in table order.
 const std::vector<ColumnSpec>& record_columns();
 // "id, line, owner, ..." (for a SELECT).
 std::string record_column_list();
 
-// Binds every named parameter `:NAME` of `stmt` that names a record column
-// (other parameters are left to the caller).
-void bind_record(sqlite3_stmt* stmt, const JobRecord& record);
+// The record columns a prepared statement names as parameters (`:NAME`),
+// found once: binding a record then costs no name lookups (a tiny job binds
+// one twice).
+class RecordBinder {
+ public:
+  RecordBinder() = default;
+  explicit RecordBinder(sqlite3_stmt* stmt);
+  // Binds every parameter of `stmt` (the statement given at construction)
+  // that names a record column; other parameters are left to the caller.
+  void bind(sqlite3_stmt* stmt, const JobRecord& record) const;
+
+ private:
+  std::vector<std::pair<size_t, int>> params_;  // (the codec's column, the parameter's index)
+};
 
 // The record in the current row of `stmt`, a SELECT of (at least) the
 // record's columns, found by their names. InvalidArgument when a field does

@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "imgq/broker/job_codec.h"
 #include "imgq/broker/journal.h"
 
 struct sqlite3;
@@ -83,6 +84,8 @@ class SqliteJournal final : public Journal {
   Status start_background_sync();
   // Tests: while held, staged payloads wait unwritten (syncing() is true).
   void hold_payload_writes_for_testing(bool hold);
+  // Tests: while held, the log is not synced (synced() stays where it is).
+  void hold_syncs_for_testing(bool hold);
   int notify_fd() const { return event_fd_; }
   Result<std::string> image(const std::string& id) override;
   Result<std::string> result(const std::string& id) override;
@@ -115,6 +118,7 @@ class SqliteJournal final : public Journal {
   int lock_fd_ = -1;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* stmts_[kStmts] = {};
+  RecordBinder binders_[kStmts];  // the record's parameters of each statement
   bool in_transaction_ = false;
   Status staged_error_;                      // first failed staged write since the last commit
   std::vector<std::pair<int, std::string>> unsynced_;  // payload files written here: fd, name
@@ -147,6 +151,7 @@ class SqliteJournal final : public Journal {
   size_t payloads_unsynced_ = 0;
   Status payload_error_;
   bool payloads_held_ = false;
+  bool syncs_held_ = false;
   std::thread writer_;
 };
 
