@@ -239,7 +239,7 @@ BrokerCore::Job BrokerCore::job_of(const std::string& identity, const std::strin
   job.route_output = std::move(checked.route_output);
   job.state = JobState::kQueued;
   job.submitted_at = now_();
-  job.submitted = unix_now();
+  job.submitted = wall_now_();
   return job;
 }
 

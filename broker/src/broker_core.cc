@@ -35,6 +35,7 @@ BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring:
     : config_(config),
       outbox_(outbox),
       now_(std::move(now)),
+      wall_now_(unix_now),
       events_(metrics),
       random_(std::random_device{}()),
       journal_(journal != nullptr ? *journal : memory_journal_) {
@@ -175,7 +176,7 @@ void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran
   job.code = static_cast<int>(status.code());
   job.message = status.message();
   job.finished_at = now_();
-  job.finished = unix_now();
+  job.finished = wall_now_();
   job.group.clear();
   job.image.reset();
   job.result_bytes = state == JobState::kDone ? job.result.size() : 0;
@@ -326,7 +327,7 @@ void BrokerCore::publish(const Job& job) {
   if (job.pending) return;  // nobody knows of it yet (accept() publishes)
   proto::Event event;
   event.job = state_of(job);
-  event.time = unix_now();
+  event.time = wall_now_();
   events_.job_changed(event.job);
   outbox_.publish(job.id, proto::encode(event));
 }

@@ -29,7 +29,7 @@ namespace imgq::broker {
 RestoreSummary BrokerCore::restore(std::vector<JobRecord> stored) {
   RestoreSummary summary;
   const auto now = now_();
-  const double unix = unix_now();
+  const double unix = wall_now_();
   // A wall-clock time of the old process as a time of this clock.
   auto steady = [&](double then) {
     return now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(std::max(0.0, unix - then)));

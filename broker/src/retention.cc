@@ -93,7 +93,7 @@ void BrokerCore::drop_result(Job& job, Gone why) {
   job.result.reset();
   job.ops.clear();
   job.gone = why;
-  job.gone_at = unix_now();
+  job.gone_at = wall_now_();
   job.gone_since = now_();
   // A finish not yet recorded records the end of its result with it (and
   // record_due() buries the job then).

@@ -55,6 +55,7 @@ class JournalTest : public ::testing::Test {
     problems_ = recovered.problems;
     out_ = std::make_unique<RecordingOutbox>();
     core_ = std::make_unique<BrokerCore>(config(), *out_, [this] { return now_; }, nullptr, journal_.get());
+    core_->set_wall_clock([this] { return wall_; });
     return core_->restore(std::move(recovered.jobs));
   }
   // The process dies: whatever was not committed is lost.
@@ -122,6 +123,7 @@ class JournalTest : public ::testing::Test {
 
   fs::path dir_;
   Clock::time_point now_ = Clock::time_point{} + std::chrono::hours(1);
+  double wall_ = 1'800'000'000;  // Unix seconds; tests move it with now_
   std::unique_ptr<SqliteJournal> journal_;
   std::unique_ptr<RecordingOutbox> out_;
   std::unique_ptr<BrokerCore> core_;
@@ -437,6 +439,31 @@ TEST_F(JournalTest, AnUnacknowledgedResultExpiresAndSaysWhen) {
   EXPECT_EQ(last_error().code_name, "not_found");
   EXPECT_NE(last_error().message.find("the result of job " + job + " (key \"k\") expired at"), std::string::npos)
       << last_error().message;
+}
+
+// A kept result's TTL runs from when it finished, across a restart: the
+// stored wall-clock time becomes a time of the new process's clock.
+TEST_F(JournalTest, AKeptResultExpiresAfterARestartWhenItWouldHaveWithoutOne) {
+  const std::string job = submit("c", 1);
+  out_->gone.insert("c");
+  hello("g");
+  done("g", job);
+  settle();
+  now_ += Duration{50'000};  // 50 s of the 60 s TTL pass; then the broker restarts
+  wall_ += 50;
+  crash_and_restart();
+  now_ += Duration{9'000};
+  wall_ += 9;
+  core_->tick();
+  request<proto::Fetch>("c2", job);
+  EXPECT_EQ(decode<proto::JobResult>(out_->clients.back().frames[0]).state, "done") << "expired early";
+  now_ += Duration{2'000};  // 61 s since it finished
+  wall_ += 2;
+  core_->tick();
+  EXPECT_EQ(core_->counters().expired_results, 1u);
+  request<proto::Fetch>("c2", job);
+  EXPECT_EQ(last_error().code_name, "not_found");
+  EXPECT_NE(last_error().message.find("expired at 2027-01-15 08:01:01 UTC"), std::string::npos) << last_error().message;
 }
 
 TEST_F(JournalTest, AKeyReusedForADifferentJobIsAConflict) {

@@ -140,6 +140,11 @@ class BrokerCore {
   BrokerCore(BrokerConfig config, Outbox& outbox, Now now = Clock::now,
              monitoring::BrokerMetrics* metrics = nullptr, Journal* journal = nullptr);
 
+  // Wall time, Unix seconds (stored times: submitted, finished, gone_at;
+  // event times). The system clock unless a test sets another.
+  using WallNow = std::function<double()>;
+  void set_wall_clock(WallNow wall_now) { wall_now_ = std::move(wall_now); }
+
   // The progress endpoint as bound, announced in every pong.
   void set_progress_endpoint(std::string endpoint) { progress_endpoint_ = std::move(endpoint); }
 
@@ -331,6 +336,7 @@ class BrokerCore {
   BrokerConfig config_;
   Outbox& outbox_;
   Now now_;
+  WallNow wall_now_;
   BrokerEvents events_;
   std::mt19937_64 random_;
   std::unordered_map<std::string, Job> jobs_;
