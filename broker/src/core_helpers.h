@@ -14,6 +14,7 @@
 #include <isa-l/crc.h>
 
 #include "imgq/broker/broker_core.h"
+#include "imgq/common/text.h"
 
 namespace imgq::broker {
 
@@ -33,14 +34,7 @@ inline std::string seconds_text(Clock::duration d) {
 }
 
 // "2026-12-01 21:30:05 UTC", for messages about when something happened.
-inline std::string utc_text(double unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
+inline std::string utc_text(double unix_seconds) { return time_text(unix_seconds, /*utc=*/true); }
 
 // Keys are scoped to the submitter's CURVE key (empty without CURVE).
 inline std::string scoped_key(const std::string& owner, const std::string& key) { return owner + '\x1f' + key; }

@@ -14,6 +14,7 @@
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/cli.h"
 #include "imgq/common/file_io.h"
+#include "imgq/common/text.h"
 #include "imgq/schemas/op_catalog.h"
 
 namespace imgq::client {
@@ -39,13 +40,7 @@ int report(const Connection& c, const Status& status, std::ostream& err) {
 }
 
 std::string local_time(double unix_seconds) {
-  if (unix_seconds <= 0) return "-";
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm local{};
-  localtime_r(&t, &local);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &local);
-  return buf;
+  return unix_seconds <= 0 ? "-" : time_text(unix_seconds, /*utc=*/false);
 }
 
 void print_state(const proto::JobState& s, bool json, std::ostream& out) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,21 @@ inline std::vector<std::string> split_lines(std::string_view text) {
 }
 
 // `lines` joined with '\n' (the inverse of split_lines for non-empty lines).
+// A Unix time as "2026-12-01 21:30:05", in UTC (then followed by " UTC") or
+// in the local time zone.
+inline std::string time_text(double unix_seconds, bool utc) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  if (utc) {
+    gmtime_r(&t, &tm);
+  } else {
+    localtime_r(&t, &tm);
+  }
+  char buf[40];
+  std::strftime(buf, sizeof buf, utc ? "%Y-%m-%d %H:%M:%S UTC" : "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
 inline std::string join_lines(const std::vector<std::string>& lines) {
   std::string out;
   for (const std::string& line : lines) {
