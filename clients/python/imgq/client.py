@@ -124,8 +124,11 @@ def _read_key_file(path, secret):
     return (public.encode(), words["secret"].encode()) if secret else public.encode()
 
 
-def _write_durably(path, data):
-    """``data`` to ``path`` through a temporary file, a rename and fsyncs."""
+def _write_durably(path, data, replace=True):
+    """``data`` to ``path`` through a temporary file and fsyncs; the path
+    written. Unless ``replace``, a different file already at ``path`` is
+    kept and the result goes to NAME.1.EXT (NAME.2.EXT, ...), as ``imgq
+    submit`` does; identical bytes already there count as written."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
@@ -134,7 +137,11 @@ def _write_durably(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+            written = path
+        else:
+            written = _place_without_replacing(tmp, path, data)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -146,6 +153,29 @@ def _write_durably(path, data):
         os.fsync(dfd)
     finally:
         os.close(dfd)
+    return written
+
+
+def _place_without_replacing(tmp, path, data):
+    """Links ``tmp`` at ``path`` or the first free NAME.N.EXT (a link never
+    replaces a file), then removes ``tmp``; the path used."""
+    stem, ext = os.path.splitext(path)
+    for n in range(0, 10000):
+        candidate = path if n == 0 else "%s.%d%s" % (stem, n, ext)
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            try:
+                with open(candidate, "rb") as f:
+                    if f.read() == data:  # written before, by an earlier run
+                        os.unlink(tmp)
+                        return candidate
+            except OSError:
+                pass
+            continue
+        os.unlink(tmp)
+        return candidate
+    raise FileExistsError("no free name for %s (NAME.1%s to NAME.9999%s are taken)" % (path, ext, ext))
 
 
 class Job:
@@ -440,16 +470,19 @@ class Client:
         self._send(protocol.encode("result_ack", req=self._next_req(), job=job_id))
 
     def map(self, inputs, ops=(), out=None, *, window=16, format=None, priority=4, on_progress=None,
-            timeout=None):
+            timeout=None, overwrite=False):
         """Runs ``ops`` on many images, at most ``window`` at a time, and
         yields an Outcome per input as each ends (in the order they end).
 
         ``inputs`` is a folder (walked recursively for images, in sorted
         order), a file, or an iterable of paths, read lazily. With ``out``,
         each result is written there (a folder's relative paths kept; a
-        file's name), durably, before it is acknowledged; without, an
-        Outcome's ``data`` holds it. A failure is an Outcome with ``error``
-        set, never an exception; ``timeout`` bounds each wait for a result."""
+        file's name), durably, before it is acknowledged; a different file
+        already at that name is kept and the result written as NAME.1.EXT
+        (``overwrite``: replaced, unless it is the input itself); without
+        ``out``, an Outcome's ``data`` holds it. A failure is an Outcome with
+        ``error`` set, never an exception; ``timeout`` bounds each wait for a
+        result."""
         ops = _ops_list(ops)
         items = _expand(inputs, out, format)
         in_flight = {}
@@ -495,8 +528,15 @@ class Client:
                     job.ack()
                     yield Outcome(source, None, job.id, None, job.stats, data)
                     continue
+                if overwrite and os.path.exists(target) and os.path.samefile(target, source):
+                    # Not acknowledged: the broker keeps it for fetch.
+                    yield Outcome(source, None, job.id,
+                                  errors.InvalidArgument("%s: its result would replace the input itself; give "
+                                                         "another out folder (the result stays at the broker: "
+                                                         "fetch %s)" % (source, job.id)), job.stats, None)
+                    continue
                 try:
-                    _write_durably(target, data)
+                    target = _write_durably(target, data, replace=overwrite)
                 except OSError as e:
                     # Not acknowledged: the broker keeps it for fetch.
                     yield Outcome(source, None, job.id,

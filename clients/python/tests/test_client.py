@@ -251,3 +251,28 @@ def test_the_op_catalogue_comes_from_the_broker(system):
     ksize = ops["gaussian_blur"]["params"][0]
     assert (ksize["key"], ksize["type"], ksize["default"], ksize["odd"]) == ("ksize", "int", "5", True)
     assert ksize["min"] == 1 and ksize["max"] == 255
+
+
+def test_map_never_replaces_a_different_file_unless_told_and_never_an_input(system, tmp_path):
+    source = tmp_path / "in" / "home.jpg"
+    source.parent.mkdir()
+    shutil.copy(os.path.join(SAMPLES, "home.jpg"), source)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "home.png").write_bytes(b"someone else's file")
+    with system.client() as c:
+        first = list(c.map(str(source), ops=["grayscale"], out=str(out), format="png"))
+        again = list(c.map(str(source), ops=["grayscale"], out=str(out), format="png"))
+        replaced = list(c.map(str(source), ops=["grayscale"], out=str(out), format="png", overwrite=True))
+        onto_input = list(c.map(str(source), ops=["grayscale"], out=str(source.parent), format="jpg",
+                                overwrite=True))
+    expected = system.reference(["grayscale"], str(source), "png")
+    assert (out / "home.png").read_bytes() == expected  # replaced, as told
+    assert first[0].ok and first[0].output == str(out / "home.1.png")
+    assert (out / "home.1.png").read_bytes() == expected
+    assert again[0].ok and again[0].output == str(out / "home.1.png"), "identical bytes count as written"
+    assert not (out / "home.2.png").exists()
+    assert replaced[0].ok and replaced[0].output == str(out / "home.png")
+    assert not onto_input[0].ok and isinstance(onto_input[0].error, imgq.InvalidArgument)
+    assert "the input itself" in onto_input[0].error.message
+    assert source.read_bytes() == open(os.path.join(SAMPLES, "home.jpg"), "rb").read()
