@@ -93,9 +93,12 @@ std::string unresolved_host(const std::string& endpoint) {
 
 Status BrokerClient::silent_for(Millis waited) {
   monitor_.poll();
-  std::string diagnosis = unresolved_host(endpoint_);
-  if (diagnosis.empty()) diagnosis = monitor_.diagnosis();
-  return Status::Unavailable(no_answer(endpoint_, waited, diagnosis, curve_));
+  if (const std::string unresolved = unresolved_host(endpoint_); !unresolved.empty()) {
+    return Status::Unavailable("cannot reach the broker at " + endpoint_ + ": " + unresolved +
+                               ". Check the name, or give the broker's address with --broker HOST:PORT or "
+                               "IMGQ_BROKER.");
+  }
+  return Status::Unavailable(no_answer(endpoint_, waited, monitor_.diagnosis(), curve_));
 }
 
 bool BrokerClient::send(const std::string& header, const std::string* payload) {

@@ -246,4 +246,6 @@ std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std:
   return std::make_unique<PlainReporter>(out, err, std::move(command), style);
 }
 
+size_t stderr_columns() { return ::isatty(STDERR_FILENO) ? terminal_columns() : 0; }
+
 }  // namespace imgq::client

@@ -5,6 +5,7 @@
 // `imgq jobs` lists exactly a client's jobs, and the live line fits the
 // terminal, messages on lines of their own.
 #include <regex>
+#include <sstream>
 
 #include "integration/durable_fixture.h"
 
@@ -127,6 +128,7 @@ TEST_F(FirstContact, EndpointsAsPeopleTypeThemAndGarbageIsAUsageError) {
   const auto [unknown_code, unknown] = shell(kBin + "/imgq ping --broker nosuchhost.invalid:" + port + " 2>&1");
   EXPECT_EQ(unknown_code, 3) << unknown;
   EXPECT_NE(unknown.find("\"nosuchhost.invalid\" does not resolve"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("Check the name"), std::string::npos) << unknown;
   for (const std::string garbage : {"127.0.0.1", "5555", "tcp://", "http://x:1", "a b:1", "x:99999", "[::1", "",
                                      "tcp://*:5555", "::::"}) {
     const std::string g = quoted(garbage);
@@ -314,6 +316,36 @@ TEST_F(FirstContact, JobsListsExactlyAClientsJobsAndCurveKeepsThemApart) {
   // Another client's job is no job at all to bob.
   const auto [code, out] = imgq("status " + *submitted["alice"].begin() + as("bob"));
   EXPECT_EQ(code, 1) << out;
+}
+
+// An error on a 60-column terminal is wrapped at words, never mid-word; in
+// a pipe it stays one line, for grep.
+TEST_F(FirstContact, AnErrorOnANarrowTerminalIsWrappedAtWords) {
+  const testing::RefusingPort refusing;
+  const fs::path typescript = root_ / "tty-error";
+  const std::string inner = "stty cols 60 rows 40; exec " + kBin + "/imgq ping --broker " + refusing.address();
+  Subprocess client({"script", "-qfec", inner, typescript.string()}, (root_ / "script.log").string());
+  ASSERT_TRUE(client.wait(seconds(20)).has_value());
+  std::ifstream f(typescript, std::ios::binary);
+  const std::string raw(std::istreambuf_iterator<char>(f), {});
+  const std::string text = std::regex_replace(raw, std::regex("\x1b\\[[0-9;]*[A-Za-z]|\r"), "");
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.rfind("Script ", 0) != 0) lines.push_back(line);
+  }
+  ASSERT_GE(lines.size(), 3u) << text;
+  EXPECT_EQ(lines[0].rfind("imgq: error: no answer from the broker", 0), 0u) << text;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_LT(lines[i].size(), 60u) << lines[i];
+    if (i > 0) EXPECT_EQ(lines[i].rfind("  ", 0), 0u) << "a continuation is indented: " << lines[i];
+  }
+  std::string joined;  // the lines as one text again: a word split in two would show
+  for (const std::string& line : lines) joined += (joined.empty() ? "" : " ") + line.substr(line.find_first_not_of(' '));
+  EXPECT_NE(joined.find("Is imgq-broker running there? Give its address with --broker HOST:PORT"), std::string::npos)
+      << "split mid-word:\n" << text;
+  const auto [code, piped] = shell(kBin + "/imgq ping --broker " + refusing.address() + " 2>&1 | cat");
+  EXPECT_EQ(std::count(piped.begin(), piped.end(), '\n'), 1) << piped;
 }
 
 // The live line driven through a real pseudo-terminal (script(1)) at 60 and

@@ -21,6 +21,7 @@ struct Connection {
   Millis timeout{10'000};
   bool json = false;
   bool color = false;
+  size_t columns = 0;  // errors are wrapped at words to this width; 0: not wrapped
   CurveOptions curve;
 };
 

@@ -82,4 +82,7 @@ std::string fit_columns(const std::string& text, size_t columns);
 // spaces; `columns` 0: as it is.
 std::string wrap_words(const std::string& text, size_t columns, size_t indent = 2);
 
+// The terminal's width where stderr is one (80 if it does not say), else 0.
+size_t stderr_columns();
+
 }  // namespace imgq::client
