@@ -121,9 +121,11 @@ const std::vector<Column>& columns() {
        [](sqlite3_stmt* s, int i, JobRecord& r) {
          const std::string name = text_of(s, i);
          if (name.empty()) return true;  // unfinished: `running` says which (read_record)
+         // (No broker writes an unfinished state's name here; one read is
+         // taken as it says rather than losing the job.)
          const auto state = parse_state(name);
          if (state) r.state = *state;
-         return state.has_value() && finished_state(*state);
+         return state.has_value();
        }},
       // An unfinished job: 1 running, 0 queued. NULL in rows of brokers from
       // before it (read_record decides by attempts).
@@ -206,7 +208,7 @@ Result<JobRecord> read_record(sqlite3_stmt* stmt) {
       if (!c.read(stmt, i, record)) {
         return Status::InvalidArgument("its " + c.spec.name + " reads \"" + text_of(stmt, i) + "\"");
       }
-      if (c.spec.name == "state") finished = sqlite3_column_bytes(stmt, i) > 0;
+      if (c.spec.name == "state") finished = sqlite3_column_bytes(stmt, i) > 0 && finished_state(record.state);
       break;
     }
   }

@@ -593,6 +593,23 @@ TEST_F(JournalTest, AJobRequeuedBeforeACrashIsRestoredQueuedNotAsRunning) {
   EXPECT_EQ(status.attempts, 1) << "a job that waited counted as one that ran";
 }
 
+// No broker writes an unfinished state's name in `state`; one found there is
+// read as it says, never a reason to leave an accepted job out.
+TEST_F(JournalTest, AnUnfinishedStateNamedInTheRowIsReadNotLeftOut) {
+  const std::string job = submit("c", 1);
+  core_.reset();
+  journal_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "journal.db").c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, "UPDATE jobs SET state = 'queued', running = NULL", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  const RestoreSummary r = start();
+  EXPECT_TRUE(problems_.empty()) << problems_.front();
+  EXPECT_EQ(r.queued, 1u);
+  request<proto::StatusRequest>("c", job);
+  EXPECT_EQ(decode<proto::StatusReply>(out_->clients.back().frames[0]).job.state, "queued");
+}
+
 TEST_F(JournalTest, ADamagedPayloadFailsItsJobAloneWithTheReason) {
   const std::string damaged = submit("c", 1, {}, png_bytes(300'000));
   const std::string fine = submit("c", 2);
