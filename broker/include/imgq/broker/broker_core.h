@@ -219,9 +219,8 @@ class BrokerCore {
   // A job whose result is gone (acknowledged or expired), kept one more
   // result TTL so that its key, `status` and `fetch` are answered: only what
   // that takes, about a sixth of a Job's memory. (At 7,000 tiny jobs a
-  // second and the default TTL, 4.2 million of them are kept.)
-  // (Its fields are the record's; a tombstone is a record reduced to them,
-  // since millions may be kept.)
+  // second and the default TTL, 4.2 million of them are kept.) Its fields
+  // are the record's, reduced to these.
   struct Tombstone {
     std::string owner, key, digest, name, message;
     JobState state = JobState::kDone;
