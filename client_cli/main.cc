@@ -84,7 +84,7 @@ imgq::Result<Connection> connection(const Common& common, double timeout_s) {
   c.timeout = Millis(static_cast<int64_t>(timeout_s * 1000));
   c.json = common.json;
   c.color = color_on(STDERR_FILENO);
-  c.columns = imgq::client::stderr_columns();
+  c.columns = imgq::cli::stderr_columns();
   return c;
 }
 

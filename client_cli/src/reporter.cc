@@ -199,27 +199,6 @@ std::string error_line(const std::string& file, const std::string& message) {
   return prefix + "error: " + (message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message);
 }
 
-std::string wrap_words(const std::string& text, size_t columns, size_t indent) {
-  if (columns == 0 || text.size() <= columns) return text;
-  std::string out, line;
-  size_t start = 0;
-  auto flush = [&] {
-    out += (out.empty() ? "" : "\n" + std::string(indent, ' ')) + line;
-    line.clear();
-  };
-  while (start <= text.size()) {
-    size_t end = text.find(' ', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string word = text.substr(start, end - start);
-    const size_t room = columns - (out.empty() ? 0 : indent);
-    if (!line.empty() && line.size() + 1 + word.size() > room) flush();
-    line += (line.empty() ? "" : " ") + word;
-    start = end + 1;
-  }
-  if (!line.empty()) flush();
-  return out;
-}
-
 std::string fit_columns(const std::string& text, size_t columns) {
   size_t chars = 0;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -245,7 +224,5 @@ std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std:
   }
   return std::make_unique<PlainReporter>(out, err, std::move(command), style);
 }
-
-size_t stderr_columns() { return ::isatty(STDERR_FILENO) ? terminal_columns() : 0; }
 
 }  // namespace imgq::client

@@ -1,5 +1,8 @@
 #include "imgq/common/cli.h"
 
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -187,11 +190,18 @@ std::string closest(std::string_view word, const std::vector<std::string>& candi
   return best;
 }
 
+size_t stderr_columns() {
+  if (::isatty(STDERR_FILENO) == 0) return 0;
+  winsize ws{};
+  return ::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
+}
+
 std::optional<int> parse(CLI::App& app, int argc, char** argv, bool print) {
   const std::string program = app.get_name();
   auto fail = [&](const CLI::App& where, const std::string& message) {
     if (print) {
-      std::cerr << program << ": error: " << message << "\n"
+      const size_t columns = stderr_columns();
+      std::cerr << wrap_words(program + ": error: " + message, columns == 0 ? 0 : columns - 1) << "\n"
                 << "(" << command_path(where) << " --help says what it takes)\n";
     }
     return kExitUsage;

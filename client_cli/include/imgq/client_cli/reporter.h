@@ -12,6 +12,7 @@
 #include <ostream>
 #include <string>
 
+#include "imgq/common/text.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::client {
@@ -77,12 +78,5 @@ std::string error_line(const std::string& file, const std::string& message);
 // a character; one column per character).
 std::string fit_columns(const std::string& text, size_t columns);
 
-// `text` broken at spaces into lines of at most `columns` (a word longer
-// than that stands alone), the lines after the first indented by `indent`
-// spaces; `columns` 0: as it is.
-std::string wrap_words(const std::string& text, size_t columns, size_t indent = 2);
-
-// The terminal's width where stderr is one (80 if it does not say), else 0.
-size_t stderr_columns();
 
 }  // namespace imgq::client

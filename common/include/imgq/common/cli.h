@@ -52,6 +52,10 @@ std::string closest(std::string_view word, const std::vector<std::string>& candi
 // (every MPI rank parses; only the leader speaks).
 std::optional<int> parse(CLI::App& app, int argc, char** argv, bool print = true);
 
+// The terminal's width where stderr is one (80 if it does not say), else 0:
+// what error messages are wrapped to (wrap_words, text.h).
+size_t stderr_columns();
+
 // A range check whose limits appear in the message of a bad value, not in
 // --help (where "N" and the option's text say it).
 CLI::Validator range(double min, double max);

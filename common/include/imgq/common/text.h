@@ -50,6 +50,30 @@ inline std::vector<std::string> split_lines(std::string_view text) {
 }
 
 // `lines` joined with '\n' (the inverse of split_lines for non-empty lines).
+// `text` broken at spaces into lines of at most `columns` (a word longer
+// than that stands alone), the lines after the first indented by `indent`
+// spaces; `columns` 0: as it is.
+inline std::string wrap_words(const std::string& text, size_t columns, size_t indent = 2) {
+  if (columns == 0 || text.size() <= columns) return text;
+  std::string out, line;
+  size_t start = 0;
+  auto flush = [&] {
+    out += (out.empty() ? "" : "\n" + std::string(indent, ' ')) + line;
+    line.clear();
+  };
+  while (start <= text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    const size_t room = columns - (out.empty() ? 0 : indent);
+    if (!line.empty() && line.size() + 1 + word.size() > room) flush();
+    line += (line.empty() ? "" : " ") + word;
+    start = end + 1;
+  }
+  if (!line.empty()) flush();
+  return out;
+}
+
 // A Unix time as "2026-12-01 21:30:05", in UTC (then followed by " UTC") or
 // in the local time zone.
 inline std::string time_text(double unix_seconds, bool utc) {
