@@ -299,6 +299,19 @@ class PumpTest : public ::testing::Test {
     return run_pump(options, source, reporter != nullptr ? *reporter : *json, out_, err_);
   }
 
+  // Runs the pump on a thread and interrupts it, as Ctrl-C does, once
+  // `ready()` holds; its exit status.
+  template <typename Ready>
+  int run_interrupted(MemorySource& source, Reporter& reporter, bool detach, Ready ready) {
+    volatile std::sig_atomic_t interrupted = 0;
+    int code = -1;
+    std::thread pump([&] { code = run(source, Millis{20'000}, &reporter, &interrupted, detach); });
+    EXPECT_TRUE(eventually(ready));
+    interrupted = 1;
+    pump.join();
+    return code;
+  }
+
   std::filesystem::path dir_;
   FakeBroker broker_;
   std::ostringstream out_, err_;
@@ -381,13 +394,8 @@ TEST_F(PumpTest, AnEventOfAHeldJobIsItsAcceptance) {
   broker_.script("key-b", {OnSubmit::kSilence});
   MemorySource source(dir_, 2);
   AcceptedJobs accepted;
-  volatile std::sig_atomic_t interrupted = 0;
-  int code = -1;
-  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted, /*detach=*/true); });
-  EXPECT_TRUE(eventually([&] { return accepted.jobs().size() == 1; }));
-  interrupted = 1;
-  pump.join();
-  EXPECT_EQ(code, 130);
+  EXPECT_EQ(run_interrupted(source, accepted, /*detach=*/true, [&] { return accepted.jobs().size() == 1; }),
+            130);
   ASSERT_EQ(accepted.jobs().size(), 1u);
   const std::string job = accepted.jobs()[0];
   EXPECT_NE(out_.str().find("\"event\":\"unfinished\",\"job\":\"" + job + "\""), std::string::npos) << out_.str();
@@ -403,13 +411,9 @@ TEST_F(PumpTest, AnInterruptCancelsTheRunsUnfinishedJobs) {
   broker_.script("key-b", {OnSubmit::kAcceptOnly});
   MemorySource source(dir_, 3);
   AcceptedJobs accepted;
-  volatile std::sig_atomic_t interrupted = 0;
-  int code = -1;
-  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted); });
-  EXPECT_TRUE(eventually([&] { return accepted.jobs().size() == 3 && source.results_.size() == 1; }));
-  interrupted = 1;
-  pump.join();
-  EXPECT_EQ(code, 130);
+  EXPECT_EQ(run_interrupted(source, accepted, /*detach=*/false,
+                            [&] { return accepted.jobs().size() == 3 && source.results_.size() == 1; }),
+            130);
   auto cancelled = broker_.cancelled();
   std::sort(cancelled.begin(), cancelled.end());
   EXPECT_EQ(cancelled, (std::vector<std::string>{"key-a", "key-b"})) << "c was done: not cancelled";
@@ -423,13 +427,8 @@ TEST_F(PumpTest, AnInterruptWithDetachLeavesTheJobsRunning) {
   broker_.script("key-a", {OnSubmit::kAcceptOnly});
   MemorySource source(dir_, 1);
   AcceptedJobs accepted;
-  volatile std::sig_atomic_t interrupted = 0;
-  int code = -1;
-  std::thread pump([&] { code = run(source, Millis{20'000}, &accepted, &interrupted, /*detach=*/true); });
-  EXPECT_TRUE(eventually([&] { return accepted.jobs().size() == 1; }));
-  interrupted = 1;
-  pump.join();
-  EXPECT_EQ(code, 130);
+  EXPECT_EQ(run_interrupted(source, accepted, /*detach=*/true, [&] { return accepted.jobs().size() == 1; }),
+            130);
   EXPECT_TRUE(broker_.cancelled().empty());
   EXPECT_NE(out_.str().find("\"event\":\"unfinished\""), std::string::npos) << out_.str();
 }
