@@ -137,7 +137,7 @@ int run(int argc, char** argv) {
   s->add_flag("--skip-existing", submit.skip_existing,
               "do not send an image whose result is there already (resumes an interrupted run)");
   s->add_option("--format", submit.format, "output format: " + imgq::output_formats_text() + "; default: " +
-                                               imgq::output_format_rule())
+                                               imgq::default_output_rule())
       ->type_name("FORMAT");
   s->add_option("--priority", submit.priority, "0 (lowest) to 9 (highest)")
       ->type_name("N")->capture_default_str()->check(cli::range(0, 9));
@@ -186,7 +186,7 @@ int run(int argc, char** argv) {
       ->type_name("DIR");
   in->add_option("--op", ingest.ops, "an op, name[:key=value,...]; repeat for a pipeline (imgq ops lists them)")
       ->type_name("SPEC")->allow_extra_args(false);
-  in->add_option("--format", ingest.format, "output format (default: " + imgq::output_format_rule() + ")")
+  in->add_option("--format", ingest.format, "output format (default: " + imgq::default_output_rule() + ")")
       ->type_name("FORMAT");
   in->add_option("--priority", ingest.priority, "0 (lowest) to 9 (highest)")
       ->type_name("N")->capture_default_str()->check(cli::range(0, 9));

@@ -73,7 +73,7 @@ int parse(int argc, char** argv, bool leader, Options& o, imgq::schemas::Pipelin
       ->type_name("SPEC")->allow_extra_args(false);
   app.add_option("--out,-o", o.out_dir, "standalone: folder for the results")->type_name("DIR");
   app.add_option("--format", o.format, "standalone: output format (" + imgq::output_formats_text() +
-                                           "); default: " + imgq::output_format_rule())
+                                           "); default: " + imgq::default_output_rule())
       ->type_name("FORMAT");
   app.add_option("--max-pixels", o.max_pixels,
                  "largest image decoded, in pixels, read from its header first; 0 = no limit")

@@ -25,30 +25,6 @@ fs::path output_for(const fs::path& relative, const fs::path& out_dir, const std
 
 }  // namespace
 
-bool is_image_extension(std::string_view extension) {
-  static const std::vector<std::string_view> known = {
-      "png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "dib", "webp", "ppm",
-      "pgm", "pbm", "pnm",  "jp2", "sr",  "ras",  "exr", "hdr", "pic", "pfm"};
-  return std::find(known.begin(), known.end(), ascii_lower(extension)) != known.end();
-}
-
-const std::vector<std::string_view>& output_format_names() {
-  static const std::vector<std::string_view> names = {"png", "tif", "tiff", "jpg",  "jpeg",
-                                                      "bmp", "webp", "ppm", "pgm", "pnm"};
-  return names;
-}
-
-bool is_output_format(std::string_view format) {
-  const auto& names = output_format_names();
-  return std::find(names.begin(), names.end(), ascii_lower(format)) != names.end();
-}
-
-std::string output_formats_text() {
-  std::string out;
-  for (std::string_view f : output_format_names()) out += (out.empty() ? "" : ", ") + std::string(f);
-  return out;
-}
-
 std::string extension_of(const fs::path& p) {
   std::string ext = p.extension().string();
   return ext.empty() ? ext : ascii_lower(ext.substr(1));
@@ -56,16 +32,7 @@ std::string extension_of(const fs::path& p) {
 
 std::string output_extension(const fs::path& input, const std::string& format, bool edges) {
   if (!format.empty()) return ascii_lower(format);
-  const std::string own = extension_of(input);
-  if (!is_output_format(own)) return "png";
-  if (edges && (own == "jpg" || own == "jpeg" || own == "webp")) return "png";
-  return own;
-}
-
-std::string output_format_rule() {
-  return "the input's own format (extension in lower case) when imgq writes it, else png; a JPEG or WebP "
-         "becomes png when the pipeline draws edges or thresholds (canny, sobel, threshold), which lossy "
-         "compression would smear";
+  return default_output_format(extension_of(input), edges);
 }
 
 bool is_partial_result(const fs::path& path) {

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <optional>
 
+#include "imgq/common/formats.h"
+
 namespace imgq {
 namespace {
 
@@ -327,36 +329,33 @@ std::string megapixels(uint64_t pixels) {
 Result<ImageHeader> read_image_header(Bytes bytes) {
   const Reader r{bytes};
   if (bytes.empty()) return Status::InvalidImage("the file is empty (0 bytes)");
-  if (r.starts(0, "\x89PNG\r\n\x1a\n")) return read_png(r);
-  if (r.starts(0, "\xff\xd8\xff")) return read_jpeg(r);
-  if (r.starts(0, std::string_view("II*\0", 4))) return read_tiff(r, true, false);
-  if (r.starts(0, std::string_view("MM\0*", 4))) return read_tiff(r, false, false);
-  if (r.starts(0, std::string_view("II+\0", 4))) return read_tiff(r, true, true);
-  if (r.starts(0, std::string_view("MM\0+", 4))) return read_tiff(r, false, true);
-  if (r.starts(0, "BM")) return read_bmp(r);
-  if (r.starts(0, "RIFF") && r.starts(8, "WEBP")) return read_webp(r);
-  if (bytes.size() >= 3 && bytes[0] == 'P' && bytes[1] >= '1' && bytes[1] <= '7' && std::isspace(bytes[2])) {
-    return read_pnm(r);
+  const ImageFormat format = sniff_format(bytes);
+  switch (format) {
+    case ImageFormat::kPng:
+      return read_png(r);
+    case ImageFormat::kJpeg:
+      return read_jpeg(r);
+    case ImageFormat::kTiff:
+      return read_tiff(r, r.starts(0, "II"), r.b[2] == 43 || r.b[3] == 43);
+    case ImageFormat::kBmp:
+      return read_bmp(r);
+    case ImageFormat::kWebp:
+      return read_webp(r);
+    case ImageFormat::kPnm:
+      return read_pnm(r);
+    case ImageFormat::kJpeg2000:
+      return r.starts(0, "\xff\x4f\xff\x51") ? read_j2k(r, 0) : read_jp2(r);
+    case ImageFormat::kSunRaster: {
+      auto w = r.be(4, 4), h = r.be(8, 4);
+      if (!w || !h) return truncated("Sun raster", "it ends inside the header");
+      return made("Sun raster", *w, *h);
+    }
+    case ImageFormat::kUnknown:
+      return Status::InvalidImage("not a recognised image format (it starts with \"" + printable_start(bytes) +
+                                  "\"); imgq reads " + read_formats_text());
+    default:
+      return refused_format(format);
   }
-  if (r.starts(0, std::string_view("\0\0\0\x0cjP  \r\n\x87\n", 12))) return read_jp2(r);
-  if (r.starts(0, "\xff\x4f\xff\x51")) return read_j2k(r, 0);
-  if (r.starts(0, "\x59\xa6\x6a\x95")) {
-    auto w = r.be(4, 4), h = r.be(8, 4);
-    if (!w || !h) return truncated("Sun raster", "it ends inside the header");
-    return made("Sun raster", *w, *h);
-  }
-  const char* known = nullptr;
-  if (r.starts(0, "GIF8")) known = "GIF";
-  else if (r.starts(0, "PF\n") || r.starts(0, "Pf\n")) known = "PFM (32-bit float)";
-  else if (r.starts(0, "\x76\x2f\x31\x01")) known = "OpenEXR (float)";
-  else if (r.starts(0, "#?RADIANCE") || r.starts(0, "#?RGBE")) known = "Radiance HDR (float)";
-  if (known != nullptr) {
-    return Status::Unsupported(std::string(known) +
-                               " images are not supported; imgq reads PNG, JPEG, TIFF, BMP, WebP, PNM, "
-                               "JPEG 2000 and Sun raster");
-  }
-  return Status::InvalidImage("not a recognised image format (it starts with \"" + printable_start(bytes) +
-                              "\"); imgq reads PNG, JPEG, TIFF, BMP, WebP, PNM, JPEG 2000 and Sun raster");
 }
 
 Status check_pixel_limit(const ImageHeader& header, uint64_t max_pixels, std::string_view name) {

@@ -13,6 +13,7 @@
 
 #include "imgq/common/text.h"
 #include "imgq/mpi_workers/faults.h"
+#include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/png_strips.h"
 #include "imgq/mpi_workers/split_ops.h"
 #include "imgq/mpi_workers/strip_plan.h"
@@ -30,18 +31,16 @@ struct JobHeader {
   int32_t cols = 0;
   int32_t type = 0;
   int64_t spec_bytes = 0;
-  // StripFiles: the paths follow the specs in the same broadcast.
+  int32_t source = 0;  // RowSource's index; its paths follow the specs in the same broadcast
+  int32_t sink = 0;    // RowSink's index
   int64_t input_path_bytes = 0;
   int64_t output_path_bytes = 0;
-  uint64_t input_offset = 0;
-  int32_t png = 0;  // StripFiles::png: the last stage encodes PNG on every rank
-  int32_t streamed = 0;  // StripFiles::decoder: the first stage's rows come as the leader decodes them
-  double decode_ratio = 0;
+  uint64_t input_offset = 0;  // PnmFileSource
+  double decode_ratio = 0;    // StreamedSource
   uint64_t band_bytes = 0;
-  uint64_t tiff_input_bytes = 0;  // StripFiles::tiff_input: broadcast after the specs
+  uint64_t tiff_input_bytes = 0;    // TiffSource: its bytes are broadcast after the specs
   int32_t tiff_rows_per_strip = 0;  // or the tiles' height
-  int32_t tiff = 0;  // StripFiles::tiff: the last stage encodes TIFF on every rank
-  int32_t tiff_tile_cols = 0;  // StripFiles::tiff_layout.tile_cols: a tiled input
+  int32_t tiff_tile_cols = 0;       // a tiled input
 };
 
 constexpr int kStreamTag = 202;  // apart from whole_jobs.h's tags and the PNG segments
@@ -166,72 +165,90 @@ Status Engine::agree(const Status& local) {
   return first == 0 ? status : status.WithContext("rank " + std::to_string(first));
 }
 
-Result<cv::Mat> Engine::run(const Pipeline& pipeline, const cv::Mat& image,
-                            const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt,
-                            const StripFiles& files) {
+namespace {
+
+ImageInfo info_of(const RowSource& source) {
+  if (const auto* streamed = std::get_if<StreamedSource>(&source)) return streamed->decoder->info();
+  if (const auto* tiff = std::get_if<TiffSource>(&source)) {
+    return ImageInfo::of_type(tiff->layout.rows, tiff->layout.cols, tiff->layout.type);
+  }
+  if (const auto* pnm = std::get_if<PnmFileSource>(&source)) {
+    return ImageInfo::of_type(pnm->layout.rows, pnm->layout.cols, pnm->layout.type);
+  }
+  return ImageInfo::of(std::get<ImageSource>(source).image);
+}
+
+// A follower's copy of the leader's source and sink, from the job header
+// and the paths after the specs.
+struct FollowerRun {
+  RowSource source;
+  RowSink sink;
+  std::vector<uint8_t> unused;  // a follower's segment or strips go to the leader
+};
+
+}  // namespace
+
+Result<cv::Mat> Engine::run(const Pipeline& pipeline, const RowSource& source, const RowSink& sink,
+                            const RunHooks& hooks) {
   if (!is_leader() || shut_down_) return Status::Internal("Engine::run called off the leader");
-  const PnmLayout& in = files.input_layout;
-  const ImageInfo info = files.decoder != nullptr ? files.decoder->info()
-                         : !files.tiff_input.empty()
-                             ? ImageInfo{files.tiff_layout.rows, files.tiff_layout.cols,
-                                         CV_MAT_DEPTH(files.tiff_layout.type), CV_MAT_CN(files.tiff_layout.type)}
-                         : files.input.empty()
-                             ? ImageInfo::of(image)
-                             : ImageInfo{in.rows, in.cols, CV_MAT_DEPTH(in.type), CV_MAT_CN(in.type)};
-  IMGQ_RETURN_IF_ERROR(check_pipeline(pipeline, info).status());
+  if (const auto* s = std::get_if<StreamedSource>(&source); s != nullptr && s->decoder == nullptr) {
+    return Status::Internal("Engine::run: a streamed source without a decoder");
+  }
+  const ImageInfo info = info_of(source);
+  IMGQ_ASSIGN_OR_RETURN(const ImageInfo result, check_pipeline(pipeline, info));
   const FilesFit fit = files_fit(pipeline);
-  if ((!files.input.empty() && !fit.input) || (!files.output.empty() && !fit.output) ||
-      (files.decoder != nullptr && (!fit.input || !files.input.empty())) ||
-      (!files.tiff_input.empty() && (!fit.input || !files.input.empty() || files.decoder != nullptr)) ||
-      (files.tiff != nullptr && (!fit.output || !files.output.empty() || files.png != nullptr)) ||
-      (files.png != nullptr && (!fit.output || !files.output.empty()))) {
-    return Status::Internal("Engine::run: this pipeline cannot read or write its rows in files");
+  if ((!std::holds_alternative<ImageSource>(source) && !fit.input) ||
+      (!std::holds_alternative<GatherSink>(sink) && !fit.output)) {
+    return Status::Internal("Engine::run: this pipeline cannot take its rows from this source or give them "
+                            "to this sink");
   }
-  if (files.png != nullptr) {
-    IMGQ_ASSIGN_OR_RETURN(const ImageInfo result, check_pipeline(pipeline, info));
-    if (!png_can_store(result.type())) return Status::Internal("Engine::run: PNG cannot hold this result");
-  }
-  if (files.tiff != nullptr) {
-    IMGQ_ASSIGN_OR_RETURN(const ImageInfo result, check_pipeline(pipeline, info));
-    if (!tiff_can_store(result.type())) return Status::Internal("Engine::run: TIFF cannot hold this result");
+  if ((std::holds_alternative<PngSink>(sink) && !can_store_type("png", result.type())) ||
+      (std::holds_alternative<TiffSink>(sink) && !can_store_type("tif", result.type()))) {
+    return Status::Internal("Engine::run: the sink's format cannot hold this result");
   }
 
   std::string specs = join_specs(pipeline);
-  JobHeader header{kRunJob,
-                   info.rows,
-                   info.cols,
-                   info.type(),
-                   static_cast<int64_t>(specs.size()),
-                   static_cast<int64_t>(files.input.size()),
-                   static_cast<int64_t>(files.output.size()),
-                   in.data_offset,
-                   files.png != nullptr ? 1 : 0,
-                   files.decoder != nullptr ? 1 : 0,
-                   files.decode_ratio,
-                   files.band_bytes,
-                   files.tiff_input.size(),
-                   files.tiff_layout.rows_per_strip,
-                   files.tiff != nullptr ? 1 : 0,
-                   files.tiff_layout.tile_cols};
+  JobHeader header{.command = kRunJob,
+                   .rows = info.rows,
+                   .cols = info.cols,
+                   .type = info.type(),
+                   .spec_bytes = static_cast<int64_t>(specs.size()),
+                   .source = static_cast<int32_t>(source.index()),
+                   .sink = static_cast<int32_t>(sink.index())};
+  std::string paths;
+  if (const auto* streamed = std::get_if<StreamedSource>(&source)) {
+    header.decode_ratio = streamed->decode_ratio;
+    header.band_bytes = streamed->band_bytes;
+  } else if (const auto* tiff = std::get_if<TiffSource>(&source)) {
+    header.tiff_input_bytes = tiff->bytes.size();
+    header.tiff_rows_per_strip = tiff->layout.rows_per_strip;
+    header.tiff_tile_cols = tiff->layout.tile_cols;
+  } else if (const auto* pnm = std::get_if<PnmFileSource>(&source)) {
+    header.input_offset = pnm->layout.data_offset;
+    header.input_path_bytes = static_cast<int64_t>(pnm->path.size());
+    paths += pnm->path;
+  }
+  if (const auto* pnm = std::get_if<PnmFileSink>(&sink)) {
+    header.output_path_bytes = static_cast<int64_t>(pnm->path.size());
+    paths += pnm->path;
+  }
   broadcast_header(header, comm_, true);
-  specs += files.input + files.output;
+  specs += paths;
   MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
   IMGQ_RETURN_IF_ERROR(agree(Status::Ok()));  // every follower parsed the pipeline
-  tiff_bytes_ = files.tiff_input;
-  tiff_layout_ = files.tiff_layout;
-  if (!tiff_bytes_.empty()) broadcast_bytes(const_cast<uint8_t*>(tiff_bytes_.data()), tiff_bytes_.size());
+  if (const auto* tiff = std::get_if<TiffSource>(&source)) {
+    broadcast_bytes(const_cast<uint8_t*>(tiff->bytes.data()), tiff->bytes.size());
+  }
 
+  const cv::Mat& image = std::holds_alternative<ImageSource>(source) ? std::get<ImageSource>(source).image : cv::Mat();
   const cv::Mat input = image.isContinuous() ? image : image.clone();
-  if (stats != nullptr) *stats = RunStats{.rank_compute_seconds = std::vector<double>(size_, 0.0)};
-  streaming_ = files.decoder != nullptr;
-  decode_ratio_ = files.decode_ratio;
-  band_bytes_ = files.band_bytes;
-  decoder_ = files.decoder;
-  auto result = execute(pipeline, info, input, on_stage, stats, interrupt, files);
-  streaming_ = false;
-  decoder_ = nullptr;
-  tiff_bytes_ = {};
-  return result;
+  if (hooks.stats != nullptr) *hooks.stats = RunStats{.rank_compute_seconds = std::vector<double>(size_, 0.0)};
+  source_ = &source;
+  sink_ = &sink;
+  auto ran = execute(pipeline, info, input, hooks);
+  source_ = nullptr;
+  sink_ = nullptr;
+  return ran;
 }
 
 void Engine::serve(const IdleWork& idle) {
@@ -242,40 +259,56 @@ void Engine::serve(const IdleWork& idle) {
     std::string specs(static_cast<size_t>(header.spec_bytes + header.input_path_bytes + header.output_path_bytes),
                       '\0');
     MPI_Bcast(specs.data(), static_cast<int>(specs.size()), MPI_CHAR, 0, comm_);
-    StripFiles files;
-    files.input = specs.substr(static_cast<size_t>(header.spec_bytes), static_cast<size_t>(header.input_path_bytes));
-    files.output = specs.substr(static_cast<size_t>(header.spec_bytes + header.input_path_bytes));
-    files.input_layout = {header.rows, header.cols, header.type, header.input_offset};
-    std::vector<uint8_t> unused;  // a follower's segment or strips go to the leader
-    if (header.png != 0) files.png = &unused;
-    if (header.tiff != 0) files.tiff = &unused;
+    const std::string input = specs.substr(static_cast<size_t>(header.spec_bytes),
+                                           static_cast<size_t>(header.input_path_bytes));
+    const std::string output = specs.substr(static_cast<size_t>(header.spec_bytes + header.input_path_bytes));
     specs.resize(static_cast<size_t>(header.spec_bytes));
     auto pipeline = schemas::parse_pipeline(split_lines(specs));
     if (!agree(pipeline.status()).ok()) continue;
-    const ImageInfo info{header.rows, header.cols, CV_MAT_DEPTH(header.type),
-                         CV_MAT_CN(header.type)};
-    if (header.tiff_input_bytes > 0) {
-      tiff_copy_.resize(header.tiff_input_bytes);
-      broadcast_bytes(tiff_copy_.data(), tiff_copy_.size());
-      tiff_bytes_ = tiff_copy_;
-      tiff_layout_ = {header.rows, header.cols, header.type, header.tiff_rows_per_strip, header.tiff_tile_cols};
-      files.tiff_input = tiff_bytes_;
-      files.tiff_layout = tiff_layout_;
+    const ImageInfo info = ImageInfo::of_type(header.rows, header.cols, header.type);
+    FollowerRun run;
+    switch (header.source) {
+      case 1:
+        run.source = StreamedSource{.decoder = nullptr, .decode_ratio = header.decode_ratio,
+                                    .band_bytes = header.band_bytes};
+        break;
+      case 2:
+        tiff_copy_.resize(header.tiff_input_bytes);
+        broadcast_bytes(tiff_copy_.data(), tiff_copy_.size());
+        run.source = TiffSource{tiff_copy_, {header.rows, header.cols, header.type, header.tiff_rows_per_strip,
+                                             header.tiff_tile_cols}};
+        break;
+      case 3:
+        run.source = PnmFileSource{input, {header.rows, header.cols, header.type, header.input_offset}};
+        break;
+      default:
+        break;
     }
-    streaming_ = header.streamed != 0;
-    decode_ratio_ = header.decode_ratio;
-    band_bytes_ = header.band_bytes;
-    (void)execute(*pipeline, info, cv::Mat(), {}, nullptr, {}, files);
-    streaming_ = false;
-    tiff_bytes_ = {};
+    switch (header.sink) {
+      case 1:
+        run.sink = PngSink{&run.unused};
+        break;
+      case 2:
+        run.sink = TiffSink{&run.unused};
+        break;
+      case 3:
+        run.sink = PnmFileSink{output};
+        break;
+      default:
+        break;
+    }
+    source_ = &run.source;
+    sink_ = &run.sink;
+    (void)execute(*pipeline, info, cv::Mat(), {});
+    source_ = nullptr;
+    sink_ = nullptr;
     tiff_copy_ = {};
     tiff_copy_.shrink_to_fit();
   }
 }
 
-Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Mat current,
-                                const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt,
-                                const StripFiles& files) {
+Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Mat current, const RunHooks& hooks) {
+  RunStats* stats = hooks.stats;
   auto infos = infos_along(pipeline, info);
   IMGQ_RETURN_IF_ERROR(agree(infos.status()));
 
@@ -283,7 +316,7 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& stage = stages[s];
     // A stage boundary: the leader may stop the job here (cancel, deadline).
-    IMGQ_RETURN_IF_ERROR(agree(is_leader() && interrupt ? interrupt() : Status::Ok()));
+    IMGQ_RETURN_IF_ERROR(agree(is_leader() && hooks.interrupt ? hooks.interrupt() : Status::Ok()));
     if (stage.on_leader) {
       Status status;
       if (is_leader()) {
@@ -295,15 +328,12 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
       }
       IMGQ_RETURN_IF_ERROR(agree(status));
     } else {
-      const StripFiles* read_from =
-          s == 0 && (!files.input.empty() || streaming_ || !tiff_bytes_.empty()) ? &files : nullptr;
-      const bool last = s + 1 == stages.size();
-      const StripFiles* write_to =
-          last && (!files.output.empty() || files.png != nullptr || files.tiff != nullptr) ? &files : nullptr;
-      IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats, read_from, write_to));
+      const bool from_source = s == 0 && !std::holds_alternative<ImageSource>(*source_);
+      const bool to_sink = s + 1 == stages.size() && !std::holds_alternative<GatherSink>(*sink_);
+      IMGQ_ASSIGN_OR_RETURN(current, run_strip_stage(pipeline, stage, *infos, current, stats, from_source, to_sink));
     }
     if (stats != nullptr) stats->stages = static_cast<int>(s + 1);
-    if (on_stage && is_leader()) on_stage(static_cast<int>(s + 1), static_cast<int>(stages.size()));
+    if (hooks.on_stage && is_leader()) hooks.on_stage(static_cast<int>(s + 1), static_cast<int>(stages.size()));
   }
   if (!is_leader()) return cv::Mat();
   return stages.empty() ? current.clone() : current;
@@ -314,17 +344,18 @@ Result<cv::Mat> Engine::execute(const Pipeline& pipeline, ImageInfo info, cv::Ma
 // agreed by all ranks before the next.
 Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& stage,
                                         const std::vector<ImageInfo>& infos, const cv::Mat& current,
-                                        RunStats* stats, const StripFiles* read_from,
-                                        const StripFiles* write_to) {
+                                        RunStats* stats, bool from_source, bool to_sink) {
   const ImageInfo& in = infos[static_cast<size_t>(stage.first_op)];
   const ImageInfo& out = infos[static_cast<size_t>(stage.end_op)];
-  const bool streamed = read_from != nullptr && streaming_;
+  const auto* streamed_from = from_source ? std::get_if<StreamedSource>(source_) : nullptr;
+  const bool streamed = streamed_from != nullptr;
   // Streamed, a stage of local ops is computed as its rows arrive.
   const bool pipelined = streamed && stage.finish == Distribution::kLocal;
-  std::vector<Strip> strips = streamed ? plan_streamed_strips(in.rows, size_, stage.halo, decode_ratio_, pipelined)
-                                       : plan_strips(in.rows, size_, stage.halo);
+  std::vector<Strip> strips =
+      streamed ? plan_streamed_strips(in.rows, size_, stage.halo, streamed_from->decode_ratio, pipelined)
+               : plan_strips(in.rows, size_, stage.halo);
   // TIFF on every rank: each rank's rows are whole strips of the file.
-  if (write_to != nullptr && write_to->tiff != nullptr) {
+  if (to_sink && std::holds_alternative<TiffSink>(*sink_)) {
     align_strips(strips, in.rows, stage.halo, tiff_rows_per_strip(out.rows, out.cols, out.type()));
   }
 
@@ -336,13 +367,13 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   double t1 = 0, compute = 0;
   if (pipelined) {
     // Scatter and compute at once, a chunk at a time.
-    if (write_to != nullptr && write_to->png != nullptr) deflater = std::make_unique<PngDeflater>();
+    if (to_sink && std::holds_alternative<PngSink>(*sink_)) deflater = std::make_unique<PngDeflater>();
     const Status computed =
         stream_local_stage(pipeline, stage, strips, in, out, deflater.get(), own, pending, compute, stats);
     t1 = MPI_Wtime();
     IMGQ_RETURN_IF_ERROR(agree(pending.ok() ? computed : pending));
   } else {
-    IMGQ_ASSIGN_OR_RETURN(cv::Mat buffer, scatter_strips(strips, in, current, read_from, pending, stats));
+    IMGQ_ASSIGN_OR_RETURN(cv::Mat buffer, scatter_strips(strips, in, current, from_source, pending, stats));
     t1 = MPI_Wtime();
     IMGQ_ASSIGN_OR_RETURN(own, compute_strip(pipeline, stage, strips, out, std::move(buffer), pending));
     compute = MPI_Wtime() - t1;
@@ -350,7 +381,7 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
   const double decoding = stats != nullptr ? stats->decode_seconds - decoded_before : 0;
   const double t2 = MPI_Wtime();
   const double encoded_before = stats != nullptr ? stats->encode_seconds : 0;
-  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), write_to, stats, deflater.get()));
+  IMGQ_ASSIGN_OR_RETURN(cv::Mat result, gather_strips(strips, out, std::move(own), to_sink, stats, deflater.get()));
   const double t3 = MPI_Wtime();
   // PNG on every rank: the encoding is counted as encode, not gather.
   const double encoding = stats != nullptr ? stats->encode_seconds - encoded_before : 0;
@@ -380,24 +411,24 @@ Result<cv::Mat> Engine::run_strip_stage(const Pipeline& pipeline, const Stage& s
 // two ranks; MPICH's Scatterv sends each rank its range independently, and
 // the tests check the result at every boundary.
 Result<cv::Mat> Engine::scatter_strips(const std::vector<Strip>& strips, const ImageInfo& in, const cv::Mat& current,
-                                       const StripFiles* read_from, Status& pending, RunStats* stats) {
+                                       bool from_source, Status& pending, RunStats* stats) {
   const Strip& mine = strips[static_cast<size_t>(rank_)];
   fault_point("scatter", rank_);
-  if (read_from != nullptr && streaming_) {
+  if (from_source && std::holds_alternative<StreamedSource>(*source_)) {
     cv::Mat buffer;
     stream_rows(strips, in, buffer, pending, stats, {});
     return buffer;
   }
   cv::Mat buffer(mine.buf_rows(), in.cols, in.type());
-  if (read_from != nullptr && !tiff_bytes_.empty()) {
+  if (const auto* tiff = from_source ? std::get_if<TiffSource>(source_) : nullptr) {
     // Each rank decodes the strips holding its rows (and halo).
-    auto rows = guarded([&] { return read_tiff_rows(tiff_bytes_, tiff_layout_, mine.buf_begin, mine.buf_rows()); });
+    auto rows = guarded([&] { return read_tiff_rows(tiff->bytes, tiff->layout, mine.buf_begin, mine.buf_rows()); });
     if (rows.ok()) buffer = std::move(rows).value();
     IMGQ_RETURN_IF_ERROR(agree(rows.status()));
     return buffer;
   }
-  if (read_from != nullptr) {
-    auto rows = read_pnm_rows(read_from->input, read_from->input_layout, mine.buf_begin, mine.buf_rows());
+  if (const auto* pnm = from_source ? std::get_if<PnmFileSource>(source_) : nullptr) {
+    auto rows = read_pnm_rows(pnm->path, pnm->layout, mine.buf_begin, mine.buf_rows());
     if (rows.ok()) buffer = std::move(rows).value();
     IMGQ_RETURN_IF_ERROR(agree(rows.status()));
     return buffer;
@@ -426,9 +457,10 @@ Result<cv::Mat> Engine::scatter_strips(const std::vector<Strip>& strips, const I
 void Engine::stream_rows(const std::vector<Strip>& strips, const ImageInfo& in, cv::Mat& buffer, Status& pending,
                          RunStats* stats, const std::function<void(int)>& on_rows) {
   const Strip& mine = strips[static_cast<size_t>(rank_)];
+  const StreamedSource& source = std::get<StreamedSource>(*source_);
   buffer.create(mine.buf_rows(), in.cols, in.type());
   const size_t row_bytes = static_cast<size_t>(in.cols) * CV_ELEM_SIZE(in.type());
-  const int band = static_cast<int>(std::clamp<size_t>(band_bytes_ / std::max<size_t>(row_bytes, 1), 1,
+  const int band = static_cast<int>(std::clamp<size_t>(source.band_bytes / std::max<size_t>(row_bytes, 1), 1,
                                                        static_cast<size_t>(std::max(in.rows, 1))));
   const RowType row(in.cols, in.type());
   // The rows [y, y + n) of the band that rank r's buffer holds.
@@ -469,7 +501,7 @@ void Engine::stream_rows(const std::vector<Strip>& strips, const ImageInfo& in, 
                           : cv::Mat(n, in.cols, in.type());
     if (pending.ok()) {
       const double t0 = MPI_Wtime();
-      pending = guarded([&] { return decoder_->read(sending.rows); });
+      pending = guarded([&] { return source.decoder->read(sending.rows); });
       decoding += MPI_Wtime() - t0;
     }
     for (int r = 1; r < size_; ++r) {
@@ -598,22 +630,21 @@ Result<cv::Mat> Engine::compute_strip(const Pipeline& pipeline, const Stage& sta
 // Gather: the strips' own rows into the leader's result, or each rank
 // writing its own rows into the output file (then nothing is gathered).
 Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
-                                      const StripFiles* write_to, RunStats* stats, PngDeflater* fed) {
+                                      bool to_sink, RunStats* stats, PngDeflater* fed) {
   const Strip& mine = strips[static_cast<size_t>(rank_)];
   cv::Mat result;
   fault_point("gather", rank_);
-  if (write_to != nullptr && write_to->tiff != nullptr) {
-    IMGQ_RETURN_IF_ERROR(encode_tiff_strips(strips, out, own, *write_to, stats));
+  if (const auto* tiff = to_sink ? std::get_if<TiffSink>(sink_) : nullptr) {
+    IMGQ_RETURN_IF_ERROR(encode_tiff_strips(strips, out, own, tiff->bytes, stats));
     return result;
   }
-  if (write_to != nullptr && write_to->png != nullptr) {
-    IMGQ_RETURN_IF_ERROR(encode_png_strips(strips, out, own, *write_to, stats, fed));
+  if (const auto* png = to_sink ? std::get_if<PngSink>(sink_) : nullptr) {
+    IMGQ_RETURN_IF_ERROR(encode_png_strips(strips, out, own, png->bytes, stats, fed));
     return result;
   }
   if (!own.isContinuous()) own = own.clone();
-  if (write_to != nullptr) {
-    const Status written = write_pnm_rows(write_to->output, pnm_layout_for(out.rows, out.cols, out.type()),
-                                          mine.begin, own);
+  if (const auto* pnm = to_sink ? std::get_if<PnmFileSink>(sink_) : nullptr) {
+    const Status written = write_pnm_rows(pnm->path, pnm_layout_for(out.rows, out.cols, out.type()), mine.begin, own);
     IMGQ_RETURN_IF_ERROR(agree(written));
     return result;
   }
@@ -634,7 +665,7 @@ Result<cv::Mat> Engine::gather_strips(const std::vector<Strip>& strips, const Im
 // point to point and in pieces (a segment may pass MPI's int counts), and
 // stitches the file.
 Status Engine::encode_png_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
-                                 const StripFiles& files, RunStats* stats, PngDeflater* fed) {
+                                 std::vector<uint8_t>* into, RunStats* stats, PngDeflater* fed) {
   const double t0 = MPI_Wtime();
   const std::vector<int> order = row_order(strips);  // the segments' order in the stream
   fault_point("encode", rank_);
@@ -672,7 +703,7 @@ Status Engine::encode_png_strips(const std::vector<Strip>& strips, const ImageIn
   }
   std::vector<PngSegment> in_order;
   for (const int r : order) in_order.push_back(std::move(segments[static_cast<size_t>(r)]));
-  *files.png = assemble_png(out.rows, out.cols, out.type(), in_order);
+  *into = assemble_png(out.rows, out.cols, out.type(), in_order);
   if (stats != nullptr) stats->encode_seconds += MPI_Wtime() - t0;
   return Status::Ok();
 }
@@ -692,7 +723,7 @@ void Engine::broadcast_bytes(uint8_t* data, uint64_t size) {
 // TIFF strips; the leader receives each rank's strips in the rows' order,
 // point to point and in pieces, and lays out the file.
 Status Engine::encode_tiff_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
-                                  const StripFiles& files, RunStats* stats) {
+                                  std::vector<uint8_t>* into, RunStats* stats) {
   const double t0 = MPI_Wtime();
   fault_point("encode", rank_);
   const int per_strip = tiff_rows_per_strip(out.rows, out.cols, out.type());
@@ -731,7 +762,7 @@ Status Engine::encode_tiff_strips(const std::vector<Strip>& strips, const ImageI
   for (const int r : row_order(strips)) in_order.push_back(std::move(parts[static_cast<size_t>(r)]));
   auto file = assemble_tiff(out.rows, out.cols, out.type(), per_strip, in_order);
   if (!file.ok()) return file.status();
-  *files.tiff = std::move(file).value();
+  *into = std::move(file).value();
   if (stats != nullptr) stats->encode_seconds += MPI_Wtime() - t0;
   return Status::Ok();
 }

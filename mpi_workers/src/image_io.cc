@@ -4,6 +4,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "imgq/common/formats.h"
 #include "imgq/common/text.h"
 #include "imgq/mpi_workers/ops.h"
 #include "imgq/mpi_workers/row_decoder.h"
@@ -12,38 +13,7 @@
 namespace imgq::workers {
 namespace {
 
-struct FormatCaps {
-  std::string_view name;
-  bool sixteen_bit;
-  std::vector<int> channels;
-  std::string_view advice;  // what to do when the image does not fit
-};
-
-// What each output format stores without loss of depth or channels, as
-// measured against OpenCV 4.6's encoders.
-const std::vector<FormatCaps>& formats() {
-  static const std::vector<FormatCaps> caps = {
-      {"png", true, {1, 3, 4}, ""},
-      {"tif", true, {1, 3, 4}, ""},
-      {"tiff", true, {1, 3, 4}, ""},
-      {"jpg", false, {1, 3}, "use png or tif, or add --op to_8bit / --op grayscale"},
-      {"jpeg", false, {1, 3}, "use png or tif, or add --op to_8bit / --op grayscale"},
-      {"bmp", false, {1, 3}, "use png or tif, or add --op to_8bit"},
-      {"webp", false, {1, 3, 4}, "use png or tif, or add --op to_8bit"},
-      {"ppm", true, {3}, "ppm stores 3 channels: use pgm for 1 channel, png for 4"},
-      {"pgm", true, {1}, "pgm stores 1 channel: use ppm for 3 channels, or add --op grayscale"},
-      {"pnm", true, {1, 3}, "use png for 4 channels"},
-  };
-  return caps;
-}
-
-const FormatCaps* find_format(std::string_view format) {
-  const std::string name = ascii_lower(format);
-  for (const FormatCaps& f : formats()) {
-    if (f.name == name) return &f;
-  }
-  return nullptr;
-}
+int bits_of(int depth) { return depth == CV_8U ? 8 : depth == CV_16U ? 16 : 0; }
 
 }  // namespace
 
@@ -62,7 +32,7 @@ Result<cv::Mat> decode_image(std::span<const uint8_t> bytes, uint64_t max_pixels
   }
   // A PNG through the row decoder, whose inflate (ISA-L) is 4x OpenCV's
   // (zlib); the pixels are imdecode's.
-  if (header.format == "PNG") {
+  if (sniff_format(bytes) == ImageFormat::kPng) {
     if (std::unique_ptr<RowDecoder> decoder = open_row_decoder(bytes)) {
       cv::Mat rows(decoder->info().rows, decoder->info().cols, decoder->info().type());
       IMGQ_RETURN_IF_ERROR(decoder->read(rows));
@@ -84,23 +54,16 @@ Result<cv::Mat> decode_image(std::span<const uint8_t> bytes, uint64_t max_pixels
   return image;
 }
 
+bool can_store_type(std::string_view format, int type) {
+  return can_store(format, bits_of(CV_MAT_DEPTH(type)), CV_MAT_CN(type));
+}
+
 Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view format) {
-  const FormatCaps* caps = find_format(format);
-  if (caps == nullptr) {
-    return Status::InvalidArgument("cannot write format \"" + std::string(format) +
-                                   "\"; formats: " + output_formats_text());
-  }
-  const bool depth_ok = image.depth() == CV_8U || (caps->sixteen_bit && image.depth() == CV_16U);
-  const bool channels_ok = std::find(caps->channels.begin(), caps->channels.end(),
-                                     image.channels()) != caps->channels.end();
-  if (!depth_ok || !channels_ok) {
-    return Status::Unsupported(std::string(caps->name) + " cannot store a " +
-                               describe(ImageInfo::of(image)) + " result; " +
-                               std::string(caps->advice));
-  }
+  IMGQ_RETURN_IF_ERROR(
+      check_can_store(format, bits_of(image.depth()), image.channels(), describe(ImageInfo::of(image))));
   // TIFF as the ranks write their rows (tiff_lzw.h: OpenCV's settings, a
   // faster LZW), so a file is the same on any group size.
-  if (caps->name == "tif" || caps->name == "tiff") {
+  if (output_format_kind(format) == ImageFormat::kTiff) {
     const int per_strip = tiff_rows_per_strip(image.rows, image.cols, image.type());
     std::vector<TiffStrips> strips(1);
     IMGQ_ASSIGN_OR_RETURN(strips[0], encode_tiff_rows(image, per_strip));

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "imgq/mpi_workers/image_io.h"
+
 namespace imgq::workers {
 namespace {
 
@@ -75,11 +77,6 @@ void filter_row(const cv::Mat& rows, int y, std::vector<uint8_t>& line) {
 
 }  // namespace
 
-bool png_can_store(int type) {
-  const int depth = CV_MAT_DEPTH(type), channels = CV_MAT_CN(type);
-  return (depth == CV_8U || depth == CV_16U) && (channels == 1 || channels == 3 || channels == 4);
-}
-
 struct PngDeflater::State {
   z_stream z{};
   bool initialised = false;
@@ -120,7 +117,7 @@ PngDeflater::~PngDeflater() {
 }
 
 Status PngDeflater::add(const cv::Mat& rows) {
-  if (!png_can_store(rows.type())) return Status::Unsupported("PNG cannot store this image type");
+  if (!can_store_type("png", rows.type())) return Status::Unsupported("PNG cannot store this image type");
   State& st = *state_;
   if (st.finished) return Status::Internal("PngDeflater::add after finish");
   for (int y = 0; y < rows.rows && st.ok; ++y) {
@@ -142,7 +139,7 @@ Result<PngSegment> PngDeflater::finish(bool last) {
 }
 
 Result<PngSegment> deflate_png_rows(const cv::Mat& rows, bool last) {
-  if (!png_can_store(rows.type())) return Status::Unsupported("PNG cannot store this image type");
+  if (!can_store_type("png", rows.type())) return Status::Unsupported("PNG cannot store this image type");
   PngDeflater deflater;
   IMGQ_RETURN_IF_ERROR(deflater.add(rows));
   return deflater.finish(last);

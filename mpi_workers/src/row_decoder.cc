@@ -15,6 +15,8 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
+#include "imgq/common/formats.h"
+
 namespace imgq::workers {
 namespace {
 
@@ -524,13 +526,13 @@ Status RowDecoder::check_request(const cv::Mat& rows) const {
 }
 
 std::unique_ptr<RowDecoder> open_row_decoder(std::span<const uint8_t> bytes, size_t isal_from) {
-  static constexpr uint8_t kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (bytes.size() >= sizeof kPng && std::memcmp(bytes.data(), kPng, sizeof kPng) == 0) {
+  const ImageFormat format = sniff_format(bytes);
+  if (format == ImageFormat::kPng) {
     auto decoder = std::make_unique<PngRowDecoder>(bytes, isal_from);
     if (decoder->open()) return decoder;
     return nullptr;
   }
-  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
+  if (format == ImageFormat::kJpeg) {
     auto decoder = std::make_unique<JpegRowDecoder>(bytes);
     if (decoder->open()) return decoder;
     return nullptr;

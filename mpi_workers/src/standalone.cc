@@ -112,10 +112,9 @@ class BatchRun {
           break;
         }
         case Where::kStrips: {
-          JobOutcome outcome =
-              job.rows ? run_job_files(engine_, pipeline_, job.item->source, *job.rows, job.item->output, job.format,
-                                       {}, control)
-                       : run_job(engine_, pipeline_, bytes_of(job.image), job.format, {}, control);
+          const JobInput input = job.rows ? JobInput(LocalRows{job.item->source, *job.rows})
+                                          : JobInput(EncodedImage{bytes_of(job.image)});
+          JobOutcome outcome = run_job(engine_, pipeline_, input, {job.format, job.item->output}, {}, control);
           finish(*ranks_.finish(0).item, std::move(outcome));
           break;
         }

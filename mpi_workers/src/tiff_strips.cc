@@ -8,6 +8,8 @@
 #include <cstring>
 #include <memory>
 
+#include "imgq/common/formats.h"
+#include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/tiff_lzw.h"
 
 namespace imgq::workers {
@@ -84,11 +86,6 @@ TiffPtr open_memory(MemoryFile& file, const char* mode) {
   return TiffPtr(tif);
 }
 
-bool is_tiff(std::span<const uint8_t> b) {
-  return b.size() >= 8 && ((b[0] == 'I' && b[1] == 'I' && (b[2] == 42 || b[2] == 43) && b[3] == 0) ||
-                           (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && (b[3] == 42 || b[3] == 43)));
-}
-
 // OpenCV's icvCvt_BGRA2Gray_8u_C4C1R with its R and B swapped (as it is
 // called on libtiff's RGBA raster): the cvtColor weights in 14-bit fixed
 // point, rounded.
@@ -103,7 +100,7 @@ uint8_t gray_of(const uint8_t* rgba) {
 }  // namespace
 
 std::optional<TiffLayout> tiff_layout(std::span<const uint8_t> bytes) {
-  if (!is_tiff(bytes)) return std::nullopt;
+  if (bytes.size() < 8 || sniff_format(bytes) != ImageFormat::kTiff) return std::nullopt;
   MemoryFile file{.in = bytes};
   TiffPtr tif = open_memory(file, "r");
   if (!tif) return std::nullopt;
@@ -243,11 +240,6 @@ Result<cv::Mat> read_tiff_rows(std::span<const uint8_t> bytes, const TiffLayout&
   return rows;
 }
 
-bool tiff_can_store(int type) {
-  const int depth = CV_MAT_DEPTH(type), channels = CV_MAT_CN(type);
-  return (depth == CV_8U || depth == CV_16U) && (channels == 1 || channels == 3 || channels == 4);
-}
-
 int tiff_rows_per_strip(int rows, int cols, int type) {
   const uint64_t row_bytes = static_cast<uint64_t>(cols) * CV_ELEM_SIZE(type);
   const uint64_t per_strip = row_bytes == 0 ? 1 : (uint64_t{1} << 13) / row_bytes;
@@ -275,7 +267,7 @@ void set_tags(TIFF* tif, int rows, int cols, int type, int rows_per_strip) {
 }  // namespace
 
 Result<TiffStrips> encode_tiff_rows(const cv::Mat& rows, int rows_per_strip) {
-  if (!tiff_can_store(rows.type())) return Status::Unsupported("TIFF cannot store this image type");
+  if (!can_store_type("tif", rows.type())) return Status::Unsupported("TIFF cannot store this image type");
   TiffStrips strips;
   if (rows.rows == 0) return strips;
   // Each strip's rows predicted (in RGB(A) order), then its LZW stream

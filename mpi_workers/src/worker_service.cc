@@ -309,9 +309,9 @@ class Leader {
       message.stage = what;
       send_frames(pipe_, {proto::encode(message)});
     };
-    return task.rows_from_file ? run_job_files(engine_, task.pipeline, task.input_file, *task.rows_from_file,
-                                               task.output_file, format_of(task), progress, control)
-                               : run_job(engine_, task.pipeline, task.image(), format_of(task), progress, control);
+    const JobInput input = task.rows_from_file ? JobInput(LocalRows{task.input_file, *task.rows_from_file})
+                                               : JobInput(EncodedImage{task.image()});
+    return run_job(engine_, task.pipeline, input, {format_of(task), task.output_file}, progress, control);
   }
 
   static std::string format_of(const Task& task) {

@@ -338,7 +338,9 @@ TEST_F(FirstContact, AnErrorOnANarrowTerminalIsWrappedAtWords) {
   EXPECT_EQ(lines[0].rfind("imgq: error: no answer from the broker", 0), 0u) << text;
   for (size_t i = 0; i < lines.size(); ++i) {
     EXPECT_LT(lines[i].size(), 60u) << lines[i];
-    if (i > 0) EXPECT_EQ(lines[i].rfind("  ", 0), 0u) << "a continuation is indented: " << lines[i];
+    if (i > 0) {
+      EXPECT_EQ(lines[i].rfind("  ", 0), 0u) << "a continuation is indented: " << lines[i];
+    }
   }
   std::string joined;  // the lines as one text again: a word split in two would show
   for (const std::string& line : lines) joined += (joined.empty() ? "" : " ") + line.substr(line.find_first_not_of(' '));

@@ -15,6 +15,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "common/test_images.h"
+#include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/row_decoder.h"
 
 namespace imgq::workers {
@@ -135,16 +136,16 @@ TEST(EngineExact, RowsReadAndWrittenInFilesByEveryRank) {
       if (!fit.input || !expected.ok()) continue;
       std::string label = name + " |";
       for (const auto& spec : specs) label += " " + spec;
-      StripFiles files{input.string(), *layout, ""};
+      RowSink sink = GatherSink{};
       const fs::path output = dir / (expected->channels() == 3 ? "out.ppm" : "out.pgm");
       const bool direct = fit.output && (expected->channels() == 1 || expected->channels() == 3);
       if (direct) {
         const std::string header = pnm_header(expected->rows, expected->cols, expected->type());
         std::ofstream(output, std::ios::binary | std::ios::trunc) << header;
         fs::resize_file(output, pnm_layout_for(expected->rows, expected->cols, expected->type()).file_bytes());
-        files.output = output.string();
+        sink = PnmFileSink{output.string()};
       }
-      auto actual = g_engine->run(p, cv::Mat(), {}, nullptr, {}, files);
+      auto actual = g_engine->run(p, PnmFileSource{input.string(), *layout}, sink);
       ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
       if (direct) {
         ++written;
@@ -187,10 +188,8 @@ TEST(Engine, PngEncodedOnEveryRankDecodesToTheReference) {
                               " c" + std::to_string(channels) + " |";
           for (const auto& spec : specs) label += " " + spec;
           std::vector<uint8_t> png;
-          StripFiles files;
-          files.png = &png;
           RunStats stats;
-          auto actual = g_engine->run(p, image, {}, &stats, {}, files);
+          auto actual = g_engine->run(p, image, PngSink{&png}, {.stats = &stats});
           ASSERT_TRUE(actual.ok()) << label << ": " << actual.status().ToString();
           EXPECT_TRUE(actual->empty()) << label;
           const cv::Mat decoded = cv::imdecode(png, cv::IMREAD_UNCHANGED);
@@ -205,7 +204,7 @@ TEST(Engine, PngEncodedOnEveryRankDecodesToTheReference) {
 }
 
 
-// Rows decoded while the first stage runs (StripFiles::decoder): the leader
+// Rows decoded while the first stage runs (StreamedSource): the leader
 // decodes PNG or JPEG a band at a time and sends each rank its rows as they
 // come, followers holding the first rows; a first stage of local ops is
 // computed a chunk at a time as its rows arrive. The result equals the
@@ -239,12 +238,9 @@ Result<cv::Mat> run_streamed(const Pipeline& p, const std::vector<uint8_t>& byte
                              std::vector<uint8_t>* png = nullptr, RunStats* stats = nullptr) {
   auto decoder = open_row_decoder(bytes);
   if (decoder == nullptr) return Status::Internal("the test image does not stream");
-  StripFiles files;
-  files.decoder = decoder.get();
-  files.decode_ratio = kRatios[variant % 3];
-  files.band_bytes = kBands[(variant / 3) % 3];
-  files.png = png;
-  return g_engine->run(p, cv::Mat(), {}, stats, {}, files);
+  const StreamedSource source{decoder.get(), kRatios[variant % 3], kBands[(variant / 3) % 3]};
+  const RowSink sink = png != nullptr ? RowSink(PngSink{png}) : RowSink(GatherSink{});
+  return g_engine->run(p, source, sink, {.stats = stats});
 }
 
 void ExpectStreamedExact(const std::vector<std::string>& specs, const Encoded& encoded, int variant) {
@@ -329,11 +325,8 @@ TEST(EngineStreamed, CorruptRowsFailEveryRankAndTheGroupGoesOn) {
 Result<cv::Mat> run_tiff(const Pipeline& p, const std::vector<uint8_t>& bytes, std::vector<uint8_t>* tiff_out) {
   auto layout = tiff_layout(bytes);
   if (!layout) return Status::Internal("the test TIFF is not read in strips");
-  StripFiles files;
-  files.tiff_input = bytes;
-  files.tiff_layout = *layout;
-  files.tiff = tiff_out;
-  return g_engine->run(p, cv::Mat(), {}, nullptr, {}, files);
+  const RowSink sink = tiff_out != nullptr ? RowSink(TiffSink{tiff_out}) : RowSink(GatherSink{});
+  return g_engine->run(p, TiffSource{bytes, *layout}, sink);
 }
 
 TEST(EngineTiff, EveryOpOnRowsEachRankReads) {
@@ -406,15 +399,13 @@ TEST(EngineTiff, TiffInTiffOutEncodedOnEveryRank) {
     for (const auto& specs : lists) {
       const Pipeline p = pipeline(specs);
       auto expected = apply_pipeline(p, decoded);
-      if (!expected.ok() || !files_fit(p).output || !tiff_can_store(expected->type())) continue;
+      if (!expected.ok() || !files_fit(p).output || !can_store_type("tif", expected->type())) continue;
       std::vector<uint8_t> theirs;
       ASSERT_TRUE(cv::imencode(".tif", *expected, theirs));
       // From the decoded image (the first stage scattered), and from the
       // TIFF's bytes (read by every rank) when the first stage is in strips.
       std::vector<uint8_t> ours;
-      StripFiles out;
-      out.tiff = &ours;
-      auto from_image = g_engine->run(p, decoded, {}, nullptr, {}, out);
+      auto from_image = g_engine->run(p, decoded, TiffSink{&ours});
       ASSERT_TRUE(from_image.ok()) << name << " " << specs.front() << ": " << from_image.status().ToString();
       EXPECT_TRUE(SameImage(cv::imdecode(theirs, cv::IMREAD_UNCHANGED), cv::imdecode(ours, cv::IMREAD_UNCHANGED)))
           << name << " " << specs.front() << " on " << g_engine->size() << " ranks";
@@ -435,13 +426,8 @@ TEST(EngineTiff, TiffInTiffOutEncodedOnEveryRank) {
   ASSERT_TRUE(cv::imencode(".png", photo, png));
   auto decoder = open_row_decoder(png);
   ASSERT_NE(decoder, nullptr);
-  StripFiles streamed;
-  streamed.decoder = decoder.get();
-  streamed.decode_ratio = 0.4;
-  streamed.band_bytes = 2000;
-  streamed.tiff = &ours;
   const Pipeline blur = pipeline({"gaussian_blur:ksize=5"});
-  ASSERT_TRUE(g_engine->run(blur, cv::Mat(), {}, nullptr, {}, streamed).ok());
+  ASSERT_TRUE(g_engine->run(blur, StreamedSource{decoder.get(), 0.4, 2000}, TiffSink{&ours}).ok());
   ASSERT_TRUE(cv::imencode(".tif", *apply_pipeline(blur, photo), theirs));
   EXPECT_TRUE(SameImage(cv::imdecode(theirs, cv::IMREAD_UNCHANGED), cv::imdecode(ours, cv::IMREAD_UNCHANGED)));
 }
@@ -463,10 +449,8 @@ TEST(EngineTiff, ACorruptStripFailsEveryRankAndTheGroupGoesOn) {
 TEST(Engine, PngOnEveryRankIsRefusedWhereItCannotBe) {
   const cv::Mat image = imgq::testing::make_image(20, 20, CV_8U, 3, imgq::testing::Pattern::kNoise);
   std::vector<uint8_t> png;
-  StripFiles files;
-  files.png = &png;
   // Canny's last pass runs on the leader's whole image: nothing to encode per rank.
-  EXPECT_EQ(g_engine->run(pipeline({"canny"}), image, {}, nullptr, {}, files).status().code(), StatusCode::kInternal);
+  EXPECT_EQ(g_engine->run(pipeline({"canny"}), image, PngSink{&png}).status().code(), StatusCode::kInternal);
   // The group is not left waiting.
   ExpectExact({"invert"}, image, "after a refused PNG run");
 }
@@ -485,8 +469,8 @@ TEST(Engine, ReportsStagesAndPerRankTimes) {
   const cv::Mat image = imgq::testing::make_image(64, 64, CV_8U, 3, imgq::testing::Pattern::kShapes);
   std::vector<std::pair<int, int>> calls;
   RunStats stats;
-  auto r = g_engine->run(pipeline({"gaussian_blur", "canny", "resize", "dilate"}), image,
-                         [&](int done, int total) { calls.emplace_back(done, total); }, &stats);
+  auto r = g_engine->run(pipeline({"gaussian_blur", "canny", "resize", "dilate"}), image, GatherSink{},
+                         {.on_stage = [&](int done, int total) { calls.emplace_back(done, total); }, .stats = &stats});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(calls, (std::vector<std::pair<int, int>>{{1, 3}, {2, 3}, {3, 3}}));
   EXPECT_EQ(stats.stages, 3);

@@ -2,6 +2,7 @@
 // rows, each strip deflated on its own, stitched into one file that OpenCV
 // (libpng) decodes to the image exactly, for every depth and channel count.
 #include "imgq/mpi_workers/png_strips.h"
+#include "imgq/mpi_workers/image_io.h"
 
 #include <zlib.h>
 
@@ -88,9 +89,9 @@ TEST(PngStripsTest, TheFileIsWellFormedChunkByChunk) {
 }
 
 TEST(PngStripsTest, RefusesTypesPngCannotHold) {
-  EXPECT_FALSE(png_can_store(CV_32FC1));
-  EXPECT_FALSE(png_can_store(CV_8UC2));
-  EXPECT_TRUE(png_can_store(CV_16UC4));
+  EXPECT_FALSE(can_store_type("png", CV_32FC1));
+  EXPECT_FALSE(can_store_type("png", CV_8UC2));
+  EXPECT_TRUE(can_store_type("png", CV_16UC4));
   EXPECT_EQ(deflate_png_rows(cv::Mat(2, 2, CV_32FC1), true).status().code(), StatusCode::kUnsupported);
 }
 

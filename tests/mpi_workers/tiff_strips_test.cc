@@ -21,6 +21,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "common/test_images.h"
+#include "imgq/mpi_workers/image_io.h"
 #include "imgq/mpi_workers/tiff_lzw.h"
 
 namespace imgq::workers {
@@ -328,7 +329,7 @@ TEST(TiffLzw, LibtiffDecodesWhatWeEncode) {
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7 / 13);
   check(big, "ramp");
   for (const auto& [name, photo] : imgq::testing::sample_photographs(2)) {
-    if (!tiff_can_store(photo.type())) continue;
+    if (!can_store_type("tif", photo.type())) continue;
     const size_t row_bytes = static_cast<size_t>(photo.cols) * photo.elemSize();
     std::vector<uint8_t> predicted(row_bytes * static_cast<size_t>(photo.rows));
     for (int y = 0; y < photo.rows; ++y) tiff_predict_row(photo, y, predicted.data() + row_bytes * static_cast<size_t>(y));
@@ -343,7 +344,7 @@ TEST(TiffLzw, LibtiffDecodesWhatWeEncode) {
 TEST(TiffStrips, StripsEncodedApartMakeOneFile) {
   int files = 0;
   for (const auto& [name, image] : imgq::testing::generated_images()) {
-    if (!tiff_can_store(image.type())) continue;
+    if (!can_store_type("tif", image.type())) continue;
     const int per_strip = tiff_rows_per_strip(image.rows, image.cols, image.type());
     std::vector<uint8_t> opencv;
     ASSERT_TRUE(cv::imencode(".tif", image, opencv));

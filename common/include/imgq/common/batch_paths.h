@@ -7,6 +7,7 @@
 // written (*.imgq-part*). Each result is written under the output folder with
 // its path relative to the folder given (photos/a/b.jpg from photos/ becomes
 // OUT/a/b.<ext>), the extension, lower-case, being output_extension()'s.
+// Which extensions are images, and the default output format: formats.h.
 // Pure file-system logic; no image library.
 #pragma once
 
@@ -15,29 +16,17 @@
 #include <string_view>
 #include <vector>
 
+#include "imgq/common/formats.h"
 #include "imgq/common/status.h"
 
 namespace imgq {
-
-// Extensions (any case, no dot) that are read when scanning a folder.
-bool is_image_extension(std::string_view extension);
-
-// Formats imgq writes: png, tif, tiff, jpg, jpeg, bmp, webp, ppm, pgm, pnm.
-const std::vector<std::string_view>& output_format_names();
-bool is_output_format(std::string_view format);
-std::string output_formats_text();
 
 // "png" for "photo.PNG"; empty when there is no extension.
 std::string extension_of(const std::filesystem::path& path);
 
 // The extension of `input`'s result: `format` when given (lower-case), else
-// the input's own when imgq writes it, else png. A JPEG or WebP becomes png
-// when `edges` (the pipeline draws edges or thresholds, which lossy
-// compression would smear: schemas::makes_edge_map).
+// default_output_format() of the input's (formats.h).
 std::string output_extension(const std::filesystem::path& input, const std::string& format, bool edges);
-
-// What output_extension() does, in a sentence for --help.
-std::string output_format_rule();
 
 // A file of ours being written (NAME.imgq-partPID.EXT): never an input.
 bool is_partial_result(const std::filesystem::path& path);

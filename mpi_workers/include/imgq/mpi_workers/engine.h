@@ -16,6 +16,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <mpi.h>
@@ -33,7 +34,7 @@ namespace imgq::workers {
 
 // Where a run spent its time, as the leader saw it.
 struct RunStats {
-  double decode_seconds = 0;  // StripFiles::decoder: the leader's time in the decoder
+  double decode_seconds = 0;  // StreamedSource: the leader's time in the decoder
   double scatter_seconds = 0;
   double compute_seconds = 0;  // the leader's own strip work plus leader-only ops
   double gather_seconds = 0;
@@ -49,44 +50,69 @@ using StageCallback = std::function<void(int done, int total)>;
 // the deadline) stops the run there, on every rank, with that status.
 using Interrupt = std::function<Status()>;
 
-// Files that every rank can open, for a run whose first stage reads its rows
-// straight from the input and whose last stage writes its rows straight into
-// the output (binary PGM/PPM, pnm_io.h), in parallel, instead of the leader
-// scattering a decoded image and gathering the result. See files_fit().
-struct StripFiles {
-  std::string input;  // empty: the leader's image is scattered
-  PnmLayout input_layout;
-  std::string output;  // empty: the result is gathered; else a file of the
-                       // result's full size with its header written
-  // Leader: set (and no `output`), the last stage's rows are PNG-encoded on
-  // every rank, each its own (png_strips.h), and the file's bytes land
-  // here; run() then returns an empty Mat. Needs files_fit().output and a
-  // result PNG can hold.
-  std::vector<uint8_t>* png = nullptr;
-  // Leader: set (and `image` and `input` empty), the leader decodes the
-  // image here band by band while the first stage runs, sending each rank
-  // its rows as soon as they are decoded (followers take the first rows,
-  // the leader the last; plan_streamed_strips() with `decode_ratio`, the
-  // cost of decoding a row over the stage's work on it). Needs
-  // files_fit().input.
+// Where a run's first stage takes its rows from: one of these types, so a
+// run has exactly one source. All but ImageSource need files_fit().input.
+//
+// The leader's decoded image, scattered (MPI_Scatterv). Implicit from a
+// cv::Mat, so run(pipeline, image) reads as it should.
+struct ImageSource {
+  ImageSource(cv::Mat decoded = {}) : image(std::move(decoded)) {}  // NOLINT: implicit on purpose
+  cv::Mat image;
+};
+// Decoded by the leader band by band while the first stage runs, each rank
+// sent its rows as soon as they are decoded (followers take the first rows,
+// the leader the last; plan_streamed_strips() with `decode_ratio`, the cost
+// of decoding a row over the stage's work on it).
+struct StreamedSource {
   RowDecoder* decoder = nullptr;
   double decode_ratio = 0;
   // The rows decoded and sent at a time, in bytes (at least one row): small
   // enough that a follower's rows follow their decode closely, large enough
   // that MPI's cost per message is noise. Tests make it tiny.
   size_t band_bytes = size_t{4} << 20;
-  // Leader: set (and `image`, `input` and `decoder` empty), the first
-  // stage's rows come from this TIFF (tiff_strips.h): every rank gets its
-  // bytes and decodes the strips holding its own rows. Needs
-  // files_fit().input and a `tiff_layout`.
-  std::span<const uint8_t> tiff_input;
-  TiffLayout tiff_layout;
-  // Leader: set (and no `output` or `png`), the last stage's rows are
-  // TIFF-encoded on every rank, as whole strips (the strips are cut at
-  // multiples of the file's strip height), and the file lands here; run()
-  // then returns an empty Mat. Needs files_fit().output and a result TIFF
-  // can hold.
-  std::vector<uint8_t>* tiff = nullptr;
+};
+// A TIFF (tiff_strips.h): every rank gets its bytes and decodes the strips
+// or tiles holding its own rows.
+struct TiffSource {
+  std::span<const uint8_t> bytes;
+  TiffLayout layout;
+};
+// A binary PGM/PPM (pnm_io.h) on a file system every rank sees: each rank
+// reads its own rows.
+struct PnmFileSource {
+  std::string path;
+  PnmLayout layout;
+};
+using RowSource = std::variant<ImageSource, StreamedSource, TiffSource, PnmFileSource>;
+
+// Where a run's last stage puts its rows: one of these types. All but
+// GatherSink need files_fit().output; run() then returns an empty Mat.
+//
+// Gathered on the leader (MPI_Gatherv) and returned by run().
+struct GatherSink {};
+// PNG-encoded on every rank, each its own rows (png_strips.h); the leader
+// stitches the file into `*bytes`. The result must be one PNG can store.
+struct PngSink {
+  std::vector<uint8_t>* bytes = nullptr;
+};
+// TIFF-encoded on every rank as whole strips (the strips are cut at
+// multiples of the file's strip height); the leader lays the file out into
+// `*bytes`. The result must be one TIFF can store.
+struct TiffSink {
+  std::vector<uint8_t>* bytes = nullptr;
+};
+// Written by every rank, its own rows, into `path`: a binary PGM/PPM of the
+// result's full size with its header written (pnm_io.h).
+struct PnmFileSink {
+  std::string path;
+};
+using RowSink = std::variant<GatherSink, PngSink, TiffSink, PnmFileSink>;
+
+// What a run reports as it goes, and how it is stopped.
+struct RunHooks {
+  StageCallback on_stage;
+  RunStats* stats = nullptr;
+  Interrupt interrupt;
 };
 
 // Whether `pipeline` can read its input from a file (its first stage runs on
@@ -114,12 +140,10 @@ class Engine {
   int size() const { return size_; }
   bool is_leader() const { return rank_ == 0; }
 
-  // Leader only. Checks the pipeline against the image before any rank works.
-  // With `files` (see StripFiles; `image` is then empty when files->input is
-  // set), returns an empty Mat when the result went to files->output.
-  Result<cv::Mat> run(const Pipeline& pipeline, const cv::Mat& image,
-                      const StageCallback& on_stage = {}, RunStats* stats = nullptr,
-                      const Interrupt& interrupt = {}, const StripFiles& files = {});
+  // Leader only. Checks the pipeline against the image before any rank
+  // works. Returns the result, or an empty Mat when `sink` took it.
+  Result<cv::Mat> run(const Pipeline& pipeline, const RowSource& source, const RowSink& sink = GatherSink{},
+                      const RunHooks& hooks = {});
 
   // Followers only: serves run() calls until the leader's shutdown(), doing
   // `idle` work in between.
@@ -132,18 +156,17 @@ class Engine {
   void shutdown();
 
  private:
-  Result<cv::Mat> execute(const Pipeline& pipeline, ImageInfo info, cv::Mat image,
-                          const StageCallback& on_stage, RunStats* stats, const Interrupt& interrupt,
-                          const StripFiles& files);
-  // `read_from`/`write_to`: the stage's rows come from / go to files.
+  Result<cv::Mat> execute(const Pipeline& pipeline, ImageInfo info, cv::Mat image, const RunHooks& hooks);
+  // `from_source`/`to_sink`: the stage's rows come from source_ / go to
+  // sink_ (else from the previous stage / to the next).
   Result<cv::Mat> run_strip_stage(const Pipeline& pipeline, const Stage& stage,
                                   const std::vector<ImageInfo>& infos, const cv::Mat& current,
-                                  RunStats* stats, const StripFiles* read_from, const StripFiles* write_to);
+                                  RunStats* stats, bool from_source, bool to_sink);
   // Its three steps, each collective.
   // A streamed scatter leaves the leader's decode status in `pending`, to
   // be agreed after the compute, so no rank waits for the whole decode.
   Result<cv::Mat> scatter_strips(const std::vector<Strip>& strips, const ImageInfo& in, const cv::Mat& current,
-                                 const StripFiles* read_from, Status& pending, RunStats* stats);
+                                 bool from_source, Status& pending, RunStats* stats);
   void stream_rows(const std::vector<Strip>& strips, const ImageInfo& in, cv::Mat& buffer, Status& pending,
                    RunStats* stats, const std::function<void(int)>& on_rows);
   Status stream_local_stage(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
@@ -152,16 +175,16 @@ class Engine {
   Result<cv::Mat> compute_strip(const Pipeline& pipeline, const Stage& stage, const std::vector<Strip>& strips,
                                 const ImageInfo& out, cv::Mat buffer, const Status& pending);
   // `fed`: this rank's rows already went into a PNG segment.
-  Result<cv::Mat> gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own,
-                                const StripFiles* write_to, RunStats* stats, PngDeflater* fed = nullptr);
+  Result<cv::Mat> gather_strips(const std::vector<Strip>& strips, const ImageInfo& out, cv::Mat own, bool to_sink,
+                                RunStats* stats, PngDeflater* fed = nullptr);
   // Instead of the gather: every rank deflates its rows, the leader
-  // stitches the segments into `files.png`.
+  // stitches the segments into `*into`.
   Status encode_png_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
-                           const StripFiles& files, RunStats* stats, PngDeflater* fed);
+                           std::vector<uint8_t>* into, RunStats* stats, PngDeflater* fed);
   // Instead of the gather: every rank encodes its rows as TIFF strips, the
-  // leader lays them out into `files.tiff`.
+  // leader lays them out into `*into`.
   Status encode_tiff_strips(const std::vector<Strip>& strips, const ImageInfo& out, const cv::Mat& own,
-                            const StripFiles& files, RunStats* stats);
+                            std::vector<uint8_t>* into, RunStats* stats);
   // Leader to all, in pieces MPI's int counts hold.
   void broadcast_bytes(uint8_t* data, uint64_t size);
   // Collective: OK when `local` is OK on every rank, else the first failing
@@ -172,16 +195,12 @@ class Engine {
   int rank_ = 0;
   int size_ = 1;
   bool shut_down_ = false;
-  // The current run's first stage is decoded as it is scattered
-  // (StripFiles::decoder; on followers, from the job header).
-  bool streaming_ = false;
-  double decode_ratio_ = 0;
-  size_t band_bytes_ = 0;
-  RowDecoder* decoder_ = nullptr;  // leader
-  // The current run's TIFF input: the leader's bytes, or a follower's copy.
-  std::span<const uint8_t> tiff_bytes_;
-  std::vector<uint8_t> tiff_copy_;
-  TiffLayout tiff_layout_;
+  // The current run's source and sink: the leader's, or on a follower
+  // made from the job header (a follower's StreamedSource has no decoder,
+  // its sinks no bytes: its rows and segments go to the leader).
+  const RowSource* source_ = nullptr;
+  const RowSink* sink_ = nullptr;
+  std::vector<uint8_t> tiff_copy_;  // a follower's copy of a TiffSource's bytes
 };
 
 }  // namespace imgq::workers

@@ -29,7 +29,12 @@ namespace imgq::workers {
 // pixel kinds imgq does not process.
 Result<cv::Mat> decode_image(std::span<const uint8_t> bytes, uint64_t max_pixels = kDefaultMaxPixels);
 
-// Encodes `image` as `format` (an output format, case-insensitive).
+// Whether the output format `format` stores an image of OpenCV type `type`
+// as it is (formats.h's check_can_store()).
+bool can_store_type(std::string_view format, int type);
+
+// Encodes `image` as `format` (an output format, case-insensitive); refuses
+// what check_can_store() refuses.
 Result<std::vector<uint8_t>> encode_image(const cv::Mat& image, std::string_view format);
 
 }  // namespace imgq::workers

@@ -10,11 +10,13 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "imgq/common/image_header.h"
 #include "imgq/common/status.h"
 #include "imgq/mpi_workers/engine.h"
+#include "imgq/mpi_workers/pnm_io.h"
 #include "imgq/schemas/messages.h"
 
 namespace imgq::workers {
@@ -25,7 +27,7 @@ using ProgressFn = std::function<void(int done, int total, const std::string& st
 struct JobOutcome {
   Status status;
   std::vector<uint8_t> encoded;  // the result, when status is OK and not written
-  bool written = false;          // run_job_files wrote the result to its output already
+  bool written = false;          // run_job wrote the result to JobOutput::file already
   proto::JobStats stats;         // decode/scatter/compute/gather/encode, pixels, imbalance
   std::vector<double> rank_compute_seconds;  // in strips: each rank's compute, summed over stages
 };
@@ -38,24 +40,36 @@ struct JobControl {
   Interrupt interrupt;
 };
 
-JobOutcome run_job(Engine& engine, const Pipeline& pipeline, std::span<const uint8_t> image,
-                   const std::string& format, const ProgressFn& progress = {},
-                   const JobControl& control = {});
+// The job's image: its encoded bytes, or a binary PGM/PPM file on a file
+// system every rank sees, each rank reading its own rows (rows_from_file()
+// says when to take that).
+struct EncodedImage {
+  std::span<const uint8_t> bytes;
+};
+struct LocalRows {
+  std::filesystem::path path;
+  PnmLayout layout;  // pnm_layout() of the file's header
+};
+using JobInput = std::variant<EncodedImage, LocalRows>;
 
-// A local binary PGM/PPM in strips with parallel file I/O: every rank reads
-// its rows of `input` (`layout`, from pnm_layout()) itself, and when the
-// pipeline and `format` allow (files_fit(), pgm/ppm/pnm of the result's
-// kind) writes its rows of the result into `output` itself, through a
-// temporary file and a rename (then `written`). Otherwise the leader gathers
-// and encodes as run_job does. Leader only; every path already checked.
-JobOutcome run_job_files(Engine& engine, const Pipeline& pipeline, const std::filesystem::path& input,
-                         const PnmLayout& layout, const std::filesystem::path& output, const std::string& format,
-                         const ProgressFn& progress = {}, const JobControl& control = {});
+// The result: encoded as `format`. With `file` (LocalRows only), the ranks
+// write their rows of a PGM/PPM result into it themselves when the paths
+// allow (job_paths.h), through a temporary file and a rename; the outcome
+// is then `written`, else `encoded`.
+struct JobOutput {
+  std::string format;
+  std::filesystem::path file;
+};
 
-// The layout of `input` when run_job_files should take it: a binary PGM/PPM
-// of more than `strip_above` pixels, on a group of several ranks, with a
-// pipeline whose first stage runs in strips (files_fit().input). Otherwise
-// nothing: read the file and decode it.
+// One image through the group on the paths job_paths.h chooses: decode,
+// every stage, encode. Leader only; a LocalRows path already checked.
+JobOutcome run_job(Engine& engine, const Pipeline& pipeline, const JobInput& input, const JobOutput& output,
+                   const ProgressFn& progress = {}, const JobControl& control = {});
+
+// The layout of `input` when run_job should take it as LocalRows: a binary
+// PGM/PPM of more than `strip_above` pixels on a group whose decode path
+// would be DecodePath::kLocalRows. Otherwise nothing: read the file and
+// decode it.
 std::optional<PnmLayout> rows_from_file(const Engine& engine, const Pipeline& pipeline,
                                         const std::filesystem::path& input, uint64_t strip_above);
 

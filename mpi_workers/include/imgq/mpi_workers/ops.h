@@ -30,6 +30,7 @@ struct ImageInfo {
 
   int type() const { return CV_MAKETYPE(depth, channels); }
   static ImageInfo of(const cv::Mat& m) { return {m.rows, m.cols, m.depth(), m.channels()}; }
+  static ImageInfo of_type(int rows, int cols, int type) { return {rows, cols, CV_MAT_DEPTH(type), CV_MAT_CN(type)}; }
   bool operator==(const ImageInfo&) const = default;
 };
 

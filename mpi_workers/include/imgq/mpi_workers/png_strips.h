@@ -30,9 +30,6 @@ struct PngSegment {
   uint64_t raw_bytes = 0;  // how many filtered bytes it holds
 };
 
-// Whether PNG can hold `type` (8 or 16 bits, 1, 3 or 4 channels).
-bool png_can_store(int type);
-
 // Rows of an image (any number, also 0), BGR(A) and native-endian as OpenCV
 // holds them, filtered and deflated as one segment; `last` for the segment
 // that ends the image.

@@ -53,10 +53,6 @@ std::optional<TiffLayout> tiff_layout(std::span<const uint8_t> bytes);
 // one is corrupt.
 Result<cv::Mat> read_tiff_rows(std::span<const uint8_t> bytes, const TiffLayout& layout, int begin, int count);
 
-// Whether TIFF holds `type` as imgq writes it (8 or 16 bits, 1, 3 or 4
-// channels).
-bool tiff_can_store(int type);
-
 // OpenCV's rows per strip for an image of `rows` x `cols` of `type`.
 int tiff_rows_per_strip(int rows, int cols, int type);
 
