@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 
+#include "imgq/client_cli/held_accepts.h"
 #include "imgq/common/batch_paths.h"
 #include "imgq/common/file_io.h"
 #include "imgq/schemas/op_call.h"
@@ -109,7 +110,8 @@ class Pump {
  public:
   Pump(const PumpOptions& options, ItemSource& source, Reporter& reporter, std::ostream& out, std::ostream& err)
       : options_(options), source_(source), reporter_(reporter), out_(out), err_(err),
-        session_(options.session.empty() ? random_session() : options.session) {}
+        session_(options.session.empty() ? random_session() : options.session),
+        held_(2 * options.window + 16) {}
 
   int run(zmq::context_t& context);
 
@@ -117,7 +119,7 @@ class Pump {
   using Id = uint64_t;
 
   int signals() const { return options_.interrupted != nullptr ? *options_.interrupted : 0; }
-  size_t in_flight() const { return waiting_accept_.size() + running_.size(); }
+  size_t in_flight() const { return held_.size() + running_.size(); }
   Tally tally() const {
     Tally t;
     t.done = done_;
@@ -193,11 +195,8 @@ class Pump {
   Id next_id_ = 1;
   std::map<Id, Item> live_;                                     // every item taken and not finished
   std::deque<std::pair<SteadyClock::time_point, Id>> retry_;  // waiting to be sent (again)
-  std::map<uint64_t, Id> waiting_accept_;                     // req -> item
+  HeldAccepts held_;                                          // submits waiting for `accepted`, early events
   std::map<std::string, Id> running_;                         // job -> item
-  // Events of this session's jobs not yet accepted (accept_hold_ms), by
-  // job: the latest of each, bounded.
-  std::map<std::string, proto::JobState> early_events_;
   // The latest jobs whose result was handled: a copy of one (after a broker
   // restart) is acknowledged again. Bounded, for a pump that runs for days.
   std::set<std::string> finished_;
@@ -209,7 +208,7 @@ class Pump {
   };
   std::vector<Placed> placed_;               // results placed, not yet synced
   std::vector<std::string> unacknowledged_;  // jobs ended and settled, not yet committed and acknowledged
-  SteadyClock::time_point oldest_unacknowledged_{};
+  CommitTimer commit_timer_;                 // when placed_ and unacknowledged_ are committed
   size_t done_ = 0, failed_ = 0, cancelled_ = 0;
   // Interrupted: cancels sent (req -> job) and not yet answered.
   bool cancelling_ = false;
@@ -250,10 +249,8 @@ void Pump::on_pong(const proto::Pong& pong) {
   const bool restarted = !instance_.empty();
   instance_ = pong.instance;
   if (!restarted) return;
-  std::vector<Id> lost;
-  for (const auto& [req, id] : waiting_accept_) lost.push_back(id);
+  std::vector<Id> lost = held_.take_all();
   for (const auto& [job, id] : running_) lost.push_back(id);
-  waiting_accept_.clear();
   running_.clear();
   std::sort(lost.begin(), lost.end());
   if (!lost.empty()) {
@@ -345,7 +342,7 @@ bool Pump::send(BrokerClient& broker, Id id) {
     submit.path = local_path(item.source);
     submit.output = local_path(item.output);
     if (!broker.send(proto::encode(submit))) return false;
-    waiting_accept_[submit.req] = id;
+    held_.sent(submit.req, id, submit.name);
     return true;
   }
   auto image = read_file_string(item.source);
@@ -354,7 +351,7 @@ bool Pump::send(BrokerClient& broker, Id id) {
     return true;
   }
   if (!broker.send(proto::encode(submit), std::move(*image))) return false;
-  waiting_accept_[submit.req] = id;
+  held_.sent(submit.req, id, submit.name);
   return true;
 }
 
@@ -410,16 +407,13 @@ void Pump::on_result(BrokerClient& broker, zmq::socket_t& progress, const proto:
     return;
   }
   // A result that stands for its held-back `accepted` (accept_hold).
-  if (auto waiting = waiting_accept_.find(r.req); waiting != waiting_accept_.end() && running_.count(r.job) == 0) {
-    const Id id = waiting->second;
-    waiting_accept_.erase(waiting);
-    on_accepted(id, r.job, 0, progress);
+  if (running_.count(r.job) == 0) {
+    if (const std::optional<Id> id = held_.take(r.req)) on_accepted(*id, r.job, 0, progress);
   }
   auto it = running_.find(r.job);
   if (it == running_.end() || options_.no_wait) return;  // a --no-wait job's result waits for `imgq fetch`
   const Id id = it->second;
   running_.erase(it);
-  if (unacknowledged_.empty() && placed_.empty()) oldest_unacknowledged_ = SteadyClock::now();
   remember_finished(r.job);
   if (r.state == proto::kCancelled && cancelling_) {
     // Cancelled by this run's Ctrl-C: counted, not reported as a failure.
@@ -427,9 +421,11 @@ void Pump::on_result(BrokerClient& broker, zmq::socket_t& progress, const proto:
     source_.settle(live_.at(id), ItemSource::Fate::kFailed, r.message);
     live_.erase(id);
     unacknowledged_.push_back(r.job);
+    commit_timer_.added(SteadyClock::now());
   } else if (r.state != proto::kDone) {
     fail(id, r.state, r.message, r.job);
     unacknowledged_.push_back(r.job);
+    commit_timer_.added(SteadyClock::now());
   } else if (!options_.local && frames.size() != 2) {
     // Not acknowledged: the broker keeps it for `imgq fetch`.
     finished_.erase(r.job);
@@ -446,16 +442,14 @@ void Pump::on_result(BrokerClient& broker, zmq::socket_t& progress, const proto:
                   ItemSource::Fate::kNotPlaced);
     }
     placed_.push_back({id, r.job, r.stats});
+    commit_timer_.added(SteadyClock::now());
   }
   flush(broker, /*force=*/false);
 }
 
 void Pump::flush(BrokerClient& broker, bool force) {
-  if (unacknowledged_.empty() && placed_.empty() && !force) return;
-  if (!force && SteadyClock::now() - oldest_unacknowledged_ < Millis(50) &&
-      unacknowledged_.size() + placed_.size() < 256 && in_flight() != 0) {
-    return;
-  }
+  if (!commit_timer_.due(SteadyClock::now(), in_flight(), force)) return;
+  commit_timer_.committed();
   // 1. The results placed since the last flush become durable and final.
   std::vector<Item*> items;
   for (const Placed& p : placed_) items.push_back(&live_.at(p.id));
@@ -493,9 +487,8 @@ void Pump::on_accepted(Id id, const std::string& job, uint32_t position, zmq::so
   // A job of an earlier run (its key named it): follow its events too.
   if (job.rfind(session_, 0) != 0) progress.set(zmq::sockopt::subscribe, job);
   reporter_.accepted(view(id, job), position);
-  if (auto early = early_events_.find(job); early != early_events_.end()) {
-    if (!options_.no_wait) reporter_.event(view(id, job), early->second);
-    early_events_.erase(early);
+  if (const std::optional<proto::JobState> early = held_.take_event(job)) {
+    if (!options_.no_wait) reporter_.event(view(id, job), *early);
   }
   if (!options_.no_wait) {
     running_[job] = id;
@@ -511,28 +504,8 @@ void Pump::on_accepted(Id id, const std::string& job, uint32_t position, zmq::so
 }
 
 void Pump::on_early_event(proto::JobState state, zmq::socket_t& progress) {
-  // The broker publishes a job only once it is accepted (stored): an event
-  // of this session naming the file of the one submit waiting for its
-  // `accepted` (held back: accept_hold_ms) is that acceptance. (Names are
-  // the files' paths; two waiting submits of one file are left to their
-  // answers.)
-  auto match = waiting_accept_.end();
-  for (auto it = waiting_accept_.begin(); it != waiting_accept_.end(); ++it) {
-    if (live_.at(it->second).source.string() != state.name) continue;
-    if (match != waiting_accept_.end()) {
-      match = waiting_accept_.end();
-      break;
-    }
-    match = it;
-  }
   const std::string job = state.job;
-  // The latest of each job's events, until the job is known here.
-  if (early_events_.size() >= 2 * options_.window + 16) early_events_.erase(early_events_.begin());
-  early_events_[job] = std::move(state);
-  if (match == waiting_accept_.end()) return;
-  const Id id = match->second;
-  waiting_accept_.erase(match);
-  on_accepted(id, job, 0, progress);  // and tells the event
+  if (const std::optional<Id> id = held_.on_event(std::move(state))) on_accepted(*id, job, 0, progress);
 }
 
 void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vector<SharedBytes>& frames) {
@@ -543,20 +516,17 @@ void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vect
     if (auto pong = header->as<proto::Pong>(); pong.ok()) on_pong(*pong);
   } else if (type == proto::Accepted::kType) {
     auto a = header->as<proto::Accepted>();
-    auto it = a.ok() ? waiting_accept_.find(a->req) : waiting_accept_.end();
-    if (it == waiting_accept_.end()) return;
-    const Id id = it->second;
-    waiting_accept_.erase(it);
-    on_accepted(id, a->job, a->position, progress);
+    const std::optional<Id> id = a.ok() ? held_.take(a->req) : std::nullopt;
+    if (!id) return;
+    on_accepted(*id, a->job, a->position, progress);
   } else if (type == proto::StatusReply::kType) {
     if (auto reply = header->as<proto::StatusReply>(); reply.ok()) cancels_.erase(reply->req);
   } else if (type == proto::Error::kType) {
     auto e = header->as<proto::Error>();
     if (e.ok() && cancels_.erase(e->req) != 0) return;  // a cancel for a job that ended meanwhile
-    auto it = e.ok() ? waiting_accept_.find(e->req) : waiting_accept_.end();
-    if (it == waiting_accept_.end()) return;
-    const Id id = it->second;
-    waiting_accept_.erase(it);
+    const std::optional<Id> waiting = e.ok() ? held_.take(e->req) : std::nullopt;
+    if (!waiting) return;
+    const Id id = *waiting;
     if (e->code == static_cast<int>(StatusCode::kResourceExhausted)) {
       back_off(id, *e);
     } else if (e->retryable) {
@@ -653,13 +623,13 @@ int Pump::cancel_run(BrokerClient& broker, zmq::socket_t& progress) {
   cancelling_ = true;
   retry_.clear();  // never sent
   for (const auto& [job, id] : running_) send_cancel(broker, job);
-  say("", "interrupted: cancelling this run's " + std::to_string(running_.size() + waiting_accept_.size()) +
+  say("", "interrupted: cancelling this run's " + std::to_string(running_.size() + held_.size()) +
               " unfinished job(s) at the broker (interrupt again to leave at once; --detach leaves them running)");
   // Submits still unanswered are cancelled as their answers come.
   const auto deadline = SteadyClock::now() + kFirstContact;
   std::vector<SharedBytes> replies;
   while (SteadyClock::now() < deadline && signals() < 2 &&
-         (!cancels_.empty() || !waiting_accept_.empty() || !pending_cancel_.empty())) {
+         (!cancels_.empty() || !held_.empty() || !pending_cancel_.empty())) {
     for (const std::string& job : pending_cancel_) send_cancel(broker, job);
     pending_cancel_.clear();
     zmq::pollitem_t items[] = {{broker.socket().handle(), 0, ZMQ_POLLIN, 0}};
@@ -676,8 +646,8 @@ int Pump::cancel_run(BrokerClient& broker, zmq::socket_t& progress) {
   }
   flush(broker, /*force=*/true);
   reporter_.finish(tally(), seconds());
-  if (signals() >= 2 || !cancels_.empty() || !waiting_accept_.empty()) {
-    say("warning", "left without waiting for every cancel: " + std::to_string(cancels_.size() + waiting_accept_.size()) +
+  if (signals() >= 2 || !cancels_.empty() || !held_.empty()) {
+    say("warning", "left without waiting for every cancel: " + std::to_string(cancels_.size() + held_.size()) +
                        " job(s) may still run at the broker (imgq jobs lists them; imgq cancel JOB...)");
     list_unfinished();
   } else {
@@ -694,7 +664,7 @@ int Pump::leave_running(BrokerClient& broker) {
                      " job(s) accepted and not finished go on at the broker";
   // Submits whose `accepted` the broker still held back (accept_hold_ms):
   // they may run, but this run never heard their ids.
-  if (!waiting_accept_.empty()) text += "; " + std::to_string(waiting_accept_.size()) + " more sent and not yet answered";
+  if (!held_.empty()) text += "; " + std::to_string(held_.size()) + " more sent and not yet answered";
   say("", text + (running_.empty() ? "" : " (follow them: imgq status JOB..., imgq fetch JOB... -o DIR, imgq jobs)"));
   list_unfinished();
   return 130;
@@ -791,7 +761,7 @@ int Pump::run(zmq::context_t& context) {
         auto it = running_.find(e->job.job);
         if (it != running_.end()) {
           reporter_.event(view(it->second, e->job.job), e->job);
-        } else if (!waiting_accept_.empty() && e->job.job.rfind(session_, 0) == 0) {
+        } else if (!held_.empty() && e->job.job.rfind(session_, 0) == 0) {
           on_early_event(std::move(e->job), progress);
         }
       }
