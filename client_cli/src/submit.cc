@@ -12,6 +12,7 @@
 
 #include "imgq/client_cli/pump.h"
 #include "imgq/common/batch_paths.h"
+#include "imgq/common/cli.h"
 #include "imgq/schemas/op_call.h"
 
 namespace imgq::client {
@@ -294,11 +295,22 @@ int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& er
       std::string names;
       for (const std::string& e : plan.empty) names += (names.empty() ? "" : ", ") + e;
       return usage(names + (plan.empty.size() == 1 ? " holds" : " hold") +
-                   " no image (imgq reads .png, .jpg, .jpeg, .tif, .tiff, .bmp, .webp, .ppm, .pgm, .pnm, .jp2, "
-                   ".sr, .ras" + (plan.not_images != 0 ? "; " + std::to_string(plan.not_images) +
+                   " no image (imgq reads " + read_extensions_text() + (plan.not_images != 0 ? "; " + std::to_string(plan.not_images) +
                                                             " other file(s) passed over" : std::string()) + ")");
     }
     source = std::make_unique<PathsSource>(std::move(plan), pump.session, rules);
+  }
+  if (options.from_file == "-") {
+    const char* pipe_it =
+        "; pipe the list in (find DIR -type f | imgq submit ... --from-file -) or give --from-file LIST";
+    if (cli::stdin_was_closed()) return usage(std::string("--from-file -: stdin is closed") + pipe_it);
+    const int flags = ::fcntl(STDIN_FILENO, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY) {
+      return usage(std::string("--from-file -: stdin is not open for reading") + pipe_it);
+    }
+    if (::isatty(STDIN_FILENO)) {
+      err << "imgq: reading the list of files from the terminal: one path a line, end it with Ctrl-D\n";
+    }
   }
   if (!options.from_file.empty()) {
     const int list_fd =

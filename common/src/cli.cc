@@ -1,9 +1,11 @@
 #include "imgq/common/cli.h"
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -164,7 +166,18 @@ std::string exit_status_text() {
          "(nothing was done); 3 the broker does not answer, went silent, or refused this key; 130 interrupted.";
 }
 
+namespace {
+bool g_stdin_closed = false;
+}  // namespace
+
+bool stdin_was_closed() { return g_stdin_closed; }
+
 int guarded(std::string_view program, const std::function<int()>& body) {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // The lowest free number: `fd` itself, the lower ones being open.
+    if (::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) == 0) g_stdin_closed = true;
+  }
   try {
     return body();
   } catch (const std::exception& e) {

@@ -137,6 +137,15 @@ bool is_image_extension(std::string_view extension) {
   return false;
 }
 
+std::string read_extensions_text() {
+  std::string out;
+  for (const FormatEntry& e : format_table()) {
+    if (!e.read) continue;
+    for (std::string_view ext : e.extensions) out += (out.empty() ? "." : ", .") + std::string(ext);
+  }
+  return out;
+}
+
 const std::vector<std::string_view>& output_format_names() {
   static const std::vector<std::string_view> names = [] {
     std::vector<std::string_view> out;

@@ -154,6 +154,25 @@ TEST_F(FirstContact, EndpointsAsPeopleTypeThemAndGarbageIsAUsageError) {
   EXPECT_EQ(shell(kBin + "/imgq-broker --log-level verbose 2>&1").first, 2);
 }
 
+// A list on a stdin that is closed, or open for writing only, is a usage
+// error at once (it once spun forever: ZeroMQ's eventfd took fd 0). The
+// broker is up, so nothing but the stdin check can end the command.
+TEST_F(FirstContact, AListOnAClosedOrUnreadableStdinIsAUsageErrorAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  const std::string submit = kBin + "/imgq submit --op invert --broker " + clients_ + " -o " +
+                             (root_ / "out").string() + " --from-file -";
+  for (const auto& [redirect, says] : std::vector<std::pair<std::string, std::string>>{
+           {" <&-", "stdin is closed"}, {" 0>/dev/null", "stdin is not open for reading"}}) {
+    const auto [code, out] = shell("timeout 20 " + submit + redirect + " 2>&1");
+    EXPECT_EQ(code, 2) << redirect << "\n" << out;
+    EXPECT_NE(out.find(says), std::string::npos) << out;
+    EXPECT_NE(out.find("find DIR -type f | imgq submit"), std::string::npos) << "says what to type: " << out;
+  }
+  // An empty list on an open stdin is no error: nothing to do.
+  const auto [code, out] = shell("timeout 20 " + submit + " </dev/null 2>&1");
+  EXPECT_EQ(code, 0) << out;
+}
+
 // Nothing listens at the address: every command says so, and what to
 // check, within 5 s (exit 3); ingest says so at once and waits.
 TEST_F(FirstContact, ABrokerThatIsDownIsReportedByEveryCommandWithinFiveSeconds) {

@@ -37,8 +37,12 @@ std::string exit_status_text();
 
 // Runs a program's body: an exception that escapes it (a bug, not a use) is
 // said plainly, "PROGRAM: internal error: ...", exit 1, never "terminate
-// called" and a signal.
+// called" and a signal. First, a standard descriptor (0, 1, 2) the program
+// was started without is opened on /dev/null, so that no socket or file
+// takes its number (ZeroMQ's eventfd took fd 0, and a list read from stdin
+// then read from it forever); stdin_was_closed() says so afterwards.
 int guarded(std::string_view program, const std::function<int()>& body);
+bool stdin_was_closed();
 
 // The candidate closest to `word` (edit distance at most a third of its
 // length, at least 1; or a candidate that starts with it), or empty.

@@ -56,6 +56,8 @@ std::string read_formats_text();
 // those of every recognised format, read or not, so that an OpenEXR file
 // is refused by name instead of passed over in silence.
 bool is_image_extension(std::string_view extension);
+// The extensions of the formats imgq reads: ".png, .jpg, ..., .sr, .ras".
+std::string read_extensions_text();
 
 // Output formats, as --format and a submit's `format` name them: png, tif,
 // tiff, jpg, jpeg, bmp, webp, ppm, pgm, pnm (any case).
