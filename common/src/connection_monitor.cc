@@ -21,7 +21,7 @@ ConnectionMonitor::ConnectionMonitor(zmq::context_t& context, zmq::socket_t& soc
   zmq_socket_monitor(socket.handle(), name.c_str(),
                      ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |
                          ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
   events_.set(zmq::sockopt::linger, 0);
   events_.connect(name);
 }
@@ -51,11 +51,18 @@ void ConnectionMonitor::poll() {
         if (connected_) ++disconnections_;
         connected_ = false;
         break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        failed_handshakes_ = 0;
+        break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         refused_ = Status::PermissionDenied("the broker refused this key (ZAP status " + std::to_string(value) +
                                             "): its public key is not on the broker's allow-list");
         break;
       default:
+        // A wrong server key and a broker that died mid-handshake look the
+        // same once (the connection closes); only a wrong key fails again
+        // and again, every reconnect (100 ms apart), with no success between.
+        if (++failed_handshakes_ < kHandshakeFailuresToRefuse) break;
         refused_ = Status::PermissionDenied(
             "the CURVE handshake with the broker failed: check that --server-key is the broker's public key "
             "and that the broker has CURVE on");

@@ -45,6 +45,9 @@ class ConnectionMonitor {
   zmq::socket_t& socket_;
   zmq::socket_t events_;
   std::optional<Status> refused_;
+  // Handshakes failed in a row, none succeeding between; refused at this many.
+  static constexpr int kHandshakeFailuresToRefuse = 3;
+  int failed_handshakes_ = 0;
   bool connected_ = false;
   int connections_ = 0, disconnections_ = 0, retries_ = 0;
 };
