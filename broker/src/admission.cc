@@ -150,7 +150,9 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   }
   auto checked = check_submit(submit, image, {config_.max_image_bytes, config_.max_pixels});
   if (!checked.ok()) return reject(checked.status(), rejection_of(checked.status()));
-  const std::string digest = digest_of(image, checked->ops, checked->format, submit.path, submit.output);
+  // The image's checksum, kept with the job and checked whenever it is read back.
+  const uint32_t image_crc = crc32_of(std::string_view(image.data(), image.size()));
+  const std::string digest = digest_of(image_crc, image, checked->ops, checked->format, submit.path, submit.output);
   // A known idempotency key names the job already accepted.
   if (!submit.key.empty()) {
     auto known = keys_.find(scoped_key(owner, submit.key));
@@ -166,6 +168,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   monitoring::Rejection why = Rejection::kInvalid;
   if (Status refused = refusal_of(*checked, submit, image.size(), &why); !refused.ok()) return reject(refused, why);
   Job job = job_of(identity, owner, submit, std::move(checked).value(), digest, image.size());
+  if (submit.path.empty()) job.image_crc = image_crc;
   // Stored now, answered at the commit that makes it durable.
   if (Status stored_ok = journal_.add(job, image); !stored_ok.ok()) {
     return reject(Status(stored_ok.code(), "the broker could not store the job, so it was not accepted: " +

@@ -84,6 +84,12 @@ void BrokerEvents::finished(JobState state, StatusCode code, double run_seconds,
 
 void BrokerEvents::undelivered_result() { metrics_->undelivered_result(); }
 
+void BrokerEvents::damaged(const std::string& job, bool result, const Status& why) {
+  metrics_->damaged(result);
+  log_event(spdlog::level::err, why.message(),
+            {field("event", "damaged_payload"), field("job", job), field("what", result ? "result" : "image")});
+}
+
 void BrokerEvents::stopped_running() { metrics_->stopped_running(); }
 
 void BrokerEvents::acknowledged() { metrics_->result_ended(monitoring::ResultEnd::kAcknowledged); }

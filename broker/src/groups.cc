@@ -135,6 +135,7 @@ void BrokerCore::handle_done(Group& group, const proto::Done& done, Frames& fram
     }
   } else if (done.code == 0 && frames.size() == 2) {
     job.result = std::move(frames[1]);
+    job.result_crc = crc32_of(std::string_view(job.result.data(), job.result.size()));
     finish(job, JobState::kDone, Status::Ok(), /*ran=*/true);
   } else if (done.code == 0) {
     finish(job, JobState::kFailed, Status::Internal("the worker group sent no result image"), /*ran=*/true);
@@ -194,6 +195,7 @@ void BrokerCore::dispatch() {
       // Restored from the journal: the image is read back when it runs.
       auto image = journal_.image(id);
       if (!image.ok()) {
+        if (is_damaged(image.status())) events_.damaged(id, /*result=*/false, image.status());
         finish(job, JobState::kFailed, image.status());
         continue;
       }

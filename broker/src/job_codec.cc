@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
 #include <cstring>
 #include <functional>
 
@@ -83,6 +84,30 @@ Column real_column(std::string name, F field) {
           }};
 }
 
+// A checksum: NULL when there is none (rows written before checksums).
+template <typename F>
+Column checksum_column(std::string name, F field) {
+  return {{name, "INTEGER"},
+          [field](sqlite3_stmt* s, int i, const JobRecord& r) {
+            const std::optional<uint32_t>& crc = field(const_cast<JobRecord&>(r));
+            if (crc) {
+              sqlite3_bind_int64(s, i, *crc);
+            } else {
+              sqlite3_bind_null(s, i);
+            }
+          },
+          [field](sqlite3_stmt* s, int i, JobRecord& r) {
+            if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+              field(r).reset();
+              return true;
+            }
+            const int64_t v = sqlite3_column_int64(s, i);
+            if (v < 0 || v > UINT32_MAX) return false;
+            field(r) = static_cast<uint32_t>(v);
+            return true;
+          }};
+}
+
 Column outcome(Column column) {
   column.spec.outcome = true;
   return column;
@@ -112,6 +137,7 @@ const std::vector<Column>& columns() {
       real_column("submitted", [](JobRecord& r) -> double& { return r.submitted; }),
       integer_column<int>("attempts", [](JobRecord& r) -> int& { return r.attempts; }),
       integer_column<uint64_t>("image_bytes", [](JobRecord& r) -> uint64_t& { return r.image_bytes; }),
+      checksum_column("image_crc", [](JobRecord& r) -> std::optional<uint32_t>& { return r.image_crc; }),
       // A finished job's state by name; '' while unfinished, as every
       // journal has had it (so an earlier broker reads this one too).
       {{"state", "TEXT NOT NULL DEFAULT ''"},
@@ -152,6 +178,7 @@ const std::vector<Column>& columns() {
        }}),
       outcome(real_column("finished", [](JobRecord& r) -> double& { return r.finished; })),
       outcome(integer_column<uint64_t>("result_bytes", [](JobRecord& r) -> uint64_t& { return r.result_bytes; })),
+      outcome(checksum_column("result_crc", [](JobRecord& r) -> std::optional<uint32_t>& { return r.result_crc; })),
       outcome({{"gone", "TEXT NOT NULL DEFAULT ''"},
        [](sqlite3_stmt* s, int i, const JobRecord& r) { bind_text(s, i, gone_name(r.gone)); },
        [](sqlite3_stmt* s, int i, JobRecord& r) {

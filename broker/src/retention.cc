@@ -115,6 +115,7 @@ bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job
   result.name = job.name;
   result.stats = job.stats;
   if (job.state == JobState::kDone) result.output = job.output;
+  if (job.state == JobState::kDone && job.path.empty()) result.crc32 = job.result_crc;
   Frames frames{proto::encode(result)};
   if (job.state == JobState::kDone && job.path.empty()) {
     if (!job.result.empty() || job.result_bytes == 0) {
@@ -122,6 +123,7 @@ bool BrokerCore::send_result(const std::string& identity, uint64_t req, Job& job
     } else {
       auto bytes = journal_.result(job.id);
       if (!bytes.ok()) {
+        if (is_damaged(bytes.status())) events_.damaged(job.id, /*result=*/true, bytes.status());
         reply_error(identity, req, bytes.status(), job.id);
         return true;
       }

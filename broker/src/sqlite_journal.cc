@@ -15,6 +15,7 @@
 #include <msgpack.hpp>
 
 #include "imgq/broker/job_codec.h"
+#include "imgq/common/checksum.h"
 #include "imgq/common/text.h"
 
 #include "journal_files.h"
@@ -57,16 +58,16 @@ std::string statement(int which) {
       return "UPDATE jobs SET running = :running, attempts = :attempts WHERE id = :id";
     case 2:  // kFinish
       return "UPDATE jobs SET state = :state, code = :code, message = :message, stats = :stats, finished = :finished, "
-             "result = :result, result_file = :result_file, result_bytes = :result_bytes, image = NULL, "
+             "result = :result, result_file = :result_file, result_bytes = :result_bytes, result_crc = :result_crc, image = NULL, "
              "image_file = 0, attempts = :attempts, running = :running, gone = :gone, gone_at = :gone_at WHERE id = :id";
     case 3:  // kDropResult
       return "UPDATE jobs SET result = NULL, result_file = 0, gone = :gone, gone_at = :gone_at WHERE id = :id";
     case 4:  // kForget
       return "DELETE FROM jobs WHERE id = :id";
     case 5:  // kImage
-      return "SELECT image, image_file, image_bytes FROM jobs WHERE id = :id";
+      return "SELECT image, image_file, image_bytes, image_crc FROM jobs WHERE id = :id";
     default:  // kResult
-      return "SELECT result, result_file, result_bytes FROM jobs WHERE id = :id";
+      return "SELECT result, result_file, result_bytes, result_crc FROM jobs WHERE id = :id";
   }
 }
 
@@ -443,6 +444,8 @@ Result<std::string> SqliteJournal::read_payload(const std::string& id, const cha
   }
   const bool in_file = sqlite3_column_int(s, 1) != 0;
   const uint64_t bytes = static_cast<uint64_t>(sqlite3_column_int64(s, 2));
+  const bool checked = sqlite3_column_type(s, 3) != SQLITE_NULL;
+  const auto crc = static_cast<uint32_t>(sqlite3_column_int64(s, 3));
   std::string data;
   if (!in_file) {
     const void* blob = sqlite3_column_blob(s, 0);
@@ -466,9 +469,17 @@ Result<std::string> SqliteJournal::read_payload(const std::string& id, const cha
     ::close(fd);
     data.resize(got);
   }
+  const std::string where = in_file ? payload_path(id + (which == kImage ? ".image" : ".result")).string()
+                                    : std::string("journal.db");
   if (data.size() != bytes) {
-    return Status::Internal(std::string("the journal's copy of the ") + what + " of job " + id + " is damaged (" +
-                            std::to_string(data.size()) + " of " + std::to_string(bytes) + " bytes)");
+    return damaged_payload(what, id, where, std::to_string(data.size()) + " of " + std::to_string(bytes) + " bytes");
+  }
+  if (checked) {
+    if (const uint32_t now = crc32_of(data); now != crc) {
+      char text[64];
+      std::snprintf(text, sizeof text, "checksum %08x where %08x was stored", now, crc);
+      return damaged_payload(what, id, where, text);
+    }
   }
   return data;
 }

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstdio>
 
+#include "imgq/common/checksum.h"
+
 namespace imgq::client {
 
 std::string default_progress_endpoint(const std::string& broker) {
@@ -162,6 +164,16 @@ std::string json_quote(std::string_view text) {
     }
   }
   return out + "\"";
+}
+
+Status check_result_bytes(const proto::JobResult& result, std::string_view bytes) {
+  if (!result.crc32) return Status::Ok();
+  const uint32_t got = crc32_of(bytes);
+  if (got == *result.crc32) return Status::Ok();
+  char text[160];
+  std::snprintf(text, sizeof text, "arrived damaged (checksum %08x where the broker sent %08x)", got, *result.crc32);
+  return Status::IoError("the result of job " + result.job + " " + text +
+                         "; it was not written and stays at the broker: imgq fetch " + result.job);
 }
 
 }  // namespace imgq::client

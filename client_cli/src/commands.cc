@@ -205,6 +205,11 @@ int run_fetch(const Connection& c, const std::vector<std::string>& jobs, const s
       code = cli::kExitFailed;
       continue;
     }
+    if (Status intact = check_result_bytes(*result, frames[1]); !intact.ok()) {
+      print_error(c, intact.message(), err);
+      code = cli::kExitFailed;
+      continue;
+    }
     auto written = write_result(*result, frames[1], out_dir, overwrite);
     if (!written.ok()) {
       print_error(c, written.status().message() + " (the result stays at the broker)", err);

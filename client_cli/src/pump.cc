@@ -435,6 +435,10 @@ void Pump::on_result(BrokerClient& broker, zmq::socket_t& progress, const proto:
     Item& item = live_.at(id);
     const std::string_view bytes = frames.size() == 2 ? std::string_view(frames[1].data(), frames[1].size())
                                                       : std::string_view();
+    if (Status intact = check_result_bytes(r, bytes); !intact.ok()) {
+      finished_.erase(r.job);
+      return fail(id, proto::kFailed, intact.message(), r.job, ItemSource::Fate::kNotPlaced);
+    }
     if (Status placed = source_.place(item, bytes); !placed.ok()) {
       finished_.erase(r.job);
       return fail(id, proto::kFailed,

@@ -76,6 +76,10 @@ BrokerMetrics::BrokerMetrics(const std::string& version) : registry_(std::make_s
   }
   stray_results_ = &BuildCounter().Name("imgq_worker_results_discarded_total")
                         .Help("Results from a group for a job it did not hold").Register(r).Add({});
+  auto& damaged = BuildCounter().Name("imgq_damaged_payloads_total")
+                      .Help("Stored images and results read back damaged (size or checksum), never used")
+                      .Register(r);
+  damaged_ = {&damaged.Add({{"what", "image"}}), &damaged.Add({{"what", "result"}})};
 
   auto& queue = BuildGauge().Name("imgq_queue_jobs").Help("Jobs in the broker, by state").Register(r);
   queue_jobs_ = {&queue.Add({{"state", "waiting"}}), &queue.Add({{"state", "running"}})};
@@ -166,6 +170,8 @@ BrokerMetrics::Counts BrokerMetrics::counts() const {
   c.malformed_client = n(malformed_[static_cast<size_t>(Peer::kClients)]);
   c.malformed_worker = n(malformed_[static_cast<size_t>(Peer::kWorkers)]);
   c.stray_results = n(stray_results_);
+  c.damaged_images = n(damaged_[0]);
+  c.damaged_results = n(damaged_[1]);
   c.undelivered_results = n(undelivered_);
   c.deadlines_exceeded = n(failed_[static_cast<size_t>(StatusCode::kDeadlineExceeded)]);
   c.aborted_running = n(stopped_running_);

@@ -15,6 +15,7 @@
 #include "broker/core_test_support.h"
 #include "imgq/broker/broker_core.h"
 #include "imgq/broker/sqlite_journal.h"
+#include "imgq/common/checksum.h"
 
 #include <sqlite3.h>
 
@@ -620,7 +621,97 @@ TEST_F(JournalTest, ADamagedPayloadFailsItsJobAloneWithTheReason) {
   request<proto::Fetch>("c", damaged);
   const auto result = decode<proto::JobResult>(out_->clients.back().frames[0]);
   EXPECT_EQ(result.state, "failed");
-  EXPECT_NE(result.message.find("is damaged (1000 of 300000 bytes)"), std::string::npos) << result.message;
+  EXPECT_NE(result.message.find("is damaged (1000 of 300000 bytes, in " + (dir_ / "payloads").string()), std::string::npos)
+      << result.message;
+}
+
+// Damage that keeps a stored payload's size (a disk, a file system, a
+// person writing over it): the checksum taken when the bytes arrived finds
+// it. A damaged image fails its job; a damaged result is never delivered;
+// both are counted. In a payload file and inline in the database alike.
+void flip_byte(const fs::path& file, size_t at) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(at));
+  const char c = static_cast<char>(f.get() ^ 0x5a);
+  f.seekp(static_cast<std::streamoff>(at));
+  f.put(c);
+}
+
+// The same through SQLite, in a row's blob (`column`: image or result).
+void flip_byte_in_row(const fs::path& db_path, const std::string& column, const std::string& id) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* read = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, ("SELECT " + column + " FROM jobs WHERE id = ?").c_str(), -1, &read, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(read, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
+  std::string blob(static_cast<const char*>(sqlite3_column_blob(read, 0)),
+                   static_cast<size_t>(sqlite3_column_bytes(read, 0)));
+  sqlite3_finalize(read);
+  ASSERT_FALSE(blob.empty()) << column << " of " << id << " is not inline";
+  blob[blob.size() / 2] = static_cast<char>(blob[blob.size() / 2] ^ 0x5a);
+  sqlite3_stmt* write = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, ("UPDATE jobs SET " + column + " = ? WHERE id = ?").c_str(), -1, &write, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_blob(write, 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(write, 2, id.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(write), SQLITE_DONE);
+  sqlite3_finalize(write);
+  sqlite3_close(db);
+}
+
+TEST_F(JournalTest, AnImageDamagedAtItsOwnSizeFailsItsJobAndIsCounted) {
+  const std::string in_file = submit("c", 1, {}, png_bytes(300'000));
+  const std::string in_row = submit("c", 2, {}, png_bytes(2'000));
+  const std::string fine = submit("c", 3);
+  crash_and_restart();
+  flip_byte(dir_ / "payloads" / (in_file + ".image"), 150'000);
+  ASSERT_NO_FATAL_FAILURE(flip_byte_in_row(dir_ / "journal.db", "image", in_row));
+  hello("g", 4);
+  EXPECT_EQ(job_sent_to("g"), fine) << "only the intact image reaches a group";
+  for (const std::string& job : {in_file, in_row}) {
+    request<proto::Fetch>("c", job);
+    const auto result = decode<proto::JobResult>(out_->clients.back().frames[0]);
+    EXPECT_EQ(result.state, "failed") << job;
+    EXPECT_EQ(result.code, static_cast<int>(StatusCode::kIoError));
+    EXPECT_NE(result.message.find("image of job " + job + " is damaged (checksum"), std::string::npos)
+        << result.message;
+  }
+  EXPECT_NE(decode<proto::JobResult>(out_->clients.back().frames[0]).message.find("journal.db"), std::string::npos);
+  EXPECT_EQ(core_->counters().damaged_images, 2u);
+}
+
+TEST_F(JournalTest, AResultDamagedAtItsOwnSizeIsNeverDeliveredAndIsCounted) {
+  const std::string big = submit("c", 1);
+  const std::string small = submit("c", 2);
+  const std::string fine = submit("c", 3);
+  hello("g", 3);
+  const std::string big_result = png_bytes(300'000);
+  done("g", big, big_result);
+  done("g", small, "RESULT");
+  done("g", fine, "INTACT");
+  // The result carries the checksum taken when it arrived.
+  const auto sent = decode<proto::JobResult>(out_->clients.back().frames[0]);
+  ASSERT_TRUE(sent.crc32.has_value());
+  EXPECT_EQ(*sent.crc32, crc32_of(std::string_view("INTACT")));
+  settle();
+  crash_and_restart();
+  flip_byte(dir_ / "payloads" / (big + ".result"), 1000);
+  ASSERT_NO_FATAL_FAILURE(flip_byte_in_row(dir_ / "journal.db", "result", small));
+  for (const std::string& job : {big, small}) {
+    request<proto::Fetch>("other", job);
+    ASSERT_EQ(out_->clients.back().type, "error") << job;
+    EXPECT_EQ(last_error().code_name, "io_error");
+    EXPECT_NE(last_error().message.find("result of job " + job + " is damaged (checksum"), std::string::npos)
+        << last_error().message;
+  }
+  EXPECT_EQ(core_->counters().damaged_results, 2u);
+  // The intact one is delivered with its checksum, read back from disk.
+  request<proto::Fetch>("other", fine);
+  ASSERT_EQ(out_->clients.back().type, "result");
+  EXPECT_EQ(out_->clients.back().frames[1], "INTACT");
+  EXPECT_EQ(decode<proto::JobResult>(out_->clients.back().frames[0]).crc32, crc32_of(std::string_view("INTACT")));
 }
 
 TEST_F(JournalTest, ATornLogTailIsDroppedAndTheRestRecovered) {

@@ -1,7 +1,11 @@
-// The pump's pure cores (held_accepts.h), without sockets or real time.
+// The pump's pure cores (held_accepts.h), without sockets or real time, and
+// the check of a result's bytes against its checksum.
 #include "imgq/client_cli/held_accepts.h"
 
 #include <gtest/gtest.h>
+
+#include "imgq/client_cli/client.h"
+#include "imgq/common/checksum.h"
 
 namespace imgq::client {
 namespace {
@@ -97,6 +101,28 @@ TEST(CommitTimer, CommitsAfter50MsOr256ResultsOrWhenNothingElseRuns) {
   EXPECT_FALSE(timer.due(t1, 5, false));
   timer.added(t1);
   EXPECT_TRUE(timer.due(t1, 5, false)) << "256 wait";
+}
+
+}  // namespace
+}  // namespace imgq::client
+
+namespace imgq::client {
+namespace {
+
+// A result is checked against the checksum the broker sent before it is
+// written or acknowledged; a broker before checksums sends none.
+TEST(CheckResultBytes, DamageOnTheWayIsAnIoErrorThatSaysTheResultStaysAtTheBroker) {
+  proto::JobResult r;
+  r.job = "0123456789abcdef";
+  EXPECT_TRUE(check_result_bytes(r, "anything").ok()) << "no checksum sent: nothing to check";
+  r.crc32 = crc32_of(std::string_view("RESULT"));
+  EXPECT_TRUE(check_result_bytes(r, "RESULT").ok());
+  const Status damaged = check_result_bytes(r, "RESULt");
+  EXPECT_EQ(damaged.code(), StatusCode::kIoError);
+  EXPECT_NE(damaged.message().find("arrived damaged"), std::string::npos) << damaged.message();
+  EXPECT_NE(damaged.message().find("imgq fetch 0123456789abcdef"), std::string::npos) << damaged.message();
+  // zlib's CRC-32, so any client can check it: crc32(b"123456789") is 0xcbf43926.
+  EXPECT_EQ(crc32_of(std::string_view("123456789")), 0xcbf43926u);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import time
+import zlib
 from collections import namedtuple
 
 try:
@@ -178,6 +179,19 @@ def _place_without_replacing(tmp, path, data):
     raise FileExistsError("no free name for %s (NAME.1%s to NAME.9999%s are taken)" % (path, ext, ext))
 
 
+def _check_result(header, data):
+    """IoError when a result's bytes differ from the CRC-32 (zlib's) the
+    broker sent with them (``crc32``; brokers before it send none)."""
+    expected = header.get("crc32")
+    if expected is None or data is None:
+        return
+    got = zlib.crc32(data) & 0xFFFFFFFF
+    if got != expected:
+        job = header.get("job", "")
+        raise errors.IoError("the result of job %s arrived damaged (checksum %08x where the broker sent %08x); it "
+                             "was not acknowledged and stays at the broker: fetch %s" % (job, got, expected, job), job=job)
+
+
 class Job:
     """A job the broker accepted (stored, with a durable broker). ``id`` is
     the broker's job id, ``key`` its idempotency key, ``state`` the latest
@@ -248,7 +262,11 @@ class Job:
                 self.ack()
             raise errors.JobFailed(final.get("message", ""), code=final.get("code", 0), job=self.id,
                                    state=final.get("state", "failed"))
-        data = self.output if final.get("output") else self._data
+        if final.get("output"):
+            data = self.output
+        else:
+            data = self._data
+            _check_result(final, data)  # damaged on the way: not acknowledged, it stays at the broker
         if ack:
             self.ack()
         return data
@@ -461,6 +479,8 @@ class Client:
         if header.get("state") != "done":
             raise errors.JobFailed(header.get("message", ""), code=header.get("code", 0), job=job_id,
                                    state=header.get("state", "failed"))
+        if not header.get("output"):
+            _check_result(header, data)
         if ack:
             self.ack(job_id)
         return header.get("output") or data
@@ -522,6 +542,9 @@ class Client:
                     data = job.result(ack=False)
                 except errors.JobFailed as e:
                     job.ack()
+                    yield Outcome(source, None, job.id, e, job.stats, None)
+                    continue
+                except errors.IoError as e:  # arrived damaged: not acknowledged, it stays at the broker
                     yield Outcome(source, None, job.id, e, job.stats, None)
                     continue
                 if target is None:

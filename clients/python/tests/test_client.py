@@ -5,6 +5,7 @@ cancel, map over a folder, keys, a broker restart."""
 import os
 import shutil
 import threading
+import zlib
 
 import pytest
 
@@ -26,6 +27,18 @@ def test_submit_path_and_bytes_give_the_reference_result(system, tmp_path):
         assert by_bytes.result(timeout=60) == expected
         assert by_path.state == "done"
         assert by_path.stats["group"] == "py"
+        # The broker sends the result's CRC-32 (zlib's), and it was checked.
+        assert by_path._final.get("crc32") == zlib.crc32(expected)
+
+
+def test_a_result_damaged_on_the_way_is_an_io_error_and_not_acknowledged():
+    from imgq.client import _check_result
+    data = b"RESULT"
+    _check_result({"job": "j", "crc32": zlib.crc32(data)}, data)  # intact
+    _check_result({"job": "j"}, data)  # a broker before checksums sends none
+    with pytest.raises(imgq.errors.IoError) as e:
+        _check_result({"job": "j", "crc32": zlib.crc32(data)}, b"RESULt")
+    assert "arrived damaged" in str(e.value) and "stays at the broker: fetch j" in str(e.value)
 
 
 @pytest.mark.parametrize("width,height,channels,depth16", [

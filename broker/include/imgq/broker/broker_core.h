@@ -90,6 +90,9 @@ class BrokerEvents {
   void dispatched(double wait_seconds);
   void retried();
   void stray_result();
+  // A stored image or result read back damaged: counted, and logged at
+  // error with what the journal said (`why`).
+  void damaged(const std::string& job, bool result, const Status& why);
   // A group said hello (logged at info: operators see groups come and go).
   void group_joined(const std::string& group, int ranks, int slots, const std::string& address);
   // A group left or was given up on; `requeued` of its jobs went back.

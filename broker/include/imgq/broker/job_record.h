@@ -64,6 +64,9 @@ struct JobRecord {
   int64_t timeout_ms = 0;  // one attempt's longest run
   double submitted = 0;    // Unix seconds
   uint64_t image_bytes = 0;
+  // CRC-32 of the image (common/checksum.h), taken when it arrived and
+  // checked whenever it is read back; none in rows of earlier brokers.
+  std::optional<uint32_t> image_crc;
   // The attempts.
   JobState state = JobState::kQueued;
   int attempts = 0;  // dispatches so far
@@ -73,6 +76,7 @@ struct JobRecord {
   proto::JobStats stats;
   double finished = 0;        // Unix seconds
   uint64_t result_bytes = 0;  // a done job's result image (0: none, or a local file)
+  std::optional<uint32_t> result_crc;  // of the result image, as image_crc
   Gone gone = Gone::kNo;
   double gone_at = 0;  // Unix seconds
 };

@@ -26,6 +26,13 @@
 
 namespace imgq::broker {
 
+// A stored image or result whose bytes are not those that arrived (its
+// size or its checksum differs): an io_error naming the job, what, where
+// and how; never delivered. is_damaged() tells it from other errors.
+Status damaged_payload(std::string_view what, const std::string& id, const std::string& where,
+                       const std::string& how);
+bool is_damaged(const Status& status);
+
 class Journal {
  public:
   virtual ~Journal() = default;
@@ -66,7 +73,8 @@ class Journal {
   // Whether something is staged and not yet committed.
   virtual bool dirty() const = 0;
 
-  // The stored bytes of a job's image or result, read back from disk.
+  // The stored bytes of a job's image or result, read back from disk and
+  // checked against the record's size and checksum (damaged_payload()).
   virtual Result<std::string> image(const std::string& id) = 0;
   virtual Result<std::string> result(const std::string& id) = 0;
 };

@@ -106,4 +106,10 @@ Result<T> decode_reply(const Frames& frames) {
 // A string as a JSON string literal, quotes included.
 std::string json_quote(std::string_view text);
 
+// Checks a result's image against the checksum the broker sent with it
+// (JobResult::crc32; a broker before checksums sends none, and nothing is
+// checked). IoError when the bytes were damaged on the way: the result must
+// be neither written nor acknowledged, so it stays at the broker.
+Status check_result_bytes(const proto::JobResult& result, std::string_view bytes);
+
 }  // namespace imgq::client

@@ -57,6 +57,8 @@ class BrokerMetrics {
   void retried() { retried_->Increment(); }
   void malformed(Peer from) { malformed_[static_cast<size_t>(from)]->Increment(); }
   void stray_result() { stray_results_->Increment(); }
+  // A stored image or result read back damaged (journal.h's is_damaged).
+  void damaged(bool result) { damaged_[result ? 1 : 0]->Increment(); }
   void received(Peer from, size_t bytes) { received_[static_cast<size_t>(from)]->Increment(static_cast<double>(bytes)); }
   void sent(Peer to, size_t bytes) { sent_[static_cast<size_t>(to)]->Increment(static_cast<double>(bytes)); }
 
@@ -96,6 +98,7 @@ class BrokerMetrics {
     uint64_t acknowledged = 0, expired_results = 0;
     uint64_t commits = 0, commit_failures = 0;  // journal commits that succeeded / failed
     uint64_t dispatched = 0;
+    uint64_t damaged_images = 0, damaged_results = 0;
   };
   Counts counts() const;
 
@@ -121,6 +124,7 @@ class BrokerMetrics {
   prometheus::Counter* retried_;
   std::array<prometheus::Counter*, 2> malformed_;
   prometheus::Counter* stray_results_;
+  std::array<prometheus::Counter*, 2> damaged_;  // image, result
   std::array<prometheus::Counter*, 2> received_;
   std::array<prometheus::Counter*, 2> sent_;
   std::array<prometheus::Gauge*, 2> queue_jobs_;  // waiting, running

@@ -212,7 +212,11 @@ struct JobResult {  // + frame: the encoded result, when state == done and no `o
   std::string name;
   JobStats stats;
   std::string output;  // a local-files job: where the group wrote the result
-  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, state, code, message, format, name, stats, output)
+  // CRC-32 (zlib's) of the result frame, taken when the broker received it;
+  // a client checks it before writing or acknowledging. Nil from brokers
+  // before it, and without a frame.
+  std::optional<uint32_t> crc32;
+  MSGPACK_DEFINE_MAP(sig, ver, type, req, job, state, code, message, format, name, stats, output, crc32)
 };
 
 struct JobState {

@@ -1,0 +1,18 @@
+#include "imgq/broker/journal.h"
+
+namespace imgq::broker {
+namespace {
+constexpr std::string_view kDamaged = " is damaged (";
+}  // namespace
+
+Status damaged_payload(std::string_view what, const std::string& id, const std::string& where,
+                       const std::string& how) {
+  return Status::IoError("the broker's stored copy of the " + std::string(what) + " of job " + id +
+                         std::string(kDamaged) + how + ", in " + where + "); it is not used");
+}
+
+bool is_damaged(const Status& status) {
+  return status.code() == StatusCode::kIoError && status.message().find(kDamaged) != std::string::npos;
+}
+
+}  // namespace imgq::broker
