@@ -7,8 +7,10 @@ constexpr std::string_view kDamaged = " is damaged (";
 
 Status damaged_payload(std::string_view what, const std::string& id, const std::string& where,
                        const std::string& how) {
+  const std::string outcome = what == "image" ? "the job fails; submit the image again"
+                                              : "it is not delivered; submit the image again for a new one";
   return Status::IoError("the broker's stored copy of the " + std::string(what) + " of job " + id +
-                         std::string(kDamaged) + how + ", in " + where + "); it is not used");
+                         std::string(kDamaged) + how + ", in " + where + "): " + outcome);
 }
 
 bool is_damaged(const Status& status) {

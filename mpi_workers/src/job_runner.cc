@@ -165,6 +165,40 @@ class PartFile {
   bool committed_ = false;
 };
 
+// Where the engine puts the result on the encode path chosen, and what
+// holds it: the bytes encoded by every rank, or the file they write into.
+// Not movable: the sink points into it.
+struct Sink {
+  Sink() = default;
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  Status open(EncodePath encode, const std::filesystem::path& file, const ImageInfo& result) {
+    if (encode == EncodePath::kPngByRanks) sink = PngSink{&by_ranks};
+    if (encode == EncodePath::kTiffByRanks) sink = TiffSink{&by_ranks};
+    if (encode == EncodePath::kLocalRows) {
+      IMGQ_ASSIGN_OR_RETURN(part, PartFile::create(file, result));
+      sink = PnmFileSink{part->path()};
+    }
+    return Status::Ok();
+  }
+
+  RowSink sink;
+  std::vector<uint8_t> by_ranks;  // PNG or TIFF encoded on every rank
+  std::unique_ptr<PartFile> part;
+};
+
+// The run's times into the job's stats.
+void add_run_stats(const RunStats& run, int ranks, JobOutcome& out) {
+  out.stats.decode_seconds += run.decode_seconds;
+  out.stats.scatter_seconds = run.scatter_seconds;  // reading the rows, when each rank reads its own
+  out.stats.compute_seconds = run.compute_seconds;
+  out.stats.gather_seconds = run.gather_seconds;  // writing them, when each rank writes its own
+  out.stats.imbalance = imbalance(run.rank_compute_seconds);
+  out.rank_compute_seconds = run.rank_compute_seconds;
+  out.stats.ranks = ranks;
+}
+
 JobOutcome run_whole_job_unguarded(const Pipeline& pipeline, std::span<const uint8_t> image,
                                    const std::string& format, int rank, const JobControl& control) {
   JobOutcome out;
@@ -250,41 +284,26 @@ JobOutcome run_job(Engine& engine, const Pipeline& pipeline, const JobInput& inp
   const bool decoded_in_stage = opened->path == DecodePath::kBandedRows || opened->path == DecodePath::kRankStrips;
   if (!decoded_in_stage) report(1, "decode");
 
-  std::vector<uint8_t> by_ranks;  // PNG or TIFF encoded on every rank
-  std::unique_ptr<PartFile> part;
-  RowSink sink;
-  if (encode == EncodePath::kPngByRanks) sink = PngSink{&by_ranks};
-  if (encode == EncodePath::kTiffByRanks) sink = TiffSink{&by_ranks};
-  if (encode == EncodePath::kLocalRows) {
-    auto made = PartFile::create(output.file, *result_info);
-    if (!made.ok()) return fail(made.status());
-    part = std::move(made).value();
-    sink = PnmFileSink{part->path()};
-  }
+  Sink sink;
+  if (Status made = sink.open(encode, output.file, *result_info); !made.ok()) return fail(made);
 
   RunStats run;
   const auto on_stage = [&](int done, int stages) {
     if (done == 1 && decoded_in_stage) report(1, "decode");
     report(1 + done, "stage " + std::to_string(done) + "/" + std::to_string(stages));
   };
-  auto result = engine.run(pipeline, opened->source, sink, {on_stage, &run, control.interrupt});
-  out.stats.decode_seconds += run.decode_seconds;
-  out.stats.scatter_seconds = run.scatter_seconds;  // reading the rows, when each rank reads its own
-  out.stats.compute_seconds = run.compute_seconds;
-  out.stats.gather_seconds = run.gather_seconds;  // writing them, when each rank writes its own
-  out.stats.imbalance = imbalance(run.rank_compute_seconds);
-  out.rank_compute_seconds = run.rank_compute_seconds;
-  out.stats.ranks = engine.size();
+  auto result = engine.run(pipeline, opened->source, sink.sink, {on_stage, &run, control.interrupt});
+  add_run_stats(run, engine.size(), out);
   if (!result.ok()) return fail(result.status());
 
-  if (part != nullptr) {
-    if (Status committed = part->commit(); !committed.ok()) return fail(committed);
+  if (sink.part != nullptr) {
+    if (Status committed = sink.part->commit(); !committed.ok()) return fail(committed);
     out.written = true;
   } else if (Status why = interrupted(); !why.ok()) {
     return fail(why);
   } else if (encode != EncodePath::kLeader) {
     out.stats.encode_seconds = run.encode_seconds;
-    out.encoded = std::move(by_ranks);
+    out.encoded = std::move(sink.by_ranks);
   } else {
     fault_point("encode", engine.rank());
     start = std::chrono::steady_clock::now();
