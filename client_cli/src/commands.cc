@@ -27,11 +27,7 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr size_t kWindow = 256;
 
 void print_error(const Connection& c, const std::string& message, std::ostream& err) {
-  // Wrapped as if uncoloured: the colour's escapes take no columns.
-  const std::string prefix = "imgq: error: ";
-  const std::string wrapped = wrap_words(prefix + message, c.columns == 0 ? 0 : c.columns - 1);
-  const bool kept = wrapped.rfind(prefix, 0) == 0;  // not broken right after the prefix
-  err << "imgq: " << painted("error", c.color) << (kept ? wrapped.substr(prefix.size()) : message) << "\n";
+  err << message_line("error", message, c.color, c.columns);
 }
 
 // Exit status for a failed request: 3 when the broker did not answer or

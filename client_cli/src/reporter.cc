@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "imgq/client_cli/client.h"
+#include "imgq/common/text.h"
 
 namespace imgq::client {
 namespace {
@@ -207,6 +208,16 @@ std::string fit_columns(const std::string& text, size_t columns) {
     if (chars++ == columns) return text.substr(0, i);
   }
   return text;
+}
+
+std::string message_line(std::string_view kind, const std::string& message, bool color, size_t columns) {
+  // Wrapped as if uncoloured: the colour's escapes take no columns.
+  const std::string head = kind.empty() ? std::string() : std::string(kind) + ": ";
+  const std::string prefix = "imgq: " + head;
+  const std::string wrapped = wrap_words(prefix + message, columns == 0 ? 0 : columns - 1);
+  const bool kept = wrapped.rfind(prefix, 0) == 0;  // not broken right after the prefix
+  return "imgq: " + (kind.empty() ? std::string() : painted(kind, color)) +
+         (kept ? wrapped.substr(prefix.size()) : message) + "\n";
 }
 
 std::string painted(std::string_view kind, bool color) {

@@ -265,7 +265,7 @@ class ChainSource : public ItemSource {
 
 int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& err) {
   auto usage = [&](const std::string& message) {
-    err << "imgq: " << painted("error", options.style.color) << message << "\n";
+    err << message_line("error", message, options.style.color, cli::stderr_columns());
     return 2;
   };
   if (options.ops.empty()) {
@@ -309,7 +309,8 @@ int run_submit(const SubmitOptions& options, std::ostream& out, std::ostream& er
       return usage(std::string("--from-file -: stdin is not open for reading") + pipe_it);
     }
     if (::isatty(STDIN_FILENO)) {
-      err << "imgq: reading the list of files from the terminal: one path a line, end it with Ctrl-D\n";
+      err << message_line("", "reading the list of files from the terminal: one path a line, end it with Ctrl-D",
+                          false, cli::stderr_columns());
     }
   }
   if (!options.from_file.empty()) {

@@ -70,6 +70,10 @@ std::unique_ptr<Reporter> make_reporter(ReportMode mode, std::ostream& out, std:
 // "error: TEXT" / "warning: TEXT" in red / yellow when `color`.
 std::string painted(std::string_view kind, bool color);
 
+// "imgq: error: MESSAGE" (`kind` "error" or "warning"; empty: none), wrapped
+// at words to `columns` (0: not wrapped) as if uncoloured, with a newline.
+std::string message_line(std::string_view kind, const std::string& message, bool color, size_t columns);
+
 // "FILE: error: MESSAGE", the file named once when the message (from the
 // broker or a group, which name it) starts with it already.
 std::string error_line(const std::string& file, const std::string& message);
