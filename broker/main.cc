@@ -262,7 +262,11 @@ int run(int argc, char** argv) {
                   {imgq::field("event", "listening"), imgq::field("clients", server.clients_endpoint()),
                    imgq::field("workers", server.workers_endpoint()),
                    imgq::field("progress", server.progress_endpoint()), imgq::field("metrics", metrics_url)});
-  server.run(g_stop);  // on SIGTERM: refuses submits, commits the journal, tells the groups
+  // On SIGTERM: refuses submits, commits the journal, tells the groups.
+  const imgq::Status ended = server.run(g_stop);
+  if (!ended.ok()) {
+    imgq::log_event(spdlog::level::critical, "journal: " + ended.message(), {imgq::field("event", "journal_failed")});
+  }
   const auto& c = server.core().counters();
   spdlog::info("stopping: {} submitted, {} succeeded, {} failed, {} cancelled, {} retried", c.submitted,
                c.succeeded, c.failed, c.cancelled, c.retried);
@@ -274,7 +278,7 @@ int run(int argc, char** argv) {
   // could not bind it: end here instead.
   spdlog::shutdown();
   std::fflush(nullptr);
-  std::_Exit(0);
+  std::_Exit(ended.ok() ? cli::kExitOk : cli::kExitFailed);
 }
 
 }  // namespace

@@ -152,9 +152,8 @@ void BrokerCore::reply_error(const std::string& identity, uint64_t req, const St
   error.code_name = std::string(status_code_name(status.code()));
   error.message = status.message();
   error.retryable = is_retryable(status.code());
-  if (status.code() == StatusCode::kResourceExhausted) {
-    error.retry_after_ms = static_cast<uint32_t>(config_.retry_after.count());
-  }
+  // Queue full, the disk full or read-only, the broker stopping: when to ask again.
+  if (error.retryable) error.retry_after_ms = static_cast<uint32_t>(config_.retry_after.count());
   outbox_.to_client(identity, {proto::encode(error)});
 }
 
@@ -232,6 +231,7 @@ void BrokerCore::tick() {
   }
   for (const std::string& id : dead) forget_group(id, "stopped answering");
   expire_deadlines(now);
+  probe_disk(now);
   send_held_accepts(now);
 
   // A job whose result is gone stays one more TTL as a tombstone, so its
@@ -246,6 +246,7 @@ void BrokerCore::tick() {
         keys_.erase(key);
       }
       journal_.forget(it->first);
+      staged(it->first);
       tombstones_.erase(it);
     }
     tombstone_order_.pop_front();

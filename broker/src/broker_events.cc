@@ -90,6 +90,62 @@ void BrokerEvents::damaged(const std::string& job, bool result, const Status& wh
             {field("event", "damaged_payload"), field("job", job), field("what", result ? "result" : "image")});
 }
 
+namespace {
+
+// What an operator does about it (the state of the disk an error shows).
+std::string disk_advice(DiskState state) {
+  const std::string then = "; meanwhile submits are refused with a retry hint, and nothing accepted is lost";
+  switch (state) {
+    case DiskState::kFull: return "the disk is full: free space on it" + then;
+    case DiskState::kReadOnly: return "the data dir is not writable: remount it read-write or fix its permissions" + then;
+    default: return "the disk fails: see the kernel's log (dmesg)" + then;
+  }
+}
+
+}  // namespace
+
+void BrokerEvents::disk_errors(const std::vector<DiskError>& errors, Clock::time_point now) {
+  for (const DiskError& e : errors) {
+    metrics_->disk_error(e.op, e.state);
+    if (trouble_errors_++ == 0) trouble_since_ = now;
+    DiskLog& log = disk_log_[static_cast<size_t>(e.op)][static_cast<size_t>(e.state)];
+    if (log.last != Clock::time_point{} && now - log.last < kDiskLogEvery) {
+      ++log.unlogged;
+      continue;
+    }
+    std::string text = "journal: " + e.message + " (" + disk_advice(e.state) + ")";
+    if (log.unlogged > 0) text += "; " + std::to_string(log.unlogged) + " more like it since the last such line";
+    log_event(spdlog::level::err, text,
+              {field("event", "journal_error"), field("op", monitoring::disk_op_name(e.op)),
+               field("reason", monitoring::disk_state_name(e.state)),
+               field("unlogged", static_cast<long long>(log.unlogged))});
+    log.last = now;
+    log.unlogged = 0;
+  }
+}
+
+void BrokerEvents::disk_state(DiskState state, Clock::time_point now) {
+  if (state == disk_state_) return;
+  metrics_->disk_state(state);
+  const DiskState was = disk_state_;
+  disk_state_ = state;
+  if (state != DiskState::kHealthy) {
+    if (trouble_errors_ == 0) trouble_since_ = now;
+    return;
+  }
+  const double seconds = std::chrono::duration<double>(now - trouble_since_).count();
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "journal: the disk takes writes again after %.1f s %s, %zu failed operation(s); submits are "
+                "stored again",
+                seconds, monitoring::disk_state_name(was), trouble_errors_);
+  log_event(spdlog::level::warn, text,
+            {field("event", "journal_recovered"), field("was", monitoring::disk_state_name(was)),
+             field("seconds", static_cast<long long>(seconds + 0.5)), field("errors", static_cast<long long>(trouble_errors_))});
+  trouble_errors_ = 0;
+  disk_log_ = {};
+}
+
 void BrokerEvents::stopped_running() { metrics_->stopped_running(); }
 
 void BrokerEvents::acknowledged() { metrics_->result_ended(monitoring::ResultEnd::kAcknowledged); }

@@ -120,6 +120,7 @@ void BrokerCore::record_due(bool all) {
     if (it == jobs_.end()) continue;
     Job& job = it->second;
     job.unrecorded = false;
+    staged(id);
     if (!finished_state(job.state)) {
       journal_.progressed(job);  // dispatched, or requeued
     } else {
@@ -155,18 +156,17 @@ void BrokerCore::commit() {
   last_commit_ = now;
   events_.committed(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), ticket.ok());
   // Results written by this commit leave memory; if it failed they stay
-  // there (still delivered and fetched) and are staged again.
+  // there (still delivered and fetched) and are staged again with the rest.
   for (const std::string& id : std::exchange(unstored_results_, {})) {
     auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second.gone != Gone::kNo) continue;
-    Job& job = it->second;
-    if (ticket.ok()) {
-      job.result.reset();
-    } else {
-      journal_.finish(job, job.result);
-      unstored_results_.push_back(id);
-    }
+    if (ticket.ok() && it != jobs_.end() && it->second.gone == Gone::kNo) it->second.result.reset();
   }
+  if (ticket.ok()) {
+    staged_.clear();
+  } else {
+    restage_failed_round();
+  }
+  note_disk(now);
   std::vector<std::string> batch = std::exchange(pending_, {});
   if (!ticket.ok()) {
     for (const std::string& id : batch) refuse_unstored(id, ticket.status());
@@ -176,14 +176,71 @@ void BrokerCore::commit() {
   release_synced();
 }
 
+// A failed commit kept none of its changes: each job it staged is staged
+// again (its state now: a dispatch, an end, an acknowledgement), so the
+// journal catches up once the disk takes writes again.
+void BrokerCore::restage_failed_round() {
+  for (const std::string& id : std::exchange(staged_, {})) {
+    if (auto it = jobs_.find(id); it != jobs_.end()) {
+      if (!it->second.pending) unrecorded(it->second);
+    } else if (auto t = tombstones_.find(id); t != tombstones_.end()) {
+      journal_.finish(tombstone_record(id, t->second), SharedBytes());
+      staged_.push_back(id);
+    } else {
+      journal_.forget(id);
+      staged_.push_back(id);
+    }
+  }
+}
+
+JobRecord BrokerCore::tombstone_record(const std::string& id, const Tombstone& t) {
+  JobRecord record;
+  record.id = id;
+  record.state = t.state;
+  record.code = t.code;
+  record.message = t.message;
+  record.attempts = t.attempts;
+  record.finished = t.finished;
+  record.gone = t.gone;
+  record.gone_at = t.gone_at;
+  return record;
+}
+
+// What the journal's disk did since the last look: counted and logged, and
+// its state (the pong's `journal`, a gauge).
+void BrokerCore::note_disk(Clock::time_point now) {
+  if (!journal_.durable()) return;
+  events_.disk_errors(journal_.take_disk_errors(), now);
+  events_.disk_state(journal_.disk_state(), now);
+}
+
+// While the disk is in trouble and nothing commits, a probe each
+// retry_after says when it is back.
+void BrokerCore::probe_disk(Clock::time_point now) {
+  if (!journal_.durable() || journal_.disk_state() == DiskState::kHealthy) return;
+  if (now - last_commit_ < config_.retry_after || now - last_probe_ < config_.retry_after) return;
+  last_probe_ = now;
+  journal_.probe_disk();
+  note_disk(now);
+}
+
 Clock::time_point BrokerCore::oldest_pending() const {
   auto it = pending_.empty() ? jobs_.end() : jobs_.find(pending_.front());
   return it == jobs_.end() ? Clock::time_point{} : it->second.submitted_at;
 }
 
 void BrokerCore::release_synced() {
-  if (awaiting_sync_.empty()) return;
   const Result<uint64_t> synced = journal_.synced();
+  if (!synced.ok() && failure_.ok()) {
+    // The log could not be made durable: what the kernel did with the pages
+    // that failed is unknown (it may have dropped them), so nothing written
+    // since can be trusted either. Like PostgreSQL after a failed fsync, the
+    // broker stops; its next start recovers from what is on disk.
+    failure_ = Status(synced.status().code(),
+                      synced.status().message() + "; the broker stops so that its next start recovers from what is "
+                                                  "on disk (nothing accepted is lost)");
+    note_disk(now_());
+  }
   bool accepted_any = false;
   while (!awaiting_sync_.empty() && (!synced.ok() || awaiting_sync_.front().first <= *synced)) {
     for (const std::string& id : awaiting_sync_.front().second) {

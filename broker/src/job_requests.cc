@@ -190,6 +190,7 @@ void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& pin
   pong.instance = instance_;
   pong.max_image_bytes = config_.max_image_bytes;
   pong.durable = journal_.durable();
+  if (pong.durable) pong.journal = monitoring::disk_state_name(journal_.disk_state());
   pong.progress = progress_endpoint_;
   const auto now = now_();
   for (const auto& [id, group] : groups_) {

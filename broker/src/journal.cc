@@ -1,5 +1,7 @@
 #include "imgq/broker/journal.h"
 
+#include <cerrno>
+
 namespace imgq::broker {
 namespace {
 constexpr std::string_view kDamaged = " is damaged (";
@@ -15,6 +17,21 @@ Status damaged_payload(std::string_view what, const std::string& id, const std::
 
 bool is_damaged(const Status& status) {
   return status.code() == StatusCode::kIoError && status.message().find(kDamaged) != std::string::npos;
+}
+
+DiskState disk_state_of_errno(int error) {
+  switch (error) {
+    case EROFS:
+    case EACCES:
+    case EPERM:
+      return DiskState::kReadOnly;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return DiskState::kFull;
+    default:
+      return DiskState::kFailing;
+  }
 }
 
 }  // namespace imgq::broker

@@ -99,6 +99,7 @@ void BrokerCore::drop_result(Job& job, Gone why) {
   // record_due() buries the job then).
   if (job.unrecorded) return;
   journal_.drop_result(job.id, job.gone, job.gone_at);
+  staged(job.id);
   bury(job.id);  // `job` is gone from here on
 }
 

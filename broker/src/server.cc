@@ -182,7 +182,7 @@ std::string Server::clients_endpoint() const { return clients_.get(zmq::sockopt:
 std::string Server::workers_endpoint() const { return workers_.get(zmq::sockopt::last_endpoint); }
 std::string Server::progress_endpoint() const { return progress_.get(zmq::sockopt::last_endpoint); }
 
-void Server::run(const std::atomic<bool>& stop) {
+Status Server::run(const std::atomic<bool>& stop) {
   // The journal's sync thread says when a commit is on disk (-1: no journal,
   // and poll ignores the item).
   zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
@@ -190,7 +190,7 @@ void Server::run(const std::atomic<bool>& stop) {
                              {nullptr, sync_fd_, ZMQ_POLLIN, 0}};
   std::string identity, owner, address;
   Frames frames;
-  while (!stop.load()) {
+  while (!stop.load() && core_->failure().ok()) {
     const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
     poll_sockets(items, sync_fd_ >= 0 ? 3 : 2, timeout);
     if (items[2].revents & ZMQ_POLLIN) {
@@ -214,6 +214,7 @@ void Server::run(const std::atomic<bool>& stop) {
   core_->shutdown();
   // The groups' `disconnect` may go out while the sockets close.
   workers_.set(zmq::sockopt::linger, 200);
+  return core_->failure();
 }
 
 }  // namespace imgq::broker

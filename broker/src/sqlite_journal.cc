@@ -126,6 +126,78 @@ Status SqliteJournal::sql_error(const std::string& what) const {
   return code == SQLITE_FULL ? Status::ResourceExhausted(text) : Status::Unavailable(text);
 }
 
+Status SqliteJournal::disk_failed(DiskOp op, DiskState state, Status status) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Bounded: a loop that never takes them keeps the newest 1,000.
+  if (disk_errors_.size() >= 1000) disk_errors_.erase(disk_errors_.begin());
+  disk_errors_.push_back({op, state, status.message()});
+  disk_state_ = state;
+  return status;
+}
+
+Status SqliteJournal::errno_failed(DiskOp op, const std::string& what, int error) {
+  return disk_failed(op, disk_state_of_errno(error), write_error(what, error));
+}
+
+Status SqliteJournal::sql_failed(DiskOp op, const std::string& what) {
+  Status status = sql_error(what);
+  switch (sqlite3_errcode(db_) & 0xff) {
+    case SQLITE_FULL:
+      return disk_failed(op, DiskState::kFull, std::move(status));
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return disk_failed(op, DiskState::kReadOnly, std::move(status));
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN: {
+      const int error = sqlite3_system_errno(db_);
+      return disk_failed(op, error == 0 ? DiskState::kFailing : disk_state_of_errno(error), std::move(status));
+    }
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return disk_failed(op, DiskState::kFailing, std::move(status));
+    default:
+      return status;  // ours, not the disk's
+  }
+}
+
+DiskState SqliteJournal::disk_state() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return disk_state_;
+}
+
+std::vector<DiskError> SqliteJournal::take_disk_errors() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::exchange(disk_errors_, {});
+}
+
+void SqliteJournal::fail_disk_for_testing(DiskOp op, int error) {
+  injected_[static_cast<size_t>(op)].store(error, std::memory_order_relaxed);
+}
+
+DiskState SqliteJournal::probe_disk() {
+  // As much as a small commit writes; the file goes at once.
+  const fs::path path = dir_ / "disk-probe";
+  static const std::string kBytes(64 * 1024, '\0');
+  int error = injected(DiskOp::kWrite);
+  if (error == 0) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      error = errno;
+    } else {
+      if (::write(fd, kBytes.data(), kBytes.size()) != static_cast<ssize_t>(kBytes.size())) {
+        error = errno == 0 ? ENOSPC : errno;
+      } else if (::fsync(fd) != 0) {
+        error = errno;
+      }
+      ::close(fd);
+      ::unlink(path.c_str());
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  disk_state_ = error == 0 ? DiskState::kHealthy : disk_state_of_errno(error);
+  return disk_state_;
+}
+
 Result<std::unique_ptr<SqliteJournal>> SqliteJournal::open(const fs::path& dir, Recovered* recovered) {
   std::unique_ptr<SqliteJournal> journal(new SqliteJournal(dir));
   std::error_code ec;
@@ -268,7 +340,7 @@ Status SqliteJournal::load(Recovered* recovered) {
 
 Status SqliteJournal::begin() {
   if (in_transaction_) return Status::Ok();
-  if (sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) return sql_error("cannot begin");
+  if (sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) return sql_failed(DiskOp::kCommit, "cannot begin");
   in_transaction_ = true;
   staged_error_ = Status::Ok();
   return Status::Ok();
@@ -276,15 +348,16 @@ Status SqliteJournal::begin() {
 
 void SqliteJournal::run_staged(sqlite3_stmt* stmt) {
   const int rc = sqlite3_step(stmt);
-  if (rc != SQLITE_DONE && staged_error_.ok()) staged_error_ = sql_error("cannot stage a change");
+  if (rc != SQLITE_DONE && staged_error_.ok()) staged_error_ = sql_failed(DiskOp::kCommit, "cannot stage a change");
   sqlite3_reset(stmt);
   sqlite3_clear_bindings(stmt);
 }
 
 Status SqliteJournal::write_payload(const std::string& file, const SharedBytes& bytes) {
   const fs::path path = payload_path(file);
+  if (const int error = injected(DiskOp::kWrite)) return errno_failed(DiskOp::kWrite, "cannot create " + path.string(), error);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return write_error("cannot create " + path.string(), errno);
+  if (fd < 0) return errno_failed(DiskOp::kWrite, "cannot create " + path.string(), errno);
   if (writer_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -303,7 +376,7 @@ Status SqliteJournal::write_payload(const std::string& file, const SharedBytes& 
       const int error = n < 0 ? errno : ENOSPC;
       ::close(fd);
       ::unlink(path.c_str());
-      return write_error("cannot write " + path.string(), error);
+      return errno_failed(DiskOp::kWrite, "cannot write " + path.string(), error);
     }
     written += static_cast<size_t>(n);
   }
@@ -312,9 +385,11 @@ Status SqliteJournal::write_payload(const std::string& file, const SharedBytes& 
 }
 
 Status SqliteJournal::add(const JobRecord& job, const SharedBytes& image) {
-  IMGQ_RETURN_IF_ERROR(begin());
+  // The file first: one that cannot be created leaves no transaction open,
+  // so no empty commit says the disk is fine.
   const bool in_file = image.size() > kInlineBytes;
   if (in_file) IMGQ_RETURN_IF_ERROR(write_payload(job.id + ".image", image));
+  IMGQ_RETURN_IF_ERROR(begin());
   // (A failed insert below leaves the file to the commit's rollback, or to
   // the next open as an orphan.)
   sqlite3_stmt* s = stmts_[kInsert];
@@ -325,7 +400,7 @@ Status SqliteJournal::add(const JobRecord& job, const SharedBytes& image) {
   const int rc = sqlite3_step(s);
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
-  if (rc != SQLITE_DONE) return sql_error("cannot store job " + job.id);
+  if (rc != SQLITE_DONE) return sql_failed(DiskOp::kCommit, "cannot store job " + job.id);
   return Status::Ok();
 }
 
@@ -385,13 +460,21 @@ Result<uint64_t> SqliteJournal::commit() {
     payload_error_ = Status::Ok();
   }
   for (auto& [fd, name] : unsynced_) {
-    if (status.ok() && ::fsync(fd) != 0) status = write_error("cannot sync " + payload_path(name).string(), errno);
+    if (status.ok() && ::fsync(fd) != 0) {
+      status = errno_failed(DiskOp::kSync, "cannot sync " + payload_path(name).string(), errno);
+    }
     ::close(fd);
     ++syncs_;
   }
-  if (status.ok() && !unsynced_.empty()) status = fsync_path(dir_ / "payloads", O_RDONLY | O_DIRECTORY);
+  if (int error = 0; status.ok() && !unsynced_.empty()) {
+    status = fsync_path(dir_ / "payloads", O_RDONLY | O_DIRECTORY, &error);
+    if (!status.ok()) status = disk_failed(DiskOp::kSync, disk_state_of_errno(error), status);
+  }
+  if (const int error = injected(DiskOp::kCommit); status.ok() && error != 0) {
+    status = errno_failed(DiskOp::kCommit, "cannot commit to " + (dir_ / "journal.db-wal").string(), error);
+  }
   if (status.ok() && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    status = sql_error("cannot commit");
+    status = sql_failed(DiskOp::kCommit, "cannot commit");
   }
   if (!status.ok()) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -406,6 +489,10 @@ Result<uint64_t> SqliteJournal::commit() {
   in_transaction_ = false;
   staged_error_ = Status::Ok();
   if (!status.ok()) return status;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    disk_state_ = DiskState::kHealthy;
+  }
   if (log_fd_ < 0) IMGQ_RETURN_IF_ERROR(open_log());
   const uint64_t ticket = ++committed_;
   if (syncer_.joinable()) {
@@ -415,8 +502,9 @@ Result<uint64_t> SqliteJournal::commit() {
     }
     cv_.notify_all();
   } else {
-    if (::fdatasync(log_fd_) != 0) {
-      const Status failed = write_error("cannot sync " + (dir_ / "journal.db-wal").string(), errno);
+    const int error = injected(DiskOp::kSync) != 0 ? injected(DiskOp::kSync) : ::fdatasync(log_fd_) != 0 ? errno : 0;
+    if (error != 0) {
+      const Status failed = errno_failed(DiskOp::kSync, "cannot sync " + (dir_ / "journal.db-wal").string(), error);
       std::lock_guard<std::mutex> lock(mutex_);
       sync_error_ = failed;
       return failed;

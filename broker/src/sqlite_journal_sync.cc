@@ -21,9 +21,11 @@ namespace fs = std::filesystem;
 Status SqliteJournal::open_log() {
   const fs::path log = dir_ / "journal.db-wal";
   log_fd_ = ::open(log.c_str(), O_RDWR | O_CLOEXEC);
-  if (log_fd_ < 0) return Status::Unavailable("cannot open " + log.string() + ": " + errno_text(errno));
+  if (log_fd_ < 0) return errno_failed(DiskOp::kWrite, "cannot open " + log.string(), errno);
   // The log's own name must survive a crash too.
-  return fsync_path(dir_, O_RDONLY | O_DIRECTORY);
+  int error = 0;
+  Status status = fsync_path(dir_, O_RDONLY | O_DIRECTORY, &error);
+  return status.ok() ? status : disk_failed(DiskOp::kSync, disk_state_of_errno(error), status);
 }
 
 Result<uint64_t> SqliteJournal::synced() {
@@ -91,12 +93,12 @@ void SqliteJournal::write_loop() {
       const ssize_t n = ::write(w.fd, bytes.data() + written, bytes.size() - written);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        status = write_error("cannot write " + path.string(), n < 0 ? errno : ENOSPC);
+        status = errno_failed(DiskOp::kWrite, "cannot write " + path.string(), n < 0 ? errno : ENOSPC);
         break;
       }
       written += static_cast<size_t>(n);
     }
-    if (status.ok() && ::fsync(w.fd) != 0) status = write_error("cannot sync " + path.string(), errno);
+    if (status.ok() && ::fsync(w.fd) != 0) status = errno_failed(DiskOp::kSync, "cannot sync " + path.string(), errno);
     ::close(w.fd);
     ++syncs_;
     w.bytes.reset();
@@ -104,7 +106,9 @@ void SqliteJournal::write_loop() {
     // The last of a batch: its folder too, so the new names last.
     if (to_write_.empty() && status.ok()) {
       lock.unlock();
-      status = fsync_path(dir_ / "payloads", O_RDONLY | O_DIRECTORY);
+      int error = 0;
+      status = fsync_path(dir_ / "payloads", O_RDONLY | O_DIRECTORY, &error);
+      if (!status.ok()) status = disk_failed(DiskOp::kSync, disk_state_of_errno(error), status);
       lock.lock();
     }
     if (!status.ok() && payload_error_.ok()) payload_error_ = status;
@@ -126,12 +130,15 @@ void SqliteJournal::sync_loop() {
     const uint64_t target = requested_;
     const int fd = log_fd_;
     lock.unlock();
-    const int rc = ::fdatasync(fd);
-    const int error = errno;
+    const int injected_error = injected(DiskOp::kSync);
+    const int rc = injected_error != 0 ? -1 : ::fdatasync(fd);
+    const int error = injected_error != 0 ? injected_error : errno;
     ++syncs_;
+    Status failed;
+    if (rc != 0) failed = errno_failed(DiskOp::kSync, "cannot sync " + (dir_ / "journal.db-wal").string(), error);
     lock.lock();
     if (rc != 0) {
-      sync_error_ = write_error("cannot sync " + (dir_ / "journal.db-wal").string(), error);
+      sync_error_ = failed;
     } else {
       synced_ = target;
     }

@@ -415,6 +415,18 @@ int run_ops(const Connection& c, std::ostream& out, std::ostream& err) {
   return code;
 }
 
+namespace {
+
+// The pong's `journal` state, for a person: what it means and what to do.
+std::string journal_trouble(const std::string& state) {
+  const std::string then = "; new jobs are refused until then (nothing accepted is lost; see the broker's log)";
+  if (state == "full") return "its disk is FULL: free space in its --data-dir" + then;
+  if (state == "read_only") return "its data dir is READ-ONLY: remount it read-write or fix its permissions" + then;
+  return "its disk FAILS to write (" + state + "): see the broker's log and the kernel's (dmesg)" + then;
+}
+
+}  // namespace
+
 int run_ping(const Connection& c, std::ostream& out, std::ostream& err) {
   zmq::context_t context;
   BrokerClient broker(context, c.broker, c.curve);
@@ -428,7 +440,8 @@ int run_ping(const Connection& c, std::ostream& out, std::ostream& err) {
     out << "{\"broker\":" << json_quote(c.broker) << ",\"version\":" << json_quote(pong->version)
         << ",\"groups\":" << pong->groups << ",\"idle\":" << pong->idle << ",\"busy\":" << pong->busy
         << ",\"ranks\":" << pong->ranks << ",\"queued\":" << pong->queued << ",\"running\":" << pong->running
-        << ",\"durable\":" << (pong->durable ? "true" : "false") << ",\"progress\":" << json_quote(pong->progress)
+        << ",\"durable\":" << (pong->durable ? "true" : "false") << ",\"journal\":" << json_quote(pong->journal)
+        << ",\"progress\":" << json_quote(pong->progress)
         << ",\"group_list\":[";
     for (size_t i = 0; i < pong->group_list.size(); ++i) {
       const proto::GroupInfo& g = pong->group_list[i];
@@ -443,6 +456,9 @@ int run_ping(const Connection& c, std::ostream& out, std::ostream& err) {
       << (pong->durable ? "journal on" : "memory only: queued jobs are lost if it stops") << "): " << pong->groups
       << " worker group(s), " << pong->ranks << " ranks; " << pong->queued << " queued, " << pong->running
       << " running\n";
+  if (!pong->journal.empty() && pong->journal != "healthy") {
+    out << "  journal: " << journal_trouble(pong->journal) << "\n";
+  }
   if (pong->group_list.empty()) {
     out << "  no worker group: start one with mpiexec -n N imgq-worker --broker HOST:5556\n";
     return cli::kExitOk;

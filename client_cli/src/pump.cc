@@ -105,6 +105,9 @@ using SteadyClock = std::chrono::steady_clock;
 // pump hears of a job that runs longer; an interrupted run lists the jobs
 // it has heard of.
 constexpr Millis kAcceptHold{200};
+// The least wait before a refused submit goes again, whatever the broker's
+// hint (a hint of 0 from an older broker): at most 4 tries a second.
+constexpr Millis kLeastBackOff{250};
 
 class Pump {
  public:
@@ -173,6 +176,9 @@ class Pump {
   // Interrupted with --detach or --no-wait: the jobs go on; says how to follow them.
   int leave_running(BrokerClient& broker);
   void check_broker(BrokerClient& broker);
+  // The broker refused every submit for --timeout, with none of this run's
+  // jobs left at it: says why and what to do, exit 3.
+  int give_up_refused(BrokerClient& broker);
   void on_pong(const proto::Pong& pong);
   // The item failed (`job` may be empty: never accepted); its source settles it.
   void fail(Id id, const std::string& state, const std::string& message, const std::string& job = {},
@@ -215,8 +221,13 @@ class Pump {
   std::map<uint64_t, std::string> cancels_;
   std::vector<std::string> pending_cancel_;  // accepted while cancelling: to cancel next
   uint64_t cancel_req_ = uint64_t{1} << 60;
-  int refusals_ = 0;  // queue-full refusals in a row
-  bool told_queue_full_ = false;
+  // Refusals in a row (queue full, the broker's disk full or read-only, the
+  // broker stopping): while they last, one submit at a time goes out, at
+  // most one per back-off; since when they last, without news of any job.
+  int refusals_ = 0;
+  SteadyClock::time_point refused_since_{}, next_try_{};
+  std::set<int> told_refusals_;  // codes already explained on stderr
+  std::string last_refusal_;
   std::string instance_;
   uint64_t max_image_bytes_ = 0;
   SteadyClock::time_point start_ = SteadyClock::now();
@@ -278,15 +289,23 @@ void Pump::retry_later(Id id, Millis delay, bool behind) {
 }
 
 void Pump::back_off(Id id, const proto::Error& error) {
-  const int64_t hint = std::max<int64_t>(error.retry_after_ms, 100);
+  const auto now = SteadyClock::now();
+  const int64_t hint = std::max<int64_t>(error.retry_after_ms, kLeastBackOff.count());
   const Millis delay(std::min<int64_t>(hint << std::min(refusals_, 7), 10'000));
-  ++refusals_;
-  if (!told_queue_full_) {
-    told_queue_full_ = true;
+  if (refusals_++ == 0) refused_since_ = now;
+  next_try_ = now + delay;
+  last_refusal_ = error.message;
+  if (told_refusals_.insert(error.code).second) {
+    const std::string until =
+        options_.wait_for_broker
+            ? std::string(" until it takes them")
+            : "; gives up after --timeout " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count()) +
+                  " s without news of any job";
     say("", "the broker refuses new jobs for now (" + error.message + "); retrying with back-off from " +
-                std::to_string(hint) + " ms up to 10 s");
+                std::to_string(hint) + " ms up to 10 s" + until);
   }
-  retry_later(id, delay, /*behind=*/true);  // behind those already waiting: the order is kept
+  retry_later(id, Millis(0), /*behind=*/true);  // behind those already waiting: the order is kept
 }
 
 void Pump::acknowledge(BrokerClient& broker, const std::vector<std::string>& jobs) {
@@ -358,6 +377,8 @@ bool Pump::send(BrokerClient& broker, Id id) {
 void Pump::send_next(BrokerClient& broker) {
   const auto now = SteadyClock::now();
   while (in_flight() < options_.window) {
+    // Refused: one submit at a time, once the back-off has passed.
+    if (refusals_ > 0 && (!held_.empty() || now < next_try_)) return;
     Id id;
     if (!retry_.empty() && retry_.front().first <= now) {
       id = retry_.front().second;
@@ -399,6 +420,7 @@ void Pump::send_next(BrokerClient& broker) {
 
 void Pump::on_result(BrokerClient& broker, zmq::socket_t& progress, const proto::JobResult& r,
                      const std::vector<SharedBytes>& frames) {
+  if (refusals_ > 0) refused_since_ = SteadyClock::now();  // news of a job: the broker is not stuck
   if (finished_.count(r.job) != 0) {
     // Again, after a broker restart: acknowledged again (once committed).
     if (std::find(unacknowledged_.begin(), unacknowledged_.end(), r.job) == unacknowledged_.end()) {
@@ -531,10 +553,8 @@ void Pump::handle(BrokerClient& broker, zmq::socket_t& progress, const std::vect
     const std::optional<Id> waiting = e.ok() ? held_.take(e->req) : std::nullopt;
     if (!waiting) return;
     const Id id = *waiting;
-    if (e->code == static_cast<int>(StatusCode::kResourceExhausted)) {
+    if (e->retryable) {
       back_off(id, *e);
-    } else if (e->retryable) {
-      retry_later(id, Millis(std::max<uint32_t>(e->retry_after_ms, 100)), /*behind=*/true);
     } else if (e->code == static_cast<int>(StatusCode::kNotFound) ||
                e->code == static_cast<int>(StatusCode::kConflict)) {
       // The key was used before (for work that ended, or for other work).
@@ -674,6 +694,19 @@ int Pump::leave_running(BrokerClient& broker) {
   return 130;
 }
 
+int Pump::give_up_refused(BrokerClient& broker) {
+  flush(broker, /*force=*/true);
+  const size_t unsent = live_.size();
+  retry_.clear();  // never sent again: not in flight
+  reporter_.finish(tally(), seconds());
+  say("error", "the broker refused every submit for " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count()) +
+                   " s (--timeout): " + last_refusal_ + "; " + std::to_string(unsent) +
+                   " file(s) not submitted (imgq ping shows the broker's state; run the same command again, "
+                   "with --skip-existing, once it takes jobs)");
+  return 3;
+}
+
 int Pump::run(zmq::context_t& context) {
   BrokerClient broker(context, options_.broker, options_.curve);
   reporter_.status(options_.command + ": connecting to the broker at " + options_.broker + " ...");
@@ -740,6 +773,10 @@ int Pump::run(zmq::context_t& context) {
                        " job(s) accepted and not finished (imgq status JOB, imgq fetch JOB later)");
       list_unfinished();
       return stop != 0 ? 0 : 3;
+    }
+    if (refusals_ > 0 && running_.empty() && !options_.wait_for_broker &&
+        SteadyClock::now() - refused_since_ > options_.timeout) {
+      return give_up_refused(broker);
     }
     send_next(broker);
     check_broker(broker);

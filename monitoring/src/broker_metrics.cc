@@ -80,6 +80,21 @@ BrokerMetrics::BrokerMetrics(const std::string& version) : registry_(std::make_s
                       .Help("Stored images and results read back damaged (size or checksum), never used")
                       .Register(r);
   damaged_ = {&damaged.Add({{"what", "image"}}), &damaged.Add({{"what", "result"}})};
+  auto& disk_errors = BuildCounter().Name("imgq_journal_errors_total")
+                          .Help("Failed writes, commits and fsyncs of the journal, by operation and reason")
+                          .Register(r);
+  auto& disk_state = BuildGauge().Name("imgq_journal_disk")
+                         .Help("The journal's disk as its last write found it: 1 for the state it is in")
+                         .Register(r);
+  for (size_t s = 0; s < disk_state_.size(); ++s) {
+    const char* state = disk_state_name(static_cast<DiskState>(s));
+    disk_state_[s] = &disk_state.Add({{"state", state}});
+    if (s == 0) continue;  // no error is "healthy"
+    for (size_t op = 0; op < disk_errors_.size(); ++op) {
+      disk_errors_[op][s] = &disk_errors.Add({{"op", disk_op_name(static_cast<DiskOp>(op))}, {"reason", state}});
+    }
+  }
+  disk_state_[0]->Set(1);
 
   auto& queue = BuildGauge().Name("imgq_queue_jobs").Help("Jobs in the broker, by state").Register(r);
   queue_jobs_ = {&queue.Add({{"state", "waiting"}}), &queue.Add({{"state", "running"}})};
@@ -153,6 +168,27 @@ void BrokerMetrics::set_state(const QueueState& s) {
   kept_bytes_->Set(static_cast<double>(s.kept_result_bytes));
 }
 
+const char* disk_op_name(DiskOp op) {
+  switch (op) {
+    case DiskOp::kWrite: return "write";
+    case DiskOp::kCommit: return "commit";
+    default: return "sync";
+  }
+}
+
+const char* disk_state_name(DiskState state) {
+  switch (state) {
+    case DiskState::kHealthy: return "healthy";
+    case DiskState::kReadOnly: return "read_only";
+    case DiskState::kFull: return "full";
+    default: return "failing";
+  }
+}
+
+void BrokerMetrics::disk_state(DiskState state) {
+  for (size_t s = 0; s < disk_state_.size(); ++s) disk_state_[s]->Set(s == static_cast<size_t>(state) ? 1 : 0);
+}
+
 BrokerMetrics::Counts BrokerMetrics::counts() const {
   auto n = [](const prometheus::Counter* c) { return static_cast<uint64_t>(c->Value()); };
   auto samples = [](const prometheus::Histogram* h) { return h->Collect().histogram.sample_count; };
@@ -172,6 +208,9 @@ BrokerMetrics::Counts BrokerMetrics::counts() const {
   c.stray_results = n(stray_results_);
   c.damaged_images = n(damaged_[0]);
   c.damaged_results = n(damaged_[1]);
+  for (const auto& by_state : disk_errors_) {
+    for (size_t s = 1; s < by_state.size(); ++s) c.disk_errors += n(by_state[s]);
+  }
   c.undelivered_results = n(undelivered_);
   c.deadlines_exceeded = n(failed_[static_cast<size_t>(StatusCode::kDeadlineExceeded)]);
   c.aborted_running = n(stopped_running_);

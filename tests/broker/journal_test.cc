@@ -327,6 +327,91 @@ TEST_F(JournalTest, AJobWhoseCommitFailsIsStoppedWhereItRuns) {
   EXPECT_NE(decode<proto::JobRequest>(out.workers.back().frames[0]).job, id);
 }
 
+// The disk fills, then turns read-only, while a job finishes and its result
+// is acknowledged: submits are refused with a retry hint and the reason,
+// every failure is counted, the pong says what the disk is, and once it
+// takes writes again (found by a probe, no submit needed) the journal
+// catches up with what it could not store: after a restart the acknowledged
+// job is a tombstone, not a job to run again.
+TEST_F(JournalTest, ADiskFullOrReadOnlyMidRunRefusesWithAHintAndTheJournalCatchesUpWhenItIsBack) {
+  auto pong = [&] {
+    proto::Ping ping;
+    ping.req = 77;
+    send("c", {proto::encode(ping)});
+    return decode<proto::Pong>(out_->clients.back().frames[0]);
+  };
+  EXPECT_EQ(pong().journal, "healthy");
+  hello("g");
+  const std::string a = submit("c", 1, "ka");
+  ASSERT_FALSE(a.empty());
+  ASSERT_EQ(job_sent_to("g"), a);
+
+  journal_->fail_disk_for_testing(DiskOp::kCommit, ENOSPC);
+  done("g", a);
+  settle();  // the job's end cannot be stored
+  ASSERT_EQ(out_->clients.back().type, "result");  // delivered all the same, from memory
+  EXPECT_TRUE(submit("c", 2).empty());
+  proto::Error refused = last_error();
+  EXPECT_EQ(refused.code_name, "resource_exhausted");
+  EXPECT_EQ(refused.retry_after_ms, 1000u);
+  EXPECT_NE(refused.message.find("No space left on device"), std::string::npos) << refused.message;
+  EXPECT_EQ(pong().journal, "full");
+  request<proto::ResultAck>("c", a);
+  settle();
+
+  journal_->fail_disk_for_testing(DiskOp::kCommit, EROFS);
+  EXPECT_TRUE(submit("c", 3).empty());
+  refused = last_error();
+  EXPECT_EQ(refused.code_name, "unavailable");
+  EXPECT_EQ(refused.retry_after_ms, 1000u);
+  EXPECT_NE(refused.message.find("Read-only file system"), std::string::npos) << refused.message;
+  EXPECT_EQ(pong().journal, "read_only");
+  const uint64_t failures = core_->counters().disk_errors;
+  EXPECT_GE(failures, 4u);  // the end, a submit, the acknowledgement, a submit
+  EXPECT_EQ(core_->counters().rejected_unstored, 2u);
+
+  // The disk is back; nothing commits, the probe finds out.
+  journal_->fail_disk_for_testing(DiskOp::kCommit, 0);
+  now_ += std::chrono::seconds(2);
+  core_->tick();
+  EXPECT_EQ(pong().journal, "healthy");
+  const std::string d = submit("c", 4);
+  EXPECT_FALSE(d.empty());
+  settle();
+  EXPECT_EQ(core_->counters().disk_errors, failures);
+
+  const RestoreSummary r = crash_and_restart();
+  EXPECT_EQ(r.queued, 1u);      // d
+  EXPECT_EQ(r.requeued, 0u);    // a's end was stored after all...
+  EXPECT_EQ(r.tombstones, 1u);  // ...and its acknowledgement
+  EXPECT_EQ(r.results, 0u);
+  EXPECT_TRUE(submit("c", 5, "ka").empty());
+  EXPECT_NE(last_error().message.find("acknowledged"), std::string::npos) << last_error().message;
+}
+
+// A log that cannot be made durable (fsync failed: the kernel may have
+// dropped the pages) is not trusted again: the waiting submits are refused
+// and the core says the broker must stop, so a restart recovers from disk.
+TEST_F(JournalTest, AFailedSyncOfTheLogRefusesAndStopsTheBroker) {
+  journal_->fail_disk_for_testing(DiskOp::kSync, EIO);
+  EXPECT_TRUE(submit("c", 1, "k1").empty());
+  EXPECT_EQ(last_error().code_name, "unavailable");
+  EXPECT_NE(last_error().message.find("Input/output error"), std::string::npos) << last_error().message;
+  settle();
+  ASSERT_FALSE(core_->failure().ok());
+  EXPECT_NE(core_->failure().message().find("the broker stops"), std::string::npos) << core_->failure().message();
+  EXPECT_GE(core_->counters().disk_errors, 1u);
+  // The refused job's row may have reached the disk regardless (as after a
+  // crash between a commit and its sync): its client asks again under its
+  // key and gets that job, not a second one.
+  journal_->fail_disk_for_testing(DiskOp::kSync, 0);
+  const RestoreSummary r = crash_and_restart();
+  EXPECT_LE(r.queued, 1u);
+  EXPECT_FALSE(submit("c", 2, "k1").empty());
+  EXPECT_EQ(core_->queued(), 1u);
+  EXPECT_TRUE(core_->failure().ok());
+}
+
 TEST_F(JournalTest, AResultStaysUntilAcknowledgedAndItsKeyAnswersAfterwards) {
   const std::string job = submit("c", 1, "key-1");
   hello("g");

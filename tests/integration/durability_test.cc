@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <fstream>
 #include <random>
 
 #include "imgq/common/batch_paths.h"
@@ -230,6 +231,88 @@ TEST_F(Durable, AFullDiskRefusesWhatItCannotStoreAndLosesNothingAccepted) {
     EXPECT_TRUE(SameImage(expected({"invert"}, file),
                           cv::imread((root_ / "got" / file.filename()).string(), cv::IMREAD_UNCHANGED)));
   }
+}
+
+// Disk trouble under a running broker, as an operator and a user meet it:
+// the disk fills, then (once freed) turns read-only. Each time: an error
+// line per kind of failure (not one per attempt), the pong and `imgq ping`
+// say what the disk is, the metrics count it, a client is refused with a
+// retry hint, backs off (a few tries a second at most), says why once and
+// gives up after --timeout with exit 3; and the broker takes jobs again by
+// itself when the disk does.
+TEST_F(Durable, ADiskThatFillsOrTurnsReadOnlyIsLoudBoundedAndRecoveredFrom) {
+  fs::create_directories(data_);
+  if (::mount("tmpfs", data_.c_str(), "tmpfs", 0, "size=4m") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here (" << std::strerror(errno) << "): needs root";
+  }
+  metrics_ = "127.0.0.1:" + std::to_string(free_port());
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  const fs::path tiny = root_ / "tiny.png", big = root_ / "big.png";
+  ASSERT_TRUE(cv::imwrite(tiny.string(), make_image(40, 30, CV_8U, 3, Pattern::kShapes)));
+  ASSERT_TRUE(cv::imwrite(big.string(), make_image(400, 300, CV_8U, 3, Pattern::kNoise)));  // a payload file
+  auto submit = [&](const fs::path& file) {
+    auto args = submit_args({"invert"}, root_ / "out", {file.string()}, /*json=*/false);
+    args.insert(args.end(), {"--no-wait", "--timeout", "3"});
+    const auto started = std::chrono::steady_clock::now();
+    auto result = shell(command_line(args) + " 2>&1");
+    std::cout << "[ measured ] imgq submit ended with " << result.first << " after "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() << " s\n";
+    return result;
+  };
+  auto metric = [&](const std::string& line) {
+    const std::string text = shell("curl -sf http://" + metrics_ + "/metrics").second;
+    const size_t at = text.find(line + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + line.size() + 1));
+  };
+  auto ping = [&] { return shell(kBin + "/imgq ping" + conn() + " 2>&1").second; };
+  auto lines_with = [&](const std::string& what) {
+    const std::string log = broker_->output();
+    size_t n = 0;
+    for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+    return n;
+  };
+
+  // 1. Full: the filler takes what is left.
+  {
+    std::ofstream filler(data_ / "filler", std::ios::binary);
+    const std::string block(64 * 1024, 'x');
+    while (filler.write(block.data(), block.size())) {}
+  }
+  const auto [full_code, full_out] = submit(tiny);
+  EXPECT_EQ(full_code, 3) << full_out;
+  EXPECT_NE(full_out.find("refuses new jobs for now"), std::string::npos) << full_out;
+  EXPECT_NE(full_out.find("refused every submit for 3 s (--timeout)"), std::string::npos) << full_out;
+  const double tries = metric("imgq_jobs_rejected_total{reason=\"unstored\"}");
+  std::cout << "[ measured ] " << tries << " submit attempt(s) refused in 3 s\n";
+  EXPECT_GE(tries, 2);
+  EXPECT_LE(tries, 12) << "more than 4 tries a second";
+  EXPECT_NE(ping().find("its disk is FULL"), std::string::npos) << ping();
+  EXPECT_EQ(metric("imgq_journal_disk{state=\"full\"}"), 1);
+  EXPECT_GE(metric("imgq_journal_errors_total{op=\"commit\",reason=\"full\"}"), tries);
+  EXPECT_EQ(lines_with("error [broker] journal:"), 1u) << broker_->output();
+
+  // Freed: the broker finds out by itself, and stores jobs again.
+  fs::remove(data_ / "filler");
+  ASSERT_TRUE(eventually([&] { return ping().find("journal:") == std::string::npos; }, seconds(10))) << ping();
+  EXPECT_EQ(lines_with("the disk takes writes again"), 1u) << broker_->output();
+  EXPECT_EQ(submit(tiny).first, 0);
+  EXPECT_EQ(metric("imgq_journal_disk{state=\"healthy\"}"), 1);
+
+  // 2. Read-only (a bind mount of it remounted read-only: new files fail).
+  ASSERT_EQ(::mount(data_.c_str(), data_.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(::mount(nullptr, data_.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0)
+      << std::strerror(errno);
+  const auto [ro_code, ro_out] = submit(big);
+  EXPECT_EQ(ro_code, 3) << ro_out;
+  EXPECT_NE(ro_out.find("Read-only file system"), std::string::npos) << ro_out;
+  EXPECT_NE(ping().find("READ-ONLY"), std::string::npos) << ping();
+  EXPECT_GE(metric("imgq_journal_errors_total{op=\"write\",reason=\"read_only\"}"), 2);
+  EXPECT_EQ(lines_with("error [broker] journal:"), 2u) << broker_->output();
+  ASSERT_EQ(::umount(data_.c_str()), 0) << std::strerror(errno);  // the bind only
+  ASSERT_TRUE(eventually([&] { return ping().find("journal:") == std::string::npos; }, seconds(10))) << ping();
+  const auto [ok_code, ok_out] = submit(big);
+  EXPECT_EQ(ok_code, 0) << ok_out;
+  EXPECT_EQ(submitted(ok_out).size(), 1u) << ok_out;
 }
 
 TEST_F(Durable, AnInterruptedOrAbandonedClientEndsAndListsItsJobs) {

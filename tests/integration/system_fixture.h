@@ -115,7 +115,7 @@ class System : public ::testing::Test {
         },
         seconds(10)))
         << bound.ToString();
-    thread_ = std::thread([this] { server_->run(stop_); });
+    thread_ = std::thread([this] { (void)server_->run(stop_); });
   }
 
   // A new broker on the same endpoints, as after a crash and a restart.

@@ -443,7 +443,7 @@ TEST_F(Monitored, PrometheusScrapesTheBrokerAndEveryDashboardAndAlertExpressionW
     expr = std::regex_replace(expr, std::regex(R"(\\")"), "\"");
     EXPECT_NE(query(expr).find("\"result\":[{"), std::string::npos) << "panel query returned no data: " << expr;
   }
-  EXPECT_EQ(panels, 13u);
+  EXPECT_EQ(panels, 14u);
 }
 
 }  // namespace

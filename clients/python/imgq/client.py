@@ -408,9 +408,11 @@ class Client:
         (default: one of this client's); the same key names the same job.
         ``job_timeout`` (seconds) bounds one attempt's run. With ``local``,
         the group reads ``image`` (a path) and writes ``output`` itself (both
-        absolute, under its --allow-paths). A full queue is retried with the
-        broker's back-off until ``timeout`` when ``retry``; any other refusal
-        raises its ImgqError (TooLarge, InvalidImage, InvalidArgument, ...)."""
+        absolute, under its --allow-paths). A refusal that may pass (a full
+        queue, the broker's disk full or read-only: ResourceExhausted,
+        Unavailable) is retried with back-off (the broker's hint, at most 4
+        tries a second) until ``timeout`` when ``retry``, then raised; any
+        other refusal raises its ImgqError (TooLarge, InvalidImage, ...)."""
         path = None
         if isinstance(image, (bytes, bytearray, memoryview)):
             payload = bytes(image)
@@ -437,14 +439,16 @@ class Client:
             request["output"] = os.path.join(os.path.realpath(os.path.dirname(output) or "."),
                                              os.path.basename(output))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        backoff = 0.1
+        backoff = 0.25  # at most 4 tries a second, whatever the hint
         while True:
             try:
                 reply = self._request("submit", payload=payload, timeout=max(0.0, deadline - time.monotonic()),
                                       **request)
                 break
-            except errors.ResourceExhausted as e:
-                if not retry or time.monotonic() + backoff > deadline:
+            except (errors.ResourceExhausted, errors.Unavailable) as e:
+                # Queue full, the broker's disk full or read-only, the broker
+                # stopping: refused, and said when to ask again.
+                if not retry or not e.retryable or time.monotonic() + backoff > deadline:
                     raise
                 self._run_until(lambda: False, max(backoff, e.retry_after_ms / 1000.0), None)
                 backoff = min(backoff * 2, 10.0)

@@ -22,6 +22,7 @@
 //   groups_   identity -> Group {name, ranks, slots, allow_paths, jobs, expiry}
 #pragma once
 
+#include <array>
 #include <deque>
 #include <functional>
 #include <map>
@@ -109,10 +110,27 @@ class BrokerEvents {
   void acknowledged();
   void expired_result();
   void set_state(const monitoring::BrokerMetrics::QueueState& state);
+  // Failed writes, commits and fsyncs of the journal: each counted; logged
+  // at error, the first of each kind (operation and reason) at once and then
+  // at most one line per kind each kDiskLogEvery, saying how many more.
+  void disk_errors(const std::vector<DiskError>& errors, Clock::time_point now);
+  // The journal's disk as it is now (a gauge); back to healthy after
+  // trouble: a line at warn, with how long and how many failures.
+  void disk_state(DiskState state, Clock::time_point now);
+  static constexpr Duration kDiskLogEvery{10'000};
 
  private:
   std::unique_ptr<monitoring::BrokerMetrics> own_;
   monitoring::BrokerMetrics* metrics_;
+  // The rate limit of disk error lines, by operation and reason.
+  struct DiskLog {
+    Clock::time_point last{};
+    size_t unlogged = 0;
+  };
+  std::array<std::array<DiskLog, 4>, 3> disk_log_{};
+  DiskState disk_state_ = DiskState::kHealthy;
+  Clock::time_point trouble_since_{};
+  size_t trouble_errors_ = 0;
 };
 
 // A submit's fields checked on their own, before the broker's state is
@@ -172,6 +190,10 @@ class BrokerCore {
   // For a clean stop: refuses submits from now on, commits everything, and
   // tells every group the broker is going (they reconnect to the next one).
   void shutdown();
+
+  // Not ok once the journal could not make a commit durable (a failed
+  // fsync of its log): the server stops, and a restart recovers from disk.
+  const Status& failure() const { return failure_; }
 
   // What happened so far, read back from the metrics.
   monitoring::BrokerMetrics::Counts counters() const { return events_.counts(); }
@@ -299,6 +321,17 @@ class BrokerCore {
   CommitState commit_state() const;
   // Stages the marked changes that the commit policy says are due (all: every one).
   void record_due(bool all);
+  // A change of job `id` staged (for restage_failed_round()).
+  void staged(const std::string& id) {
+    if (journal_.durable()) staged_.push_back(id);
+  }
+  // After a failed commit: every job it staged is staged again, as it is now.
+  void restage_failed_round();
+  static JobRecord tombstone_record(const std::string& id, const Tombstone& t);
+  // The journal's disk errors and state, to the log and the metrics.
+  void note_disk(Clock::time_point now);
+  // While the disk is in trouble and nothing commits: a probe each retry_after.
+  void probe_disk(Clock::time_point now);
   void handle_ping(const std::string& identity, const proto::Ping& ping);
   void handle_hello(const std::string& identity, const proto::Hello& hello, const std::string& address);
   void handle_list(const std::string& identity, const std::string& owner, const proto::ListRequest& request);
@@ -356,6 +389,10 @@ class BrokerCore {
   // Jobs whose `accepted` is held back (accept_hold), by when it is due.
   std::multimap<Clock::time_point, std::string> held_accepts_;
   Clock::time_point last_commit_{};
+  // Jobs with a change staged since the last commit: staged again if it fails.
+  std::vector<std::string> staged_;
+  Clock::time_point last_probe_{};  // of the disk, while in trouble
+  Status failure_;
   bool stopping_ = false;
   JobQueue queue_;
   size_t queued_bytes_ = 0;

@@ -23,6 +23,7 @@
 #include "imgq/broker/job_record.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
+#include "imgq/monitoring/broker_metrics.h"
 
 namespace imgq::broker {
 
@@ -32,6 +33,20 @@ namespace imgq::broker {
 Status damaged_payload(std::string_view what, const std::string& id, const std::string& where,
                        const std::string& how);
 bool is_damaged(const Status& status);
+
+using monitoring::DiskOp;
+using monitoring::DiskState;
+
+// A write, commit or fsync of the journal that failed: what, why (the
+// state it shows the disk in), and a line for the operator naming the path
+// and the system's reason.
+struct DiskError {
+  DiskOp op;
+  DiskState state;
+  std::string message;
+};
+// EROFS, EACCES, EPERM: read_only; ENOSPC, EDQUOT, EFBIG: full; else failing.
+DiskState disk_state_of_errno(int error);
 
 class Journal {
  public:
@@ -77,6 +92,17 @@ class Journal {
   // checked against the record's size and checksum (damaged_payload()).
   virtual Result<std::string> image(const std::string& id) = 0;
   virtual Result<std::string> result(const std::string& id) = 0;
+
+  // The disk as the last write to it found it (healthy until one fails,
+  // and again after one succeeds).
+  virtual DiskState disk_state() const { return DiskState::kHealthy; }
+  // The failed operations since the last call, oldest first, for the log
+  // and the metrics (the journal's threads add to it).
+  virtual std::vector<DiskError> take_disk_errors() { return {}; }
+  // Writes and fsyncs a small file beside the journal, and removes it: the
+  // disk state it finds (not an error when it fails). While the disk is in
+  // trouble and no submit comes to find out, this says when it is back.
+  virtual DiskState probe_disk() { return DiskState::kHealthy; }
 };
 
 // Nothing on disk: every call succeeds, and nothing survives the process.

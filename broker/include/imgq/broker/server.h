@@ -56,7 +56,9 @@ class Server {
 
   // Serves until `stop` becomes true (checked at least every 100 ms), then
   // stops cleanly: refuses submits, commits the journal, tells the groups.
-  void run(const std::atomic<bool>& stop);
+  // Until `stop`, or the journal fails in a way only a restart recovers
+  // from (BrokerCore::failure(), returned).
+  Status run(const std::atomic<bool>& stop);
 
   // After bind().
   const BrokerCore& core() const { return *core_; }

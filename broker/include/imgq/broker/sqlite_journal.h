@@ -89,6 +89,12 @@ class SqliteJournal final : public Journal {
   int notify_fd() const { return event_fd_; }
   Result<std::string> image(const std::string& id) override;
   Result<std::string> result(const std::string& id) override;
+  DiskState disk_state() const override;
+  std::vector<DiskError> take_disk_errors() override;
+  DiskState probe_disk() override;
+  // Tests: from now on every payload file, COMMIT or fsync of the log (by
+  // `op`) fails with `error` (0: works again), as a disk would.
+  void fail_disk_for_testing(DiskOp op, int error);
 
   // fsyncs so far: of the log (one per commit, or per group of commits in
   // the background) and of payload files.
@@ -107,6 +113,14 @@ class SqliteJournal final : public Journal {
   // Runs a staged write; a failure poisons the transaction (commit fails).
   void run_staged(sqlite3_stmt* stmt);
   Status sql_error(const std::string& what) const;
+  // Notes a failed disk operation (from any thread) and returns `status`.
+  Status disk_failed(DiskOp op, DiskState state, Status status);
+  Status errno_failed(DiskOp op, const std::string& what, int error);
+  // A failed SQLite call, noted when the disk is to blame (full, read-only,
+  // I/O), as sql_error().
+  Status sql_failed(DiskOp op, const std::string& what);
+  // The error injected for `op` (fail_disk_for_testing), or 0.
+  int injected(DiskOp op) const { return injected_[static_cast<size_t>(op)].load(std::memory_order_relaxed); }
   // Writes a payload file: on the writer thread when there is one (written
   // and fsynced there), else here (fsynced by commit()).
   Status write_payload(const std::string& file, const SharedBytes& bytes);
@@ -134,7 +148,7 @@ class SqliteJournal final : public Journal {
   int log_fd_ = -1;
   uint64_t committed_ = 0;
   int event_fd_ = -1;
-  std::mutex mutex_;  // guards what follows, shared with the sync thread
+  mutable std::mutex mutex_;  // guards what follows, shared with the sync thread
   std::condition_variable cv_;
   uint64_t requested_ = 0, synced_ = 0;
   Status sync_error_;
@@ -153,6 +167,9 @@ class SqliteJournal final : public Journal {
   bool payloads_held_ = false;
   bool syncs_held_ = false;
   std::thread writer_;
+  std::vector<DiskError> disk_errors_;  // since take_disk_errors()
+  DiskState disk_state_ = DiskState::kHealthy;
+  std::atomic<int> injected_[3] = {};
 };
 
 }  // namespace imgq::broker

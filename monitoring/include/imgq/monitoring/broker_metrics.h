@@ -38,6 +38,13 @@ enum class Rejection { kQueueFull, kInvalid, kTooLarge, kUnstored, kStopping };
 // How a kept result ended.
 enum class ResultEnd { kAcknowledged, kExpired };
 enum class Peer { kClients, kWorkers };
+// The journal's disk (journal.h): what an operation failed at, and the state
+// its last write found (read_only: EROFS/EACCES/EPERM; full: ENOSPC/EDQUOT or
+// SQLite's "disk is full"; failing: any other error, EIO most of all).
+enum class DiskOp { kWrite, kCommit, kSync };
+enum class DiskState { kHealthy, kReadOnly, kFull, kFailing };
+const char* disk_op_name(DiskOp op);
+const char* disk_state_name(DiskState state);  // healthy, read_only, full, failing
 
 class BrokerMetrics {
  public:
@@ -59,6 +66,13 @@ class BrokerMetrics {
   void stray_result() { stray_results_->Increment(); }
   // A stored image or result read back damaged (journal.h's is_damaged).
   void damaged(bool result) { damaged_[result ? 1 : 0]->Increment(); }
+  // A write, commit or fsync of the journal failed, and how.
+  void disk_error(DiskOp op, DiskState why) {
+    const size_t s = why == DiskState::kHealthy ? static_cast<size_t>(DiskState::kFailing) : static_cast<size_t>(why);
+    disk_errors_[static_cast<size_t>(op)][s]->Increment();
+  }
+  // The journal's disk as its last write found it (one of the states is 1).
+  void disk_state(DiskState state);
   void received(Peer from, size_t bytes) { received_[static_cast<size_t>(from)]->Increment(static_cast<double>(bytes)); }
   void sent(Peer to, size_t bytes) { sent_[static_cast<size_t>(to)]->Increment(static_cast<double>(bytes)); }
 
@@ -99,6 +113,7 @@ class BrokerMetrics {
     uint64_t commits = 0, commit_failures = 0;  // journal commits that succeeded / failed
     uint64_t dispatched = 0;
     uint64_t damaged_images = 0, damaged_results = 0;
+    uint64_t disk_errors = 0;  // every op and reason
   };
   Counts counts() const;
 
@@ -125,6 +140,8 @@ class BrokerMetrics {
   std::array<prometheus::Counter*, 2> malformed_;
   prometheus::Counter* stray_results_;
   std::array<prometheus::Counter*, 2> damaged_;  // image, result
+  std::array<std::array<prometheus::Counter*, 4>, 3> disk_errors_{};  // by op, by state (not healthy)
+  std::array<prometheus::Gauge*, 4> disk_state_;
   std::array<prometheus::Counter*, 2> received_;
   std::array<prometheus::Counter*, 2> sent_;
   std::array<prometheus::Gauge*, 2> queue_jobs_;  // waiting, running

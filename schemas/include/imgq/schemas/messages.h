@@ -275,8 +275,11 @@ struct Pong {
   // client need not be told it; empty = unknown.
   std::string progress;
   std::vector<GroupInfo> group_list;  // every connected group, by name (absent from brokers before 0.2)
+  // The journal's disk as its last write found it: healthy, read_only, full
+  // or failing; empty without a journal (and from older brokers).
+  std::string journal;
   MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version, instance,
-                     max_image_bytes, durable, progress, group_list)
+                     max_image_bytes, durable, progress, group_list, journal)
 };
 
 // A job as `list` gives it: its state, and when it came and ended.
