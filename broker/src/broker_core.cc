@@ -232,6 +232,7 @@ void BrokerCore::tick() {
   for (const std::string& id : dead) forget_group(id, "stopped answering");
   expire_deadlines(now);
   probe_disk(now);
+  maintain_journal(now);
   send_held_accepts(now);
 
   // A job whose result is gone stays one more TTL as a tombstone, so its

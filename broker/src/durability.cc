@@ -125,7 +125,9 @@ void BrokerCore::record_due(bool all) {
       journal_.progressed(job);  // dispatched, or requeued
     } else {
       // One row update for the whole end: outcome, attempts, the result (in
-      // memory until this commit stores it) or its acknowledgement.
+      // memory until this commit stores it) or its acknowledgement (then
+      // it is a tombstone at once: no stats to keep).
+      if (job.gone != Gone::kNo) job.stats = {};
       journal_.finish(job, job.gone == Gone::kNo ? job.result : SharedBytes());
       if (journal_.durable() && !job.result.empty()) unstored_results_.push_back(id);
       if (job.gone != Gone::kNo) bury(id);
@@ -212,6 +214,21 @@ void BrokerCore::note_disk(Clock::time_point now) {
   if (!journal_.durable()) return;
   events_.disk_errors(journal_.take_disk_errors(), now);
   events_.disk_state(journal_.disk_state(), now);
+}
+
+// Space of forgotten jobs given back, a bounded step at a time, only
+// when the loop has nothing to commit or sync and has not committed for
+// kQuietBeforeMaintenance: under load, their pages are reused instead.
+void BrokerCore::maintain_journal(Clock::time_point now) {
+  constexpr Duration kQuietBeforeMaintenance{200};
+  if (!journal_.durable() || journal_.dirty() || journal_.syncing() || !pending_.empty() ||
+      !awaiting_sync_.empty() || !unrecorded_.empty() || journal_.disk_state() != DiskState::kHealthy) {
+    return;
+  }
+  if (now - last_commit_ < kQuietBeforeMaintenance || now - last_maintenance_ < std::chrono::seconds(1)) return;
+  last_maintenance_ = now;
+  journal_.maintain();
+  note_disk(now);
 }
 
 // While the disk is in trouble and nothing commits, a probe each

@@ -133,6 +133,7 @@ Status Server::open_journal() {
   auto journal = SqliteJournal::open(options_.data_dir, &recovered);
   if (!journal.ok()) return journal.status();
   for (const std::string& problem : recovered.problems) spdlog::error("journal: {}", problem);
+  for (const std::string& note : recovered.notes) spdlog::info("journal: {}", note);
   // The log is synced on a thread of its own while the loop goes on.
   IMGQ_RETURN_IF_ERROR((*journal)->start_background_sync());
   sync_fd_ = (*journal)->notify_fd();

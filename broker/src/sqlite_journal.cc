@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -61,7 +62,9 @@ std::string statement(int which) {
              "result = :result, result_file = :result_file, result_bytes = :result_bytes, result_crc = :result_crc, image = NULL, "
              "image_file = 0, attempts = :attempts, running = :running, gone = :gone, gone_at = :gone_at WHERE id = :id";
     case 3:  // kDropResult
-      return "UPDATE jobs SET result = NULL, result_file = 0, gone = :gone, gone_at = :gone_at WHERE id = :id";
+      // A tombstone keeps what its key and status need, not the run's stats.
+      return "UPDATE jobs SET result = NULL, result_file = 0, stats = NULL, ops = '', gone = :gone, gone_at = :gone_at "
+             "WHERE id = :id";
     case 4:  // kForget
       return "DELETE FROM jobs WHERE id = :id";
     case 5:  // kImage
@@ -214,6 +217,7 @@ Result<std::unique_ptr<SqliteJournal>> SqliteJournal::open(const fs::path& dir, 
   Recovered found;
   Status status = journal->open_database();
   if (status.ok()) status = journal->load(&found);
+  if (status.ok()) status = journal->enable_incremental_vacuum(&found);
   if (!status.ok()) {
     // Unreadable as a whole: keep it for a post-mortem, start afresh.
     for (sqlite3_stmt*& stmt : journal->stmts_) sqlite3_finalize(stmt), stmt = nullptr;
@@ -242,7 +246,11 @@ Status SqliteJournal::open_database() {
   // WAL: a commit appends to the log; we fsync the log ourselves after the
   // COMMIT (commit(), sync_loop()), so SQLite need not (NORMAL: it still
   // syncs around checkpoints).
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", kSchema}) {
+  // auto_vacuum before the table exists: a new journal can give space back.
+  // journal_size_limit: the log is cut back to 4 MiB whenever it restarts.
+  const std::string limit = "PRAGMA journal_size_limit=" + std::to_string(kLogLimitBytes);
+  for (const char* pragma : {"PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                             limit.c_str(), kSchema}) {
     char* error = nullptr;
     if (sqlite3_exec(db_, pragma, nullptr, nullptr, &error) != SQLITE_OK) {
       sqlite3_free(error);
@@ -258,6 +266,63 @@ Status SqliteJournal::open_database() {
     binders_[i] = RecordBinder(stmts_[i]);
   }
   return Status::Ok();
+}
+
+int64_t SqliteJournal::pragma_int(const char* pragma) {
+  sqlite3_stmt* stmt = nullptr;
+  int64_t value = -1;
+  if (sqlite3_prepare_v2(db_, pragma, -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
+    value = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  return value;
+}
+
+Status SqliteJournal::enable_incremental_vacuum(Recovered* recovered) {
+  constexpr int64_t kIncremental = 2;
+  if (pragma_int("PRAGMA auto_vacuum") == kIncremental) return Status::Ok();
+  const auto started = std::chrono::steady_clock::now();
+  const int64_t before = pragma_int("PRAGMA page_count") * pragma_int("PRAGMA page_size");
+  if (sqlite3_exec(db_, "PRAGMA auto_vacuum=INCREMENTAL", nullptr, nullptr, nullptr) != SQLITE_OK ||
+      sqlite3_exec(db_, "VACUUM", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    // Not fatal: the journal works, it only keeps its peak size.
+    recovered->problems.push_back(sql_error("cannot rewrite the journal to give space back").message() +
+                                  "; it keeps working, at its largest size so far");
+    return Status::Ok();
+  }
+  const int64_t after = pragma_int("PRAGMA page_count") * pragma_int("PRAGMA page_size");
+  char text[160];
+  std::snprintf(text, sizeof text,
+                "rewrote the journal once so that it gives space back (%.1f MB -> %.1f MB, %.2f s)", before / 1e6,
+                after / 1e6, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  recovered->notes.push_back(text);
+  return Status::Ok();
+}
+
+bool SqliteJournal::maintain() {
+  if (in_transaction_) return false;
+  bool did = false;
+  if (const int64_t free_pages = pragma_int("PRAGMA freelist_count"); free_pages > 0) {
+    const std::string vacuum =
+        "PRAGMA incremental_vacuum(" + std::to_string(std::min<int64_t>(free_pages, kVacuumPages)) + ")";
+    if (sqlite3_exec(db_, vacuum.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      (void)sql_failed(DiskOp::kCommit, "cannot give back free pages");
+      return false;
+    }
+    did = true;
+  }
+  // The log back into the database, and cut to nothing: once a burst is
+  // over, its megabytes of log are not kept.
+  struct stat st {};
+  if (log_fd_ >= 0 && ::fstat(log_fd_, &st) == 0 && st.st_size > 0) {
+    int busy = 0, logged = 0, moved = 0;
+    if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &logged, &moved) != SQLITE_OK) {
+      busy = sqlite3_errcode(db_);
+    }
+    if (busy != 0 && busy != SQLITE_BUSY) (void)sql_failed(DiskOp::kSync, "cannot checkpoint the log");
+    did = did || busy == 0;
+  }
+  return did;
 }
 
 Status SqliteJournal::add_missing_columns() {

@@ -412,6 +412,61 @@ TEST_F(JournalTest, AFailedSyncOfTheLogRefusesAndStopsTheBroker) {
   EXPECT_TRUE(core_->failure().ok());
 }
 
+// 50,000 tiny jobs run, acknowledged and forgotten: the database and its
+// log give their space back at quiet moments (a bounded step each), so the
+// journal ends within a few MB of where it began, whatever went through it.
+TEST_F(JournalTest, TheJournalGivesBackTheSpaceOfForgottenJobs) {
+  auto on_disk = [&] {
+    std::error_code ec;
+    const uintmax_t log = fs::file_size(dir_ / "journal.db-wal", ec);
+    return fs::file_size(dir_ / "journal.db") + (ec ? 0 : log);
+  };
+  const uintmax_t before = on_disk();
+  hello("g", 250);
+  uint64_t req = 0;
+  for (int round = 0; round < 200; ++round) {
+    out_->clients.clear();
+    out_->workers.clear();
+    for (int i = 0; i < 250; ++i) send("c", {proto::encode(submit_message(++req, "k" + std::to_string(req))), kImg});
+    now_ += BrokerConfig{}.commit.gap;
+    core_->commit();
+    proto::ResultAck ack;
+    for (const Sent& sent : out_->workers) {
+      if (sent.type != "job") continue;
+      const std::string id = decode<proto::JobRequest>(sent.frames[0]).job;
+      done("g", id);
+      (ack.job.empty() ? ack.job : ack.jobs.emplace_back()) = id;
+    }
+    ASSERT_EQ(ack.jobs.size(), 249u) << "round " << round;
+    settle();  // the results stored
+    send("c", {proto::encode(ack)});
+    settle();  // and acknowledged: tombstones for one TTL, for their keys
+  }
+  const uintmax_t peak = on_disk();
+  EXPECT_EQ(core_->tombstones(), 50'000u);
+  now_ += config().result_ttl + std::chrono::seconds(1);
+  wall_ += 61;
+  core_->tick();
+  settle();
+  EXPECT_EQ(core_->tombstones(), 0u);
+  EXPECT_EQ(core_->jobs(), 0u);
+  int steps = 0;
+  double longest = 0;  // a step holds the broker's loop this long
+  for (; steps < 500 && on_disk() > before + (2u << 20); ++steps) {
+    now_ += std::chrono::seconds(1);
+    const auto started = std::chrono::steady_clock::now();
+    core_->tick();
+    longest = std::max(longest, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
+  std::cout << "[ measured ] journal " << before / 1e6 << " MB before, " << peak / 1e6 << " MB after 50,000 jobs, "
+            << on_disk() / 1e6 << " MB " << steps << " quiet second(s) after they were forgotten (longest step "
+            << longest * 1e3 << " ms)\n";
+  EXPECT_LE(on_disk(), before + (2u << 20));
+  // Still a working journal: a new job is stored and restored.
+  EXPECT_FALSE(submit("c", ++req).empty());
+  EXPECT_EQ(crash_and_restart().queued, 1u);
+}
+
 TEST_F(JournalTest, AResultStaysUntilAcknowledgedAndItsKeyAnswersAfterwards) {
   const std::string job = submit("c", 1, "key-1");
   hello("g");

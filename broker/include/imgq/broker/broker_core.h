@@ -332,6 +332,8 @@ class BrokerCore {
   void note_disk(Clock::time_point now);
   // While the disk is in trouble and nothing commits: a probe each retry_after.
   void probe_disk(Clock::time_point now);
+  // At a quiet moment: a step of giving the journal's free space back.
+  void maintain_journal(Clock::time_point now);
   void handle_ping(const std::string& identity, const proto::Ping& ping);
   void handle_hello(const std::string& identity, const proto::Hello& hello, const std::string& address);
   void handle_list(const std::string& identity, const std::string& owner, const proto::ListRequest& request);
@@ -392,6 +394,7 @@ class BrokerCore {
   // Jobs with a change staged since the last commit: staged again if it fails.
   std::vector<std::string> staged_;
   Clock::time_point last_probe_{};  // of the disk, while in trouble
+  Clock::time_point last_maintenance_{};
   Status failure_;
   bool stopping_ = false;
   JobQueue queue_;

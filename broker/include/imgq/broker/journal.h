@@ -103,6 +103,12 @@ class Journal {
   // disk state it finds (not an error when it fails). While the disk is in
   // trouble and no submit comes to find out, this says when it is back.
   virtual DiskState probe_disk() { return DiskState::kHealthy; }
+
+  // Gives back space at a quiet moment (nothing staged or syncing): up to
+  // a bounded number of free pages of the database (rows of forgotten jobs)
+  // and the log, checkpointed and truncated. Each call costs at most a few
+  // megabytes of writing; false when there was nothing left to do.
+  virtual bool maintain() { return false; }
 };
 
 // Nothing on disk: every call succeeds, and nothing survives the process.

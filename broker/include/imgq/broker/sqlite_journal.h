@@ -46,6 +46,7 @@ struct Recovered {
   std::vector<JobRecord> jobs;  // in submission order
   std::vector<std::string> problems;  // rows or files left out, for the log
   size_t orphan_files = 0;            // payloads no row refers to (removed)
+  std::vector<std::string> notes;     // what open() did besides, for the log at info
 };
 
 class SqliteJournal final : public Journal {
@@ -92,6 +93,11 @@ class SqliteJournal final : public Journal {
   DiskState disk_state() const override;
   std::vector<DiskError> take_disk_errors() override;
   DiskState probe_disk() override;
+  bool maintain() override;
+  // Free pages given back per maintain() (4 MiB of 4 KiB pages), and the
+  // size the log is cut back to when SQLite resets it.
+  static constexpr int kVacuumPages = 1024;
+  static constexpr int64_t kLogLimitBytes = 4 << 20;
   // Tests: from now on every payload file, COMMIT or fsync of the log (by
   // `op`) fails with `error` (0: works again), as a disk would.
   void fail_disk_for_testing(DiskOp op, int error);
@@ -108,6 +114,10 @@ class SqliteJournal final : public Journal {
   Status open_database();
   // Adds to an older table the columns the codec has and it lacks.
   Status add_missing_columns();
+  // A journal made before space was given back: rewritten once so that it
+  // can be (SQLite's auto_vacuum=INCREMENTAL, set by VACUUM); a note.
+  Status enable_incremental_vacuum(Recovered* recovered);
+  int64_t pragma_int(const char* pragma);
   Status load(Recovered* recovered);
   Status begin();
   // Runs a staged write; a failure poisons the transaction (commit fails).
