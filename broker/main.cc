@@ -15,7 +15,9 @@
 
 #include <prometheus/exposer.h>
 
+#include "imgq/broker/salvage.h"
 #include "imgq/broker/server.h"
+#include "imgq/broker/sqlite_journal.h"
 #include "imgq/common/cli.h"
 #include "imgq/common/curve.h"
 #include "imgq/common/logging.h"
@@ -44,6 +46,7 @@ struct Settings {
   int64_t commit_gap_us = 0;
   std::string curve_key, allow_clients, allow_workers, allow_operators;
   bool memory_only = false;
+  std::string salvage;
   bool man = false;
 };
 
@@ -118,12 +121,17 @@ void add_options(CLI::App& app, Settings& s) {
       ->type_name("LEVEL")->capture_default_str()->check(CLI::IsMember(cli::log_levels()).description(""));
   app.add_option("--log-format", s.log_format, "text, or json: one object a line for a log pipeline")
       ->type_name("FORMAT")->capture_default_str()->check(CLI::IsMember(cli::log_formats()).description(""));
+  app.add_option("--salvage", s.salvage,
+                 "take back into --data-dir what can be read from a damaged journal's folder (the damaged-TIME folder "
+                 "the broker moved it to, or a copy), then exit; no broker may run on --data-dir meanwhile")
+      ->type_name("DIR")->check(CLI::ExistingDirectory.description(""));
   app.add_flag("--help-man", s.man, "print the man page")->group("");
   app.footer(
       "Examples:\n"
       "  imgq-broker                                    # ports 5555-5557 on every interface, journal in ~/.local/state\n"
       "  imgq-broker --clients 127.0.0.1:6555 --workers 127.0.0.1:6556 --progress 127.0.0.1:6557\n"
       "  imgq-broker --memory-only --metrics 0.0.0.0:9464\n"
+      "  imgq-broker --salvage ~/.local/state/imgq/broker/damaged-20261203T190425Z  # after a damaged journal\n"
       "Then start a worker group: mpiexec -n 4 imgq-worker --broker HOST:5556\n" +
       cli::exit_status_text() + "\n");
 }
@@ -172,6 +180,33 @@ imgq::Status check(Settings& s) {
     o.allow_clients.insert(operators->begin(), operators->end());
   }
   return imgq::Status::Ok();
+}
+
+// --salvage: what can be read from a damaged journal's folder, into the
+// journal of --data-dir; exit 1 when something could not be taken back.
+int salvage(const Settings& s) {
+  const auto& dir = s.options.data_dir;
+  if (dir.empty()) {
+    std::cerr << "imgq-broker: error: --salvage needs a journal to salvage into: give --data-dir, not --memory-only\n";
+    return cli::kExitUsage;
+  }
+  imgq::broker::Recovered recovered;
+  auto journal = imgq::broker::SqliteJournal::open(dir, &recovered);
+  if (!journal.ok()) {
+    std::cerr << "imgq-broker: error: " << journal.status().message() << "\n";
+    return cli::kExitFailed;
+  }
+  for (const std::string& problem : recovered.problems) std::cerr << "imgq-broker: journal: " << problem << "\n";
+  auto report = imgq::broker::salvage(s.salvage, **journal, recovered.jobs);
+  if (!report.ok()) {
+    std::cerr << "imgq-broker: error: " << report.status().message() << "\n";
+    return cli::kExitFailed;
+  }
+  std::cout << report->text(s.salvage, dir);
+  std::cout << "next: start imgq-broker with --data-dir " << dir
+            << ": it runs the jobs taken back and delivers their results\n";
+  return report->lost.empty() && report->unreadable == 0 && report->unnamed_files == 0 ? cli::kExitOk
+                                                                                        : cli::kExitFailed;
 }
 
 // Whether something listens on TCP HOST:PORT already (to name the cause when
@@ -233,6 +268,7 @@ int run(int argc, char** argv) {
     return code;
   };
   if (auto checked = check(s); !checked.ok()) return fail(cli::kExitUsage, checked);
+  if (!s.salvage.empty()) return salvage(s);
   imgq::init_logging("broker", s.log_level, s.log_format);
 
   imgq::monitoring::BrokerMetrics metrics{std::string(imgq::version())};

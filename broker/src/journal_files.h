@@ -8,7 +8,10 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
+#include "imgq/common/checksum.h"
+#include "imgq/broker/sqlite_journal.h"
 #include "imgq/common/status.h"
 
 namespace imgq::broker {
@@ -36,6 +39,33 @@ inline Status fsync_path(const std::filesystem::path& path, int flags, int* fail
   }
   if (!status.ok() && failed_errno != nullptr) *failed_errno = error;
   return status;
+}
+
+// DIR/journal.mark (JournalMark, sqlite_journal.h), 28 bytes.
+constexpr size_t kMarkBytes = 28;  // "IMGQMRK1", commits, jobs, CRC-32 of the 24 before
+
+inline std::string encode_mark(const JournalMark& mark) {
+  std::string bytes = "IMGQMRK1";
+  for (uint64_t v : {mark.commits, mark.jobs}) {
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>(v >> (8 * i)));
+  }
+  const uint32_t sum = crc32_of(bytes);
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>(sum >> (8 * i)));
+  return bytes;
+}
+
+// The mark, or nothing when absent, torn or not a mark.
+inline bool decode_mark(std::string_view bytes, JournalMark* mark) {
+  if (bytes.size() < kMarkBytes || bytes.substr(0, 8) != "IMGQMRK1") return false;
+  auto le = [&](size_t at, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<size_t>(i)]);
+    return v;
+  };
+  if (le(24, 4) != crc32_of(bytes.substr(0, 24))) return false;
+  mark->commits = le(8, 8);
+  mark->jobs = le(16, 8);
+  return true;
 }
 
 }  // namespace imgq::broker

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imgq/broker/sqlite_journal.h"
+#include "imgq/common/logging.h"
 #include "imgq/common/zmq_frames.h"
 
 namespace imgq::broker {
@@ -145,6 +146,29 @@ Status Server::open_journal() {
       "result(s) to deliver, {} finished key(s); {} unreferenced payload file(s) removed; {:.3f} s",
       options_.data_dir, r.queued, r.requeued, r.gave_up, r.results, r.tombstones, recovered.orphan_files,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (!recovered.problems.empty()) {
+    // What the lines above found, in one line an operator cannot miss.
+    std::string what = std::to_string(recovered.problems.size()) + " problem(s): " +
+                       std::to_string(recovered.damaged_rows) + " damaged row(s) left out, " +
+                       std::to_string(recovered.missing_payloads) + " job(s) whose stored file is missing or short, " +
+                       std::to_string(recovered.lost_commits) + " synced commit(s) lost (" +
+                       std::to_string(recovered.lost_jobs) + " accepted job(s) in them)";
+    if (!recovered.quarantine.empty()) {
+      what += "; " + std::to_string(recovered.quarantined_files) + " payload file(s) no row names kept in " +
+              recovered.quarantine.string();
+    }
+    if (!recovered.moved_aside.empty()) {
+      what += "; the journal was unreadable and is in " + recovered.moved_aside.string() +
+              " (imgq-broker --salvage " + recovered.moved_aside.string() + " --data-dir " + options_.data_dir +
+              " takes back what can be read, with this broker stopped)";
+    }
+    log_event(spdlog::level::err, "journal " + options_.data_dir + " is not intact: " + what,
+              {field("event", "journal_damaged"), field("problems", static_cast<long long>(recovered.problems.size())),
+               field("damaged_rows", static_cast<long long>(recovered.damaged_rows)),
+               field("missing_payloads", static_cast<long long>(recovered.missing_payloads)),
+               field("lost_commits", static_cast<long long>(recovered.lost_commits)),
+               field("lost_jobs", static_cast<long long>(recovered.lost_jobs))});
+  }
   return Status::Ok();
 }
 

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS jobs (
   stats BLOB, finished REAL NOT NULL DEFAULT 0,
   result BLOB, result_file INTEGER NOT NULL DEFAULT 0, result_bytes INTEGER NOT NULL DEFAULT 0,
   gone TEXT NOT NULL DEFAULT '', gone_at REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  commits INTEGER NOT NULL, jobs INTEGER NOT NULL
 );)sql";
 
 // The statements, by name. Record columns are bound from the record by
@@ -69,8 +73,10 @@ std::string statement(int which) {
       return "DELETE FROM jobs WHERE id = :id";
     case 5:  // kImage
       return "SELECT image, image_file, image_bytes, image_crc FROM jobs WHERE id = :id";
-    default:  // kResult
+    case 6:  // kResult
       return "SELECT result, result_file, result_bytes, result_crc FROM jobs WHERE id = :id";
+    default:  // kMeta: every commit counts itself and its new jobs (journal.mark)
+      return "INSERT OR REPLACE INTO meta (id, commits, jobs) VALUES (1, :commits, :jobs)";
   }
 }
 
@@ -95,12 +101,6 @@ void bind_bytes(sqlite3_stmt* stmt, const char* name, std::string_view bytes) {
   }
 }
 
-std::string utc_stamp() {
-  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count());
-}
-
 }  // namespace
 
 SqliteJournal::~SqliteJournal() {
@@ -119,6 +119,7 @@ SqliteJournal::~SqliteJournal() {
   for (auto& [fd, name] : unsynced_) ::close(fd);
   for (sqlite3_stmt* stmt : stmts_) sqlite3_finalize(stmt);
   if (db_ != nullptr) sqlite3_close(db_);
+  if (mark_fd_ >= 0) ::close(mark_fd_);
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -217,22 +218,11 @@ Result<std::unique_ptr<SqliteJournal>> SqliteJournal::open(const fs::path& dir, 
   Recovered found;
   Status status = journal->open_database();
   if (status.ok()) status = journal->load(&found);
+  if (status.ok()) status = journal->check(&found);
   if (status.ok()) status = journal->enable_incremental_vacuum(&found);
-  if (!status.ok()) {
-    // Unreadable as a whole: keep it for a post-mortem, start afresh.
-    for (sqlite3_stmt*& stmt : journal->stmts_) sqlite3_finalize(stmt), stmt = nullptr;
-    sqlite3_close(journal->db_);
-    journal->db_ = nullptr;
-    const std::string suffix = ".damaged-" + utc_stamp();
-    for (const char* file : {"journal.db", "journal.db-wal", "journal.db-shm"}) {
-      fs::rename(dir / file, dir / (std::string(file) + suffix), ec);
-    }
-    found = {};
-    found.problems.push_back(status.message() + "; moved it aside as journal.db" + suffix +
-                             " and started an empty journal");
-    IMGQ_RETURN_IF_ERROR(journal->open_database());
-    IMGQ_RETURN_IF_ERROR(journal->load(&found));
-  }
+  if (!status.ok()) IMGQ_RETURN_IF_ERROR(journal->move_aside(status, &found));
+  journal->settle_orphans(&found);
+  IMGQ_RETURN_IF_ERROR(journal->open_mark());
   if (recovered != nullptr) *recovered = std::move(found);
   return journal;
 }
@@ -268,7 +258,7 @@ Status SqliteJournal::open_database() {
   return Status::Ok();
 }
 
-int64_t SqliteJournal::pragma_int(const char* pragma) {
+int64_t SqliteJournal::query_int(const char* pragma) {
   sqlite3_stmt* stmt = nullptr;
   int64_t value = -1;
   if (sqlite3_prepare_v2(db_, pragma, -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
@@ -280,9 +270,9 @@ int64_t SqliteJournal::pragma_int(const char* pragma) {
 
 Status SqliteJournal::enable_incremental_vacuum(Recovered* recovered) {
   constexpr int64_t kIncremental = 2;
-  if (pragma_int("PRAGMA auto_vacuum") == kIncremental) return Status::Ok();
+  if (query_int("PRAGMA auto_vacuum") == kIncremental) return Status::Ok();
   const auto started = std::chrono::steady_clock::now();
-  const int64_t before = pragma_int("PRAGMA page_count") * pragma_int("PRAGMA page_size");
+  const int64_t before = query_int("PRAGMA page_count") * query_int("PRAGMA page_size");
   if (sqlite3_exec(db_, "PRAGMA auto_vacuum=INCREMENTAL", nullptr, nullptr, nullptr) != SQLITE_OK ||
       sqlite3_exec(db_, "VACUUM", nullptr, nullptr, nullptr) != SQLITE_OK) {
     // Not fatal: the journal works, it only keeps its peak size.
@@ -290,11 +280,11 @@ Status SqliteJournal::enable_incremental_vacuum(Recovered* recovered) {
                                   "; it keeps working, at its largest size so far");
     return Status::Ok();
   }
-  const int64_t after = pragma_int("PRAGMA page_count") * pragma_int("PRAGMA page_size");
+  const int64_t after = query_int("PRAGMA page_count") * query_int("PRAGMA page_size");
   char text[160];
   std::snprintf(text, sizeof text,
-                "rewrote the journal once so that it gives space back (%.1f MB -> %.1f MB, %.2f s)", before / 1e6,
-                after / 1e6, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+                "rewrote the journal once so that it gives space back (%.1f MB -> %.1f MB, %.2f s)",
+                static_cast<double>(before) / 1e6, static_cast<double>(after) / 1e6, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   recovered->notes.push_back(text);
   return Status::Ok();
 }
@@ -302,7 +292,7 @@ Status SqliteJournal::enable_incremental_vacuum(Recovered* recovered) {
 bool SqliteJournal::maintain() {
   if (in_transaction_) return false;
   bool did = false;
-  if (const int64_t free_pages = pragma_int("PRAGMA freelist_count"); free_pages > 0) {
+  if (const int64_t free_pages = query_int("PRAGMA freelist_count"); free_pages > 0) {
     const std::string vacuum =
         "PRAGMA incremental_vacuum(" + std::to_string(std::min<int64_t>(free_pages, kVacuumPages)) + ")";
     if (sqlite3_exec(db_, vacuum.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -370,12 +360,14 @@ Status SqliteJournal::load(Recovered* recovered) {
     if (sqlite3_step(row) != SQLITE_ROW) {
       recovered->problems.push_back("row " + std::to_string(seq) + " cannot be read (" + sqlite3_errmsg(db_) +
                                     "); left out");
+      ++recovered->damaged_rows;
       continue;
     }
     auto record = read_record(row);
     if (!record.ok()) {
       recovered->problems.push_back("row " + std::to_string(seq) + " is damaged: " + record.status().message() +
                                     "; left out");
+      ++recovered->damaged_rows;
       continue;
     }
     JobRecord job = std::move(record).value();
@@ -384,21 +376,24 @@ Status SqliteJournal::load(Recovered* recovered) {
     const bool result_file = sqlite3_column_int(row, columns + 1) != 0;
     if (job.id.size() != 16) {
       recovered->problems.push_back("row " + std::to_string(seq) + " has no valid job id; left out");
+      ++recovered->damaged_rows;
       continue;
     }
     if (image_file) payloads.insert(job.id + ".image");
     if (result_file) payloads.insert(job.id + ".result");
+    // Whether the files it names are there, whole (a stat each; their
+    // checksums are checked when they are read).
+    if (image_file && !finished_state(job.state)) check_payload(job.id, "image", job.image_bytes, recovered);
+    if (result_file && job.gone == Gone::kNo) check_payload(job.id, "result", job.result_bytes, recovered);
     recovered->jobs.push_back(std::move(job));
   }
   sqlite3_finalize(row);
   // Payloads no committed row refers to were written by a round that never
-  // committed: nobody was told about them.
+  // committed (nobody was told about them), or their rows are lost:
+  // settle_orphans() decides.
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_ / "payloads", ec)) {
-    if (payloads.count(entry.path().filename().string()) == 0) {
-      fs::remove(entry.path(), ec);
-      ++recovered->orphan_files;
-    }
+    if (payloads.count(entry.path().filename().string()) == 0) recovered->orphans.push_back(entry.path());
   }
   return Status::Ok();
 }
@@ -466,6 +461,7 @@ Status SqliteJournal::add(const JobRecord& job, const SharedBytes& image) {
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
   if (rc != SQLITE_DONE) return sql_failed(DiskOp::kCommit, "cannot store job " + job.id);
+  ++added_;
   return Status::Ok();
 }
 
@@ -535,6 +531,14 @@ Result<uint64_t> SqliteJournal::commit() {
     status = fsync_path(dir_ / "payloads", O_RDONLY | O_DIRECTORY, &error);
     if (!status.ok()) status = disk_failed(DiskOp::kSync, disk_state_of_errno(error), status);
   }
+  if (status.ok()) {
+    sqlite3_stmt* meta = stmts_[kMeta];
+    bind_int(meta, ":commits", static_cast<int64_t>(mark_.commits + 1));
+    bind_int(meta, ":jobs", static_cast<int64_t>(mark_.jobs + added_));
+    const int rc = sqlite3_step(meta);
+    sqlite3_reset(meta);
+    if (rc != SQLITE_DONE) status = sql_failed(DiskOp::kCommit, "cannot count the commit");
+  }
   if (const int error = injected(DiskOp::kCommit); status.ok() && error != 0) {
     status = errno_failed(DiskOp::kCommit, "cannot commit to " + (dir_ / "journal.db-wal").string(), error);
   }
@@ -553,7 +557,10 @@ Result<uint64_t> SqliteJournal::commit() {
   unlink_after_commit_.clear();
   in_transaction_ = false;
   staged_error_ = Status::Ok();
+  const uint64_t added = std::exchange(added_, 0);
   if (!status.ok()) return status;
+  mark_.commits += 1;
+  mark_.jobs += added;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     disk_state_ = DiskState::kHealthy;
@@ -564,6 +571,7 @@ Result<uint64_t> SqliteJournal::commit() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       requested_ = ticket;
+      requested_mark_ = mark_;
     }
     cv_.notify_all();
   } else {
@@ -575,6 +583,7 @@ Result<uint64_t> SqliteJournal::commit() {
       return failed;
     }
     ++syncs_;
+    write_mark(mark_);
     std::lock_guard<std::mutex> lock(mutex_);
     synced_ = ticket;
   }

@@ -28,6 +28,12 @@ Status SqliteJournal::open_log() {
   return status.ok() ? status : disk_failed(DiskOp::kSync, disk_state_of_errno(error), status);
 }
 
+void SqliteJournal::write_mark(const JournalMark& mark) {
+  if (mark_fd_ < 0) return;
+  const std::string bytes = encode_mark(mark);
+  (void)!::pwrite(mark_fd_, bytes.data(), bytes.size(), 0);
+}
+
 Result<uint64_t> SqliteJournal::synced() {
   uint64_t synced = 0;
   {
@@ -128,6 +134,7 @@ void SqliteJournal::sync_loop() {
     // Everything committed up to `target` is in the log's file: one
     // fdatasync makes all of it durable, however many commits that is.
     const uint64_t target = requested_;
+    const JournalMark mark = requested_mark_;
     const int fd = log_fd_;
     lock.unlock();
     const int injected_error = injected(DiskOp::kSync);
@@ -136,6 +143,7 @@ void SqliteJournal::sync_loop() {
     ++syncs_;
     Status failed;
     if (rc != 0) failed = errno_failed(DiskOp::kSync, "cannot sync " + (dir_ / "journal.db-wal").string(), error);
+    if (rc == 0) write_mark(mark);
     lock.lock();
     if (rc != 0) {
       sync_error_ = failed;

@@ -14,8 +14,10 @@
 
 #include "broker/core_test_support.h"
 #include "imgq/broker/broker_core.h"
+#include "imgq/broker/salvage.h"
 #include "imgq/broker/sqlite_journal.h"
 #include "imgq/common/checksum.h"
+#include "imgq/common/file_io.h"
 
 #include <sqlite3.h>
 
@@ -427,7 +429,10 @@ TEST_F(JournalTest, TheJournalGivesBackTheSpaceOfForgottenJobs) {
   for (int round = 0; round < 200; ++round) {
     out_->clients.clear();
     out_->workers.clear();
-    for (int i = 0; i < 250; ++i) send("c", {proto::encode(submit_message(++req, "k" + std::to_string(req))), kImg});
+    for (int i = 0; i < 250; ++i) {
+      ++req;
+      send("c", {proto::encode(submit_message(req, "k" + std::to_string(req))), kImg});
+    }
     now_ += BrokerConfig{}.commit.gap;
     core_->commit();
     proto::ResultAck ack;
@@ -458,8 +463,9 @@ TEST_F(JournalTest, TheJournalGivesBackTheSpaceOfForgottenJobs) {
     core_->tick();
     longest = std::max(longest, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
-  std::cout << "[ measured ] journal " << before / 1e6 << " MB before, " << peak / 1e6 << " MB after 50,000 jobs, "
-            << on_disk() / 1e6 << " MB " << steps << " quiet second(s) after they were forgotten (longest step "
+  auto mb = [](uintmax_t bytes) { return static_cast<double>(bytes) / 1e6; };
+  std::cout << "[ measured ] journal " << mb(before) << " MB before, " << mb(peak) << " MB after 50,000 jobs, "
+            << mb(on_disk()) << " MB " << steps << " quiet second(s) after they were forgotten (longest step "
             << longest * 1e3 << " ms)\n";
   EXPECT_LE(on_disk(), before + (2u << 20));
   // Still a working journal: a new job is stored and restored.
@@ -858,6 +864,9 @@ TEST_F(JournalTest, ATornLogTailIsDroppedAndTheRestRecovered) {
   for (uint64_t req = 1; req <= 3; ++req) ASSERT_NE(submit("c", req), "");
   const fs::path wal = dir_ / "journal.db-wal";
   const uint64_t before = fs::file_size(wal);
+  // The mark as it was before the torn commit (it is written after a sync,
+  // and the torn commit was never synced).
+  const std::string mark = *read_file_string(dir_ / "journal.mark");
   ASSERT_NE(submit("c", 4), "");
   ASSERT_GT(fs::file_size(wal), before);
   // What a crash in the middle of writing the last commit leaves: the files
@@ -867,6 +876,7 @@ TEST_F(JournalTest, ATornLogTailIsDroppedAndTheRestRecovered) {
   fs::remove_all(crashed);
   fs::create_directories(crashed);
   for (const char* f : {"journal.db", "journal.db-wal"}) fs::copy_file(dir_ / f, crashed / f);
+  std::ofstream(crashed / "journal.mark", std::ios::binary) << mark;
   fs::resize_file(crashed / "journal.db-wal", fs::file_size(wal) - 10);
   std::ofstream(crashed / "journal.db-wal", std::ios::app) << "garbage that is no WAL frame";
   core_.reset();
@@ -875,8 +885,50 @@ TEST_F(JournalTest, ATornLogTailIsDroppedAndTheRestRecovered) {
   fs::rename(crashed, dir_);
   const RestoreSummary r = start();
   EXPECT_EQ(r.queued, 3u) << "the three committed before the torn one";
-  EXPECT_TRUE(problems_.empty());
+  EXPECT_TRUE(problems_.empty()) << "a commit never synced is no loss: " << problems_.front();
   EXPECT_NE(submit("c", 5), "");
+}
+
+// The log cut after its commits were synced (kill -9, then a disk or a
+// person truncating journal.db-wal): SQLite restores what is left without
+// a word, but journal.mark, written after each sync outside the log, says
+// how much is gone. The lost job's image file is no orphan to delete: it is
+// quarantined. The next start is clean again (the loss is said once).
+TEST_F(JournalTest, ALogThatLostSyncedCommitsIsReportedWithTheirCountAndTheirFilesKept) {
+  ASSERT_NE(submit("c", 1), "");
+  // What a crash leaves after the first commit (the files as they are while
+  // the broker runs: a clean close would checkpoint the log).
+  const fs::path crashed = dir_.string() + "_crashed";
+  fs::remove_all(crashed);
+  fs::create_directories(crashed);
+  for (const char* f : {"journal.db", "journal.db-wal"}) fs::copy_file(dir_ / f, crashed / f);
+  const std::string lost_big = submit("c", 2, {}, png_bytes(SqliteJournal::kInlineBytes + 4096));
+  ASSERT_NE(lost_big, "");
+  ASSERT_NE(submit("c", 3), "");
+  ASSERT_TRUE(fs::exists(dir_ / "payloads" / (lost_big + ".image")));
+  // ...with the log cut back to it, two synced commits later: the mark and
+  // the payload files are those of now.
+  fs::copy(dir_ / "payloads", crashed / "payloads");
+  fs::copy_file(dir_ / "journal.mark", crashed / "journal.mark");
+  core_.reset();
+  journal_.reset();
+  fs::remove_all(dir_);
+  fs::rename(crashed, dir_);
+  const RestoreSummary r = start();
+  EXPECT_EQ(r.queued, 1u);
+  ASSERT_FALSE(problems_.empty());
+  bool said = false;
+  for (const std::string& p : problems_) said = said || p.find("lost its last 2 commit(s)") != std::string::npos;
+  EXPECT_TRUE(said) << ::testing::PrintToString(problems_);
+  EXPECT_FALSE(fs::exists(dir_ / "payloads" / (lost_big + ".image")));
+  bool kept = false;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    kept = kept || (entry.path().filename().string().rfind("quarantine-", 0) == 0 &&
+                    fs::exists(entry.path() / (lost_big + ".image")));
+  }
+  EXPECT_TRUE(kept) << "the lost job's image was removed, not quarantined";
+  crash_and_restart();
+  EXPECT_TRUE(problems_.empty()) << ::testing::PrintToString(problems_);
 }
 
 TEST_F(JournalTest, AnUnreadableDatabaseIsMovedAsideAndTheBrokerStarts) {
@@ -888,8 +940,71 @@ TEST_F(JournalTest, AnUnreadableDatabaseIsMovedAsideAndTheBrokerStarts) {
   const RestoreSummary r = start();
   EXPECT_EQ(r.queued, 0u);
   ASSERT_EQ(problems_.size(), 1u);
-  EXPECT_NE(problems_[0].find("moved it aside"), std::string::npos) << problems_[0];
+  EXPECT_NE(problems_[0].find("moved it, its log and its payload files to "), std::string::npos) << problems_[0];
+  EXPECT_NE(problems_[0].find("--salvage"), std::string::npos) << problems_[0];
   EXPECT_NE(submit("c", 2), "") << "the new journal works";
+}
+
+// The first 100 bytes of journal.db overwritten: the broker cannot open
+// it, so it moves it aside with its log, mark and payload files (none is
+// deleted) and starts empty; --salvage then rebuilds the header, takes
+// back the waiting jobs and the kept result, and names the one job whose
+// image no longer matches its checksum.
+TEST_F(JournalTest, ADamagedHeaderMovesTheJournalAsideWholeAndSalvageTakesBackWhatVerifies) {
+  hello("g");
+  const std::string done_job = submit("c", 1);
+  ASSERT_EQ(job_sent_to("g"), done_job);
+  done("g", done_job, "THE RESULT");
+  settle();
+  const std::string tiny = submit("c", 2);
+  const std::string big = submit("c", 3, {}, png_bytes(SqliteJournal::kInlineBytes + 4096));
+  const std::string damaged = submit("c", 4, {}, png_bytes(SqliteJournal::kInlineBytes + 8192));
+  ASSERT_FALSE(tiny.empty() || big.empty() || damaged.empty());
+  core_.reset();
+  journal_.reset();
+  {
+    std::fstream db(dir_ / "journal.db", std::ios::in | std::ios::out | std::ios::binary);
+    db.write(std::string(100, '\x5a').data(), 100);
+  }
+  RestoreSummary r = start();
+  EXPECT_EQ(r.queued + r.results, 0u);
+  ASSERT_EQ(problems_.size(), 1u);
+  fs::path aside;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    if (entry.path().filename().string().rfind("damaged-", 0) == 0) aside = entry.path();
+  }
+  ASSERT_FALSE(aside.empty());
+  EXPECT_TRUE(fs::exists(aside / "journal.db"));
+  EXPECT_TRUE(fs::exists(aside / "payloads" / (big + ".image"))) << "a payload file was deleted";
+  {
+    std::fstream file(aside / "payloads" / (damaged + ".image"), std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(200);
+    file.put('!');
+  }
+  const uintmax_t aside_size = fs::file_size(aside / "journal.db");
+
+  core_.reset();
+  auto report = salvage(aside, *journal_, {});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  std::cout << report->text(aside, dir_);
+  EXPECT_TRUE(report->header_repaired);
+  EXPECT_EQ(report->queued, 2u);
+  EXPECT_EQ(report->results, 1u);
+  ASSERT_EQ(report->lost.size(), 1u);
+  EXPECT_EQ(report->lost[0], damaged + ": its image does not match its checksum");
+  EXPECT_EQ(report->unreadable, 0u);
+  EXPECT_EQ(fs::file_size(aside / "journal.db"), aside_size) << "the salvage wrote to its source";
+
+  r = crash_and_restart();
+  EXPECT_EQ(r.queued, 2u);
+  EXPECT_EQ(r.results, 1u);
+  request<proto::Fetch>("c", done_job);
+  ASSERT_EQ(out_->clients.back().type, "result");
+  EXPECT_EQ(out_->clients.back().frames[1].view(), "THE RESULT");
+  hello("g");
+  EXPECT_EQ(job_sent_to("g"), tiny);
+  done("g", tiny);
+  EXPECT_EQ(job_sent_to("g"), big);
 }
 
 TEST_F(JournalTest, ASecondBrokerOnTheSameDataDirIsRefused) {

@@ -41,12 +41,32 @@ struct sqlite3_stmt;
 
 namespace imgq::broker {
 
-// What open() found on disk.
+// How far the journal had got, by the counters its `meta` row keeps
+// (commits made, jobs ever stored). Also in DIR/journal.mark, written after
+// every sync of the log and never inside it, so a log cut or lost cannot
+// hide what it held. The mark has no fsync of its own: written after the
+// log's, it never claims more than is on disk; at worst it claims less.
+struct JournalMark {
+  uint64_t commits = 0;
+  uint64_t jobs = 0;
+};
+
+// What open() found on disk. Anything in `problems` (logged at error) means
+// the journal is not known to be intact: then payload files no row names
+// are quarantined, never removed.
 struct Recovered {
   std::vector<JobRecord> jobs;  // in submission order
-  std::vector<std::string> problems;  // rows or files left out, for the log
-  size_t orphan_files = 0;            // payloads no row refers to (removed)
+  std::vector<std::string> problems;  // rows or files left out, checks failed, for the log
   std::vector<std::string> notes;     // what open() did besides, for the log at info
+  size_t damaged_rows = 0;            // rows left out
+  size_t missing_payloads = 0;        // rows whose image or result file is missing or short
+  uint64_t lost_commits = 0;          // synced commits (journal.mark) the journal no longer has...
+  uint64_t lost_jobs = 0;             // ...and the jobs they had stored
+  std::vector<std::filesystem::path> orphans;  // payload files no row refers to
+  size_t orphan_files = 0;                     // of those, removed (the journal is intact)
+  size_t quarantined_files = 0;                // or moved to `quarantine` (it is not)
+  std::filesystem::path quarantine;
+  std::filesystem::path moved_aside;  // an unreadable journal's folder (salvage reads it)
 };
 
 class SqliteJournal final : public Journal {
@@ -108,7 +128,7 @@ class SqliteJournal final : public Journal {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  enum Stmt { kInsert, kProgressed, kFinish, kDropResult, kForget, kImage, kResult, kStmts };
+  enum Stmt { kInsert, kProgressed, kFinish, kDropResult, kForget, kImage, kResult, kMeta, kStmts };
 
   explicit SqliteJournal(std::filesystem::path dir) : dir_(std::move(dir)) {}
   Status open_database();
@@ -117,8 +137,20 @@ class SqliteJournal final : public Journal {
   // A journal made before space was given back: rewritten once so that it
   // can be (SQLite's auto_vacuum=INCREMENTAL, set by VACUUM); a note.
   Status enable_incremental_vacuum(Recovered* recovered);
-  int64_t pragma_int(const char* pragma);
+  int64_t query_int(const char* pragma);
   Status load(Recovered* recovered);
+  // A problem when the payload file of job `id` is missing or short.
+  void check_payload(const std::string& id, const char* what, uint64_t bytes, Recovered* recovered) const;
+  // After load(): SQLite's quick_check, the meta row against journal.mark,
+  // and the payload files the rows name; what is wrong goes in `problems`.
+  Status check(Recovered* recovered);
+  // Orphan payload files: removed when nothing was wrong, else quarantined.
+  void settle_orphans(Recovered* recovered);
+  // An unreadable journal: it, its mark and its payloads go to a folder of
+  // their own (DIR/damaged-TIME, for --salvage), and a new one starts.
+  Status move_aside(const Status& why, Recovered* recovered);
+  // journal.mark opened and set to where the journal is now.
+  Status open_mark();
   Status begin();
   // Runs a staged write; a failure poisons the transaction (commit fails).
   void run_staged(sqlite3_stmt* stmt);
@@ -150,6 +182,12 @@ class SqliteJournal final : public Journal {
   std::vector<std::string> unlink_after_commit_;
   std::deque<std::pair<uint64_t, std::vector<std::string>>> unlink_when_synced_;  // ticket -> files
   std::atomic<uint64_t> syncs_{0};
+  // The `meta` row's counters as of the last commit, and jobs added since.
+  JournalMark mark_;
+  uint64_t added_ = 0;
+  int mark_fd_ = -1;  // DIR/journal.mark
+  // Writes journal.mark (any thread; after a sync of the log).
+  void write_mark(const JournalMark& mark);
 
   // Syncing the log: tickets committed and synced, the log's descriptor
   // (opened after the first commit creates the file), the thread.
@@ -161,6 +199,7 @@ class SqliteJournal final : public Journal {
   mutable std::mutex mutex_;  // guards what follows, shared with the sync thread
   std::condition_variable cv_;
   uint64_t requested_ = 0, synced_ = 0;
+  JournalMark requested_mark_;  // the counters as of `requested_`
   Status sync_error_;
   bool stop_ = false;
   std::thread syncer_;
