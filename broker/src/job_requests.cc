@@ -178,6 +178,13 @@ void BrokerCore::handle_list(const std::string& identity, const std::string& own
 }
 
 void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& ping) {
+  // A session the broker would refuse in a submit is refused here too,
+  // rather than answered without the pong on the progress socket it asks for.
+  if (!ping.session.empty() && !is_session(ping.session)) {
+    return reply_error(identity, ping.req,
+                       Status::InvalidArgument("ping: session must be 8 lower-case hex digits, got \"" +
+                                               ping.session + "\""));
+  }
   proto::Pong pong;
   pong.req = ping.req;
   pong.groups = static_cast<uint32_t>(groups_.size());

@@ -228,7 +228,11 @@ class Leader {
     IMGQ_ASSIGN_OR_RETURN(task.output_file, inside(options_.allow_paths, task.request.output));
     task.rows_from_file = rows_from_file(engine_, task.pipeline, task.input_file, options_.strip_above);
     if (task.rows_from_file) return Status::Ok();
-    IMGQ_ASSIGN_OR_RETURN(task.file_image, read_file_string(task.input_file));
+    // A job's file that cannot be read is an io_error (PROTOCOL.md section
+    // 4), whatever the reason, and names the file.
+    auto image = read_file_string(task.input_file);
+    if (!image.ok()) return Status::IoError("cannot read " + task.input_file.string() + ": " + image.status().message());
+    task.file_image = std::move(*image);
     return Status::Ok();
   }
 

@@ -666,6 +666,27 @@ TEST_F(BrokerCoreTest, PingReportsGroupsAndQueue) {
   EXPECT_EQ(pong.instance.size(), 16u);
 }
 
+// A session a submit would refuse is refused in a ping too, with the
+// reason, instead of a pong whose copy on the progress socket never comes.
+TEST_F(BrokerCoreTest, APingWithASessionThatIsNotEightLowerCaseHexDigitsIsRefused) {
+  for (const std::string session : {"NOT-HEX!", "ABCDEF12", "abc", "0123456789"}) {
+    proto::Ping p;
+    p.req = 5;
+    p.session = session;
+    core_.on_client("c", {proto::encode(p)});
+    ASSERT_EQ(out_.clients.back().type, "error") << session;
+    const auto error = decode<proto::Error>(out_.clients.back().frames[0]);
+    EXPECT_EQ(error.req, 5u);
+    EXPECT_EQ(error.code_name, "invalid_argument");
+    EXPECT_NE(error.message.find("8 lower-case hex digits, got \"" + session + "\""), std::string::npos) << error.message;
+  }
+  EXPECT_TRUE(out_.events.empty());
+  proto::Ping good;
+  good.req = 6;
+  core_.on_client("c", {proto::encode(good)});
+  EXPECT_EQ(out_.clients.back().type, "pong");
+}
+
 TEST_F(BrokerCoreTest, OpsAreListedWithTheirParameters) {
   proto::OpsRequest request;
   request.req = 12;

@@ -237,6 +237,29 @@ TEST_F(System, LocalFilesAreReadAndWrittenByTheGroupUnderItsAllowedFolders) {
         << result->message;
   }
   EXPECT_FALSE(fs::exists(area / "out2" / "outside.png"));
+  // An input that is not there fails its job with io_error (10, PROTOCOL.md
+  // section 4; it was not_found, a code for requests, not jobs), naming it.
+  {
+    zmq::context_t context;
+    client::BrokerClient raw(context, server_->clients_endpoint());
+    proto::Submit missing;
+    missing.req = 2;
+    missing.ops = {"invert"};
+    missing.path = (fs::canonical(area) / "in" / "not-there.png").string();
+    missing.output = (fs::canonical(area) / "out2" / "not-there.png").string();
+    ASSERT_TRUE(raw.send(proto::encode(missing)));
+    std::optional<proto::JobResult> result;
+    while (!result) {
+      const auto frames = raw.receive(seconds(60));
+      ASSERT_TRUE(frames.has_value()) << "no result from the broker";
+      auto header = proto::decode_header(frames->at(0));
+      ASSERT_TRUE(header.ok());
+      if (header->type() == proto::JobResult::kType) result = *header->as<proto::JobResult>();
+    }
+    EXPECT_EQ(result->state, "failed");
+    EXPECT_EQ(result->code, static_cast<int>(StatusCode::kIoError)) << result->message;
+    EXPECT_NE(result->message.find(missing.path), std::string::npos) << result->message;
+  }
 
   // With only a group without --allow-paths connected, the broker refuses
   // local-files jobs at once and says how to fix it.
