@@ -97,20 +97,77 @@ std::string Header::type_text(const msgpack::object& value) {
   }
 }
 
+namespace {
+
+// A SAX-style pass over a header that broke a decoder limit: the top map's
+// `req` and `job`, read in place (nothing allocated but the parser's stack of
+// open containers), stopping once both are seen.
+class IdFinder : public msgpack::null_visitor {
+ public:
+  explicit IdFinder(RequestIds* ids) : ids_(ids) {}
+  bool start_map(uint32_t) { return ++depth_, true; }
+  bool end_map() { return --depth_, true; }
+  bool start_array(uint32_t) { return ++depth_, true; }
+  bool end_array() { return --depth_, true; }
+  bool start_map_key() { return key_ = depth_ == 1, field_ = Field::kOther, true; }
+  bool end_map_key() { return key_ = false, true; }
+  bool end_map_value() {
+    if (depth_ == 1) field_ = Field::kOther;
+    return !(seen_req_ && seen_job_);  // both read: stop
+  }
+  bool visit_str(const char* v, uint32_t size) {
+    const std::string_view text(v, size);
+    if (key_) {
+      field_ = text == "req" ? Field::kReq : text == "job" ? Field::kJob : Field::kOther;
+    } else if (depth_ == 1 && field_ == Field::kJob) {
+      seen_job_ = true;
+      if (size == 16 && text.find_first_not_of("0123456789abcdef") == std::string_view::npos) ids_->job = text;
+    }
+    return true;
+  }
+  bool visit_positive_integer(uint64_t v) {
+    if (!key_ && depth_ == 1 && field_ == Field::kReq) ids_->req = v, seen_req_ = true;
+    return true;
+  }
+  void parse_error(size_t, size_t) {}
+  void insufficient_bytes(size_t, size_t) {}
+
+ private:
+  enum class Field { kOther, kReq, kJob };
+  RequestIds* ids_;
+  int depth_ = 0;
+  bool key_ = false, seen_req_ = false, seen_job_ = false;
+  Field field_ = Field::kOther;
+};
+
+}  // namespace
+
 RequestIds peek_request_ids(std::string_view bytes) {
   RequestIds ids;
-  if (bytes.empty() || bytes.size() > kMaxHeaderBytes) return ids;
-  try {
-    size_t offset = 0;
-    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits());
-    const msgpack::object& root = handle.get();
-    if (root.type != msgpack::type::MAP) return ids;
-    if (const msgpack::object* req = find_key(root, "req"); req && req->type == msgpack::type::POSITIVE_INTEGER) {
-      ids.req = req->via.u64;
+  if (bytes.empty()) return ids;
+  if (bytes.size() <= kMaxHeaderBytes) {
+    try {
+      size_t offset = 0;
+      msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits());
+      const msgpack::object& root = handle.get();
+      if (root.type != msgpack::type::MAP) return ids;
+      if (const msgpack::object* req = find_key(root, "req"); req && req->type == msgpack::type::POSITIVE_INTEGER) {
+        ids.req = req->via.u64;
+      }
+      const std::string job = as_text(find_key(root, "job"));
+      // Job ids are 16 hex digits; anything else is not echoed.
+      if (job.size() == 16 && job.find_first_not_of("0123456789abcdef") == std::string::npos) ids.job = job;
+      return ids;
+    } catch (const std::exception&) {
     }
-    const std::string job = as_text(find_key(root, "job"));
-    // Job ids are 16 hex digits; anything else is not echoed.
-    if (job.size() == 16 && job.find_first_not_of("0123456789abcdef") == std::string::npos) ids.job = job;
+  }
+  // Too long, too deep, too wide, an extension type: its `req` and `job` are
+  // still echoed when they can be read (section 7), from its first 64 KiB
+  // at most, without building the header.
+  IdFinder finder(&ids);
+  size_t offset = 0;
+  try {
+    msgpack::parse(bytes.data(), std::min(bytes.size(), kMaxHeaderBytes), offset, finder);
   } catch (const std::exception&) {
   }
   return ids;

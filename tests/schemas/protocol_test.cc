@@ -4,6 +4,8 @@
 #include <functional>
 #include <random>
 
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "imgq/schemas/codec.h"
@@ -241,6 +243,59 @@ TEST(Protocol, AnUndecodableRequestStillYieldsItsReqAndJob) {
   });
   EXPECT_EQ(peek_request_ids(odd_job).req, 3u);
   EXPECT_EQ(peek_request_ids(odd_job).job, "");
+}
+
+// Section 7: `req` is echoed whenever it can be read, also from a header
+// that breaks a decoder limit of section 2 (read in place, without
+// building the header): each of these is refused, and still answered
+// with its `req` and `job`.
+TEST(Protocol, AHeaderBreakingADecoderLimitStillYieldsItsReqAndJob) {
+  auto with = [](auto&& more, uint32_t extra = 1) {
+    return packed([&](auto& pk) {
+      pk.pack_map(4 + extra);
+      pk.pack(std::string("req")); pk.pack(77);
+      pk.pack(std::string("job")); pk.pack(std::string("00000000000000ab"));
+      pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+      pk.pack(std::string("type")); pk.pack(std::string("status"));
+      more(pk);
+    });
+  };
+  std::map<std::string, std::string> headers;
+  headers["a 16,385-byte string"] = with([](auto& pk) { pk.pack(std::string("name")); pk.pack(std::string(16385, 'x')); });
+  headers["a 70 KB header"] = with([](auto& pk) {
+    pk.pack(std::string("a")); pk.pack(std::string(14000, 'x'));
+    pk.pack(std::string("b")); pk.pack(std::string(14000, 'x'));
+    pk.pack(std::string("c")); pk.pack(std::string(14000, 'x'));
+    pk.pack(std::string("d")); pk.pack(std::string(14000, 'x'));
+    pk.pack(std::string("e")); pk.pack(std::string(14000, 'x'));
+  }, 5);
+  headers["an array of 1,025"] = with([](auto& pk) {
+    pk.pack(std::string("ops"));
+    pk.pack_array(1025);
+    for (int i = 0; i < 1025; ++i) pk.pack(std::string("invert"));
+  });
+  headers["a map of 65"] = with([](auto& pk) {
+    pk.pack(std::string("m"));
+    pk.pack_map(65);
+    for (int i = 0; i < 65; ++i) pk.pack(std::to_string(i)), pk.pack(i);
+  });
+  headers["depth 7"] = with([](auto& pk) {
+    pk.pack(std::string("deep"));
+    for (int i = 0; i < 7; ++i) pk.pack_array(1);
+    pk.pack(1);
+  });
+  headers["an extension type"] = with([](auto& pk) {
+    pk.pack(std::string("x"));
+    pk.pack_ext(1, 5);
+    pk.pack_ext_body("\x01", 1);
+  });
+  for (const auto& [what, bytes] : headers) {
+    EXPECT_FALSE(decode_header(bytes).ok()) << what << " decoded";
+    const RequestIds ids = peek_request_ids(bytes);
+    EXPECT_EQ(ids.req, 77u) << what;
+    EXPECT_EQ(ids.job, "00000000000000ab") << what;
+  }
+  EXPECT_GT(headers["a 70 KB header"].size(), kMaxHeaderBytes);
 }
 
 // Damaged headers never crash the decoder, and every refusal is an
