@@ -71,7 +71,11 @@ Result<Header> decode_header(std::string_view bytes) {
     return Status::InvalidArgument("protocol version " + std::to_string(ver->via.u64) +
                                    " is not supported; this peer speaks version " + std::to_string(kVersion));
   }
-  header.type_ = as_text(find_key(root, "type"));
+  const msgpack::object* type = find_key(root, "type");
+  if (type != nullptr && type->type != msgpack::type::STR) {
+    return Status::InvalidArgument("message type \"type\" must be a str, got " + Header::type_text(*type));
+  }
+  header.type_ = as_text(type);
   if (header.type_.empty()) return Status::InvalidArgument("missing message type \"type\"");
   return header;
 }

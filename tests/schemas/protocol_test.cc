@@ -220,6 +220,52 @@ TEST(Protocol, WrongFieldTypesAreErrorsNotCrashes) {
       << header.status().message();
 }
 
+// Each error names the field and what came: `type` as bin is not
+// "missing", an array names its entry, an integer of the right type but
+// too large is out of range, not "the wrong type".
+TEST(Protocol, ErrorsNameTheFieldTheEntryAndWhatCame) {
+  auto submit_with = [](auto&& field) {
+    return packed([&](auto& pk) {
+      pk.pack_map(5);
+      pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+      pk.pack(std::string("ver")); pk.pack(1);
+      pk.pack(std::string("type")); pk.pack(std::string("submit"));
+      pk.pack(std::string("req")); pk.pack(8);
+      field(pk);
+    });
+  };
+  auto message = [](const std::string& bytes) {
+    auto header = decode_header(bytes);
+    if (!header.ok()) return header.status().message();
+    auto submit = header->as<Submit>({"req"});
+    return submit.ok() ? std::string("decoded") : submit.status().message();
+  };
+  const std::string bin_type = packed([](auto& pk) {
+    pk.pack_map(3);
+    pk.pack(std::string("sig")); pk.pack(std::string("IMGQ"));
+    pk.pack(std::string("ver")); pk.pack(1);
+    pk.pack(std::string("type")); pk.pack_bin(6); pk.pack_bin_body("submit", 6);
+  });
+  EXPECT_EQ(message(bin_type), "message type \"type\" must be a str, got bin (strings must be msgpack str)");
+  const std::string ops = message(submit_with([](auto& pk) {
+    pk.pack(std::string("ops"));
+    pk.pack_array(2);
+    pk.pack(std::string("invert"));
+    pk.pack(7);
+  }));
+  EXPECT_NE(ops.find("field \"ops\" entry 1 has the wrong type (got an unsigned integer"), std::string::npos) << ops;
+  const std::string timeout = message(submit_with([](auto& pk) {
+    pk.pack(std::string("timeout_ms"));
+    pk.pack(uint64_t{1} << 32);
+  }));
+  EXPECT_NE(timeout.find("field \"timeout_ms\" is out of range (got 4294967296"), std::string::npos) << timeout;
+  const std::string priority = message(submit_with([](auto& pk) {
+    pk.pack(std::string("priority"));
+    pk.pack(std::string("high"));
+  }));
+  EXPECT_NE(priority.find("field \"priority\" has the wrong type (got a str"), std::string::npos) << priority;
+}
+
 TEST(Protocol, AnUndecodableRequestStillYieldsItsReqAndJob) {
   const std::string wrong_version = packed([](auto& pk) {
     pk.pack_map(5);

@@ -72,11 +72,55 @@ RequestIds peek_request_ids(std::string_view bytes);
         T probe;
         one.convert(probe);
       } catch (const std::exception&) {
-        return "field " + key_text(kv.key) + " has the wrong type (got " + type_text(kv.val) +
-               "; schemas/PROTOCOL.md gives each field's type)";
+        return wrong_value<T>(kv);
       }
     }
     return "a field has the wrong type";
+  }
+  // What is wrong with the field `kv` that does not convert: an integer out
+  // of its type's range, the entry of an array that is of the wrong type
+  // (each tried alone), or the field's own type.
+  template <typename T>
+  std::string wrong_value(msgpack::object_kv kv) const {
+    const std::string field = "field " + key_text(kv.key);
+    const std::string see = "; schemas/PROTOCOL.md gives each field's type and range)";
+    if (kv.val.type == msgpack::type::POSITIVE_INTEGER || kv.val.type == msgpack::type::NEGATIVE_INTEGER) {
+      const std::string value = kv.val.type == msgpack::type::POSITIVE_INTEGER ? std::to_string(kv.val.via.u64)
+                                                                               : std::to_string(kv.val.via.i64);
+      if (convertible<T>(kv, kv.val.type == msgpack::type::POSITIVE_INTEGER ? msgpack::object(uint64_t{0})
+                                                                            : msgpack::object(int64_t{-1}))) {
+        return field + " is out of range (got " + value + see;
+      }
+    }
+    if (kv.val.type == msgpack::type::ARRAY) {
+      for (uint32_t i = 0; i < kv.val.via.array.size; ++i) {
+        msgpack::object entry;
+        entry.type = msgpack::type::ARRAY;
+        entry.via.array.size = 1;
+        entry.via.array.ptr = &kv.val.via.array.ptr[i];
+        if (!convertible<T>(kv, entry)) {
+          return field + " entry " + std::to_string(i) + " has the wrong type (got " +
+                 type_text(kv.val.via.array.ptr[i]) + see;
+        }
+      }
+    }
+    return field + " has the wrong type (got " + type_text(kv.val) + see;
+  }
+  // Whether the field `kv` would convert with `value` in its place.
+  template <typename T>
+  static bool convertible(msgpack::object_kv kv, const msgpack::object& value) {
+    kv.val = value;
+    msgpack::object one;
+    one.type = msgpack::type::MAP;
+    one.via.map.size = 1;
+    one.via.map.ptr = &kv;
+    try {
+      T probe;
+      one.convert(probe);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
   }
   static std::string key_text(const msgpack::object& key);
   static std::string type_text(const msgpack::object& value);
