@@ -74,6 +74,10 @@ void add_options(CLI::App& app, Settings& s) {
                "no journal: queued jobs and kept results live in memory and are lost when the broker stops");
   app.add_option("--max-queued", config.max_queued, "most jobs waiting; more are refused (queue full)")
       ->type_name("N")->capture_default_str();
+  app.add_option("--max-queued-per-client", config.max_queued_per_client,
+                 "most unfinished jobs one client (its CURVE key, else its connection) may hold, so that one that "
+                 "floods cannot lock others out; 0 = a tenth of --max-queued")
+      ->type_name("N")->capture_default_str();
   app.add_option("--max-queued-bytes", config.max_queued_bytes, "most bytes of waiting images")
       ->type_name("BYTES")->capture_default_str();
   app.add_option("--max-image-bytes", config.max_image_bytes, "largest encoded image accepted")

@@ -168,6 +168,14 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   monitoring::Rejection why = Rejection::kInvalid;
   if (Status refused = refusal_of(*checked, submit, image.size(), &why); !refused.ok()) return reject(refused, why);
   Job job = job_of(identity, owner, submit, std::move(checked).value(), digest, image.size());
+  if (auto it = open_by_client_.find(client_of(job));
+      it != open_by_client_.end() && it->second >= config_.per_client_limit()) {
+    return reject(Status::ResourceExhausted("this client holds " + std::to_string(it->second) +
+                                            " unfinished jobs, its share of the queue (--max-queued-per-client " +
+                                            std::to_string(config_.per_client_limit()) +
+                                            "); retry once some have finished"),
+                  Rejection::kQueueFull);
+  }
   if (submit.path.empty()) job.image_crc = image_crc;
   // Stored now, answered at the commit that makes it durable.
   if (Status stored_ok = journal_.add(job, image); !stored_ok.ok()) {
@@ -187,6 +195,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   // the job is refused and stopped where it runs (refuse_unstored), and a
   // crash before the sync leaves nothing to answer for.
   queue_.push(job.id, job.line, job.priority);
+  count_open(job, +1);
   const std::string id = job.id;
   jobs_.emplace(id, std::move(job));
   dispatch();

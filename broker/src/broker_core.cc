@@ -170,7 +170,15 @@ BrokerCore::Job* BrokerCore::find_job(const std::string& id, const std::string& 
   return &it->second;
 }
 
+void BrokerCore::count_open(const JobRecord& job, int delta) {
+  const std::string client = client_of(job);
+  size_t& n = open_by_client_[client];
+  n = delta > 0 ? n + 1 : n - std::min<size_t>(n, 1);
+  if (n == 0) open_by_client_.erase(client);
+}
+
 void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran) {
+  if (!finished_state(job.state)) count_open(job, -1);
   move(job, state);
   job.code = static_cast<int>(status.code());
   job.message = status.message();

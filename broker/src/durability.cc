@@ -64,6 +64,7 @@ RestoreSummary BrokerCore::restore(std::vector<JobRecord> stored) {
     // it had (a requeued job's count).
     const bool was_running = job.state == JobState::kRunning;
     queued_bytes_ += job.image_bytes;
+    count_open(job, +1);
     jobs_.emplace(id, std::move(job));
     if (was_running) {
       running.push_back(id);
@@ -319,6 +320,7 @@ void BrokerCore::refuse_unstored(const std::string& id, const Status& why_not) {
     kept_bytes_ -= job.result_bytes;
   }
   if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
+  if (!finished_state(job.state)) count_open(job, -1);
   jobs_.erase(id);
 }
 

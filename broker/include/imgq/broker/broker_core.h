@@ -321,6 +321,13 @@ class BrokerCore {
   CommitState commit_state() const;
   // Stages the marked changes that the commit policy says are due (all: every one).
   void record_due(bool all);
+  // Who a job counts against for --max-queued-per-client: its CURVE key,
+  // else its connection (its fairness line).
+  static std::string client_of(const JobRecord& job) {
+    return job.owner.empty() ? "line:" + job.line : "key:" + job.owner;
+  }
+  // One more (+1) or one fewer (-1) unfinished job of the job's client.
+  void count_open(const JobRecord& job, int delta);
   // A change of job `id` staged (for restage_failed_round()).
   void staged(const std::string& id) {
     if (journal_.durable()) staged_.push_back(id);
@@ -395,6 +402,7 @@ class BrokerCore {
   std::vector<std::string> staged_;
   Clock::time_point last_probe_{};  // of the disk, while in trouble
   Clock::time_point last_maintenance_{};
+  std::unordered_map<std::string, size_t> open_by_client_;  // unfinished jobs per client_of()
   Status failure_;
   bool stopping_ = false;
   JobQueue queue_;
