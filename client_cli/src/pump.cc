@@ -789,9 +789,10 @@ int Pump::run(zmq::context_t& context) {
     // The source is polled only while the window has room for its items.
     const bool want_source = source_fd >= 0 && in_flight() + retry_.size() < options_.window;
     poll_sockets(items, want_source ? 3 : 2, Millis(100));
-    if (items[0].revents & ZMQ_POLLIN) {
-      while (recv_shared(broker.socket(), replies, 2, /*dontwait=*/true)) handle(broker, progress, replies);
-    }
+    // Events first: a job's events were published before its result was
+    // sent, and once the result is handled its events are no longer shown
+    // (a client slow to be scheduled finds both waiting; it showed only the
+    // result, and a requeue went unseen).
     if (items[1].revents & ZMQ_POLLIN) {
       while (recv_frames(progress, frames, 2, /*dontwait=*/true)) {
         if (frames.size() != 2) continue;
@@ -806,6 +807,9 @@ int Pump::run(zmq::context_t& context) {
           on_early_event(std::move(e->job), progress);
         }
       }
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      while (recv_shared(broker.socket(), replies, 2, /*dontwait=*/true)) handle(broker, progress, replies);
     }
     if (want_source && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) source_.on_readable();
     source_.tick();

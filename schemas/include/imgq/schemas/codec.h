@@ -63,17 +63,8 @@ RequestIds peek_request_ids(std::string_view bytes);
   std::string wrong_field() const {
     const msgpack::object& map = handle_.get();
     for (uint32_t i = 0; i < map.via.map.size; ++i) {
-      msgpack::object_kv kv = map.via.map.ptr[i];
-      msgpack::object one;
-      one.type = msgpack::type::MAP;
-      one.via.map.size = 1;
-      one.via.map.ptr = &kv;
-      try {
-        T probe;
-        one.convert(probe);
-      } catch (const std::exception&) {
-        return wrong_value<T>(kv);
-      }
+      const msgpack::object_kv& kv = map.via.map.ptr[i];
+      if (!convertible<T>(kv, kv.val)) return wrong_value<T>(kv);
     }
     return "a field has the wrong type";
   }
