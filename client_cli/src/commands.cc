@@ -452,15 +452,22 @@ int run_ping(const Connection& c, std::ostream& out, std::ostream& err) {
     out << "]}\n";
     return cli::kExitOk;
   }
-  out << "broker " << c.broker << " (imgq " << pong->version << ", "
-      << (pong->durable ? "journal on" : "memory only: queued jobs are lost if it stops") << "): " << pong->groups
-      << " worker group(s), " << pong->ranks << " ranks; " << pong->queued << " queued, " << pong->running
-      << " running\n";
+  // Sentences wrapped at words to the terminal (the table below is not).
+  const size_t line = c.columns == 0 ? 0 : c.columns - 1;
+  out << wrap_words("broker " + c.broker + " (imgq " + pong->version + ", " +
+                        (pong->durable ? "journal on" : "memory only: queued jobs are lost if it stops") + "): " +
+                        std::to_string(pong->groups) + " worker group(s), " + std::to_string(pong->ranks) +
+                        " ranks; " + std::to_string(pong->queued) + " queued, " + std::to_string(pong->running) +
+                        " running",
+                    line)
+      << "\n";
   if (!pong->journal.empty() && pong->journal != "healthy") {
-    out << "  journal: " << journal_trouble(pong->journal) << "\n";
+    out << "  " << wrap_words("journal: " + journal_trouble(pong->journal), line == 0 ? 0 : line - 2, 4) << "\n";
   }
   if (pong->group_list.empty()) {
-    out << "  no worker group: start one with mpiexec -n N imgq-worker --broker HOST:5556\n";
+    out << "  " << wrap_words("no worker group: start one with mpiexec -n N imgq-worker --broker HOST:5556",
+                              line == 0 ? 0 : line - 2, 4)
+        << "\n";
     return cli::kExitOk;
   }
   std::vector<proto::GroupInfo> groups = pong->group_list;
