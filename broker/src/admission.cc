@@ -150,6 +150,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   }
   auto checked = check_submit(submit, image, {config_.max_image_bytes, config_.max_pixels});
   if (!checked.ok()) return reject(checked.status(), rejection_of(checked.status()));
+  if (Status held = claim_session(submit.session, owner, "submit"); !held.ok()) return reject(held, Rejection::kInvalid);
   // The image's checksum, kept with the job and checked whenever it is read back.
   const uint32_t image_crc = crc32_of(std::string_view(image.data(), image.size()));
   const std::string digest = digest_of(image_crc, image, checked->ops, checked->format, submit.path, submit.output);
@@ -231,7 +232,7 @@ BrokerCore::Job BrokerCore::job_of(const std::string& identity, const std::strin
                                    const proto::Submit& submit, CheckedSubmit checked, const std::string& digest,
                                    size_t image_bytes) {
   Job job;
-  job.id = new_job_id(submit.session);
+  job.id = new_job_id(submit.session, owner);
   job.client = identity;
   job.line = identity;
   job.owner = owner;

@@ -13,6 +13,7 @@
 #include <limits>
 #include <optional>
 #include <tuple>
+#include <unordered_set>
 #include <utility>
 #include <filesystem>
 
@@ -42,15 +43,44 @@ BrokerCore::BrokerCore(BrokerConfig config, Outbox& outbox, Now now, monitoring:
   instance_ = new_job_id({});
 }
 
-std::string BrokerCore::new_job_id(const std::string& session) {
+std::string BrokerCore::new_job_id(const std::string& session, const std::string& owner) {
   char buf[17];
   std::string id;
   do {
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(random_()));
     id = buf;
     if (!session.empty()) id.replace(0, 8, session);
-  } while (jobs_.count(id) != 0);
+  } while (jobs_.count(id) != 0 || (session.empty() && sessions_.taken_by_other(id.substr(0, 8), owner)));
+  (void)sessions_.claim(id.substr(0, 8), owner, now_());
   return id;
+}
+
+Status BrokerCore::claim_session(const std::string& session, const std::string& owner, const char* request) {
+  if (session.empty() || sessions_.claim(session, owner, now_())) return Status::Ok();
+  return Status::PermissionDenied(std::string(request) + ": session " + session +
+                                  " is another client's; choose another (8 random lower-case hex digits)");
+}
+
+bool BrokerCore::on_subscription(bool subscribe, const std::string& topic, const std::string& user) {
+  // Every topic starts with a session (a job id is a session and 8 more
+  // digits): subscriptions are counted by it, whoever sent them, so that a
+  // claim lasts while someone listens (an unsubscription on a disconnect
+  // comes without its sender).
+  const std::string session = topic.size() >= 8 && is_session(topic.substr(0, 8)) ? topic.substr(0, 8) : "";
+  if (!session.empty()) sessions_.subscribed(session, subscribe ? +1 : -1);
+  if (!subscribe || sees_every_owner(user)) return true;
+  if (session.empty()) {
+    spdlog::warn("the progress socket refused a subscription to {} from client key {}: a client may follow only "
+                 "its own sessions and jobs; keys that may follow every job are given with --allow-operators",
+                 topic.empty() ? std::string("every event") : "\"" + printable(topic, 40) + "\"", user);
+    return false;
+  }
+  if (!sessions_.claim(session, user, now_())) {
+    spdlog::warn("the progress socket refused a subscription to {} from client key {}: session {} is another "
+                 "client's", printable(topic, 40), user, session);
+    return false;
+  }
+  return true;
 }
 
 size_t BrokerCore::running() const {
@@ -103,7 +133,7 @@ void BrokerCore::on_client(const std::string& identity, Frames frames, const std
   }
   if (type == proto::Ping::kType) {
     auto ping = header->as<proto::Ping>({"req"});
-    return ping.ok() ? handle_ping(identity, *ping) : malformed(ping.status());
+    return ping.ok() ? handle_ping(identity, owner, *ping) : malformed(ping.status());
   }
   if (type == proto::OpsRequest::kType) {
     auto r = header->as<proto::OpsRequest>({"req"});
@@ -242,6 +272,12 @@ void BrokerCore::tick() {
   probe_disk(now);
   maintain_journal(now);
   send_held_accepts(now);
+  if (sessions_.size() != 0 && now - last_claims_sweep_ >= std::chrono::minutes(1)) {
+    last_claims_sweep_ = now;
+    std::unordered_set<std::string> in_use;
+    for (const auto& [id, job] : jobs_) in_use.insert(id.substr(0, 8));
+    sessions_.sweep(now, [&](const std::string& session) { return in_use.count(session) != 0; });
+  }
 
   // A job whose result is gone stays one more TTL as a tombstone, so its
   // key is answered; they go in the order they came.

@@ -45,6 +45,8 @@ RestoreSummary BrokerCore::restore(std::vector<JobRecord> stored) {
     }
     job.submitted_at = steady(job.submitted);
     if (!job.key.empty()) keys_[scoped_key(job.owner, job.key)] = job.id;
+    // Its session stays its owner's (for the progress socket).
+    (void)sessions_.claim(job.id.substr(0, 8), job.owner, now_());
     const std::string id = job.id;
     if (finished_state(job.state)) {
       job.finished_at = steady(job.finished);

@@ -177,13 +177,16 @@ void BrokerCore::handle_list(const std::string& identity, const std::string& own
   outbox_.to_client(identity, {proto::encode(reply)});
 }
 
-void BrokerCore::handle_ping(const std::string& identity, const proto::Ping& ping) {
+void BrokerCore::handle_ping(const std::string& identity, const std::string& owner, const proto::Ping& ping) {
   // A session the broker would refuse in a submit is refused here too,
   // rather than answered without the pong on the progress socket it asks for.
   if (!ping.session.empty() && !is_session(ping.session)) {
     return reply_error(identity, ping.req,
                        Status::InvalidArgument("ping: session must be 8 lower-case hex digits, got \"" +
                                                ping.session + "\""));
+  }
+  if (Status held = claim_session(ping.session, owner, "ping"); !held.ok()) {
+    return reply_error(identity, ping.req, held);
   }
   proto::Pong pong;
   pong.req = ping.req;

@@ -108,7 +108,7 @@ Server::Server(zmq::context_t& context, ServerOptions options)
       context_(context),
       clients_(context, zmq::socket_type::router),
       workers_(context, zmq::socket_type::router),
-      progress_(context, zmq::socket_type::pub) {
+      progress_(context, zmq::socket_type::xpub) {
   for (zmq::socket_t* router : {&clients_, &workers_}) {
     router->set(zmq::sockopt::router_mandatory, 1);
     router->set(zmq::sockopt::maxmsgsize, options_.max_message_bytes);
@@ -118,6 +118,9 @@ Server::Server(zmq::context_t& context, ServerOptions options)
     router->set(zmq::sockopt::linger, 0);
   }
   progress_.set(zmq::sockopt::linger, 0);
+  // Every subscription comes to the broker, which applies it or not
+  // (on_progress_subscriptions): with CURVE, clients follow only their own jobs.
+  progress_.set(zmq::sockopt::xpub_manual, 1);
   outbox_ = std::make_unique<SocketOutbox>(clients_, workers_, progress_, options_.metrics);
 }
 
@@ -207,21 +210,50 @@ std::string Server::clients_endpoint() const { return clients_.get(zmq::sockopt:
 std::string Server::workers_endpoint() const { return workers_.get(zmq::sockopt::last_endpoint); }
 std::string Server::progress_endpoint() const { return progress_.get(zmq::sockopt::last_endpoint); }
 
+void Server::on_progress_subscriptions() {
+  for (int i = 0; i < 256; ++i) {
+    zmq::message_t message;
+    try {
+      if (!progress_.recv(message, zmq::recv_flags::dontwait)) return;
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("reading the progress socket failed: {}", e.what());
+      return;
+    }
+    // A subscription is 1 then the topic, an unsubscription 0 then it; a
+    // subscriber sends nothing else that matters here.
+    const auto* bytes = static_cast<const unsigned char*>(message.data());
+    if (message.size() == 0 || bytes[0] > 1) continue;
+    const bool subscribe = bytes[0] == 1;
+    const std::string topic(reinterpret_cast<const char*>(bytes) + 1, message.size() - 1);
+    const char* user = subscribe ? zmq_msg_gets(message.handle(), "User-Id") : nullptr;
+    if (!core_->on_subscription(subscribe, topic, user != nullptr ? user : "")) continue;
+    // Applies to the subscriber this message came from (ZMQ_XPUB_MANUAL).
+    if (subscribe) {
+      progress_.set(zmq::sockopt::subscribe, topic);
+    } else {
+      progress_.set(zmq::sockopt::unsubscribe, topic);
+    }
+  }
+}
+
 Status Server::run(const std::atomic<bool>& stop) {
   // The journal's sync thread says when a commit is on disk (-1: no journal,
   // and poll ignores the item).
   zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
                              {workers_.handle(), 0, ZMQ_POLLIN, 0},
+                             {progress_.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, sync_fd_, ZMQ_POLLIN, 0}};
   std::string identity, owner, address;
   Frames frames;
   while (!stop.load() && core_->failure().ok()) {
     const auto timeout = std::min(core_->time_to_next_tick(), Duration{100});
-    poll_sockets(items, sync_fd_ >= 0 ? 3 : 2, timeout);
-    if (items[2].revents & ZMQ_POLLIN) {
+    poll_sockets(items, sync_fd_ >= 0 ? 4 : 3, timeout);
+    if (items[3].revents & ZMQ_POLLIN) {
       uint64_t count;
       (void)!::read(sync_fd_, &count, sizeof count);
     }
+    // Subscriptions first: a client subscribes before it pings or submits.
+    on_progress_subscriptions();
     // Drain what is waiting, a bounded batch per socket per turn.
     for (int i = 0; i < 256 && receive(workers_, identity, frames, nullptr, &address); ++i) {
       if (options_.metrics) options_.metrics->received(monitoring::Peer::kWorkers, bytes_of(frames));

@@ -589,6 +589,7 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
   // The subscription takes a moment to reach the broker, and a pong
   // published before that is lost: ping again soon (5 ms doubling to 200 ms).
   auto interval = Millis(5);
+  int sessions_tried = 1;
   for (uint64_t req = 1;; ++req, interval = std::min(interval * 2, Millis(200))) {
     if (SteadyClock::now() >= deadline) {
       if (!options_.wait_for_broker || answered) break;
@@ -613,6 +614,14 @@ bool Pump::subscribed(BrokerClient& broker, zmq::socket_t& progress) {
       poll_sockets(items, 2, std::min(interval, Millis(20)));
       while (recv_frames(broker.socket(), frames, 2, /*dontwait=*/true)) {
         auto pong = decode_reply<proto::Pong>(frames);
+        if (pong.status().code() == StatusCode::kPermissionDenied && ++sessions_tried < 4) {
+          // With CURVE, another client holds this session (1 in 4 billion):
+          // another one, before anything was submitted under it.
+          progress.set(zmq::sockopt::unsubscribe, session_);
+          session_ = random_session();
+          progress.set(zmq::sockopt::subscribe, session_);
+          continue;
+        }
         if (pong.ok() && !answered && pong->groups == 0) {
           say("warning", "no worker group is connected to the broker yet; jobs will wait for one "
                          "(start one: mpiexec -n N imgq-worker --broker HOST:5556)");

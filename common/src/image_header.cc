@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "imgq/common/formats.h"
+#include "imgq/common/text.h"
 
 namespace imgq {
 namespace {
@@ -304,18 +305,7 @@ Result<ImageHeader> read_jp2(const Reader& r) {
 }
 
 std::string printable_start(Bytes b) {
-  std::string out;
-  for (size_t i = 0; i < b.size() && i < 8; ++i) {
-    const char c = static_cast<char>(b[i]);
-    if (std::isprint(static_cast<unsigned char>(c))) {
-      out += c;
-    } else {
-      char hex[5];
-      std::snprintf(hex, sizeof hex, "\\x%02x", b[i]);
-      out += hex;
-    }
-  }
-  return out;
+  return printable(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), 8);
 }
 
 std::string megapixels(uint64_t pixels) {

@@ -993,5 +993,58 @@ TEST(BrokerEventsTest, EachEventMovesExactlyItsSeries) {
   EXPECT_FALSE(without.wants_state());
 }
 
+// With CURVE, the progress socket lets a key follow only the sessions it
+// holds (its jobs' ids start with them); an operator key follows anything.
+TEST(BrokerCoreSessions, AKeyFollowsOnlyItsOwnSessionsAndJobs) {
+  RecordingOutbox out;
+  BrokerConfig config;
+  config.operator_keys = {"olga"};
+  BrokerCore core(config, out);
+  auto send = [&](const std::string& client, const std::string& owner, const std::string& header,
+                  std::optional<std::string> image = std::nullopt) {
+    Frames frames{header};
+    if (image) frames.push_back(*image);
+    core.on_client(client, std::move(frames), owner);
+    core.commit();
+    return out.clients.back();
+  };
+  proto::Ping ping;
+  ping.req = 1;
+  ping.session = "a11ce000";
+  EXPECT_EQ(send("A", "alice", proto::encode(ping)).type, "pong");
+  // A job without a session gets a fresh one, alice's too.
+  proto::Submit submit;
+  submit.req = 2;
+  submit.ops = {"invert"};
+  const Sent accepted = send("A", "alice", proto::encode(submit), kImg);
+  ASSERT_EQ(accepted.type, "accepted");
+  const std::string job = decode<proto::Accepted>(accepted.frames[0]).job;
+
+  EXPECT_TRUE(core.on_subscription(true, "a11ce000", "alice"));
+  EXPECT_TRUE(core.on_subscription(true, job, "alice"));
+  for (const std::string& topic : {std::string(), std::string("a11ce"), std::string("a11ce000"), job,
+                                   job.substr(0, 8), std::string("A11CE000"), std::string("zzzzzzzz")}) {
+    EXPECT_FALSE(core.on_subscription(true, topic, "bob")) << topic;
+    EXPECT_TRUE(core.on_subscription(true, topic, "olga")) << topic;
+    EXPECT_TRUE(core.on_subscription(true, topic, "")) << topic << ": without CURVE, everything";
+    EXPECT_TRUE(core.on_subscription(false, topic, "bob")) << "an unsubscription is always applied";
+  }
+  // A free session becomes the first subscriber's.
+  EXPECT_TRUE(core.on_subscription(true, "b0b00000", "bob"));
+  EXPECT_FALSE(core.on_subscription(true, "b0b00000", "alice"));
+  // Nor may bob ping or submit with alice's session.
+  ping.req = 3;
+  Sent refused = send("B", "bob", proto::encode(ping));
+  ASSERT_EQ(refused.type, "error");
+  EXPECT_EQ(decode<proto::Error>(refused.frames[0]).code, static_cast<int>(StatusCode::kPermissionDenied));
+  submit.req = 4;
+  submit.session = "a11ce000";
+  refused = send("B", "bob", proto::encode(submit), kImg);
+  ASSERT_EQ(refused.type, "error");
+  EXPECT_NE(decode<proto::Error>(refused.frames[0]).message.find("session a11ce000 is another client's"),
+            std::string::npos);
+  EXPECT_EQ(core.jobs(), 1u);
+}
+
 }  // namespace
 }  // namespace imgq::broker

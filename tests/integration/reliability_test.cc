@@ -371,11 +371,12 @@ class Curve : public Reliability {
     keys_ = fs::temp_directory_path() / ("imgq_keys_" + std::to_string(::getpid()));
     fs::remove_all(keys_);
     fs::create_directories(keys_);
-    for (const std::string name : {"broker", "alice", "bob", "mallory", "group", "rogue"}) {
+    for (const std::string name : {"broker", "alice", "bob", "olga", "mallory", "group", "rogue"}) {
       const auto [code, out] = shell(kBin + "/imgq keygen " + (keys_ / name).string());
       ASSERT_EQ(code, 0) << out;
     }
-    std::ofstream(keys_ / "clients.allow") << "# who may submit\n" << read(keys_ / "alice.pub") << read(keys_ / "bob.pub");
+    std::ofstream(keys_ / "clients.allow") << "# who may submit\n"
+                                           << read(keys_ / "alice.pub") << read(keys_ / "bob.pub") << read(keys_ / "olga.pub");
     std::ofstream(keys_ / "workers.allow") << read(keys_ / "group.pub");
     Reliability::SetUp();
   }
@@ -396,6 +397,8 @@ class Curve : public Reliability {
     options.curve_secret = pair->secret_key;
     options.allow_clients = *clients;
     options.allow_workers = *workers;
+    // olga may follow, list and cancel everyone's jobs.
+    options.config.operator_keys = {*read_public_key(keys_ / "olga.pub")};
   }
   static std::string read(const fs::path& p) {
     std::ifstream in(p);
@@ -457,6 +460,200 @@ TEST_F(Curve, OnlyListedClientsAndGroupsGetIn) {
   EXPECT_TRUE(eventually([&] { return groups_.at("unlisted")->output().find("the broker refused this key") != std::string::npos; },
                          seconds(10)))
       << groups_.at("unlisted")->output();
+}
+
+// One client of the broker at the protocol's level: a DEALER and a SUB with
+// its own key, and everything the SUB has received.
+class Tenant {
+ public:
+  Tenant(const fs::path& keys, const std::string& who, const broker::Server& server, std::string session)
+      : curve_(*load_curve_options((keys / "broker.pub").string(), (keys / (who + ".key")).string())),
+        dealer_(context_, server.clients_endpoint(), curve_),
+        sub_(client::connect_progress(context_, server.progress_endpoint(), curve_)),
+        session_(std::move(session)) {}
+
+  void subscribe(const std::string& topic) { sub_.set(zmq::sockopt::subscribe, topic); }
+  zmq::socket_t& sub() { return sub_; }
+  const std::string& session() const { return session_; }
+
+  // Pings with its session until that pong comes on the progress socket:
+  // everything published before it has arrived by then (one socket, in
+  // order). Keeps what else came.
+  bool live() {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+    const uint64_t first = req_ + 1;  // pongs of earlier calls may still be on their way
+    for (auto interval = milliseconds(5); std::chrono::steady_clock::now() < deadline;
+         interval = std::min(interval * 2, milliseconds(200))) {
+      proto::Ping ping;
+      ping.req = ++req_;
+      ping.session = session_;
+      dealer_.send(proto::encode(ping));
+      const auto until = std::chrono::steady_clock::now() + interval;
+      while (std::chrono::steady_clock::now() < until) {
+        zmq::pollitem_t item = {sub_.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, milliseconds(10));
+        Frames frames;
+        while (recv_frames(sub_, frames, 2, /*dontwait=*/true)) {
+          auto event = proto::decode_header(frames.at(1));
+          if (frames.front() == session_) {
+            auto pong = client::decode_reply<proto::Pong>(Frames(frames.begin() + 1, frames.end()));
+            if (pong.ok() && pong->req >= first) return true;
+            continue;
+          }
+          if (event.ok() && event->type() == proto::Event::kType) events.push_back(*event->as<proto::Event>());
+        }
+      }
+    }
+    return false;
+  }
+
+  // Sends `header` and waits for its reply (or error).
+  Result<Frames> call(const std::string& header, uint64_t req) { return dealer_.call(header, req, seconds(30)); }
+  uint64_t next_req() { return ++req_; }
+
+  // Submits `image` under this session as `name`: the job id once accepted.
+  std::string submit(const std::string& image, const std::string& name) {
+    proto::Submit submit;
+    submit.req = ++req_;
+    submit.ops = {"invert"};
+    submit.name = name;
+    submit.session = session_;
+    if (!dealer_.send(proto::encode(submit), &image)) return "not sent";
+    while (auto reply = dealer_.receive(seconds(30))) {
+      auto header = proto::decode_header(reply->at(0));
+      if (header.ok() && header->type() == proto::Pong::kType) continue;  // live()'s
+      auto accepted = client::decode_reply<proto::Accepted>(*reply);
+      return accepted.ok() ? accepted->job : accepted.status().ToString();
+    }
+    return "no reply";
+  }
+  // Waits for the result of one of its jobs and acknowledges it.
+  std::optional<proto::JobResult> result() {
+    while (auto frames = dealer_.receive(seconds(60))) {
+      auto header = proto::decode_header(frames->at(0));
+      if (header.ok() && header->type() == proto::JobResult::kType) {
+        auto r = *header->as<proto::JobResult>();
+        proto::ResultAck ack;
+        ack.job = r.job;
+        dealer_.send(proto::encode(ack));
+        return r;
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::vector<proto::Event> events;  // received on the progress socket
+
+ private:
+  zmq::context_t context_;
+  CurveOptions curve_;
+  client::BrokerClient dealer_;
+  zmq::socket_t sub_;
+  std::string session_;
+  uint64_t req_ = 0;
+};
+
+// Names of the jobs whose events `events` holds.
+std::set<std::string> names_in(const std::vector<proto::Event>& events) {
+  std::set<std::string> names;
+  for (const auto& e : events) names.insert(e.job.name);
+  return names;
+}
+
+TEST_F(Curve, EachClientFollowsOnlyItsOwnJobsOnEverySocketAndAnOperatorFollowsAll) {
+  const fs::path gate = root_ / "gate";
+  start_group("held", {"IMGQ_FAULT=hold:compute:*:" + gate.string()}, group_keys("group"));
+  const fs::path image = write_image("p.png", make_image(40, 30, CV_8U, 3, Pattern::kShapes));
+  const std::string bytes = read(image);
+
+  Tenant alice(keys_, "alice", *server_, "a11ce000");
+  alice.subscribe(alice.session());
+  ASSERT_TRUE(alice.live());
+  const std::string secret = alice.submit(bytes, "patient-0042.png");
+  ASSERT_EQ(secret.size(), 16u) << secret;
+  ASSERT_EQ(secret.substr(0, 8), alice.session());
+
+  // bob asks for everything, for alice's session, for her job, and for a
+  // prefix of them: none of it is applied; his own session is.
+  Tenant bob(keys_, "bob", *server_, "b0b00000");
+  for (const std::string& topic : {std::string(), std::string("a"), alice.session(), secret, bob.session()}) {
+    bob.subscribe(topic);
+  }
+  ASSERT_TRUE(bob.live());
+  // olga, an operator, asks for everything: she gets it.
+  Tenant olga(keys_, "olga", *server_, "0194a000");
+  olga.subscribe("");
+  ASSERT_TRUE(olga.live());
+
+  // alice's job runs and ends; bob's job too.
+  open_gate(gate);
+  auto alices = alice.result();
+  ASSERT_TRUE(alices.has_value());
+  EXPECT_EQ(alices->state, "done") << alices->message;
+  const std::string own = bob.submit(bytes, "bobs.png");
+  ASSERT_EQ(own.size(), 16u) << own;
+  auto bobs = bob.result();
+  ASSERT_TRUE(bobs.has_value());
+  EXPECT_EQ(bobs->state, "done") << bobs->message;
+
+  // Everything published so far has reached each of them.
+  for (Tenant* t : {&alice, &bob, &olga}) ASSERT_TRUE(t->live());
+  EXPECT_EQ(names_in(alice.events), std::set<std::string>{"patient-0042.png"});
+  EXPECT_EQ(names_in(bob.events), std::set<std::string>{"bobs.png"});
+  EXPECT_EQ(names_in(olga.events), (std::set<std::string>{"patient-0042.png", "bobs.png"}));
+  for (const auto& e : bob.events) EXPECT_EQ(e.job.job, own);
+
+  // Nor can bob read, cancel, fetch or list her job, or take her session.
+  for (const std::string type : {"status", "cancel", "fetch"}) {
+    const uint64_t req = bob.next_req();
+    std::string header;
+    if (type == "status") header = proto::encode(proto::StatusRequest{.req = req, .job = secret});
+    if (type == "cancel") header = proto::encode(proto::Cancel{.req = req, .job = secret});
+    if (type == "fetch") header = proto::encode(proto::Fetch{.req = req, .job = secret});
+    auto reply = bob.call(header, req);
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    auto status = client::decode_reply<proto::StatusReply>(*reply);
+    EXPECT_EQ(status.status().code(), StatusCode::kNotFound) << type << ": " << status.status().ToString();
+  }
+  auto list_of = [](Tenant& t) {
+    proto::ListRequest list;
+    list.req = t.next_req();
+    auto reply = t.call(proto::encode(list), list.req);
+    std::set<std::string> jobs;
+    if (!reply.ok()) return jobs;
+    auto listed = client::decode_reply<proto::ListReply>(*reply);
+    if (listed.ok()) {
+      for (const auto& j : listed->jobs) jobs.insert(j.job.job);
+    }
+    return jobs;
+  };
+  EXPECT_EQ(list_of(bob), std::set<std::string>{own});
+  EXPECT_EQ(list_of(olga), (std::set<std::string>{own, secret}));
+  {
+    proto::Ping ping;
+    ping.req = bob.next_req();
+    ping.session = alice.session();
+    auto reply = bob.call(proto::encode(ping), ping.req);
+    ASSERT_TRUE(reply.ok());
+    auto pong = client::decode_reply<proto::Pong>(*reply);
+    EXPECT_EQ(pong.status().code(), StatusCode::kPermissionDenied) << pong.status().ToString();
+    EXPECT_NE(pong.status().message().find("session a11ce000 is another client's"), std::string::npos)
+        << pong.status().ToString();
+  }
+
+  // mallory, not on the allow-list, never gets a subscription in.
+  {
+    zmq::context_t context;
+    const auto curve = *load_curve_options((keys_ / "broker.pub").string(), (keys_ / "mallory.key").string());
+    zmq::socket_t sub(context, zmq::socket_type::sub);
+    ConnectionMonitor monitor(context, sub);
+    apply_curve_client(sub, curve);
+    sub.set(zmq::sockopt::subscribe, "");
+    sub.connect(server_->progress_endpoint());
+    ASSERT_TRUE(eventually([&] { monitor.poll(); return monitor.refused().has_value(); }, seconds(20)));
+  }
+  const auto& counters = stop_broker();
+  EXPECT_EQ(counters.succeeded, 2u);
 }
 
 TEST(CurveBroker, RefusesHalfAConfiguration) {

@@ -310,6 +310,7 @@ class Client:
         self.timeout = timeout
         self._context = context or zmq.Context.instance()
         self._session = os.urandom(4).hex()
+        self._session_taken = False  # with CURVE, another key holds the session
         self._req = 0
         self._keys = 0
         self._replies = {}  # req -> header (or None while waiting)
@@ -616,6 +617,7 @@ class Client:
         interval = 0.005
         answered = False
         answered_at = None
+        tries = 1
         while time.monotonic() < deadline:
             req = self._next_req()
             try:
@@ -635,6 +637,13 @@ class Client:
                         return
                     self._on_event(frames)
             interval = min(interval * 2, 0.2)
+            if self._session_taken and tries < 4:
+                # Another client holds this session (1 in 4 billion): another one.
+                tries += 1
+                self._session_taken = False
+                self._sub.setsockopt(zmq.UNSUBSCRIBE, self._session.encode())
+                self._session = os.urandom(4).hex()
+                self._sub.setsockopt(zmq.SUBSCRIBE, self._session.encode())
             if answered and not answered_at:
                 answered_at = time.monotonic()
                 deadline = answered_at + self.connect_timeout  # from now, for the progress socket
@@ -714,6 +723,8 @@ class Client:
                 self._on_pong(header)
             if kind == "result":
                 self._on_result(header, data)
+            if kind == "error" and header.get("code") == 12 and "session %s " % self._session in header.get("message", ""):
+                self._session_taken = True
             job = self._resubmitted.pop(req, None) if kind in ("accepted", "error") else None
             if job is not None:
                 self._on_resubmit_reply(job, header)

@@ -39,6 +39,7 @@
 #include "imgq/broker/job_queue.h"
 #include "imgq/broker/job_record.h"
 #include "imgq/broker/journal.h"
+#include "imgq/broker/session_claims.h"
 #include "imgq/common/status.h"
 #include "imgq/common/zmq_frames.h"
 #include "imgq/monitoring/broker_metrics.h"
@@ -175,6 +176,13 @@ class BrokerCore {
   // `owner`: the client's CURVE public key (empty without CURVE); keys and
   // job ids are scoped to it.
   void on_client(const std::string& identity, Frames frames, const std::string& owner = {});
+  // A subscription (`subscribe`) or unsubscription to `topic` on the progress
+  // socket from CURVE key `user` (empty without CURVE): whether to apply it.
+  // With CURVE a key may subscribe only to its own sessions and jobs (a
+  // topic that starts with a session it holds or that is free, which it then
+  // holds); an operator key (--allow-operators) to anything. Unsubscriptions
+  // are always applied.
+  bool on_subscription(bool subscribe, const std::string& topic, const std::string& user);
   // `address`: where the group connects from (ZeroMQ's Peer-Address), for logs.
   void on_worker(const std::string& identity, Frames frames, const std::string& address = {});
   // Heartbeats, expiry of silent groups, expiry of old results. Call at least
@@ -341,7 +349,10 @@ class BrokerCore {
   void probe_disk(Clock::time_point now);
   // At a quiet moment: a step of giving the journal's free space back.
   void maintain_journal(Clock::time_point now);
-  void handle_ping(const std::string& identity, const proto::Ping& ping);
+  void handle_ping(const std::string& identity, const std::string& owner, const proto::Ping& ping);
+  // Refuses (PermissionDenied) a session another CURVE key holds; a free
+  // one becomes `owner`'s.
+  Status claim_session(const std::string& session, const std::string& owner, const char* request);
   void handle_hello(const std::string& identity, const proto::Hello& hello, const std::string& address);
   void handle_list(const std::string& identity, const std::string& owner, const proto::ListRequest& request);
   // Whether `owner` may read jobs of other owners (no CURVE, or an operator key).
@@ -374,7 +385,9 @@ class BrokerCore {
   void forget_group(const std::string& identity, const std::string& why);
   void publish(const Job& job);
   proto::JobState state_of(const Job& job) const;
-  std::string new_job_id(const std::string& session);
+  // A new job id: `session` and 8 random hex digits, or 16 random ones
+  // whose first 8 no other key holds; its session becomes `owner`'s.
+  std::string new_job_id(const std::string& session, const std::string& owner = {});
   void expire_deadlines(Clock::time_point now);
 
   BrokerConfig config_;
@@ -410,6 +423,8 @@ class BrokerCore {
   uint64_t kept_bytes_ = 0;
   std::map<std::string, Group> groups_;
   Clock::time_point last_sweep_{};  // of finished jobs past their TTL
+  SessionClaims sessions_;  // who holds each session (with CURVE)
+  Clock::time_point last_claims_sweep_{};
   std::string instance_;
   std::string progress_endpoint_;
 };

@@ -66,13 +66,16 @@ class Server {
  private:
   class SocketOutbox;
   Status open_journal();
+  // Reads the subscriptions waiting on the progress socket (an XPUB) and
+  // applies those BrokerCore::on_subscription allows.
+  void on_progress_subscriptions();
 
   ServerOptions options_;
   zmq::context_t& context_;
   std::unique_ptr<ZapHandler> zap_;
   zmq::socket_t clients_;
   zmq::socket_t workers_;
-  zmq::socket_t progress_;
+  zmq::socket_t progress_;  // XPUB: it sees each subscription and who sent it
   std::unique_ptr<SocketOutbox> outbox_;
   std::unique_ptr<Journal> journal_;
   int sync_fd_ = -1;  // readable when the journal's log sync advances

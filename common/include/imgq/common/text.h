@@ -35,6 +35,22 @@ inline std::string ascii_lower(std::string_view s) {
   return out;
 }
 
+// The first `max` bytes of `bytes` as text for a message: printable ASCII
+// as it is, any other byte as \xNN.
+inline std::string printable(std::string_view bytes, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < bytes.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    if (std::isprint(c)) {
+      out += static_cast<char>(c);
+    } else {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
+  return out;
+}
+
 // The non-empty lines of `text` (how op lists travel inside a process and
 // sit in the journal: one spec a line).
 inline std::vector<std::string> split_lines(std::string_view text) {
