@@ -219,9 +219,9 @@ n=$cores
   echo "| benchmark | time | CPU | iterations |"
   echo "|---|---|---|---|"
   awk '{ printf "| %s | %s %s | %s %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$work/micro.txt"
-  # The sections of bench/journal.sh, bench/ingest.sh and bench/big.sh are kept from
+  # The sections of bench/journal.sh, bench/ingest.sh, bench/big.sh and bench/flood.sh are kept from
   # their last runs.
-  for section in journal ingest big; do
+  for section in journal ingest big flood; do
     [ -f bench/RESULTS.md ] && sed -n "/^<!-- $section:begin -->/,/^<!-- $section:end -->/p" bench/RESULTS.md \
       | sed '1s/^/\n/'
   done

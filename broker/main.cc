@@ -75,7 +75,8 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--max-queued", config.max_queued, "most jobs waiting; more are refused (queue full)")
       ->type_name("N")->capture_default_str();
   app.add_option("--max-queued-per-client", config.max_queued_per_client,
-                 "most unfinished jobs one client (its CURVE key, else its connection) may hold, so that one that "
+                 "the least share of unfinished jobs one client (its CURVE key, else its connection) may hold: "
+                 "its share is --max-queued / (clients holding jobs + 1), never less than this, so that one that "
                  "floods cannot lock others out; 0 = a tenth of --max-queued")
       ->type_name("N")->capture_default_str();
   app.add_option("--max-queued-bytes", config.max_queued_bytes, "most bytes of waiting images")
@@ -90,6 +91,11 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--max-kept-bytes", config.max_kept_bytes,
                  "most bytes of results waiting for acknowledgement; past it submits wait until clients fetch "
                  "theirs")
+      ->type_name("BYTES")->capture_default_str();
+  app.add_option("--max-kept-bytes-per-client", config.max_kept_bytes_per_client,
+                 "the least share of those bytes one client may hold before its submits wait: its share is "
+                 "--max-kept-bytes / (clients holding jobs or results + 1), never less than this; 0 = a tenth of "
+                 "--max-kept-bytes")
       ->type_name("BYTES")->capture_default_str();
   app.add_option("--job-timeout", s.job_timeout_s,
                  "seconds one attempt of a job may run before it fails (deadline_exceeded); a submit may ask "

@@ -169,14 +169,7 @@ void BrokerCore::handle_submit(const std::string& identity, const std::string& o
   monitoring::Rejection why = Rejection::kInvalid;
   if (Status refused = refusal_of(*checked, submit, image.size(), &why); !refused.ok()) return reject(refused, why);
   Job job = job_of(identity, owner, submit, std::move(checked).value(), digest, image.size());
-  if (auto it = open_by_client_.find(client_of(job));
-      it != open_by_client_.end() && it->second >= config_.per_client_limit()) {
-    return reject(Status::ResourceExhausted("this client holds " + std::to_string(it->second) +
-                                            " unfinished jobs, its share of the queue (--max-queued-per-client " +
-                                            std::to_string(config_.per_client_limit()) +
-                                            "); retry once some have finished"),
-                  Rejection::kQueueFull);
-  }
+  if (Status share = client_share_refusal(client_of(job)); !share.ok()) return reject(share, Rejection::kClientShare);
   if (submit.path.empty()) job.image_crc = image_crc;
   // Stored now, answered at the commit that makes it durable.
   if (Status stored_ok = journal_.add(job, image); !stored_ok.ok()) {
@@ -224,6 +217,31 @@ Status BrokerCore::refusal_of(const CheckedSubmit& checked, const proto::Submit&
                                      " bytes of finished results wait for their clients to fetch and acknowledge "
                                      "them (--max-kept-bytes " +
                                      std::to_string(config_.max_kept_bytes) + "); retry later");
+  }
+  return Status::Ok();
+}
+
+Status BrokerCore::client_share_refusal(const std::string& client) const {
+  auto it = by_client_.find(client);
+  if (it == by_client_.end()) return Status::Ok();
+  const size_t clients = by_client_.size();
+  const std::string active = std::to_string(clients) + (clients == 1 ? " client holds" : " clients hold");
+  const size_t jobs = share_of(config_.max_queued, config_.per_client_limit(), client);
+  if (it->second.open >= jobs) {
+    return Status::ResourceExhausted(
+        "this client holds " + std::to_string(it->second.open) + " unfinished jobs, its share of the queue (" +
+        std::to_string(jobs) + ": --max-queued " + std::to_string(config_.max_queued) + " / (" + active +
+        " jobs + 1), never less than --max-queued-per-client " + std::to_string(config_.per_client_limit()) +
+        "); retry once some have finished");
+  }
+  const size_t bytes = share_of(config_.max_kept_bytes, config_.kept_per_client_limit(), client);
+  if (it->second.kept > bytes) {
+    return Status::ResourceExhausted(
+        "this client's finished results waiting to be fetched and acknowledged hold " +
+        std::to_string(it->second.kept) + " bytes, past its share (" + std::to_string(bytes) +
+        ": --max-kept-bytes " + std::to_string(config_.max_kept_bytes) + " / (" + active +
+        " jobs or results + 1), never less than --max-kept-bytes-per-client " +
+        std::to_string(config_.kept_per_client_limit()) + "); acknowledge results (imgq fetch) or retry later");
   }
   return Status::Ok();
 }

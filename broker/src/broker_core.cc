@@ -202,9 +202,27 @@ BrokerCore::Job* BrokerCore::find_job(const std::string& id, const std::string& 
 
 void BrokerCore::count_open(const JobRecord& job, int delta) {
   const std::string client = client_of(job);
-  size_t& n = open_by_client_[client];
-  n = delta > 0 ? n + 1 : n - std::min<size_t>(n, 1);
-  if (n == 0) open_by_client_.erase(client);
+  ClientUse& use = by_client_[client];
+  use.open = delta > 0 ? use.open + 1 : use.open - std::min<size_t>(use.open, 1);
+  if (use.open == 0 && use.kept == 0) by_client_.erase(client);
+}
+
+void BrokerCore::count_kept(const JobRecord& job, int sign) {
+  const std::string client = client_of(job);
+  ClientUse& use = by_client_[client];
+  if (sign > 0) {
+    kept_bytes_ += job.result_bytes;
+    use.kept += job.result_bytes;
+  } else {
+    kept_bytes_ -= std::min(kept_bytes_, job.result_bytes);
+    use.kept -= std::min(use.kept, job.result_bytes);
+  }
+  if (use.open == 0 && use.kept == 0) by_client_.erase(client);
+}
+
+size_t BrokerCore::share_of(uint64_t total, uint64_t floor, const std::string& client) const {
+  const size_t active = by_client_.size() + (by_client_.count(client) != 0 ? 0 : 1);
+  return static_cast<size_t>(std::max<uint64_t>(floor, total / (active + 1)));
 }
 
 void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran) {
@@ -217,7 +235,7 @@ void BrokerCore::finish(Job& job, JobState state, const Status& status, bool ran
   job.group.clear();
   job.image.reset();
   job.result_bytes = state == JobState::kDone ? job.result.size() : 0;
-  kept_bytes_ += job.result_bytes;
+  count_kept(job, +1);
   unrecorded(job);
   events_.finished(state, status.code(), job.stats.run_seconds, ran ? job.group_name : std::string(),
                    ran ? &job.stats : nullptr);

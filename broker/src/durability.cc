@@ -55,7 +55,7 @@ RestoreSummary BrokerCore::restore(std::vector<JobRecord> stored) {
         ++summary.tombstones;
         buried.emplace_back(job.gone_since, id);
       } else {
-        kept_bytes_ += job.result_bytes;
+        count_kept(job, +1);
         ++summary.results;
       }
       jobs_.emplace(id, std::move(job));
@@ -319,7 +319,7 @@ void BrokerCore::refuse_unstored(const std::string& id, const Status& why_not) {
     // answer then, for a job no longer known).
     send_abort(job, why.message());
   } else {
-    kept_bytes_ -= job.result_bytes;
+    count_kept(job, -1);
   }
   if (!job.key.empty()) keys_.erase(scoped_key(job.owner, job.key));
   if (!finished_state(job.state)) count_open(job, -1);

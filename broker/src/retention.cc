@@ -89,7 +89,7 @@ const BrokerCore::Tombstone* BrokerCore::find_tombstone(const std::string& id, c
 }
 
 void BrokerCore::drop_result(Job& job, Gone why) {
-  kept_bytes_ -= job.gone == Gone::kNo ? job.result_bytes : 0;
+  if (job.gone == Gone::kNo) count_kept(job, -1);
   job.result.reset();
   job.ops.clear();
   job.gone = why;

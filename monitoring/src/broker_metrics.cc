@@ -41,7 +41,7 @@ BrokerMetrics::BrokerMetrics(const std::string& version) : registry_(std::make_s
   auto& rejected = BuildCounter().Name("imgq_jobs_rejected_total").Help("Submits refused, by reason").Register(r);
   rejected_ = {&rejected.Add({{"reason", "queue_full"}}), &rejected.Add({{"reason", "invalid"}}),
                &rejected.Add({{"reason", "too_large"}}), &rejected.Add({{"reason", "unstored"}}),
-               &rejected.Add({{"reason", "stopping"}})};
+               &rejected.Add({{"reason", "stopping"}}), &rejected.Add({{"reason", "client_share"}})};
   undelivered_ = &BuildCounter().Name("imgq_results_undelivered_total")
                       .Help("Results whose client had gone when they were sent (they wait to be fetched)")
                       .Register(r).Add({});
@@ -203,6 +203,7 @@ BrokerMetrics::Counts BrokerMetrics::counts() const {
   c.rejected_too_large = n(rejected_[static_cast<size_t>(Rejection::kTooLarge)]);
   c.rejected_unstored = n(rejected_[static_cast<size_t>(Rejection::kUnstored)]);
   c.rejected_stopping = n(rejected_[static_cast<size_t>(Rejection::kStopping)]);
+  c.rejected_client_share = n(rejected_[static_cast<size_t>(Rejection::kClientShare)]);
   c.malformed_client = n(malformed_[static_cast<size_t>(Peer::kClients)]);
   c.malformed_worker = n(malformed_[static_cast<size_t>(Peer::kWorkers)]);
   c.stray_results = n(stray_results_);

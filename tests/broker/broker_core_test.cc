@@ -673,7 +673,7 @@ TEST_F(BrokerCoreTest, PingReportsGroupsAndQueue) {
 // clients in turn, their jobs all run before the flood's share has.
 TEST(BrokerCoreShares, OneClientFloodingIsRefusedPastItsShareWhileEveryOtherIsAdmitted) {
   BrokerConfig config;
-  config.max_queued = 1000;  // a share of 100
+  config.max_queued = 1000;  // alone, a client's share is 500; with 10 others, the floor of 100
   config.result_ttl = Duration{60'000};
   RecordingOutbox out;
   Clock::time_point now{};
@@ -697,19 +697,28 @@ TEST(BrokerCoreShares, OneClientFloodingIsRefusedPastItsShareWhileEveryOtherIsAd
     const auto error = decode<proto::Error>(reply.frames[0]);
     ASSERT_EQ(error.code_name, "resource_exhausted");
     EXPECT_EQ(error.retry_after_ms, 1000u);
-    EXPECT_NE(error.message.find("its share of the queue (--max-queued-per-client 100)"), std::string::npos)
+    EXPECT_NE(error.message.find("its share of the queue (500: --max-queued 1000 / (1 client holds jobs + 1), never "
+                                 "less than --max-queued-per-client 100)"),
+              std::string::npos)
         << error.message;
   }
-  EXPECT_EQ(flood_accepted, 100u);
-  EXPECT_EQ(flood_refused, 1900u);
-  std::set<std::string> others;
+  EXPECT_EQ(flood_accepted, 500u);
+  EXPECT_EQ(flood_refused, 1500u);
+  std::map<std::string, std::string> others;  // job -> client
   for (int c = 0; c < 10; ++c) {
     for (uint64_t req = 1; req <= 20; ++req) {
-      const Sent reply = submit("small" + std::to_string(c), req);
+      const std::string client = "small" + std::to_string(c);
+      const Sent reply = submit(client, req);
       ASSERT_EQ(reply.type, "accepted") << "client " << c << " was refused while the flood ran";
-      others.insert(decode<proto::Accepted>(reply.frames[0]).job);
+      others[decode<proto::Accepted>(reply.frames[0]).job] = client;
     }
   }
+  // With eleven clients holding jobs, the flood's share is the floor.
+  const auto error = decode<proto::Error>(submit("flood", 3000).frames[0]);
+  EXPECT_NE(error.message.find("(100: --max-queued 1000 / (11 clients hold jobs + 1)"), std::string::npos)
+      << error.message;
+  EXPECT_EQ(core.counters().rejected_client_share, 1501u);
+  EXPECT_EQ(core.counters().rejected_queue_full, 0u);
   // One group, one slot: jobs run one at a time, clients taken in turn.
   proto::Hello h;
   h.name = "g";
@@ -722,16 +731,65 @@ TEST(BrokerCoreShares, OneClientFloodingIsRefusedPastItsShareWhileEveryOtherIsAd
     ASSERT_EQ(out.workers.back().type, "job");
     const std::string job = decode<proto::JobRequest>(out.workers.back().frames[0]).job;
     ++ran;
-    if (others.erase(job) == 0) ++flood_ran;
     proto::Done d;
     d.job = job;
     core.on_worker("g", {proto::encode(d), "OUT"});
+    if (auto it = others.find(job); it != others.end()) {
+      proto::ResultAck ack;
+      ack.job = job;
+      core.on_client(it->second, {proto::encode(ack)});
+      others.erase(it);
+    } else {
+      ++flood_ran;
+    }
   }
   std::cout << "[ measured ] the ten clients' 200 jobs ran within the first " << ran << " dispatches ("
             << flood_ran << " of the flood's among them)\n";
   EXPECT_LE(ran, 221u);
-  // And the flood, its share freed as its jobs finish, is admitted again.
+  // The others done, the flood is alone again: its share is half the queue,
+  // and it holds less now.
   EXPECT_EQ(submit("flood", 5000).type, "accepted");
+}
+
+// Results waiting for their acknowledgement are shared the same way: a
+// client that never fetches its results is stopped, not everyone.
+TEST(BrokerCoreShares, AClientThatLeavesItsResultsUnfetchedIsRefusedPastItsShareOfKeptBytes) {
+  BrokerConfig config;
+  config.max_kept_bytes = 1000;
+  config.max_kept_bytes_per_client = 100;
+  config.result_ttl = Duration{60'000};
+  RecordingOutbox out;
+  BrokerCore core(config, out);
+  proto::Hello h;
+  h.name = "g";
+  h.ranks = 1;
+  h.slots = 1;
+  core.on_worker("g", {proto::encode(h)});
+  uint64_t req = 0;
+  auto run = [&](const std::string& client) {
+    proto::Submit s;
+    s.req = ++req;
+    s.ops = {"invert"};
+    core.on_client(client, {proto::encode(s), kImg});
+    core.commit();
+    const Sent reply = out.clients.back();
+    if (reply.type != "accepted") return reply;
+    proto::Done d;
+    d.job = decode<proto::Accepted>(reply.frames[0]).job;
+    core.on_worker("g", {proto::encode(d), std::string(200, 'r')});  // a 200-byte result
+    return reply;
+  };
+  // Alone, its share is 1000 / 2: three unfetched results (600 bytes) pass it.
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(run("hoarder").type, "accepted");
+  const Sent refused = run("hoarder");
+  ASSERT_EQ(refused.type, "error");
+  const auto error = decode<proto::Error>(refused.frames[0]);
+  EXPECT_EQ(error.code_name, "resource_exhausted");
+  EXPECT_NE(error.message.find("hold 600 bytes, past its share (500: --max-kept-bytes 1000"), std::string::npos)
+      << error.message;
+  // Another client is admitted, its results delivered.
+  EXPECT_EQ(run("polite").type, "accepted");
+  EXPECT_EQ(core.kept_bytes(), 800u);
 }
 
 // A session a submit would refuse is refused in a ping too, with the

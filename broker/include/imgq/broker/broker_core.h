@@ -286,6 +286,9 @@ class BrokerCore {
   // the queue or the kept results are full); Ok when it can.
   Status refusal_of(const CheckedSubmit& checked, const proto::Submit& submit, size_t image_bytes,
                     monitoring::Rejection* why) const;
+  // Why a client may not add a job now: it holds its share of the queue or
+  // of the kept results (share_of()); Ok when it may.
+  Status client_share_refusal(const std::string& client) const;
   // The job a valid new submit makes (not yet stored).
   Job job_of(const std::string& identity, const std::string& owner, const proto::Submit& submit,
              CheckedSubmit checked, const std::string& digest, size_t image_bytes);
@@ -336,6 +339,14 @@ class BrokerCore {
   }
   // One more (+1) or one fewer (-1) unfinished job of the job's client.
   void count_open(const JobRecord& job, int delta);
+  // The job's kept result counted (+1) or no more (-1): kept_bytes_ and its
+  // client's share.
+  void count_kept(const JobRecord& job, int sign);
+  // A client's share of a bound `total`: an equal part with one part left
+  // for a client yet to come, total / (active clients + 1), the asking one
+  // counted; never less than `floor`. So a lone client may hold half, and a
+  // newcomer always finds room until shares reach their floor.
+  size_t share_of(uint64_t total, uint64_t floor, const std::string& client) const;
   // A change of job `id` staged (for restage_failed_round()).
   void staged(const std::string& id) {
     if (journal_.durable()) staged_.push_back(id);
@@ -415,7 +426,13 @@ class BrokerCore {
   std::vector<std::string> staged_;
   Clock::time_point last_probe_{};  // of the disk, while in trouble
   Clock::time_point last_maintenance_{};
-  std::unordered_map<std::string, size_t> open_by_client_;  // unfinished jobs per client_of()
+  // What each client (client_of()) holds: unfinished jobs and bytes of kept
+  // results; a client holding neither is not here (nor "active").
+  struct ClientUse {
+    size_t open = 0;
+    uint64_t kept = 0;
+  };
+  std::unordered_map<std::string, ClientUse> by_client_;
   Status failure_;
   bool stopping_ = false;
   JobQueue queue_;

@@ -22,12 +22,20 @@ inline constexpr int kLiveness = proto::kLiveness;  // intervals without a messa
 struct BrokerConfig {
   size_t max_queued = 100'000;                    // waiting jobs
   size_t max_queued_bytes = size_t{4} << 30;      // their encoded images, in bytes
-  // Most unfinished jobs (waiting or running) one client may hold: its CURVE
-  // key, else its connection. 0: a tenth of max_queued. One client that
-  // floods is refused past its share while every other one is admitted.
+  // The least share of unfinished jobs (waiting or running) one client may
+  // hold: its CURVE key, else its connection. Its share is max_queued /
+  // (active clients + 1), never less than this (BrokerCore::share_of). 0: a
+  // tenth of max_queued. One client that floods is refused past its share
+  // while every other one is admitted.
   size_t max_queued_per_client = 0;
   size_t per_client_limit() const {
     return max_queued_per_client != 0 ? max_queued_per_client : std::max<size_t>(1, max_queued / 10);
+  }
+  // The same floor for a client's results waiting for acknowledgement
+  // (bytes); 0: a tenth of max_kept_bytes.
+  uint64_t max_kept_bytes_per_client = 0;
+  uint64_t kept_per_client_limit() const {
+    return max_kept_bytes_per_client != 0 ? max_kept_bytes_per_client : std::max<uint64_t>(1, max_kept_bytes / 10);
   }
   size_t max_image_bytes = size_t{256} << 20;     // one submitted image
   uint64_t max_pixels = 250'000'000;              // declared in an image's header; 0 = no limit

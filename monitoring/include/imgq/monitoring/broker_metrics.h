@@ -34,7 +34,8 @@ namespace imgq::monitoring {
 enum class Outcome { kSucceeded, kFailed, kCancelled };
 // kUnstored: the journal could not store the job (disk full, not writable);
 // kStopping: the broker is stopping.
-enum class Rejection { kQueueFull, kInvalid, kTooLarge, kUnstored, kStopping };
+// kClientShare: the client holds its share of the queue or of kept results.
+enum class Rejection { kQueueFull, kInvalid, kTooLarge, kUnstored, kStopping, kClientShare };
 // How a kept result ended.
 enum class ResultEnd { kAcknowledged, kExpired };
 enum class Peer { kClients, kWorkers };
@@ -106,7 +107,7 @@ class BrokerMetrics {
   struct Counts {
     uint64_t submitted = 0, succeeded = 0, failed = 0, cancelled = 0, retried = 0;
     uint64_t rejected_queue_full = 0, rejected_invalid = 0, rejected_too_large = 0, rejected_unstored = 0,
-             rejected_stopping = 0;
+             rejected_stopping = 0, rejected_client_share = 0;
     uint64_t malformed_client = 0, malformed_worker = 0, stray_results = 0;
     uint64_t undelivered_results = 0, deadlines_exceeded = 0, aborted_running = 0;
     uint64_t acknowledged = 0, expired_results = 0;
@@ -129,7 +130,7 @@ class BrokerMetrics {
   prometheus::Counter* submitted_;
   std::array<prometheus::Counter*, 3> completed_;
   std::array<prometheus::Counter*, kStatusCodes> failed_;  // by code
-  std::array<prometheus::Counter*, 5> rejected_;
+  std::array<prometheus::Counter*, 6> rejected_;
   prometheus::Counter* undelivered_;
   prometheus::Counter* stopped_running_;
   std::array<prometheus::Counter*, 2> result_ended_;
