@@ -13,6 +13,7 @@
 
 #include "imgq/broker/broker_core.h"
 #include "imgq/common/checksum.h"
+#include "imgq/common/formats.h"
 #include "imgq/common/text.h"
 
 namespace imgq::broker {
@@ -41,9 +42,11 @@ inline std::string scoped_key(const std::string& owner, const std::string& key) 
 // What an idempotency key stands for: the image (its CRC-32, crc32_of(),
 // and size; or the local files) and the request, not its priority or
 // timeout. Two submits of one key with different digests are a conflict.
+// The format as canonical_output_format() spells it (jpg and jpeg, png and
+// PNG ask for the same).
 inline std::string digest_of(uint32_t crc, std::string_view image, const std::vector<std::string>& ops,
                              const std::string& format, const std::string& path, const std::string& output) {
-  std::string request = format + '\n' + path + '\n' + output;
+  std::string request = canonical_output_format(format) + '\n' + path + '\n' + output;
   for (const std::string& op : ops) request += '\n' + op;
   const uint32_t request_crc = crc32_of(request);
   char buf[64];

@@ -202,6 +202,7 @@ void BrokerCore::handle_ping(const std::string& identity, const std::string& own
   pong.durable = journal_.durable();
   if (pong.durable) pong.journal = monitoring::disk_state_name(journal_.disk_state());
   pong.progress = progress_endpoint_;
+  pong.protocol = proto::kProtocolRevision;
   const auto now = now_();
   for (const auto& [id, group] : groups_) {
     proto::GroupInfo info;

@@ -163,6 +163,13 @@ std::string output_formats_text() {
   return out;
 }
 
+std::string canonical_output_format(std::string_view format) {
+  std::string lower = ascii_lower(format);
+  if (lower == "jpeg") return "jpg";
+  if (lower == "tiff") return "tif";
+  return lower;
+}
+
 ImageFormat output_format_kind(std::string_view format) {
   const OutputEntry* e = output_entry(format);
   return e == nullptr ? ImageFormat::kUnknown : e->kind;

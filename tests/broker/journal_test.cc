@@ -624,8 +624,26 @@ TEST_F(JournalTest, AKeyReusedForADifferentJobIsAConflict) {
   core_->commit();
   EXPECT_EQ(last_error().code_name, "conflict");
   EXPECT_NE(last_error().message.find("use a new key"), std::string::npos);
-  // The same request again is no conflict.
+  // The same request again is no conflict, also with the format spelled
+  // another way (jpg and jpeg, png and PNG write the same bytes).
   EXPECT_EQ(submit("c", 4, "k"), job);
+  proto::Submit upper = submit_message(5, "k");
+  upper.format = "PNG";
+  send("c", {proto::encode(upper), kImg});
+  core_->commit();
+  ASSERT_EQ(out_->clients.back().type, "accepted");
+  EXPECT_EQ(decode<proto::Accepted>(out_->clients.back().frames[0]).job, job);
+  proto::Submit jpg = submit_message(6, "j");
+  jpg.format = "jpg";
+  send("c", {proto::encode(jpg), kImg});
+  core_->commit();
+  const std::string jpg_job = decode<proto::Accepted>(out_->clients.back().frames[0]).job;
+  jpg.req = 7;
+  jpg.format = "jpeg";
+  send("c", {proto::encode(jpg), kImg});
+  core_->commit();
+  ASSERT_EQ(out_->clients.back().type, "accepted");
+  EXPECT_EQ(decode<proto::Accepted>(out_->clients.back().frames[0]).job, jpg_job);
 }
 
 TEST_F(JournalTest, KeysAndJobsAreScopedToTheClientsKey) {

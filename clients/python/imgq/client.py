@@ -46,10 +46,12 @@ Group.__doc__ = """A worker group as the broker lists it: ``slots`` jobs at once
 ``running`` held now, ``idle_seconds`` since it last held one."""
 
 Pong = namedtuple("Pong", "groups idle busy ranks queued running version instance max_image_bytes durable "
-                          "progress group_list")
+                          "progress group_list journal protocol")
 Pong.__doc__ = """The broker's state (``ping``): counts of groups and jobs, its
 version, ``instance`` (new at every start), ``durable`` (a journal), its
-``progress`` endpoint and ``group_list`` (Group each)."""
+``progress`` endpoint, ``group_list`` (Group each), ``journal`` (its disk:
+healthy, read_only, full, failing; "" without one) and ``protocol`` (the
+protocol revision it speaks, "1.1"; "" from brokers before 1.1)."""
 
 ListedJob = namedtuple("ListedJob", "job state name submitted finished kept group attempts code message")
 ListedJob.__doc__ = """A job as ``Client.jobs`` lists it (``submitted``/``finished``
@@ -831,7 +833,7 @@ def _pong(h):
                     g.get("idle_seconds", 0.0)) for g in h.get("group_list", []) or []]
     return Pong(h.get("groups", 0), h.get("idle", 0), h.get("busy", 0), h.get("ranks", 0), h.get("queued", 0),
                 h.get("running", 0), h.get("version", ""), h.get("instance", ""), h.get("max_image_bytes", 0),
-                bool(h.get("durable")), h.get("progress", ""), groups)
+                bool(h.get("durable")), h.get("progress", ""), groups, h.get("journal", ""), h.get("protocol", ""))
 
 
 def _event(state, when=0.0):

@@ -6,6 +6,7 @@ import msgpack
 
 SIGNATURE = "IMGQ"
 VERSION = 1
+REVISION = "1.1"  # schemas/CLIENT-PROTOCOL.md; a pong's `protocol` (absent before 1.1)
 MAX_HEADER_BYTES = 64 * 1024
 
 # Error codes (PROTOCOL.md section 4): number -> name.

@@ -244,6 +244,38 @@ def test_curve_admits_a_listed_key_and_refuses_another(tmp_path):
         s.stop()
 
 
+def test_with_curve_each_client_sees_only_its_own_jobs_and_a_taken_session_is_replaced(tmp_path, monkeypatch):
+    from conftest import BIN, System
+    import subprocess
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("broker", "alice", "bob"):
+        subprocess.run([os.path.join(BIN, "imgq"), "keygen", str(keys / name)], check=True, capture_output=True)
+    (keys / "clients.allow").write_text((keys / "alice.pub").read_text() + (keys / "bob.pub").read_text())
+    (keys / "workers.allow").write_text("")
+    s = System(tmp_path)
+    try:
+        s.start_broker("--curve-key", str(keys / "broker.key"), "--allow-clients", str(keys / "clients.allow"),
+                       "--allow-workers", str(keys / "workers.allow"))
+        server = str(keys / "broker.pub")
+        with s.client(server_key=server, key=str(keys / "alice.key"), timeout=10) as alice:
+            assert alice.ping().protocol == imgq.protocol.REVISION == "1.1"
+            secret = alice.submit(os.path.join(SAMPLES, "box.png"), ops=BLUR, name="patient.png")  # no group: queued
+            # bob draws alice's session first: the broker refuses it, and the client takes another.
+            drawn = [bytes.fromhex(alice._session)]
+            real = os.urandom
+            monkeypatch.setattr(imgq.client.os, "urandom", lambda n: drawn.pop() if drawn else real(n))
+            with s.client(server_key=server, key=str(keys / "bob.key"), timeout=10) as bob:
+                assert not drawn and bob._session != alice._session  # drew hers, then another
+                own = bob.submit(os.path.join(SAMPLES, "box.png"), ops=BLUR, name="bobs.png")
+                assert [j.job for j in bob.jobs()[0]] == [own.id]
+                with pytest.raises(imgq.NotFound):
+                    bob.status(secret.id)
+            assert [j.job for j in alice.jobs()[0]] == [secret.id]
+    finally:
+        s.stop()
+
+
 def test_the_progress_endpoint_comes_from_the_brokers_pong(system):
     # Ephemeral ports: only the broker knows where its progress socket is.
     with imgq.Client(system.clients, timeout=10) as c:

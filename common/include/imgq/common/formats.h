@@ -67,6 +67,10 @@ std::string output_formats_text();
 // The format an output name writes: kTiff for "tif" and "tiff", kPnm for
 // "ppm", "pgm" and "pnm"; kUnknown for a name that is no output format.
 ImageFormat output_format_kind(std::string_view format);
+// One spelling per output format, for comparing requests: lower case, with
+// "jpeg" as "jpg" and "tiff" as "tif" (they write the same bytes); ppm,
+// pgm and pnm stay apart (they may not). Anything else lower-cased.
+std::string canonical_output_format(std::string_view format);
 
 // What an output format stores without loss of depth or channels (as
 // measured against OpenCV 4.6's encoders, which would otherwise convert in

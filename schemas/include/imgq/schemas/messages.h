@@ -30,6 +30,10 @@ inline constexpr std::chrono::milliseconds kMaxAcceptHold{1000};
 
 inline constexpr const char* kSignature = "IMGQ";
 inline constexpr int kVersion = 1;
+// The protocol's revision, major.minor, in every pong (`protocol`): a minor
+// revision only adds what older peers may ignore (schemas/CLIENT-PROTOCOL.md,
+// "Versions"). Absent from brokers before 1.1.
+inline constexpr const char* kProtocolRevision = "1.1";
 
 // Job states on the wire (Event::state, StatusReply::state, Result::state).
 inline constexpr const char* kQueued = "queued";
@@ -278,8 +282,9 @@ struct Pong {
   // The journal's disk as its last write found it: healthy, read_only, full
   // or failing; empty without a journal (and from older brokers).
   std::string journal;
+  std::string protocol;  // kProtocolRevision; empty from brokers before 1.1
   MSGPACK_DEFINE_MAP(sig, ver, type, req, groups, idle, busy, ranks, queued, running, version, instance,
-                     max_image_bytes, durable, progress, group_list, journal)
+                     max_image_bytes, durable, progress, group_list, journal, protocol)
 };
 
 // A job as `list` gives it: its state, and when it came and ended.
