@@ -5,7 +5,7 @@
         job = c.submit("photo.jpg", ops=["grayscale", "gaussian_blur:ksize=5"])
         png = job.result(timeout=60)
 
-See README.md and schemas/PROTOCOL.md in the imgq repository."""
+See README.md and schemas/CLIENT-PROTOCOL.md in the imgq repository."""
 
 from .client import (DEFAULT_BROKER, Client, Event, Group, Job, ListedJob, Outcome, Pong, default_progress_endpoint,
                      normalize_endpoint, progress_endpoint_from)

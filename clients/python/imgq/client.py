@@ -1,6 +1,6 @@
 """A client of an imgq broker: submit image jobs, follow their progress,
 take their results. Pure Python on pyzmq and msgpack; written from
-schemas/PROTOCOL.md.
+schemas/CLIENT-PROTOCOL.md.
 
 One thread uses a Client. It does its I/O while you wait in it (in
 ``submit``, ``Job.result``, ``Job.wait``, ``map``, ...), and progress

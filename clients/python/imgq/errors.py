@@ -1,4 +1,4 @@
-"""Exceptions: one class per protocol error code (PROTOCOL.md section 4),
+"""Exceptions: one class per protocol error code (CLIENT-PROTOCOL.md section 7),
 all subclasses of ImgqError, so ``except imgq.TooLarge`` and
 ``except imgq.ImgqError`` both work; JobFailed for a job that ran and
 failed (or was cancelled), carrying the same code."""

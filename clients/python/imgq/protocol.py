@@ -1,4 +1,4 @@
-"""The imgq wire protocol, version 1 (schemas/PROTOCOL.md): headers are
+"""The imgq wire protocol, version 1 (schemas/CLIENT-PROTOCOL.md): headers are
 msgpack maps carrying ``sig``, ``ver`` and ``type``; a message is one header
 frame and, for some types, one payload frame."""
 
@@ -9,7 +9,7 @@ VERSION = 1
 REVISION = "1.1"  # schemas/CLIENT-PROTOCOL.md; a pong's `protocol` (absent before 1.1)
 MAX_HEADER_BYTES = 64 * 1024
 
-# Error codes (PROTOCOL.md section 4): number -> name.
+# Error codes (CLIENT-PROTOCOL.md section 7): number -> name.
 CODES = {
     1: "invalid_argument",
     2: "invalid_image",
@@ -26,7 +26,7 @@ CODES = {
     13: "conflict",
 }
 
-# Formats the broker's groups write (PROTOCOL.md: submit.format).
+# Formats the broker's groups write (CLIENT-PROTOCOL.md: submit.format).
 OUTPUT_FORMATS = ("png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "ppm", "pgm", "pnm")
 # Extensions taken when a folder is walked (as imgq submit does).
 IMAGE_EXTENSIONS = (

@@ -321,3 +321,32 @@ def test_map_never_replaces_a_different_file_unless_told_and_never_an_input(syst
     assert not onto_input[0].ok and isinstance(onto_input[0].error, imgq.InvalidArgument)
     assert "the input itself" in onto_input[0].error.message
     assert source.read_bytes() == open(os.path.join(SAMPLES, "home.jpg"), "rb").read()
+
+
+def test_the_worked_session_in_the_client_spec_decodes():
+    # schemas/CLIENT-PROTOCOL.md section 14: every frame's hex is what its
+    # line says, and the session holds together (ids, reqs, the checksum).
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    text = open(os.path.join(root, "schemas", "CLIENT-PROTOCOL.md"), encoding="utf-8").read()
+    section = text[text.index("## 14."):]
+    frames = [bytes.fromhex("".join(b.split())) for b in re.findall(r"```\n([0-9a-f\n]+)```", section)]
+    assert len(frames) == 18
+    headers = []
+    for frame in frames:
+        if frame.startswith(b"\x89PNG") or len(frame) in (8, 16):
+            continue
+        h = imgq.protocol.decode(frame)
+        assert h["sig"] == "IMGQ" and h["ver"] == 1
+        headers.append(h)
+    types = [h["type"] for h in headers]
+    assert types == ["ping", "pong", "ping", "pong", "ping", "pong", "pong", "submit", "accepted", "event", "result",
+                     "event", "result_ack"]
+    submit, accepted, result = headers[7], headers[8], headers[10]
+    assert accepted["req"] == result["req"] == submit["req"]
+    assert accepted["job"].startswith(submit["session"]) and result["job"] == accepted["job"]
+    assert headers[-1]["job"] == accepted["job"]
+    assert headers[6]["req"] == headers[4]["req"]  # the copy on the SUB of the last ping's pong
+    assert headers[1]["protocol"] == imgq.protocol.REVISION
+    image = [f for f in frames if f.startswith(b"\x89PNG")][1]  # the result's frame
+    assert zlib.crc32(image) == result["crc32"]

@@ -1,5 +1,5 @@
 // A client's connection to the broker: a DEALER for requests and results and
-// a SUB for progress events (schemas/PROTOCOL.md). One thread uses it.
+// a SUB for progress events (schemas/CLIENT-PROTOCOL.md). One thread uses it.
 #pragma once
 
 #include <chrono>

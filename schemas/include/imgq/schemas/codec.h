@@ -74,7 +74,7 @@ RequestIds peek_request_ids(std::string_view bytes);
   template <typename T>
   std::string wrong_value(msgpack::object_kv kv) const {
     const std::string field = "field " + key_text(kv.key);
-    const std::string see = "; schemas/PROTOCOL.md gives each field's type and range)";
+    const std::string see = "; schemas/CLIENT-PROTOCOL.md gives each field's type and range)";
     if (kv.val.type == msgpack::type::POSITIVE_INTEGER || kv.val.type == msgpack::type::NEGATIVE_INTEGER) {
       const std::string value = kv.val.type == msgpack::type::POSITIVE_INTEGER ? std::to_string(kv.val.via.u64)
                                                                                : std::to_string(kv.val.via.i64);

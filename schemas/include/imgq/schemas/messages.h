@@ -1,5 +1,6 @@
 // The messages of the imgq protocol, one struct per message type.
-// See ../../../PROTOCOL.md, the normative spec: frames, fields, state machines.
+// See ../../../CLIENT-PROTOCOL.md (clients) and ../../../PROTOCOL.md (groups,
+// the broker inside): frames, fields, state machines.
 //
 // Each struct is a msgpack map (MSGPACK_DEFINE_MAP), so a field can be added
 // without breaking older peers: unknown keys are ignored, absent optional
