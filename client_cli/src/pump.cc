@@ -328,6 +328,7 @@ void Pump::remember_finished(const std::string& job) {
 }
 
 void Pump::list_unfinished() {
+  if (options_.mode != ReportMode::kJson && !running_.empty()) reporter_.clear_line();
   for (const auto& [job, id] : running_) {
     if (options_.mode == ReportMode::kJson) {
       out_ << "{\"event\":\"unfinished\",\"job\":" << json_quote(job)
@@ -523,6 +524,7 @@ void Pump::on_accepted(Id id, const std::string& job, uint32_t position, zmq::so
   }
   // Accepted is all --no-wait waits for: the job leaves the window.
   if (options_.mode != ReportMode::kJson) {
+    reporter_.clear_line();  // the live line, on the same terminal
     out_ << "submitted " << live_.at(id).source.string() << " as job " << job << "\n" << std::flush;
   }
   ++done_;
