@@ -23,7 +23,7 @@ build=(
   mpich libmpich-dev
   libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev
-  prometheus-cpp-dev
+  prometheus-cpp-dev libcivetweb-dev
   libcli11-dev libspdlog-dev
   libsqlite3-dev zlib1g-dev libpng-dev libjpeg-dev libtiff-dev libisal-dev
 )

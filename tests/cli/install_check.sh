@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `cmake --install` puts the three programs, their man pages and imgq's bash
+# `cmake --install` puts the four programs, their man pages and imgq's bash
 # and zsh completions in place; the man pages render without a warning and
 # the completions complete.  install_check.sh BUILD_DIR
 set -euo pipefail
@@ -7,8 +7,8 @@ build=$1
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
-for f in bin/imgq bin/imgq-broker bin/imgq-worker share/man/man1/imgq.1 share/man/man1/imgq-broker.1 \
-         share/man/man1/imgq-worker.1 share/bash-completion/completions/imgq share/zsh/vendor-completions/_imgq; do
+for f in bin/imgq bin/imgq-broker bin/imgq-worker bin/imgq-gateway share/man/man1/imgq.1 \
+         share/man/man1/imgq-broker.1 share/man/man1/imgq-worker.1 share/man/man1/imgq-gateway.1 share/bash-completion/completions/imgq share/zsh/vendor-completions/_imgq; do
   [ -s "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
 for page in "$prefix"/share/man/man1/*.1; do

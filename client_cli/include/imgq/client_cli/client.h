@@ -53,6 +53,12 @@ class BrokerClient {
   std::optional<Status> refused();
   // Unavailable saying why nothing came within `waited` (no_answer()).
   Status silent_for(Millis waited);
+  // Whether a TCP connection to the broker was ever made (a slow broker
+  // is waited for; one nothing listens for is not).
+  bool ever_connected() {
+    monitor_.poll();
+    return monitor_.connections() > 0;
+  }
 
   // Sends a header and, optionally, a payload frame. Never blocks: false
   // when the socket has no connection to queue it on (a DEALER whose

@@ -1,0 +1,449 @@
+#include "imgq/gateway/gateway.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "imgq/common/formats.h"
+#include "imgq/common/text.h"
+#include "imgq/schemas/codec.h"
+
+namespace imgq::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+using client::json_quote;
+using client::Millis;
+
+std::string random_hex(size_t bytes) {
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  std::string out;
+  constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(random() & 0xff);
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+// One session per tenant, the same in every gateway: its jobs' ids start
+// with it, so /v1/events follows all of them with one subscription (with
+// CURVE it is the tenant's key's).
+std::string session_of(const Tenant& tenant) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : tenant.name + '\0' + tenant.curve.own.public_key) {
+    h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  }
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(h ^ (h >> 32)));
+  return buf;
+}
+
+std::string content_type_of(const std::string& format) {
+  switch (output_format_kind(format)) {
+    case ImageFormat::kPng: return "image/png";
+    case ImageFormat::kJpeg: return "image/jpeg";
+    case ImageFormat::kTiff: return "image/tiff";
+    case ImageFormat::kBmp: return "image/bmp";
+    case ImageFormat::kWebp: return "image/webp";
+    case ImageFormat::kPnm: return "image/x-portable-anymap";
+    default: return "application/octet-stream";
+  }
+}
+
+std::string job_json(const proto::JobState& s) {
+  std::ostringstream out;
+  out << "{\"id\":" << json_quote(s.job) << ",\"state\":" << json_quote(s.state) << ",\"name\":" << json_quote(s.name)
+      << ",\"attempts\":" << s.attempts;
+  if (s.state == proto::kQueued) out << ",\"position\":" << s.position;
+  if (s.state == proto::kRunning) {
+    out << ",\"group\":" << json_quote(s.group) << ",\"stages_done\":" << s.done << ",\"stages\":" << s.total;
+  }
+  if (s.code != 0) {
+    out << ",\"code\":" << s.code << ",\"code_name\":" << json_quote(status_code_name(static_cast<StatusCode>(s.code)))
+        << ",\"message\":" << json_quote(s.message);
+  }
+  out << ",\"links\":{\"self\":" << json_quote("/v1/jobs/" + s.job)
+      << ",\"result\":" << json_quote("/v1/jobs/" + s.job + "/result") << "}}";
+  return out.str();
+}
+
+// RFC 9457 problem details, with the protocol's code and its name.
+void problem(Response& response, int status, StatusCode code, const std::string& detail, uint32_t retry_after_ms = 0,
+             const std::string& job = {}) {
+  std::ostringstream out;
+  const std::string name(status_code_name(code));
+  out << "{\"type\":" << json_quote("urn:imgq:problem:" + name) << ",\"title\":" << json_quote(reason_phrase(status))
+      << ",\"status\":" << status << ",\"detail\":" << json_quote(detail) << ",\"code\":" << static_cast<int>(code)
+      << ",\"code_name\":" << json_quote(name);
+  if (!job.empty()) out << ",\"job\":" << json_quote(job);
+  out << "}\n";
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (retry_after_ms != 0) headers.emplace_back("Retry-After", std::to_string((retry_after_ms + 999) / 1000));
+  response.send(status, "application/problem+json", out.str(), headers);
+}
+
+void problem(Response& response, const Status& status, uint32_t retry_after_ms = 0, const std::string& job = {}) {
+  problem(response, http_status_of(status.code()), status.code(), status.message(), retry_after_ms, job);
+}
+
+// One connection to the broker for one HTTP request, as its tenant.
+class BrokerCall {
+ public:
+  BrokerCall(const GatewayOptions& options, const Tenant& tenant)
+      : options_(options), broker_(context_, options.broker, tenant.curve) {}
+
+  // Sends `header` (and `payload`) and waits for the reply to `req`; sends
+  // again every 3 s while nothing comes (a broker restarting: safe for
+  // requests that are idempotent, a submit with its key).
+  Result<Frames> call(const std::string& header, uint64_t req, const std::string* payload = nullptr) {
+    const auto started = std::chrono::steady_clock::now();
+    const auto deadline = started + options_.broker_timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (auto refused = broker_.refused()) return *refused;
+      // Nothing listens there (or it is down): said within seconds.
+      if (std::chrono::steady_clock::now() - started >= client::kFirstContact && !broker_.ever_connected()) {
+        return broker_.silent_for(client::kFirstContact);
+      }
+      (void)broker_.send(header, payload);
+      const auto resend = std::min(deadline, std::chrono::steady_clock::now() + Millis(3000));
+      while (std::chrono::steady_clock::now() < resend) {
+        auto frames = broker_.receive(Millis(100));
+        if (!frames) {
+          if (auto refused = broker_.refused()) return *refused;
+          continue;
+        }
+        auto any = proto::decode_header(frames->at(0));
+        if (!any.ok()) continue;
+        auto reply = any->as<proto::AnyReply>();
+        if (reply.ok() && reply->req == req) return std::move(*frames);
+      }
+    }
+    return broker_.silent_for(options_.broker_timeout);
+  }
+  // Waits for the `result` of `job` (after a submit on this connection).
+  Result<Frames> result_of(const std::string& job, Millis timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto frames = broker_.receive(Millis(100));
+      if (!frames) continue;
+      auto header = proto::decode_header(frames->at(0));
+      if (!header.ok() || header->type() != proto::JobResult::kType) continue;
+      auto r = header->as<proto::JobResult>();
+      if (r.ok() && r->job == job) return std::move(*frames);
+    }
+    return Status::DeadlineExceeded("job " + job + " did not finish within " +
+                                    std::to_string(timeout.count() / 1000) + " s; it goes on: GET /v1/jobs/" + job);
+  }
+  void ack(const std::string& job) {
+    proto::ResultAck ack;
+    ack.job = job;
+    broker_.linger_on_close(Millis(1000));
+    (void)broker_.send(proto::encode(ack));
+  }
+
+ private:
+  const GatewayOptions& options_;
+  zmq::context_t context_;
+  client::BrokerClient broker_;
+};
+
+uint64_t next_req() {
+  static std::atomic<uint64_t> req{1};
+  return req++;
+}
+
+// Sends a result whose header is `frames[0]`: the image, or the job's failure.
+void send_result(Response& response, const Frames& frames, const proto::JobResult& r) {
+  if (r.state == proto::kDone) {
+    if (frames.size() < 2) {
+      problem(response, 409, StatusCode::kInvalidArgument,
+              "job " + r.job + " wrote its result to " + r.output + " (a local-files job): there are no bytes to send",
+              0, r.job);
+      return;
+    }
+    if (Status ok = client::check_result_bytes(r, frames[1]); !ok.ok()) {
+      problem(response, 502, StatusCode::kIoError, ok.message(), 0, r.job);
+      return;
+    }
+    std::string filename = r.name.empty() ? r.job : fs::path(r.name).stem().string();
+    filename += "." + ascii_lower(r.format.empty() ? "png" : r.format);
+    response.send(200, content_type_of(r.format), frames[1],
+                  {{"Content-Disposition", "inline; filename=" + json_quote(filename)}, {"X-Imgq-Job", r.job}});
+    return;
+  }
+  const auto code = static_cast<StatusCode>(r.code);
+  const int status = r.state == proto::kCancelled ? 409 : http_status_of(code) >= 500 ? 502 : 422;
+  problem(response, status, code, "job " + r.job + " " + r.state + ": " + r.message, 0, r.job);
+}
+
+}  // namespace
+
+int http_status_of(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kInvalidImage: return 415;
+    case StatusCode::kUnsupported: return 422;
+    case StatusCode::kTooLarge: return 413;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDeadlineExceeded: return 504;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kCancelled: return 409;
+    case StatusCode::kIoError: return 502;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kConflict: return 409;
+    default: return 500;
+  }
+}
+
+Result<std::map<std::string, Tenant>> read_tokens(const std::string& path, const std::string& server_key) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read the tokens file " + path);
+  std::map<std::string, Tenant> tokens;
+  int number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    std::istringstream words(line);
+    std::string token, name, key_file;
+    if (!(words >> token) || token.front() == '#') continue;
+    const std::string where = path + ":" + std::to_string(number) + ": ";
+    if (!(words >> name)) return Status::InvalidArgument(where + "a token needs a tenant name after it");
+    words >> key_file;
+    if (token.size() < 16) return Status::InvalidArgument(where + "a token of fewer than 16 characters is guessable");
+    Tenant tenant{name, {}};
+    if (!server_key.empty()) {
+      if (key_file.empty()) {
+        return Status::InvalidArgument(where + "with CURVE (--server-key) each tenant needs its key file: "
+                                       "TOKEN TENANT KEYFILE");
+      }
+      const fs::path key = fs::path(key_file).is_absolute() ? fs::path(key_file) : fs::path(path).parent_path() / key_file;
+      IMGQ_ASSIGN_OR_RETURN(tenant.curve, load_curve_options(server_key, key.string()));
+    }
+    if (!tokens.emplace(token, tenant).second) return Status::InvalidArgument(where + "this token is given twice");
+  }
+  if (tokens.empty()) return Status::InvalidArgument(path + " holds no token");
+  return tokens;
+}
+
+Gateway::Gateway(GatewayOptions options) : options_(std::move(options)) { anonymous_.name = "anonymous"; }
+
+Gateway::~Gateway() { stop(); }
+
+Status Gateway::start() {
+  routes();
+  return server_.start(options_.listen, options_.threads);
+}
+
+void Gateway::stop() { server_.stop(); }
+
+const Tenant* Gateway::authorize(Request& request, Response& response) {
+  if (options_.open) return &anonymous_;
+  const auto header = request.header("Authorization");
+  if (header && header->rfind("Bearer ", 0) == 0) {
+    auto it = options_.tokens.find(header->substr(7));
+    if (it != options_.tokens.end()) return &it->second;
+  }
+  std::ostringstream out;
+  out << "{\"type\":\"urn:imgq:problem:unauthenticated\",\"title\":\"Unauthorized\",\"status\":401,\"detail\":"
+      << json_quote(header ? "this token is not one of the gateway's (--tokens)"
+                           : "send a token: Authorization: Bearer TOKEN (the gateway's --tokens file names them)")
+      << "}\n";
+  response.send(401, "application/problem+json", out.str(), {{"WWW-Authenticate", "Bearer realm=\"imgq\""}});
+  return nullptr;
+}
+
+void Gateway::submit(Request& request, Response& response, bool wait) {
+  const Tenant* tenant = authorize(request, response);
+  if (tenant == nullptr) return;
+  if (request.content_length() > static_cast<long long>(options_.max_body_bytes)) {
+    return problem(response, 413, StatusCode::kTooLarge,
+                   "the image is " + std::to_string(request.content_length()) + " bytes; this gateway takes at most " +
+                       std::to_string(options_.max_body_bytes) + " (--max-body-bytes)");
+  }
+  proto::Submit submit;
+  submit.req = next_req();
+  submit.ops = request.query_all("op");
+  if (submit.ops.empty()) {
+    if (auto ops = request.query("ops")) {
+      std::string op;
+      std::istringstream in(*ops);
+      while (std::getline(in, op, '|')) {
+        if (!op.empty()) submit.ops.push_back(op);
+      }
+    }
+  }
+  submit.format = request.query("format").value_or("");
+  submit.name = request.query("name").value_or("");
+  submit.session = session_of(*tenant);
+  try {
+    if (auto p = request.query("priority")) submit.priority = std::stoi(*p);
+    if (auto t = request.query("timeout")) submit.timeout_ms = static_cast<uint32_t>(std::stod(*t) * 1000);
+  } catch (const std::exception&) {
+    return problem(response, 400, StatusCode::kInvalidArgument, "priority is an integer 0-9 and timeout seconds");
+  }
+  // The tenant's own key space, also without CURVE.
+  const auto key = request.header("Idempotency-Key");
+  submit.key = "http:" + tenant->name + ":" + (key ? *key : random_hex(12));
+  if (wait) submit.accept_hold_ms = 1000;
+  auto image = request.body(options_.max_body_bytes);
+  if (!image.ok()) return problem(response, image.status());
+  if (image->empty()) {
+    return problem(response, 400, StatusCode::kInvalidArgument, "send the image as the request's body");
+  }
+  BrokerCall broker(options_, *tenant);
+  auto reply = broker.call(proto::encode(submit), submit.req, &*image);
+  if (!reply.ok()) return problem(response, reply.status(), 1000);
+  auto header = proto::decode_header(reply->at(0));
+  if (!header.ok()) return problem(response, header.status());
+  if (header->type() == proto::Error::kType) {
+    auto e = header->as<proto::Error>();
+    if (!e.ok()) return problem(response, e.status());
+    return problem(response, Status(static_cast<StatusCode>(e->code), e->message), e->retry_after_ms, e->job);
+  }
+  std::string job;
+  Frames result_frames;
+  if (header->type() == proto::JobResult::kType) {  // stood for `accepted` (accept_hold_ms)
+    job = header->as<proto::JobResult>()->job;
+    result_frames = std::move(*reply);
+  } else {
+    auto accepted = header->as<proto::Accepted>();
+    if (!accepted.ok()) return problem(response, accepted.status());
+    job = accepted->job;
+    if (!wait) {
+      proto::JobState state;
+      state.job = job;
+      state.state = accepted->position == 0 ? proto::kRunning : proto::kQueued;
+      state.position = accepted->position;
+      state.name = submit.name;
+      return response.send(accepted->existing ? 200 : 202, "application/json", job_json(state) + "\n",
+                           {{"Location", "/v1/jobs/" + job}});
+    }
+    auto result = broker.result_of(job, Millis(static_cast<long long>(
+                                            std::stod(request.query("wait").value_or("60")) * 1000)));
+    if (!result.ok()) return problem(response, result.status(), 0, job);
+    result_frames = std::move(*result);
+  }
+  auto r = proto::decode_header(result_frames.at(0))->as<proto::JobResult>();
+  send_result(response, result_frames, *r);
+  broker.ack(job);
+}
+
+void Gateway::routes() {
+  server_.on_unrouted([](Request& request, Response& response) {
+    if (request.params()["allowed"] == "no") {
+      return problem(response, 405, StatusCode::kInvalidArgument,
+                     request.method() + " is not allowed on " + request.path());
+    }
+    problem(response, 404, StatusCode::kNotFound, "no such route: " + request.path() + " (see /v1/openapi.json)");
+  });
+  server_.route("GET", "/v1/health", [this](Request&, Response& response) {
+    // No token needed; the broker is asked as a tenant (with CURVE, only a
+    // listed key gets in).
+    const Tenant& as = options_.tokens.empty() ? anonymous_ : options_.tokens.begin()->second;
+    zmq::context_t context;
+    client::BrokerClient broker(context, options_.broker, as.curve);
+    proto::Ping ping;
+    ping.req = 1;
+    const bool up = broker.call(proto::encode(ping), 1, Millis(2000)).ok();
+    response.send(up ? 200 : 503, "application/json",
+                  std::string("{\"status\":") + (up ? "\"ok\"" : "\"degraded\"") + ",\"broker\":" +
+                      (up ? "\"reachable\"" : "\"unreachable\"") + "}\n");
+  });
+  server_.route("POST", "/v1/jobs", [this](Request& request, Response& response) { submit(request, response, false); });
+  server_.route("POST", "/v1/process", [this](Request& request, Response& response) { submit(request, response, true); });
+  auto by_id = [this](const char* what) {
+    return [this, what](Request& request, Response& response) {
+      const Tenant* tenant = authorize(request, response);
+      if (tenant == nullptr) return;
+      const std::string job = request.param("id");
+      const uint64_t req = next_req();
+      BrokerCall broker(options_, *tenant);
+      std::string header;
+      const std::string type = what;
+      if (type == "status") header = proto::encode(proto::StatusRequest{.req = req, .job = job});
+      if (type == "cancel") header = proto::encode(proto::Cancel{.req = req, .job = job});
+      if (type == "fetch") header = proto::encode(proto::Fetch{.req = req, .job = job});
+      auto reply = broker.call(header, req);
+      if (!reply.ok()) return problem(response, reply.status(), 1000);
+      if (type == "fetch") {
+        auto r = client::decode_reply<proto::JobResult>(*reply);
+        if (!r.ok()) {
+          const bool unfinished = r.status().code() == StatusCode::kUnavailable;
+          return problem(response, unfinished ? 409 : http_status_of(r.status().code()),
+                         unfinished ? StatusCode::kUnavailable : r.status().code(), r.status().message(), 0, job);
+        }
+        return send_result(response, *reply, *r);
+      }
+      auto s = client::decode_reply<proto::StatusReply>(*reply);
+      if (!s.ok() && type == "cancel" && s.status().code() == StatusCode::kInvalidArgument) {
+        // Already ended: DELETE forgets it (its result is acknowledged).
+        broker.ack(job);
+        return response.send(204, "", "");
+      }
+      if (!s.ok()) return problem(response, s.status(), 0, job);
+      response.send(200, "application/json", job_json(s->job) + "\n");
+    };
+  };
+  server_.route("GET", "/v1/jobs/{id}", by_id("status"));
+  server_.route("DELETE", "/v1/jobs/{id}", by_id("cancel"));
+  server_.route("GET", "/v1/jobs/{id}/result", by_id("fetch"));
+  server_.route("GET", "/v1/jobs", [this](Request& request, Response& response) {
+    const Tenant* tenant = authorize(request, response);
+    if (tenant == nullptr) return;
+    proto::ListRequest list;
+    list.req = next_req();
+    list.state = request.query("state").value_or("");
+    list.before = request.query("cursor").value_or("");
+    try {
+      list.limit = static_cast<uint32_t>(std::stoul(request.query("limit").value_or("50")));
+    } catch (const std::exception&) {
+      return problem(response, 400, StatusCode::kInvalidArgument, "limit is a number of jobs, 1 to 1000");
+    }
+    BrokerCall broker(options_, *tenant);
+    auto reply = broker.call(proto::encode(list), list.req);
+    if (!reply.ok()) return problem(response, reply.status(), 1000);
+    auto listed = client::decode_reply<proto::ListReply>(*reply);
+    if (!listed.ok()) return problem(response, listed.status());
+    std::ostringstream out;
+    out << "{\"jobs\":[";
+    for (size_t i = 0; i < listed->jobs.size(); ++i) {
+      const auto& j = listed->jobs[i];
+      std::string one = job_json(j.job);
+      one.pop_back();  // the closing brace: more fields follow
+      out << (i ? "," : "") << one << ",\"submitted\":" << j.submitted << ",\"finished\":" << j.finished
+          << ",\"kept\":" << (j.kept ? "true" : "false") << "}";
+    }
+    out << "],\"next_cursor\":" << (listed->next.empty() ? "null" : json_quote(listed->next)) << "}\n";
+    response.send(200, "application/json", out.str());
+  });
+  server_.route("GET", "/v1/groups", [this](Request& request, Response& response) {
+    const Tenant* tenant = authorize(request, response);
+    if (tenant == nullptr) return;
+    proto::Ping ping;
+    ping.req = next_req();
+    BrokerCall broker(options_, *tenant);
+    auto reply = broker.call(proto::encode(ping), ping.req);
+    if (!reply.ok()) return problem(response, reply.status(), 1000);
+    auto pong = client::decode_reply<proto::Pong>(*reply);
+    if (!pong.ok()) return problem(response, pong.status());
+    std::ostringstream out;
+    out << "{\"groups\":[";
+    for (size_t i = 0; i < pong->group_list.size(); ++i) {
+      const auto& g = pong->group_list[i];
+      out << (i ? "," : "") << "{\"name\":" << json_quote(g.name) << ",\"ranks\":" << g.ranks << ",\"slots\":" << g.slots
+          << ",\"running\":" << g.running << ",\"idle_seconds\":" << g.idle_seconds << "}";
+    }
+    out << "],\"queued\":" << pong->queued << ",\"running\":" << pong->running << ",\"durable\":"
+        << (pong->durable ? "true" : "false") << ",\"journal\":" << json_quote(pong->journal)
+        << ",\"version\":" << json_quote(pong->version) << "}\n";
+    response.send(200, "application/json", out.str());
+  });
+}
+
+}  // namespace imgq::gateway
