@@ -281,11 +281,14 @@ void Gateway::submit(Request& request, Response& response, bool wait) {
   submit.format = request.query("format").value_or("");
   submit.name = request.query("name").value_or("");
   submit.session = session_of(*tenant);
+  double wait_seconds = 60;
   try {
     if (auto p = request.query("priority")) submit.priority = std::stoi(*p);
     if (auto t = request.query("timeout")) submit.timeout_ms = static_cast<uint32_t>(std::stod(*t) * 1000);
+    if (auto w = request.query("wait")) wait_seconds = std::stod(*w);
   } catch (const std::exception&) {
-    return problem(response, 400, StatusCode::kInvalidArgument, "priority is an integer 0-9 and timeout seconds");
+    return problem(response, 400, StatusCode::kInvalidArgument,
+                   "priority is an integer 0-9; timeout and wait are seconds");
   }
   // The tenant's own key space, also without CURVE.
   const auto key = request.header("Idempotency-Key");
@@ -324,8 +327,7 @@ void Gateway::submit(Request& request, Response& response, bool wait) {
       return response.send(accepted->existing ? 200 : 202, "application/json", job_json(state) + "\n",
                            {{"Location", "/v1/jobs/" + job}});
     }
-    auto result = broker.result_of(job, Millis(static_cast<long long>(
-                                            std::stod(request.query("wait").value_or("60")) * 1000)));
+    auto result = broker.result_of(job, Millis(static_cast<long long>(wait_seconds * 1000)));
     if (!result.ok()) return problem(response, result.status(), 0, job);
     result_frames = std::move(*result);
   }

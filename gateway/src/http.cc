@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <civetweb.h>
+#include <spdlog/spdlog.h>
 
 namespace imgq::gateway {
 namespace {
@@ -204,12 +205,22 @@ int HttpServer::handle(mg_connection* conn) {
     break;
   }
   std::string route_name = "unrouted";
-  if (found != nullptr) {
-    route_name = found->pattern;
-    found->handler(request, response);
-  } else {
-    request.params()["allowed"] = path_matched ? "no" : "";
-    if (unrouted_) unrouted_(request, response);
+  try {
+    if (found != nullptr) {
+      route_name = found->pattern;
+      found->handler(request, response);
+    } else {
+      request.params()["allowed"] = path_matched ? "no" : "";
+      if (unrouted_) unrouted_(request, response);
+    }
+  } catch (const std::exception& e) {
+    // Never through civetweb's C frames: a bug answers 500, the server stays.
+    if (!response.sent()) {
+      response.send(500, "application/problem+json",
+                    std::string("{\"type\":\"urn:imgq:problem:internal\",\"title\":\"Internal Server Error\","
+                                "\"status\":500,\"detail\":\"a bug in imgq-gateway; its log says more\"}\n"));
+    }
+    spdlog::error("{} {}: {}", request.method(), request.path(), e.what());
   }
   if (!response.sent()) response.send(500, "text/plain", "no response\n");
   if (done_) {

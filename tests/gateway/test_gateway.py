@@ -85,6 +85,9 @@ def test_process_answers_with_the_image_and_errors_are_problem_details(curve_sys
     assert status == 415 and p["code_name"] == "invalid_image"
     status, p = problem("POST", "/v1/jobs?op=invert", b"")
     assert status == 400
+    for bad in ("priority=high", "timeout=soon", "wait=abc"):
+        status, p = problem("POST", "/v1/process?op=invert&" + bad, photo())
+        assert status == 400 and "seconds" in p["detail"], (bad, p)
     status, p = problem("GET", "/v1/jobs/0123456789abcdef")
     assert status == 404
     status, p = problem("GET", "/v1/nothing")
