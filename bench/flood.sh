@@ -20,7 +20,7 @@ bin=build/bin
 port="${IMGQ_BENCH_PORT:-27555}"
 clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress="tcp://127.0.0.1:$((port + 2))"
 work=$(mktemp -d /tmp/imgq-flood-bench.XXXXXX)
-source bench/common.sh  # pids, cleanup on exit, now()
+source bench/common.sh  # pids, cleanup on exit, now(), start_groups
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
 
 run() {  # run NAME BROKER: one measurement, its line in $work/NAME
@@ -29,14 +29,7 @@ run() {  # run NAME BROKER: one measurement, its line in $work/NAME
   setsid "$program" --clients "$clients" --workers "$workers" --progress "$progress" --metrics '' \
     --data-dir "$work/data" --max-queued 10000 >"$work/broker-$name.log" 2>&1 &
   pids+=($!)
-  for g in 1 2; do
-    setsid mpiexec -n 1 "$bin/imgq-worker" --broker "$workers" --name "g$g" >"$work/group$g.log" 2>&1 &
-    pids+=($!)
-  done
-  for _ in $(seq 300); do
-    "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":2' && break
-    sleep 0.1
-  done
+  start_groups 2 g
   "$bin/imgq-bench-flood" --broker "$clients" --flood 50000 --clients 10 --jobs 20 | tee "$work/$name"
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true

@@ -27,7 +27,7 @@ port="${IMGQ_BENCH_PORT:-26555}"
 clients="tcp://127.0.0.1:$port" workers="tcp://127.0.0.1:$((port + 1))" progress="tcp://127.0.0.1:$((port + 2))"
 metrics_port=$((port + 3))
 work=$(mktemp -d /tmp/imgq-journal-bench.XXXXXX)
-source bench/common.sh  # pids, cleanup on exit, now()
+source bench/common.sh  # pids, cleanup on exit, now(), start_groups
 
 mkdir -p "$work/large"
 "$bin/imgq-bench-make-images" 8000 8000 1 "$work/large" ppm >/dev/null
@@ -59,15 +59,7 @@ start_system() {  # start_system memory|durable|relay
   setsid "${broker[@]}" >"$work/broker-$mode.log" 2>&1 &
   pids+=($!)
   broker_pid=$!
-  for g in 1 2; do
-    setsid mpiexec -n 1 "$bin/imgq-worker" --broker "$workers" --name "tiny$g" >"$work/group$g.log" 2>&1 &
-    pids+=($!)
-  done
-  for _ in $(seq 300); do
-    "$bin/imgq" ping --broker "$clients" --json 2>/dev/null | grep -q '"groups":2' && return
-    sleep 0.1
-  done
-  echo "the groups did not connect" >&2; exit 1
+  start_groups 2 tiny
 }
 stop_system() {
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done

@@ -152,6 +152,19 @@ class BrokerCall {
   client::BrokerClient broker_;
 };
 
+// Asks the broker as `tenant` and decodes the reply: the broker's error as
+// its Status, and one that does not answer as Unavailable.
+template <typename T>
+Result<T> ask(const GatewayOptions& options, const Tenant& tenant, const std::string& header, uint64_t req) {
+  BrokerCall broker(options, tenant);
+  auto reply = broker.call(header, req);
+  if (!reply.ok()) return reply.status();
+  return client::decode_reply<T>(*reply);
+}
+
+// A retry hint for what a broker that does not answer or is full says.
+uint32_t retry_hint(const Status& status) { return is_retryable(status.code()) ? 1000 : 0; }
+
 uint64_t next_req() {
   static std::atomic<uint64_t> req{1};
   return req++;
@@ -407,11 +420,8 @@ void Gateway::routes() {
     } catch (const std::exception&) {
       return problem(response, 400, StatusCode::kInvalidArgument, "limit is a number of jobs, 1 to 1000");
     }
-    BrokerCall broker(options_, *tenant);
-    auto reply = broker.call(proto::encode(list), list.req);
-    if (!reply.ok()) return problem(response, reply.status(), 1000);
-    auto listed = client::decode_reply<proto::ListReply>(*reply);
-    if (!listed.ok()) return problem(response, listed.status());
+    auto listed = ask<proto::ListReply>(options_, *tenant, proto::encode(list), list.req);
+    if (!listed.ok()) return problem(response, listed.status(), retry_hint(listed.status()));
     std::ostringstream out;
     out << "{\"jobs\":[";
     for (size_t i = 0; i < listed->jobs.size(); ++i) {
@@ -429,11 +439,8 @@ void Gateway::routes() {
     if (tenant == nullptr) return;
     proto::Ping ping;
     ping.req = next_req();
-    BrokerCall broker(options_, *tenant);
-    auto reply = broker.call(proto::encode(ping), ping.req);
-    if (!reply.ok()) return problem(response, reply.status(), 1000);
-    auto pong = client::decode_reply<proto::Pong>(*reply);
-    if (!pong.ok()) return problem(response, pong.status());
+    auto pong = ask<proto::Pong>(options_, *tenant, proto::encode(ping), ping.req);
+    if (!pong.ok()) return problem(response, pong.status(), retry_hint(pong.status()));
     std::ostringstream out;
     out << "{\"groups\":[";
     for (size_t i = 0; i < pong->group_list.size(); ++i) {
