@@ -91,6 +91,9 @@ void problem(Response& response, const Status& status, uint32_t retry_after_ms =
   problem(response, http_status_of(status.code()), status.code(), status.message(), retry_after_ms, job);
 }
 
+// A retry hint for what a broker that does not answer or is full says.
+uint32_t retry_hint(const Status& status) { return is_retryable(status.code()) ? 1000 : 0; }
+
 // One connection to the broker for one HTTP request, as its tenant.
 class BrokerCall {
  public:
@@ -162,8 +165,98 @@ Result<T> ask(const GatewayOptions& options, const Tenant& tenant, const std::st
   return client::decode_reply<T>(*reply);
 }
 
-// A retry hint for what a broker that does not answer or is full says.
-uint32_t retry_hint(const Status& status) { return is_retryable(status.code()) ? 1000 : 0; }
+bool finished(const std::string& state) {
+  return state == proto::kDone || state == proto::kFailed || state == proto::kCancelled;
+}
+
+// A job's states as Server-Sent Events, or every job of a tenant's session
+// (`job` empty), until the job ends or the HTTP client goes. The progress
+// subscription is proven live (a session pong on it) before the job's
+// state now is sent, so no change after it is missed; a job whose events
+// were dropped (ZeroMQ's high-water mark) is caught up by asking its
+// state again after 5 s of silence.
+void stream_events(const GatewayOptions& options, const Tenant& tenant, const std::string& session,
+                   const std::string& job, Response& response) {
+  zmq::context_t context;
+  client::BrokerClient broker(context, options.broker, tenant.curve);
+  auto endpoint = client::resolve_progress(broker, options.progress, client::kFirstContact);
+  if (!endpoint.ok()) return problem(response, endpoint.status(), 1000);
+  zmq::socket_t sub = client::connect_progress(context, *endpoint, tenant.curve);
+  sub.set(zmq::sockopt::subscribe, session);
+  if (!job.empty()) sub.set(zmq::sockopt::subscribe, job);
+  // Live once the session's pong comes on the progress socket.
+  bool live = false;
+  Frames frames;
+  const auto deadline = std::chrono::steady_clock::now() + client::kFirstContact;
+  for (uint64_t req = 1; !live && std::chrono::steady_clock::now() < deadline; ++req) {
+    proto::Ping ping;
+    ping.req = req;
+    ping.session = session;
+    (void)broker.send(proto::encode(ping));
+    zmq::pollitem_t item = {sub.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(std::min<uint64_t>(5u << std::min<uint64_t>(req, 5), 200)));
+    while (recv_frames(sub, frames, 2, /*dontwait=*/true)) live = live || frames.front() == session;
+  }
+  if (!live) {
+    return problem(response, 503, StatusCode::kUnavailable,
+                   "the broker answers but nothing arrives from its progress endpoint " + *endpoint, 1000);
+  }
+  uint64_t req = 1000;
+  auto status_now = [&]() -> Result<proto::JobState> {
+    proto::StatusRequest status;
+    status.req = ++req;
+    status.job = job;
+    auto reply = broker.call(proto::encode(status), status.req, client::kFirstContact);
+    if (!reply.ok()) return reply.status();
+    auto s = client::decode_reply<proto::StatusReply>(*reply);
+    if (!s.ok()) return s.status();
+    return s->job;
+  };
+  std::optional<proto::JobState> first;
+  if (!job.empty()) {
+    auto s = status_now();
+    if (!s.ok()) return problem(response, s.status(), retry_hint(s.status()), job);
+    first = *s;
+  }
+  response.start(200, "text/event-stream", {{"Cache-Control", "no-store"}, {"X-Accel-Buffering", "no"}});
+  std::string last_state;
+  auto emit = [&](const proto::JobState& s) {
+    last_state = s.state;
+    return response.chunk("event: job\ndata: " + job_json(s) + "\n\n");
+  };
+  if (first && (!emit(*first) || finished(first->state))) return response.end();
+  auto quiet_since = std::chrono::steady_clock::now();
+  auto last_write = quiet_since;
+  for (;;) {
+    zmq::pollitem_t item = {sub.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(1000));
+    while (recv_frames(sub, frames, 2, /*dontwait=*/true)) {
+      if (frames.size() < 2 || frames.front() == session) continue;  // pongs
+      auto header = proto::decode_header(frames[1]);
+      if (!header.ok() || header->type() != proto::Event::kType) continue;
+      auto event = header->as<proto::Event>();
+      if (!event.ok() || (!job.empty() && event->job.job != job)) continue;
+      if (!emit(event->job)) return;  // the HTTP client has gone
+      last_write = quiet_since = std::chrono::steady_clock::now();
+      if (!job.empty() && finished(event->job.state)) return response.end();
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (!job.empty() && now - quiet_since >= std::chrono::seconds(5)) {
+      quiet_since = now;
+      if (auto s = status_now(); s.ok() && s->state != last_state) {
+        if (!emit(*s)) return;
+        last_write = now;
+        if (finished(s->state)) return response.end();
+      }
+    }
+    // A comment now and then: a proxy keeps the stream, and a client that
+    // has gone is noticed.
+    if (now - last_write >= std::chrono::seconds(15)) {
+      if (!response.chunk(": keep-alive\n\n")) return;
+      last_write = now;
+    }
+  }
+}
 
 uint64_t next_req() {
   static std::atomic<uint64_t> req{1};
@@ -405,6 +498,16 @@ void Gateway::routes() {
       response.send(200, "application/json", job_json(s->job) + "\n");
     };
   };
+  server_.route("GET", "/v1/jobs/{id}/events", [this](Request& request, Response& response) {
+    const Tenant* tenant = authorize(request, response);
+    if (tenant == nullptr) return;
+    stream_events(options_, *tenant, random_hex(4), request.param("id"), response);
+  });
+  server_.route("GET", "/v1/events", [this](Request& request, Response& response) {
+    const Tenant* tenant = authorize(request, response);
+    if (tenant == nullptr) return;
+    stream_events(options_, *tenant, session_of(*tenant), "", response);
+  });
   server_.route("GET", "/v1/jobs/{id}", by_id("status"));
   server_.route("DELETE", "/v1/jobs/{id}", by_id("cancel"));
   server_.route("GET", "/v1/jobs/{id}/result", by_id("fetch"));

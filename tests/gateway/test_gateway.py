@@ -142,3 +142,48 @@ def test_a_broker_that_is_not_there_is_a_503_within_seconds(tmp_path):
         assert status == 503 and health["broker"] == "unreachable"
     finally:
         gw.stop()
+
+
+def read_events(response, until):
+    """The `data` of each Server-Sent Event as JSON, until ``until(event)``."""
+    import json
+    events = []
+    for raw in response:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("data: "):
+            events.append(json.loads(line[6:]))
+            if until(events[-1]):
+                break
+    return events
+
+
+def test_a_jobs_states_come_as_server_sent_events_in_order(curve_system):
+    s, gw = curve_system, curve_system.gateway
+    status, _, job = gw.json("POST", "/v1/jobs?op=" + BLUR[0], photo())  # no group: it waits
+    assert status == 202
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
+    conn.request("GET", "/v1/jobs/%s/events" % job["id"], headers={"Authorization": "Bearer " + TOKENS["alice"]})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+    # The tenant's stream of all its jobs, opened too.
+    every = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
+    every.request("GET", "/v1/events", headers={"Authorization": "Bearer " + TOKENS["alice"]})
+    all_events = every.getresponse()
+    assert all_events.status == 200
+    first = read_events(r, lambda e: True)
+    assert first[0]["state"] == "queued"  # its state when the stream began
+    start_group(s)
+    rest = read_events(r, lambda e: e["state"] in ("done", "failed", "cancelled"))
+    states = [e["state"] for e in first + rest]
+    assert states[-1] == "done" and set(states) <= {"queued", "running", "done"}, states
+    assert states.index("done") > 0
+    assert r.read().strip() == b""  # the stream ended with the job
+    conn.close()
+    # Another job on the tenant's stream, start to end.
+    status, _, other = gw.json("POST", "/v1/jobs?op=invert", photo())
+    seen = read_events(all_events, lambda e: e["id"] == other["id"] and e["state"] == "done")
+    assert [e for e in seen if e["id"] == other["id"]][-1]["state"] == "done"
+    every.close()
+    # bob may not follow alice's job.
+    status, _, p = gw.json("GET", "/v1/jobs/%s/events" % job["id"], who="bob")
+    assert status == 404
