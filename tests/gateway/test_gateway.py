@@ -187,3 +187,29 @@ def test_a_jobs_states_come_as_server_sent_events_in_order(curve_system):
     # bob may not follow alice's job.
     status, _, p = gw.json("GET", "/v1/jobs/%s/events" % job["id"], who="bob")
     assert status == 404
+
+
+def test_a_broker_restart_loses_nothing_and_runs_nothing_twice(curve_system):
+    import signal
+    s, gw = curve_system, curve_system.gateway
+    args = ("--curve-key", str(s.keys / "broker.key"), "--allow-clients", str(s.keys / "clients.allow"),
+            "--allow-workers", str(s.keys / "workers.allow"))
+    key = {"Idempotency-Key": "restart-1"}
+    status, _, job = gw.json("POST", "/v1/jobs?op=" + BLUR[0], photo(), headers=key)  # no group: it waits
+    assert status == 202
+    os.killpg(s.broker.pid, signal.SIGKILL)
+    s.broker.wait()
+    # While it is down: 503 within seconds, with a retry hint.
+    started = time.monotonic()
+    status, headers, p = gw.json("POST", "/v1/jobs?op=" + BLUR[0], photo(), headers=key)
+    assert status == 503 and headers["retry-after"] == "1" and time.monotonic() - started < 10, p
+    s.start_broker(*args)  # the same ports and journal
+    # The same request again names the same job (accepted before the crash).
+    status, _, again = gw.json("POST", "/v1/jobs?op=" + BLUR[0], photo(), headers=key)
+    assert status == 200 and again["id"] == job["id"], again
+    start_group(s)
+    wait_state(gw, job["id"], ("done",))
+    status, _, image = gw.request("GET", "/v1/jobs/%s/result" % job["id"])
+    assert status == 200 and image == s.reference(BLUR, PHOTO, "png")
+    status, _, listed = gw.json("GET", "/v1/jobs")
+    assert [j["id"] for j in listed["jobs"]] == [job["id"]]  # one job, not two
