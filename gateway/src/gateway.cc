@@ -165,6 +165,60 @@ Result<T> ask(const GatewayOptions& options, const Tenant& tenant, const std::st
   return client::decode_reply<T>(*reply);
 }
 
+// A multipart/form-data body (RFC 7578): its fields by name, and the file
+// part's bytes and name. The body is cut down to the file in place, not
+// copied.
+struct Form {
+  std::map<std::string, std::vector<std::string>> fields;
+  std::string file, filename;
+};
+
+Result<Form> parse_multipart(std::string body, const std::string& content_type) {
+  auto at = content_type.find("boundary=");
+  if (at == std::string::npos) return Status::InvalidArgument("multipart/form-data without a boundary");
+  std::string boundary = content_type.substr(at + 9);
+  if (auto semi = boundary.find(';'); semi != std::string::npos) boundary.resize(semi);
+  if (boundary.size() >= 2 && boundary.front() == '"') boundary = boundary.substr(1, boundary.size() - 2);
+  const std::string delimiter = "--" + boundary;
+  Form form;
+  size_t pos = body.find(delimiter);
+  size_t file_begin = std::string::npos, file_end = 0;
+  while (pos != std::string::npos) {
+    pos += delimiter.size();
+    if (body.compare(pos, 2, "--") == 0) break;  // the closing delimiter
+    const size_t head_end = body.find("\r\n\r\n", pos);
+    if (head_end == std::string::npos) return Status::InvalidArgument("a multipart part without its headers' end");
+    const std::string head = body.substr(pos, head_end - pos);
+    const size_t value_begin = head_end + 4;
+    const size_t next = body.find("\r\n" + delimiter, value_begin);
+    if (next == std::string::npos) return Status::InvalidArgument("a multipart part that does not end");
+    auto attribute = [&](const std::string& name) -> std::optional<std::string> {
+      const std::string key = name + "=\"";
+      auto a = head.find(key);
+      if (a == std::string::npos) return std::nullopt;
+      auto b = head.find('"', a + key.size());
+      if (b == std::string::npos) return std::nullopt;
+      return head.substr(a + key.size(), b - a - key.size());
+    };
+    const auto name = attribute("name");
+    if (auto filename = attribute("filename"); filename && name == "file") {
+      form.filename = *filename;
+      file_begin = value_begin;
+      file_end = next;
+    } else if (name) {
+      form.fields[*name].push_back(body.substr(value_begin, next - value_begin));
+    }
+    pos = next + 2;
+  }
+  if (file_begin == std::string::npos) {
+    return Status::InvalidArgument("a multipart/form-data submit needs the image as a part named \"file\"");
+  }
+  body.resize(file_end);
+  body.erase(0, file_begin);
+  form.file = std::move(body);
+  return form;
+}
+
 bool finished(const std::string& state) {
   return state == proto::kDone || state == proto::kFailed || state == proto::kCancelled;
 }
@@ -372,11 +426,36 @@ void Gateway::submit(Request& request, Response& response, bool wait) {
                    "the image is " + std::to_string(request.content_length()) + " bytes; this gateway takes at most " +
                        std::to_string(options_.max_body_bytes) + " (--max-body-bytes)");
   }
+  auto body = request.body(options_.max_body_bytes);
+  if (!body.ok()) return problem(response, body.status());
+  // The image is the body; or, from an HTML form, its part "file" with the
+  // other fields beside it.
+  Form form;
+  const std::string content_type = request.header("Content-Type").value_or("");
+  if (content_type.rfind("multipart/form-data", 0) == 0) {
+    auto parsed = parse_multipart(std::move(*body), content_type);
+    if (!parsed.ok()) return problem(response, parsed.status());
+    form = std::move(*parsed);
+  } else {
+    form.file = std::move(*body);
+  }
+  auto all = [&](const std::string& name) {
+    std::vector<std::string> values = request.query_all(name);
+    if (auto it = form.fields.find(name); it != form.fields.end()) {
+      values.insert(values.end(), it->second.begin(), it->second.end());
+    }
+    return values;
+  };
+  auto one = [&](const std::string& name) -> std::optional<std::string> {
+    auto values = all(name);
+    if (values.empty() || values.front().empty()) return std::nullopt;
+    return values.front();
+  };
   proto::Submit submit;
   submit.req = next_req();
-  submit.ops = request.query_all("op");
+  submit.ops = all("op");
   if (submit.ops.empty()) {
-    if (auto ops = request.query("ops")) {
+    if (auto ops = one("ops")) {
       std::string op;
       std::istringstream in(*ops);
       while (std::getline(in, op, '|')) {
@@ -384,14 +463,14 @@ void Gateway::submit(Request& request, Response& response, bool wait) {
       }
     }
   }
-  submit.format = request.query("format").value_or("");
-  submit.name = request.query("name").value_or("");
+  submit.format = one("format").value_or("");
+  submit.name = one("name").value_or(form.filename);
   submit.session = session_of(*tenant);
   double wait_seconds = 60;
   try {
-    if (auto p = request.query("priority")) submit.priority = std::stoi(*p);
-    if (auto t = request.query("timeout")) submit.timeout_ms = static_cast<uint32_t>(std::stod(*t) * 1000);
-    if (auto w = request.query("wait")) wait_seconds = std::stod(*w);
+    if (auto p = one("priority")) submit.priority = std::stoi(*p);
+    if (auto t = one("timeout")) submit.timeout_ms = static_cast<uint32_t>(std::stod(*t) * 1000);
+    if (auto w = one("wait")) wait_seconds = std::stod(*w);
   } catch (const std::exception&) {
     return problem(response, 400, StatusCode::kInvalidArgument,
                    "priority is an integer 0-9; timeout and wait are seconds");
@@ -400,13 +479,13 @@ void Gateway::submit(Request& request, Response& response, bool wait) {
   const auto key = request.header("Idempotency-Key");
   submit.key = "http:" + tenant->name + ":" + (key ? *key : random_hex(12));
   if (wait) submit.accept_hold_ms = 1000;
-  auto image = request.body(options_.max_body_bytes);
-  if (!image.ok()) return problem(response, image.status());
+  const std::string* image = &form.file;
   if (image->empty()) {
-    return problem(response, 400, StatusCode::kInvalidArgument, "send the image as the request's body");
+    return problem(response, 400, StatusCode::kInvalidArgument,
+                   "send the image as the request's body (or as the part \"file\" of a multipart form)");
   }
   BrokerCall broker(options_, *tenant);
-  auto reply = broker.call(proto::encode(submit), submit.req, &*image);
+  auto reply = broker.call(proto::encode(submit), submit.req, image);
   if (!reply.ok()) return problem(response, reply.status(), 1000);
   auto header = proto::decode_header(reply->at(0));
   if (!header.ok()) return problem(response, header.status());

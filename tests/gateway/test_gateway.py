@@ -213,3 +213,24 @@ def test_a_broker_restart_loses_nothing_and_runs_nothing_twice(curve_system):
     assert status == 200 and image == s.reference(BLUR, PHOTO, "png")
     status, _, listed = gw.json("GET", "/v1/jobs")
     assert [j["id"] for j in listed["jobs"]] == [job["id"]]  # one job, not two
+
+
+def test_an_html_form_upload_is_a_job_too(curve_system):
+    s, gw = curve_system, curve_system.gateway
+    start_group(s)
+    boundary = "----imgqtest7MA4YWxk"
+    parts = []
+    for name, value in (("op", "grayscale"), ("op", BLUR[0]), ("format", "png")):
+        parts.append(b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' %
+                     (boundary.encode(), name.encode(), value.encode()))
+    parts.append(b'--%s\r\nContent-Disposition: form-data; name="file"; filename="aero1.jpg"\r\n'
+                 b'Content-Type: image/jpeg\r\n\r\n' % boundary.encode() + photo() + b"\r\n")
+    body = b"".join(parts) + b"--%s--\r\n" % boundary.encode()
+    status, headers, image = gw.request("POST", "/v1/process", body,
+                                        headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+    assert status == 200, image
+    assert 'filename="aero1.png"' in headers["content-disposition"]  # the file part's name
+    assert image == s.reference(["grayscale"] + BLUR, PHOTO, "png")
+    status, _, p = gw.json("POST", "/v1/jobs", body.replace(b'name="file"', b'name="image"'),
+                           headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+    assert status == 400 and 'part named "file"' in p["detail"]
