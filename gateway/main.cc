@@ -91,6 +91,7 @@ int run(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  spdlog::info("stopping: open event streams end, requests in hand finish");
   gateway.stop();
   return cli::kExitOk;
 }

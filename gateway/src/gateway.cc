@@ -230,7 +230,7 @@ bool finished(const std::string& state) {
 // were dropped (ZeroMQ's high-water mark) is caught up by asking its
 // state again after 5 s of silence.
 void stream_events(const GatewayOptions& options, const Tenant& tenant, const std::string& session,
-                   const std::string& job, Response& response) {
+                   const std::string& job, Response& response, const std::atomic<bool>& stopping) {
   zmq::context_t context;
   client::BrokerClient broker(context, options.broker, tenant.curve);
   auto endpoint = client::resolve_progress(broker, options.progress, client::kFirstContact);
@@ -281,9 +281,9 @@ void stream_events(const GatewayOptions& options, const Tenant& tenant, const st
   if (first && (!emit(*first) || finished(first->state))) return response.end();
   auto quiet_since = std::chrono::steady_clock::now();
   auto last_write = quiet_since;
-  for (;;) {
+  while (!stopping.load()) {
     zmq::pollitem_t item = {sub.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(1000));
+    zmq::poll(&item, 1, std::chrono::milliseconds(500));
     while (recv_frames(sub, frames, 2, /*dontwait=*/true)) {
       if (frames.size() < 2 || frames.front() == session) continue;  // pongs
       auto header = proto::decode_header(frames[1]);
@@ -310,6 +310,7 @@ void stream_events(const GatewayOptions& options, const Tenant& tenant, const st
       last_write = now;
     }
   }
+  response.end();  // the gateway is stopping
 }
 
 uint64_t next_req() {
@@ -400,7 +401,10 @@ Status Gateway::start() {
   return server_.start(options_.listen, options_.threads);
 }
 
-void Gateway::stop() { server_.stop(); }
+void Gateway::stop() {
+  stopping_ = true;  // open event streams end within half a second
+  server_.stop();
+}
 
 const Tenant* Gateway::authorize(Request& request, Response& response) {
   if (options_.open) return &anonymous_;
@@ -504,11 +508,17 @@ void Gateway::submit(Request& request, Response& response, bool wait) {
     if (!accepted.ok()) return problem(response, accepted.status());
     job = accepted->job;
     if (!wait) {
+      // Its state as the broker has it now (`accepted` alone does not say
+      // whether it runs, where, or whether it has already ended).
       proto::JobState state;
       state.job = job;
-      state.state = accepted->position == 0 ? proto::kRunning : proto::kQueued;
+      state.state = proto::kQueued;
       state.position = accepted->position;
       state.name = submit.name;
+      const uint64_t req = next_req();
+      if (auto reply = broker.call(proto::encode(proto::StatusRequest{.req = req, .job = job}), req); reply.ok()) {
+        if (auto s = client::decode_reply<proto::StatusReply>(*reply); s.ok()) state = s->job;
+      }
       return response.send(accepted->existing ? 200 : 202, "application/json", job_json(state) + "\n",
                            {{"Location", "/v1/jobs/" + job}});
     }
@@ -580,12 +590,12 @@ void Gateway::routes() {
   server_.route("GET", "/v1/jobs/{id}/events", [this](Request& request, Response& response) {
     const Tenant* tenant = authorize(request, response);
     if (tenant == nullptr) return;
-    stream_events(options_, *tenant, random_hex(4), request.param("id"), response);
+    stream_events(options_, *tenant, random_hex(4), request.param("id"), response, stopping_);
   });
   server_.route("GET", "/v1/events", [this](Request& request, Response& response) {
     const Tenant* tenant = authorize(request, response);
     if (tenant == nullptr) return;
-    stream_events(options_, *tenant, session_of(*tenant), "", response);
+    stream_events(options_, *tenant, session_of(*tenant), "", response, stopping_);
   });
   server_.route("GET", "/v1/jobs/{id}", by_id("status"));
   server_.route("DELETE", "/v1/jobs/{id}", by_id("cancel"));

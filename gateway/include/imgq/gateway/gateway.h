@@ -4,6 +4,7 @@
 // run behind one load balancer. See docs/gateway.md.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +55,7 @@ class Gateway {
 
   GatewayOptions options_;
   Tenant anonymous_;
+  std::atomic<bool> stopping_{false};
   HttpServer server_;
 };
 
