@@ -234,3 +234,13 @@ def test_an_html_form_upload_is_a_job_too(curve_system):
     status, _, p = gw.json("POST", "/v1/jobs", body.replace(b'name="file"', b'name="image"'),
                            headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
     assert status == 400 and 'part named "file"' in p["detail"]
+
+
+def test_sigterm_ends_open_event_streams_and_the_gateway_exits(curve_system):
+    import signal
+    gw = curve_system.gateway
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    conn.request("GET", "/v1/events", headers={"Authorization": "Bearer " + TOKENS["alice"]})
+    assert conn.getresponse().status == 200  # streaming, nothing to say yet
+    gw.proc.send_signal(signal.SIGTERM)
+    assert gw.proc.wait(timeout=10) == 0
