@@ -11,6 +11,8 @@
 #include "imgq/common/text.h"
 #include "imgq/schemas/codec.h"
 
+#include "openapi.h"
+
 namespace imgq::gateway {
 namespace {
 
@@ -551,6 +553,9 @@ void Gateway::routes() {
     response.send(up ? 200 : 503, "application/json",
                   std::string("{\"status\":") + (up ? "\"ok\"" : "\"degraded\"") + ",\"broker\":" +
                       (up ? "\"reachable\"" : "\"unreachable\"") + "}\n");
+  });
+  server_.route("GET", "/v1/openapi.json", [](Request&, Response& response) {
+    response.send(200, "application/json", kOpenApi);
   });
   server_.route("POST", "/v1/jobs", [this](Request& request, Response& response) { submit(request, response, false); });
   server_.route("POST", "/v1/process", [this](Request& request, Response& response) { submit(request, response, true); });

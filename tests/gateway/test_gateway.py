@@ -244,3 +244,26 @@ def test_sigterm_ends_open_event_streams_and_the_gateway_exits(curve_system):
     assert conn.getresponse().status == 200  # streaming, nothing to say yet
     gw.proc.send_signal(signal.SIGTERM)
     assert gw.proc.wait(timeout=10) == 0
+
+
+def test_the_openapi_document_names_every_route_the_gateway_serves(curve_system):
+    gw = curve_system.gateway
+    status, headers, doc = gw.json("GET", "/v1/openapi.json", who=None)
+    assert status == 200 and doc["openapi"].startswith("3.")
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    methods = 0
+    for path, item in doc["paths"].items():
+        for method in ("get", "post", "delete"):
+            if method not in item:
+                continue
+            methods += 1
+            if path.endswith("/events"):  # a stream: only whether it is routed (401 without a token)
+                status, _, p = gw.json("GET", path.replace("{id}", "0123456789abcdef"), who=None)
+                assert status == 401, path
+                continue
+            status, _, _ = gw.request(method.upper(), path.replace("{id}", "0123456789abcdef"), b"", who="bob")
+            assert status != 405, (method, path)
+            if status == 404:
+                _, _, p = gw.json(method.upper(), path.replace("{id}", "0123456789abcdef"), b"", who="bob")
+                assert "no such route" not in p["detail"], (method, path)
+    assert methods == 11
