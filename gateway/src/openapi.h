@@ -29,148 +29,29 @@ inline constexpr const char* kOpenApi = R"json({
     "operationId": "submitJob",
     "parameters": [
      {
-      "name": "op",
-      "in": "query",
-      "schema": {
-       "type": "array",
-       "items": {
-        "type": "string"
-       }
-      },
-      "style": "form",
-      "explode": true,
-      "description": "An op spec, `name` or `name:key=value,...` (GET /v1/ops lists them); repeat it for a pipeline, in order.",
-      "example": [
-       "grayscale",
-       "gaussian_blur:ksize=5"
-      ]
+      "$ref": "#/components/parameters/Op"
      },
      {
-      "name": "ops",
-      "in": "query",
-      "schema": {
-       "type": "string"
-      },
-      "description": "The pipeline as one string, specs separated by `|` (when no `op` is given)."
+      "$ref": "#/components/parameters/Ops"
      },
      {
-      "name": "format",
-      "in": "query",
-      "schema": {
-       "type": "string",
-       "enum": [
-        "png",
-        "tif",
-        "tiff",
-        "jpg",
-        "jpeg",
-        "bmp",
-        "webp",
-        "ppm",
-        "pgm",
-        "pnm"
-       ],
-       "default": "png"
-      },
-      "description": "The result's encoding."
+      "$ref": "#/components/parameters/Format"
      },
      {
-      "name": "priority",
-      "in": "query",
-      "schema": {
-       "type": "integer",
-       "minimum": 0,
-       "maximum": 9,
-       "default": 4
-      },
-      "description": "9 runs first."
+      "$ref": "#/components/parameters/Priority"
      },
      {
-      "name": "name",
-      "in": "query",
-      "schema": {
-       "type": "string"
-      },
-      "description": "For people: shown in states and events, and the result's file name."
+      "$ref": "#/components/parameters/Name"
      },
      {
-      "name": "timeout",
-      "in": "query",
-      "schema": {
-       "type": "number",
-       "minimum": 0
-      },
-      "description": "Seconds one attempt may run (0: the broker's default)."
+      "$ref": "#/components/parameters/Timeout"
      },
      {
-      "name": "Idempotency-Key",
-      "in": "header",
-      "schema": {
-       "type": "string"
-      },
-      "description": "The same key and request again name the same job, never a second run."
+      "$ref": "#/components/parameters/IdempotencyKey"
      }
     ],
     "requestBody": {
-     "required": true,
-     "content": {
-      "image/*": {
-       "schema": {
-        "type": "string",
-        "format": "binary"
-       }
-      },
-      "application/octet-stream": {
-       "schema": {
-        "type": "string",
-        "format": "binary"
-       }
-      },
-      "multipart/form-data": {
-       "schema": {
-        "type": "object",
-        "required": [
-         "file"
-        ],
-        "properties": {
-         "file": {
-          "type": "string",
-          "format": "binary",
-          "description": "The image; its file name names the job."
-         },
-         "op": {
-          "type": "array",
-          "items": {
-           "type": "string"
-          }
-         },
-         "ops": {
-          "type": "string"
-         },
-         "format": {
-          "type": "string"
-         },
-         "priority": {
-          "type": "integer"
-         },
-         "name": {
-          "type": "string"
-         },
-         "timeout": {
-          "type": "number"
-         },
-         "wait": {
-          "type": "number"
-         }
-        }
-       },
-       "encoding": {
-        "op": {
-         "explode": true
-        }
-       }
-      }
-     }
+     "$ref": "#/components/requestBodies/Image"
     },
     "responses": {
      "202": {
@@ -211,64 +92,22 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "400": {
-      "description": "A bad op, parameter or field (`invalid_argument`).",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/BadRequest"
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "413": {
-      "description": "The image is larger than the gateway or the broker takes (`too_large`); refused before it is read.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/TooLarge"
      },
      "415": {
-      "description": "Not an image, or a truncated one (`invalid_image`).",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/NotAnImage"
      },
      "429": {
-      "description": "The queue, or this tenant's share of it, is full (`resource_exhausted`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Busy"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    },
@@ -321,34 +160,13 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "400": {
-      "description": "A bad op, parameter or field (`invalid_argument`).",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/BadRequest"
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    }
@@ -359,86 +177,25 @@ inline constexpr const char* kOpenApi = R"json({
     "operationId": "process",
     "parameters": [
      {
-      "name": "op",
-      "in": "query",
-      "schema": {
-       "type": "array",
-       "items": {
-        "type": "string"
-       }
-      },
-      "style": "form",
-      "explode": true,
-      "description": "An op spec, `name` or `name:key=value,...` (GET /v1/ops lists them); repeat it for a pipeline, in order.",
-      "example": [
-       "grayscale",
-       "gaussian_blur:ksize=5"
-      ]
+      "$ref": "#/components/parameters/Op"
      },
      {
-      "name": "ops",
-      "in": "query",
-      "schema": {
-       "type": "string"
-      },
-      "description": "The pipeline as one string, specs separated by `|` (when no `op` is given)."
+      "$ref": "#/components/parameters/Ops"
      },
      {
-      "name": "format",
-      "in": "query",
-      "schema": {
-       "type": "string",
-       "enum": [
-        "png",
-        "tif",
-        "tiff",
-        "jpg",
-        "jpeg",
-        "bmp",
-        "webp",
-        "ppm",
-        "pgm",
-        "pnm"
-       ],
-       "default": "png"
-      },
-      "description": "The result's encoding."
+      "$ref": "#/components/parameters/Format"
      },
      {
-      "name": "priority",
-      "in": "query",
-      "schema": {
-       "type": "integer",
-       "minimum": 0,
-       "maximum": 9,
-       "default": 4
-      },
-      "description": "9 runs first."
+      "$ref": "#/components/parameters/Priority"
      },
      {
-      "name": "name",
-      "in": "query",
-      "schema": {
-       "type": "string"
-      },
-      "description": "For people: shown in states and events, and the result's file name."
+      "$ref": "#/components/parameters/Name"
      },
      {
-      "name": "timeout",
-      "in": "query",
-      "schema": {
-       "type": "number",
-       "minimum": 0
-      },
-      "description": "Seconds one attempt may run (0: the broker's default)."
+      "$ref": "#/components/parameters/Timeout"
      },
      {
-      "name": "Idempotency-Key",
-      "in": "header",
-      "schema": {
-       "type": "string"
-      },
-      "description": "The same key and request again name the same job, never a second run."
+      "$ref": "#/components/parameters/IdempotencyKey"
      },
      {
       "name": "wait",
@@ -451,107 +208,11 @@ inline constexpr const char* kOpenApi = R"json({
      }
     ],
     "requestBody": {
-     "required": true,
-     "content": {
-      "image/*": {
-       "schema": {
-        "type": "string",
-        "format": "binary"
-       }
-      },
-      "application/octet-stream": {
-       "schema": {
-        "type": "string",
-        "format": "binary"
-       }
-      },
-      "multipart/form-data": {
-       "schema": {
-        "type": "object",
-        "required": [
-         "file"
-        ],
-        "properties": {
-         "file": {
-          "type": "string",
-          "format": "binary",
-          "description": "The image; its file name names the job."
-         },
-         "op": {
-          "type": "array",
-          "items": {
-           "type": "string"
-          }
-         },
-         "ops": {
-          "type": "string"
-         },
-         "format": {
-          "type": "string"
-         },
-         "priority": {
-          "type": "integer"
-         },
-         "name": {
-          "type": "string"
-         },
-         "timeout": {
-          "type": "number"
-         },
-         "wait": {
-          "type": "number"
-         }
-        }
-       },
-       "encoding": {
-        "op": {
-         "explode": true
-        }
-       }
-      }
-     }
+     "$ref": "#/components/requestBodies/Image"
     },
     "responses": {
      "200": {
-      "description": "The result image.",
-      "content": {
-       "image/png": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/jpeg": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/tiff": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/bmp": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/webp": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/x-portable-anymap": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Image"
      },
      "422": {
       "description": "The job failed (its code and message).",
@@ -574,64 +235,22 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "400": {
-      "description": "A bad op, parameter or field (`invalid_argument`).",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/BadRequest"
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "413": {
-      "description": "The image is larger than the gateway or the broker takes (`too_large`); refused before it is read.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/TooLarge"
      },
      "415": {
-      "description": "Not an image, or a truncated one (`invalid_image`).",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/NotAnImage"
      },
      "429": {
-      "description": "The queue, or this tenant's share of it, is full (`resource_exhausted`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Busy"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    }
@@ -664,34 +283,13 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "404": {
-      "description": "No such job of this tenant.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/NotFound"
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    },
@@ -713,34 +311,13 @@ inline constexpr const char* kOpenApi = R"json({
       "description": "It had ended: its result is acknowledged and forgotten."
      },
      "404": {
-      "description": "No such job of this tenant.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/NotFound"
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    }
@@ -763,45 +340,7 @@ inline constexpr const char* kOpenApi = R"json({
     "operationId": "getResult",
     "responses": {
      "200": {
-      "description": "The image, with a file name in Content-Disposition.",
-      "content": {
-       "image/png": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/jpeg": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/tiff": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/bmp": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/webp": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       },
-       "image/x-portable-anymap": {
-        "schema": {
-         "type": "string",
-         "format": "binary"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Image"
      },
      "409": {
       "description": "Not finished yet (`unavailable`), or cancelled.",
@@ -834,24 +373,10 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    }
@@ -885,34 +410,13 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "404": {
-      "description": "No such job of this tenant.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/NotFound"
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    }
@@ -934,24 +438,10 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    }
@@ -972,24 +462,10 @@ inline constexpr const char* kOpenApi = R"json({
       }
      },
      "401": {
-      "description": "No token, or not one of the gateway's.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unauthorized"
      },
      "503": {
-      "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
-      "content": {
-       "application/problem+json": {
-        "schema": {
-         "$ref": "#/components/schemas/Problem"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Unavailable"
      }
     }
    }
@@ -1044,6 +520,266 @@ inline constexpr const char* kOpenApi = R"json({
   }
  },
  "components": {
+  "responses": {
+   "Image": {
+    "description": "The result image, with a file name in Content-Disposition.",
+    "content": {
+     "image/png": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     },
+     "image/jpeg": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     },
+     "image/tiff": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     },
+     "image/bmp": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     },
+     "image/webp": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     },
+     "image/x-portable-anymap": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     }
+    }
+   },
+   "BadRequest": {
+    "description": "A bad op, parameter or field (`invalid_argument`).",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   },
+   "Unauthorized": {
+    "description": "No token, or not one of the gateway's.",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   },
+   "TooLarge": {
+    "description": "The image is larger than the gateway or the broker takes (`too_large`); refused before it is read.",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   },
+   "NotAnImage": {
+    "description": "Not an image, or a truncated one (`invalid_image`).",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   },
+   "Busy": {
+    "description": "The queue, or this tenant's share of it, is full (`resource_exhausted`); see Retry-After.",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   },
+   "Unavailable": {
+    "description": "The broker does not answer, is stopping, or cannot store the job (`unavailable`); see Retry-After.",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   },
+   "NotFound": {
+    "description": "No such job of this tenant.",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   }
+  },
+  "parameters": {
+   "Op": {
+    "name": "op",
+    "in": "query",
+    "schema": {
+     "type": "array",
+     "items": {
+      "type": "string"
+     }
+    },
+    "style": "form",
+    "explode": true,
+    "description": "An op spec, `name` or `name:key=value,...` (GET /v1/ops lists them); repeat it for a pipeline, in order.",
+    "example": [
+     "grayscale",
+     "gaussian_blur:ksize=5"
+    ]
+   },
+   "Ops": {
+    "name": "ops",
+    "in": "query",
+    "schema": {
+     "type": "string"
+    },
+    "description": "The pipeline as one string, specs separated by `|` (when no `op` is given)."
+   },
+   "Format": {
+    "name": "format",
+    "in": "query",
+    "schema": {
+     "type": "string",
+     "enum": [
+      "png",
+      "tif",
+      "tiff",
+      "jpg",
+      "jpeg",
+      "bmp",
+      "webp",
+      "ppm",
+      "pgm",
+      "pnm"
+     ],
+     "default": "png"
+    },
+    "description": "The result's encoding."
+   },
+   "Priority": {
+    "name": "priority",
+    "in": "query",
+    "schema": {
+     "type": "integer",
+     "minimum": 0,
+     "maximum": 9,
+     "default": 4
+    },
+    "description": "9 runs first."
+   },
+   "Name": {
+    "name": "name",
+    "in": "query",
+    "schema": {
+     "type": "string"
+    },
+    "description": "For people: shown in states and events, and the result's file name."
+   },
+   "Timeout": {
+    "name": "timeout",
+    "in": "query",
+    "schema": {
+     "type": "number",
+     "minimum": 0
+    },
+    "description": "Seconds one attempt may run (0: the broker's default)."
+   },
+   "IdempotencyKey": {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {
+     "type": "string"
+    },
+    "description": "The same key and request again name the same job, never a second run."
+   }
+  },
+  "requestBodies": {
+   "Image": {
+    "required": true,
+    "content": {
+     "image/*": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     },
+     "application/octet-stream": {
+      "schema": {
+       "type": "string",
+       "format": "binary"
+      }
+     },
+     "multipart/form-data": {
+      "schema": {
+       "type": "object",
+       "required": [
+        "file"
+       ],
+       "properties": {
+        "file": {
+         "type": "string",
+         "format": "binary",
+         "description": "The image; its file name names the job."
+        },
+        "op": {
+         "type": "array",
+         "items": {
+          "type": "string"
+         }
+        },
+        "ops": {
+         "type": "string"
+        },
+        "format": {
+         "type": "string"
+        },
+        "priority": {
+         "type": "integer"
+        },
+        "name": {
+         "type": "string"
+        },
+        "timeout": {
+         "type": "number"
+        },
+        "wait": {
+         "type": "number"
+        }
+       }
+      },
+      "encoding": {
+       "op": {
+        "explode": true
+       }
+      }
+     }
+    }
+   }
+  },
   "securitySchemes": {
    "bearer": {
     "type": "http",
